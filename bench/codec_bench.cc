@@ -1,0 +1,178 @@
+// cdl-bench codec: single-core encode/decode throughput, coded size and the entropy bound of each
+// codec on gradient-like data, with memcpy and zstd measured in the same run as yardsticks.
+#include "bench/codec_bench.h"
+
+#include <zstd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "bench/bench_util.h"
+#include "comm/codec.h"
+#include "kernels/bitpack.h"
+#include "kernels/error.h"
+#include "kernels/histogram.h"
+#include "kernels/quantize.h"
+#include "kernels/rng.h"
+
+namespace cdl::bench {
+namespace {
+
+using nlohmann::json;
+
+struct ZstdResult {
+  double bitsPerElement;
+  double encodeGbps;  // quantize + pack + compress, per byte of fp32 input
+  double decodeGbps;  // decompress + unpack + dequantize, per byte of fp32 output
+};
+
+// The zstd yardstick for a qsgd rate: the same quantized symbols and scales, bit-packed, then
+// compressed by zstd at `level`. Timed as a whole pipeline, like the codec it stands beside.
+ZstdResult zstdOnPacked(const std::vector<float>& x, const comm::LayerRate& rate, int level) {
+  const int64_t n = static_cast<int64_t>(x.size());
+  const int64_t nb = kernels::numBuckets(n, rate.bucket);
+  std::vector<uint8_t> sym(static_cast<size_t>(n));
+  std::vector<float> scales(static_cast<size_t>(nb));
+  const size_t packedLen = kernels::packedBytes(n, rate.bits);
+  std::vector<uint8_t> packed(static_cast<size_t>(nb) * 4 + packedLen);
+  std::vector<uint8_t> z(ZSTD_compressBound(packed.size()));
+  kernels::QuantizeParams qp{rate.bits, rate.bucket, rate.rounding, rate.key};
+  ZSTD_CCtx* cctx = ZSTD_createCCtx();
+  ZSTD_DCtx* dctx = ZSTD_createDCtx();
+  size_t zlen = 0;
+  const double enc = bestSeconds([&] {
+    kernels::quantize(x.data(), n, qp, sym.data(), scales.data());
+    std::memcpy(packed.data(), scales.data(), scales.size() * 4);
+    kernels::packBits(sym.data(), n, rate.bits, packed.data() + scales.size() * 4);
+    zlen = ZSTD_compressCCtx(cctx, z.data(), z.size(), packed.data(), packed.size(), level);
+    CDL_CHECK(!ZSTD_isError(zlen), "zstd: ", ZSTD_getErrorName(zlen));
+  });
+  std::vector<float> y(static_cast<size_t>(n));
+  const double dec = bestSeconds([&] {
+    const size_t got = ZSTD_decompressDCtx(dctx, packed.data(), packed.size(), z.data(), zlen);
+    CDL_CHECK(got == packed.size(), "zstd: decompressed ", got, " of ", packed.size(), " bytes");
+    std::memcpy(scales.data(), packed.data(), scales.size() * 4);
+    kernels::unpackBits(packed.data() + scales.size() * 4, n, rate.bits, sym.data());
+    kernels::dequantize(sym.data(), scales.data(), n, rate.bits, rate.bucket, y.data(), false);
+  });
+  ZSTD_freeCCtx(cctx);
+  ZSTD_freeDCtx(dctx);
+  const double bytes = 4.0 * static_cast<double>(n);
+  return {8.0 * static_cast<double>(zlen) / static_cast<double>(n), bytes / enc / 1e9,
+          bytes / dec / 1e9};
+}
+
+// Bits per element of the order-0 entropy bound for qsgd: n * H(symbols) plus the raw scales.
+double qsgdEntropyBits(const std::vector<float>& x, const comm::LayerRate& rate) {
+  const int64_t n = static_cast<int64_t>(x.size());
+  std::vector<uint8_t> sym(static_cast<size_t>(n));
+  std::vector<float> scales(static_cast<size_t>(kernels::numBuckets(n, rate.bucket)));
+  kernels::quantize(x.data(), n, {rate.bits, rate.bucket, rate.rounding, rate.key}, sym.data(),
+                    scales.data());
+  uint64_t counts[256];
+  kernels::histogram(sym.data(), n, counts);
+  return (kernels::entropyBits(counts) + 32.0 * static_cast<double>(scales.size())) /
+         static_cast<double>(n);
+}
+
+json nullable(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+
+}  // namespace
+
+int runCodecBench(const CodecBenchOptions& opt) {
+  std::vector<json> records;
+  if (!opt.json) {
+    std::printf("%-52s %-7s %5s %7s %7s %7s %7s %7s %7s %7s %7s %7s\n", "codec", "data", "numel",
+                "bits/el", "H/el", "coded/H", "enc", "dec", "zstd3", "zstd3", "zstd1", "memcpy");
+    std::printf("%-52s %-7s %5s %7s %7s %7s %7s %7s %7s %7s %7s %7s\n", "", "", "", "", "", "",
+                "GB/s", "GB/s", "bits/el", "GB/s", "bits/el", "GB/s");
+  }
+  for (const std::string& sizeText : opt.sizes) {
+    const int64_t n = parseCount(sizeText);
+    for (const std::string& dist : opt.dists) {
+      const std::vector<float> x = gradientData(dist, n, 1234);
+      std::vector<float> copy(x.size());
+      const double bytes = 4.0 * static_cast<double>(n);
+      const double memcpyGbps =
+          bytes / bestSeconds([&] { std::memcpy(copy.data(), x.data(), x.size() * 4); }) / 1e9;
+      for (const std::string& specText : opt.codecs) {
+        comm::CodecSpec spec = comm::parseCodecSpec(specText);
+        spec.rate.key = kernels::roundingKey(1, 0, 0);
+        auto codec = comm::makeCodec(spec.codec);
+        std::vector<uint8_t> payload(codec->maxEncodedBytes(n, spec.rate));
+        size_t len = 0;
+        const double enc = bestSeconds([&] {
+          len = codec->encode(x.data(), n, spec.rate, payload.data(), payload.size());
+        });
+        std::vector<float> y(x.size());
+        const double dec = bestSeconds(
+            [&] { codec->decode(payload.data(), len, y.data(), n, /*accumulate=*/false); });
+        const double bits = 8.0 * static_cast<double>(len) / static_cast<double>(n);
+        double entropy = NAN;
+        ZstdResult z1{NAN, NAN, NAN}, z3{NAN, NAN, NAN};
+        if (spec.codec == comm::CodecId::kQsgd) {
+          entropy = qsgdEntropyBits(x, spec.rate);
+          z1 = zstdOnPacked(x, spec.rate, 1);
+          z3 = zstdOnPacked(x, spec.rate, 3);
+        }
+        const std::string name = comm::formatCodecSpec(spec);
+        json r = {{"codec", name},
+                  {"scheme", codec->name()},
+                  {"bits", spec.codec == comm::CodecId::kQsgd ? json(spec.rate.bits) : json(nullptr)},
+                  {"data", dist},
+                  {"numel", n},
+                  {"payload_bytes", len},
+                  {"encode_gbps", bytes / enc / 1e9},
+                  {"decode_gbps", bytes / dec / 1e9},
+                  {"bits_per_element", bits},
+                  {"entropy_bits_per_element", nullable(entropy)},
+                  {"coded_over_entropy", nullable(bits / entropy)},
+                  {"zstd1_bits_per_element", nullable(z1.bitsPerElement)},
+                  {"zstd1_encode_gbps", nullable(z1.encodeGbps)},
+                  {"zstd3_bits_per_element", nullable(z3.bitsPerElement)},
+                  {"zstd3_encode_gbps", nullable(z3.encodeGbps)},
+                  {"zstd3_decode_gbps", nullable(z3.decodeGbps)},
+                  {"memcpy_gbps", memcpyGbps}};
+        records.push_back(r);
+        if (!opt.json) {
+          std::printf("%-52s %-7s %5s %7.3f %7.3f %7.4f %7.2f %7.2f %7.3f %7.2f %7.3f %7.2f\n",
+                      name.c_str(), dist.c_str(), sizeText.c_str(), bits, entropy, bits / entropy,
+                      bytes / enc / 1e9, bytes / dec / 1e9, z3.bitsPerElement, z3.encodeGbps,
+                      z1.bitsPerElement, memcpyGbps);
+          std::fflush(stdout);
+        }
+      }
+    }
+  }
+  if (opt.json) std::cout << json(records).dump(2) << std::endl;
+  if (!opt.csv.empty()) {
+    std::ofstream csv(opt.csv);
+    CDL_CHECK(csv, "cannot write ", opt.csv);
+    csv << "label,codec,data,numel,bits_per_element,entropy_bits_per_element,encode_gbps,"
+           "decode_gbps,zstd3_bits_per_element,zstd3_encode_gbps,memcpy_gbps\n";
+    for (const json& r : records) {
+      auto num = [](const json& v) { return v.is_null() ? std::string("NaN") : v.dump(); };
+      csv << r["scheme"].get<std::string>() << (r["bits"].is_null() ? "" : r["bits"].dump()) << "/"
+          << r["data"].get<std::string>() << "/" << r["numel"].dump() << ","
+          << r["codec"].get<std::string>() << "," << r["data"].get<std::string>() << ","
+          << r["numel"].dump() << "," << num(r["bits_per_element"]) << ","
+          << num(r["entropy_bits_per_element"]) << "," << num(r["encode_gbps"]) << ","
+          << num(r["decode_gbps"]) << "," << num(r["zstd3_bits_per_element"]) << ","
+          << num(r["zstd3_encode_gbps"]) << "," << num(r["memcpy_gbps"]) << "\n";
+    }
+  }
+  if (!opt.plot.empty()) {
+    CDL_CHECK(!opt.csv.empty(), "--plot needs --csv");
+    if (!plotBars(opt.csv, opt.plot, "cdl-bench codec: throughput (GB/s of fp32) and size",
+                  "label", {"bits_per_element", "encode_gbps", "decode_gbps"})) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+}  // namespace cdl::bench

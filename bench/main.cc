@@ -1,0 +1,32 @@
+// cdl-bench: measures cdl's codecs (and, as they arrive, collectives and training throughput).
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "bench/codec_bench.h"
+#include "kernels/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"cdl-bench: throughput and size of cdl's codecs"};
+  app.require_subcommand(1);
+
+  cdl::bench::CodecBenchOptions codec;
+  CLI::App* codecCmd = app.add_subcommand(
+      "codec", "Encode/decode GB/s on one core, bits per element and the entropy bound of each "
+               "codec, with memcpy and zstd in the same run");
+  codecCmd->add_option("--sizes", codec.sizes, "Element counts (e.g. 1M 16M)")->delimiter(',');
+  codecCmd->add_option("--data", codec.dists, "Data: gauss, laplace")->delimiter(',');
+  codecCmd->add_option("--codec", codec.codecs,
+                       "Codec specs, e.g. qsgd:bits=4,entropy=rans (repeat the flag)");
+  codecCmd->add_flag("--json", codec.json, "Print a JSON list of records instead of a table");
+  codecCmd->add_option("--csv", codec.csv, "Also write the records as CSV to this file");
+  codecCmd->add_option("--plot", codec.plot, "Also plot the CSV to this PNG (needs --csv)");
+
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (codecCmd->parsed()) return cdl::bench::runCodecBench(codec);
+  } catch (const cdl::Error& e) {
+    std::fprintf(stderr, "cdl-bench: %s\n", e.what());
+    return 2;
+  }
+  return 0;
+}

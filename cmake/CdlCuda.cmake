@@ -1,0 +1,23 @@
+# Enables the CUDA path when nvcc is present (CDL_WITH_CUDA=AUTO) or required (ON). It only needs
+# the toolkit to compile and link; tests of the path skip at run time on a machine with no GPU.
+set(CDL_CUDA_ENABLED OFF)
+if(NOT CDL_WITH_CUDA STREQUAL "OFF")
+  if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
+    set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
+  endif()
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+      set(CMAKE_CUDA_ARCHITECTURES 80 90)
+    endif()
+    enable_language(CUDA)
+    set(CMAKE_CUDA_STANDARD 17)
+    set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+    find_package(CUDAToolkit REQUIRED)
+    set(CDL_CUDA_ENABLED ON)
+  elseif(CDL_WITH_CUDA STREQUAL "ON")
+    message(FATAL_ERROR "CDL_WITH_CUDA=ON but no CUDA compiler was found (looked on PATH and in "
+                        "/usr/local/cuda/bin)")
+  endif()
+endif()
