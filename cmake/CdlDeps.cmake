@@ -13,6 +13,8 @@ else()
   add_library(cdl::zstd ALIAS PkgConfig::ZSTD)
 endif()
 
+find_package(MPI REQUIRED COMPONENTS C)
+
 find_package(Torch REQUIRED)
 # Torch's exported flags carry -D_GLIBCXX_USE_CXX11_ABI and include paths; link through one target.
 add_library(cdl_torch INTERFACE)

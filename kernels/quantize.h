@@ -18,10 +18,10 @@ namespace cdl::kernels {
 enum class Rounding : uint8_t { kNearest = 0, kStochastic = 1 };
 
 struct QuantizeParams {
-  int bits = 4;                 // 1..8
-  int64_t bucket = 1024;        // elements per bucket, >= 1
+  int bits = 4;           // 1..8
+  int64_t bucket = 1024;  // elements per bucket, >= 1
   Rounding rounding = Rounding::kNearest;
-  uint64_t key = 0;             // stochastic rounding stream, see roundingKey()
+  uint64_t key = 0;  // stochastic rounding stream, see roundingKey()
 };
 
 // The number of intervals L for b bits (see Note [Bucketed uniform quantization]).
@@ -31,8 +31,10 @@ uint32_t quantIntervals(int bits);
 int64_t numBuckets(int64_t n, int64_t bucket);
 
 // Quantizes x[0..n) into sym[0..n) and scales[0..numBuckets(n)). Throws cdl::Error naming the
-// first element index that is NaN or infinite, and on invalid params. The stochastic draw of
-// element i depends only on (p.key, i), so results are reproducible and independent of threading.
+// first element index that is NaN or infinite (the outputs are then unspecified), and on invalid
+// params. Element i rounds up stochastically when uniform01(p.key, i) < its fractional position,
+// so results are reproducible, independent of threading, and equal to the CUDA kernel's
+// (kernels/cuda/quantize.h) bit for bit.
 void quantize(const float* x, int64_t n, const QuantizeParams& p, uint8_t* sym, float* scales);
 
 // out[i] = (accumulate ? out[i] : 0) + dequantized value of sym[i]. Symbols above L are clamped

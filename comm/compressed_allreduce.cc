@@ -1,0 +1,129 @@
+#include "comm/compressed_allreduce.h"
+
+#include <chrono>
+#include <vector>
+
+#include "kernels/error.h"
+#include "kernels/rng.h"
+
+namespace cdl::comm {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+void waitFor(const std::shared_ptr<Work>& w, double timeoutSeconds) {
+  if (timeoutSeconds > 0.0) {
+    w->wait(std::chrono::duration<double>(timeoutSeconds));
+  } else {
+    w->wait();
+  }
+}
+
+LayerRate keyed(const LayerRate& rate, uint64_t stage, uint64_t rank, uint64_t chunk) {
+  LayerRate r = rate;
+  r.key = kernels::mix64(rate.key ^ kernels::mix64((stage << 56) ^ (rank << 28) ^ chunk));
+  return r;
+}
+
+Bytes encodeRange(const Codec& codec, const float* x, int64_t n, const LayerRate& rate) {
+  Bytes p(codec.maxEncodedBytes(n, rate));
+  p.resize(codec.encode(x, n, rate, p.data(), p.size()));
+  return p;
+}
+
+// residual[0..n) = x[0..n) - decode(payload).
+void updateResidual(const Codec& codec, const Bytes& payload, const float* x, int64_t n,
+                    float* residual) {
+  codec.decode(payload.data(), payload.size(), residual, n, /*accumulate=*/false);
+  for (int64_t i = 0; i < n; ++i) residual[i] = x[i] - residual[i];
+}
+
+}  // namespace
+
+void compressedAllreduce(Communicator& comm, const Codec& codec, const LayerRate& rate, float* x,
+                         int64_t n, const CompressedAllreduceOptions& opt, AllreduceStats* stats) {
+  CDL_CHECK(n >= 0 && (x != nullptr || n == 0), "compressed allreduce: bad buffer (n = ", n, ")");
+  AllreduceStats local;
+  AllreduceStats& st = stats ? *stats : local;
+  st = AllreduceStats{};
+  const int size = comm.size(), rank = comm.rank();
+  st.fp32Bytes = static_cast<uint64_t>(2.0 * (size - 1) / size * 4.0 * static_cast<double>(n));
+
+  auto t0 = Clock::now();
+  if (opt.residual) {
+    for (int64_t i = 0; i < n; ++i) x[i] += opt.residual[i];
+  }
+
+  if (!codec.summable()) {
+    const Bytes mine = encodeRange(codec, x, n, keyed(rate, 0, rank, 0));
+    if (opt.residual) updateResidual(codec, mine, x, n, opt.residual);
+    st.encodeSeconds += since(t0);
+    t0 = Clock::now();
+    Bytes all;
+    std::vector<size_t> sizes;
+    waitFor(comm.allgatherv(mine, &all, &sizes), opt.timeoutSeconds);
+    st.commSeconds += since(t0);
+    st.wireBytes += mine.size() * static_cast<uint64_t>(size - 1);
+    t0 = Clock::now();
+    size_t off = 0;
+    for (int r = 0; r < size; ++r) {
+      codec.decode(all.data() + off, sizes[r], x, n, /*accumulate=*/r > 0);
+      off += sizes[r];
+    }
+  } else {
+    // Chunk boundaries on multiples of the bucket, so quantization buckets stay whole.
+    const int64_t align = codec.id() == CodecId::kQsgd ? rate.bucket : 1;
+    const int64_t units = (n + align - 1) / align;
+    std::vector<int64_t> begin(size + 1);
+    for (int r = 0; r <= size; ++r) begin[r] = std::min(n, units * r / size * align);
+    auto chunkLen = [&](int r) { return begin[r + 1] - begin[r]; };
+
+    std::vector<Bytes> send(size);
+    for (int r = 0; r < size; ++r) {
+      send[r] = encodeRange(codec, x + begin[r], chunkLen(r), keyed(rate, 1, rank, r));
+      if (opt.residual) {
+        updateResidual(codec, send[r], x + begin[r], chunkLen(r), opt.residual + begin[r]);
+      }
+      if (r != rank) st.wireBytes += send[r].size();
+    }
+    st.encodeSeconds += since(t0);
+    t0 = Clock::now();
+    std::vector<Bytes> recv;
+    waitFor(comm.alltoallv(send, &recv), opt.timeoutSeconds);
+    st.commSeconds += since(t0);
+
+    t0 = Clock::now();
+    float* mine = x + begin[rank];
+    const int64_t myLen = chunkLen(rank);
+    for (int r = 0; r < size; ++r) {
+      codec.decode(recv[r].data(), recv[r].size(), mine, myLen, /*accumulate=*/r > 0);
+    }
+    st.decodeSeconds += since(t0);
+    t0 = Clock::now();
+    const Bytes reduced = encodeRange(codec, mine, myLen, keyed(rate, 2, rank, rank));
+    st.encodeSeconds += since(t0);
+    st.wireBytes += reduced.size() * static_cast<uint64_t>(size - 1);
+    t0 = Clock::now();
+    Bytes all;
+    std::vector<size_t> sizes;
+    waitFor(comm.allgatherv(reduced, &all, &sizes), opt.timeoutSeconds);
+    st.commSeconds += since(t0);
+    t0 = Clock::now();
+    size_t off = 0;
+    for (int r = 0; r < size; ++r) {
+      codec.decode(all.data() + off, sizes[r], x + begin[r], chunkLen(r), /*accumulate=*/false);
+      off += sizes[r];
+    }
+  }
+  if (opt.average && size > 1) {
+    const float inv = 1.0f / static_cast<float>(size);
+    for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+  }
+  st.decodeSeconds += since(t0);
+}
+
+}  // namespace cdl::comm

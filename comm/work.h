@@ -1,0 +1,50 @@
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <string>
+
+namespace cdl::comm {
+
+// An operation in flight (a collective, a bucket's reduction). Whoever runs it calls finish(),
+// with the error if it failed; whoever waits gets that error rethrown. A wait that outlasts its
+// timeout throws a cdl::Error naming the operation and, where known, the ranks it is waiting for,
+// so a job never hangs silently.
+class Work {
+ public:
+  explicit Work(std::string what) : what_(std::move(what)) {}
+  virtual ~Work() = default;
+  Work(const Work&) = delete;
+  Work& operator=(const Work&) = delete;
+
+  // Waits up to CDL_COMM_TIMEOUT seconds (Note [Environment knobs]).
+  void wait();
+  // Waits up to `timeout` (zero or less: forever). Rethrows the operation's error.
+  void wait(std::chrono::duration<double> timeout);
+  bool completed();
+
+  // What the operation is, e.g. "allreduce of 1000 floats (collective #12)".
+  const std::string& what() const { return what_; }
+
+  // Marks the operation done; the first call wins.
+  void finish(std::exception_ptr error = nullptr);
+
+ protected:
+  // Progress hook for operations that complete by polling (MPI requests): called by wait() and
+  // completed() with no lock held; returns true once the operation is done (after calling
+  // finish()). The default leaves completion to finish() from another thread.
+  virtual bool poll() { return false; }
+  // Who the operation still waits for ("ranks 2, 3 have not joined"), when known.
+  virtual std::string missing() const { return {}; }
+
+ private:
+  std::string what_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::exception_ptr error_;
+};
+
+}  // namespace cdl::comm

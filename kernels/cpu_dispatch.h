@@ -1,0 +1,13 @@
+#pragma once
+
+// CDL_TARGET_CLONES asks the compiler for AVX-512 (x86-64-v4), AVX2 and baseline versions of a hot
+// function, picked once at load time for the running CPU (GCC on x86-64 Linux, through glibc's
+// ifunc). Elsewhere, clang included, it expands to nothing and the baseline build is used. The
+// kernels are compiled with -ffp-contract=off and use no reassociated float reductions, so every
+// version gives bit-identical results.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(CDL_NO_TARGET_CLONES)
+#define CDL_TARGET_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#else
+#define CDL_TARGET_CLONES
+#endif

@@ -1,0 +1,233 @@
+#include "kernels/rans.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/bitpack.h"
+#include "kernels/error.h"
+#include "kernels/histogram.h"
+#include "kernels/rans_table.h"
+
+namespace cdl::kernels {
+namespace {
+
+using detail::load16;
+using detail::load32;
+using detail::store16;
+using detail::store32;
+
+enum Mode : uint8_t { kPacked = 0, kRans = 1, kConstant = 2 };
+
+constexpr size_t kHeaderBytes = 4;
+constexpr int kMinLogBlock = 8;
+constexpr int kMaxLogBlock = 30;
+constexpr int kMaxProbBits = 15;
+
+void checkOptions(const RansOptions& opt) {
+  CDL_CHECK(opt.probBits >= 1 && opt.probBits <= kMaxProbBits, "rans: probBits = ", opt.probBits,
+            ", must be in 1..", kMaxProbBits);
+  CDL_CHECK(opt.logBlock >= kMinLogBlock && opt.logBlock <= kMaxLogBlock,
+            "rans: logBlock = ", opt.logBlock, ", must be in ", kMinLogBlock, "..", kMaxLogBlock);
+}
+
+size_t writeHeader(uint8_t* out, Mode mode, int arg, int logBlock, int alphabetM1) {
+  out[0] = mode;
+  out[1] = static_cast<uint8_t>(arg);
+  out[2] = static_cast<uint8_t>(logBlock);
+  out[3] = static_cast<uint8_t>(alphabetM1);
+  return kHeaderBytes;
+}
+
+// Smallest k with 2^k >= v.
+int ceilLog2(uint64_t v) {
+  int k = 0;
+  while ((uint64_t{1} << k) < v) ++k;
+  return k;
+}
+
+uint64_t blockCount(int64_t n, int logBlock) {
+  return n == 0 ? 0 : ((static_cast<uint64_t>(n) - 1) >> logBlock) + 1;
+}
+
+// Writes the rans form of sym into out when it takes at most `limit` bytes; returns its size, or 0
+// when it does not fit.
+size_t encodeRans(const uint8_t* sym, int64_t n, const uint16_t* freq, int alphabet, int probBits,
+                  int logBlock, uint8_t* out, size_t limit) {
+  const uint64_t blocks = blockCount(n, logBlock);
+  const uint64_t tableEnd = kHeaderBytes + 2 * uint64_t(alphabet) + 4 * blocks;
+  if (tableEnd > limit) return 0;
+  size_t pos = writeHeader(out, kRans, probBits, logBlock, alphabet - 1);
+  for (int s = 0; s < alphabet; ++s, pos += 2) store16(out + pos, freq[s]);
+  uint8_t* table = out + pos;
+  pos = static_cast<size_t>(tableEnd);
+
+  detail::RansEncSymbol enc[256];
+  detail::buildEncodeTable(freq, alphabet, probBits, enc);
+  const int64_t blockLen = int64_t{1} << logBlock;
+  for (uint64_t b = 0; b < blocks; ++b) {
+    const int64_t first = static_cast<int64_t>(b) * blockLen;
+    const int64_t m = std::min(blockLen, n - first);
+    const int64_t bytes = detail::encodeBlock(sym + first, m, enc, out + pos, limit - pos);
+    if (bytes < 0) return 0;
+    store32(table + 4 * b, static_cast<uint32_t>(bytes));
+    pos += static_cast<size_t>(bytes);
+  }
+  return pos;
+}
+
+void decodeRans(const uint8_t* in, size_t len, int64_t n, uint8_t* sym, int maxAlphabet) {
+  const int probBits = in[1];
+  const int logBlock = in[2];
+  const int alphabet = in[3] + 1;
+  CDL_CHECK(probBits >= 1 && probBits <= kMaxProbBits, "rans stream: probBits = ", probBits,
+            ", must be in 1..", kMaxProbBits);
+  CDL_CHECK(logBlock >= kMinLogBlock && logBlock <= kMaxLogBlock, "rans stream: logBlock = ",
+            logBlock, ", must be in ", kMinLogBlock, "..", kMaxLogBlock);
+  CDL_CHECK(alphabet <= maxAlphabet, "rans stream: alphabet of ", alphabet,
+            " symbols exceeds the expected ", maxAlphabet);
+  size_t pos = kHeaderBytes;
+  CDL_CHECK(len - pos >= 2 * size_t(alphabet), "rans stream: ", len,
+            " bytes cannot hold the frequency table of ", alphabet, " symbols");
+  uint16_t freq[256];
+  uint32_t sum = 0;
+  for (int s = 0; s < alphabet; ++s, pos += 2) {
+    freq[s] = load16(in + pos);
+    sum += freq[s];
+  }
+  CDL_CHECK(sum == (1u << probBits), "rans stream: frequencies sum to ", sum, ", not 2^",
+            probBits);
+
+  const uint64_t blocks = blockCount(n, logBlock);
+  CDL_CHECK((len - pos) / 4 >= blocks, "rans stream: ", len, " bytes cannot hold the table of ",
+            blocks, " blocks that ", n, " symbols need");
+  const uint8_t* table = in + pos;
+  pos += 4 * blocks;
+  uint64_t total = 0;
+  for (uint64_t b = 0; b < blocks; ++b) {
+    const uint32_t bytes = load32(table + 4 * b);
+    CDL_CHECK(bytes >= detail::kRansStateBytes && bytes % 2 == 0, "rans block ", b, ": size ",
+              bytes, " is not 128 bytes of states plus whole 16-bit words");
+    total += bytes;
+  }
+  CDL_CHECK(total == len - pos, "rans stream: blocks take ", total, " bytes but ", len - pos,
+            " follow the block table");
+
+  detail::RansDecodeTable dec;
+  detail::buildDecodeTable(freq, alphabet, probBits, &dec);
+  const int64_t blockLen = int64_t{1} << logBlock;
+  for (uint64_t b = 0; b < blocks; ++b) {
+    const int64_t first = static_cast<int64_t>(b) * blockLen;
+    const uint32_t bytes = load32(table + 4 * b);
+    detail::decodeBlock(in + pos, bytes, std::min(blockLen, n - first), dec, sym + first,
+                        static_cast<int64_t>(b));
+    pos += bytes;
+  }
+}
+
+void decodePacked(const uint8_t* in, size_t len, int64_t n, uint8_t* sym, int maxAlphabet) {
+  const int width = in[1];
+  CDL_CHECK(width >= 1 && width <= 8, "packed stream: bit width ", width, ", must be in 1..8");
+  const size_t bytes = packedBytes(n, width);
+  CDL_CHECK(len - kHeaderBytes == bytes, "packed stream: ", len - kHeaderBytes,
+            " bytes after the header, expected ", bytes, " for ", n, " symbols of ", width,
+            " bits");
+  const uint64_t usedBits = (static_cast<uint64_t>(n) * width) % 8;
+  CDL_CHECK(usedBits == 0 || (in[len - 1] >> usedBits) == 0,
+            "packed stream: padding bits of the last byte are not zero");
+  unpackBits(in + kHeaderBytes, n, width, sym);
+  if ((1 << width) > maxAlphabet) {
+    for (int64_t i = 0; i < n; ++i) {
+      CDL_CHECK(sym[i] < maxAlphabet, "packed stream: symbol ", int(sym[i]), " at index ", i,
+                " is not below ", maxAlphabet);
+    }
+  }
+}
+
+}  // namespace
+
+size_t ransMaxEncodedBytes(int64_t n, const RansOptions& opt) {
+  checkOptions(opt);
+  CDL_CHECK(n >= 0, "rans: element count ", n, " is negative");
+  // Rans is only kept when it is smaller than the packed form, which never exceeds 8 bits a symbol.
+  return kHeaderBytes + packedBytes(n, 8);
+}
+
+size_t ransEncode(const uint8_t* sym, int64_t n, uint8_t* out, size_t capacity,
+                  const RansOptions& opt, const uint64_t* counts) {
+  const size_t bound = ransMaxEncodedBytes(n, opt);
+  CDL_CHECK(out != nullptr && (sym != nullptr || n == 0), "rans: null buffer for ", n,
+            " symbols");
+  CDL_CHECK(capacity >= bound, "rans: output capacity ", capacity, " is below the ", bound,
+            " bytes that ransMaxEncodedBytes gives for ", n, " symbols");
+  if (n == 0) return writeHeader(out, kConstant, 0, 0, 0);
+
+  uint64_t hist[256];
+  if (counts != nullptr) {
+    std::memcpy(hist, counts, sizeof(hist));
+  } else {
+    histogram(sym, n, hist);
+  }
+  uint64_t sum = 0;
+  int distinct = 0;
+  int maxSym = 0;
+  for (int s = 0; s < 256; ++s) {
+    sum += hist[s];
+    if (hist[s] > 0) {
+      ++distinct;
+      maxSym = s;
+    }
+  }
+  CDL_CHECK(sum == static_cast<uint64_t>(n), "rans: the given counts add up to ", sum, ", not ",
+            n);
+  if (distinct == 1) return writeHeader(out, kConstant, maxSym, 0, 0);
+
+  const int width = std::max(1, ceilLog2(uint64_t(maxSym) + 1));
+  const size_t packed = kHeaderBytes + packedBytes(n, width);
+  const int alphabet = maxSym + 1;
+  const int probBits = std::max(opt.probBits, ceilLog2(uint64_t(distinct)));
+  uint16_t freq[256];
+  detail::normalizeFrequencies(hist, alphabet, probBits, freq);
+  const double fixed = kHeaderBytes + 2.0 * alphabet +
+                       double(blockCount(n, opt.logBlock)) * (4 + detail::kRansStateBytes);
+  const double estimate = fixed + detail::modelBits(hist, freq, alphabet, probBits) / 8;
+  if (estimate < double(packed)) {
+    const size_t bytes =
+        encodeRans(sym, n, freq, alphabet, probBits, opt.logBlock, out, packed - 1);
+    if (bytes > 0) return bytes;
+  }
+  const size_t pos = writeHeader(out, kPacked, width, 0, 0);
+  packBits(sym, n, width, out + pos);
+  return pos + packedBytes(n, width);
+}
+
+void ransDecode(const uint8_t* in, size_t len, int64_t n, uint8_t* sym, int maxAlphabet) {
+  CDL_CHECK(n >= 0, "rans: element count ", n, " is negative");
+  CDL_CHECK(maxAlphabet >= 1 && maxAlphabet <= 256, "rans: maxAlphabet = ", maxAlphabet,
+            ", must be in 1..256");
+  CDL_CHECK((in != nullptr || len == 0) && (sym != nullptr || n == 0),
+            "rans: null buffer for ", n, " symbols");
+  CDL_CHECK(len >= kHeaderBytes, "rans stream: ", len, " bytes, shorter than its ", kHeaderBytes,
+            "-byte header");
+  const int mode = in[0];
+  if (mode != kRans) {
+    CDL_CHECK(in[2] == 0 && in[3] == 0, "rans stream: mode ", mode,
+              " with nonzero logBlock/alphabet bytes");
+  }
+  switch (mode) {
+    case kConstant:
+      CDL_CHECK(len == kHeaderBytes, "constant stream: ", len - kHeaderBytes,
+                " bytes after the header, expected none");
+      CDL_CHECK(in[1] < maxAlphabet, "constant stream: symbol ", int(in[1]), " is not below ",
+                maxAlphabet);
+      if (n > 0) std::memset(sym, in[1], static_cast<size_t>(n));
+      return;
+    case kPacked:
+      return decodePacked(in, len, n, sym, maxAlphabet);
+    case kRans:
+      return decodeRans(in, len, n, sym, maxAlphabet);
+    default:
+      CDL_THROW("rans stream: unknown mode ", mode);
+  }
+}
+
+}  // namespace cdl::kernels

@@ -1,0 +1,199 @@
+#include <algorithm>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(CDL_NO_TARGET_CLONES)
+#include <immintrin.h>
+#define CDL_RANS_AVX2 1
+#endif
+
+#include "kernels/cpu_dispatch.h"
+#include "kernels/error.h"
+#include "kernels/rans_table.h"
+
+namespace cdl::kernels::detail {
+
+void buildDecodeTable(const uint16_t* freq, int alphabet, int probBits, RansDecodeTable* t) {
+  const size_t total = size_t{1} << probBits;
+  t->probBits = probBits;
+  t->entry.resize(total);
+  t->sym.resize(total + 3);
+  size_t cum = 0;
+  for (int s = 0; s < alphabet; ++s) {
+    const uint32_t f = freq[s];
+    for (uint32_t k = 0; k < f; ++k) {
+      t->entry[cum + k] = f << 16 | k;
+      t->sym[cum + k] = static_cast<uint8_t>(s);
+    }
+    cum += f;
+  }
+}
+
+namespace {
+
+// Decodes one lane. Reads the word at w whether or not the lane takes it.
+inline void getSymbol(uint32_t& x, const uint32_t* entry, const uint8_t* symOf, uint32_t mask,
+                      int probBits, const uint8_t*& w, uint8_t& out) {
+  uint32_t s = x;
+  const uint32_t slot = s & mask;
+  const uint32_t e = entry[slot];
+  const uint8_t v = symOf[slot];
+  const uint32_t word = load16(w);
+  s = (e >> 16) * (s >> probBits) + (e & 0xffffu);
+  const uint32_t take = s < kRansLow ? 1 : 0;
+  w += 2 * take;
+  x = (s << (kRansWordBits * take)) | (word & (0u - take));
+  out = v;
+}
+
+// Decodes lanes [0, lanes) of one step; w[0 .. 2 * lanes) must be readable.
+inline void decodeStep(uint32_t* x, int lanes, const uint32_t* entry, const uint8_t* symOf,
+                       int probBits, const uint8_t*& w, uint8_t* out) {
+  const uint32_t mask = (1u << probBits) - 1;
+  for (int l = 0; l < lanes; ++l) getSymbol(x[l], entry, symOf, mask, probBits, w, out[l]);
+}
+
+// Decodes the full steps [0, steps) while at least one step's worth of words is ahead of w;
+// returns the number of steps done.
+CDL_TARGET_CLONES int64_t decodeStepsScalar(uint32_t* x, int64_t steps, const uint32_t* entry,
+                                            const uint8_t* symOf, int probBits,
+                                            const uint8_t*& pos, const uint8_t* end,
+                                            uint8_t* out) {
+  const uint32_t mask = (1u << probBits) - 1;
+  const uint8_t* w = pos;
+  int64_t t = 0;
+  for (; t < steps && end - w >= 2 * kRansLanes; ++t) {
+    uint8_t* o = out + t * kRansLanes;
+#pragma GCC unroll 32
+    for (int l = 0; l < kRansLanes; ++l) getSymbol(x[l], entry, symOf, mask, probBits, w, o[l]);
+  }
+  pos = w;
+  return t;
+}
+
+#ifdef CDL_RANS_AVX2
+
+// For each 8-bit mask of lanes that take a word, nibble i holds the index among the loaded words
+// of the one lane i takes: the number of taking lanes below it.
+struct ExpandTable {
+  uint32_t v[256] = {};
+  constexpr ExpandTable() {
+    for (uint32_t m = 0; m < 256; ++m) {
+      uint32_t below = 0;
+      for (uint32_t i = 0; i < 8; ++i) {
+        if ((m >> i) & 1) v[m] |= below++ << (4 * i);
+      }
+    }
+  }
+};
+constexpr ExpandTable kExpand;
+
+// The same steps as decodeStepsScalar, eight lanes to a vector. symOf must be readable 3 bytes past
+// its last slot (the symbols are gathered as 32-bit loads).
+__attribute__((target("avx2,popcnt"))) int64_t decodeStepsAvx2(
+    uint32_t* x, int64_t steps, const uint32_t* entry, const uint8_t* symOf, int probBits,
+    const uint8_t*& pos, const uint8_t* end, uint8_t* out) {
+  constexpr int kVectors = kRansLanes / 8;
+  const __m256i mask = _mm256_set1_epi32(static_cast<int>((1u << probBits) - 1));
+  const __m128i shift = _mm_cvtsi32_si128(probBits);
+  const __m256i low = _mm256_set1_epi32(static_cast<int>(kRansLow));
+  const __m256i low16 = _mm256_set1_epi32(0xffff);
+  const __m256i byte = _mm256_set1_epi32(0xff);
+  const __m256i nibbles = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+  const __m256i seven = _mm256_set1_epi32(7);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  const int* entryBase = reinterpret_cast<const int*>(entry);
+  const int* symBase = reinterpret_cast<const int*>(symOf);
+  __m256i state[kVectors];
+  for (int k = 0; k < kVectors; ++k) {
+    state[k] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 8 * k));
+  }
+  const uint8_t* w = pos;
+  int64_t t = 0;
+  for (; t < steps && end - w >= 2 * kRansLanes; ++t) {
+    __m256i sym[kVectors];
+    for (int k = 0; k < kVectors; ++k) {
+      const __m256i slot = _mm256_and_si256(state[k], mask);
+      const __m256i e = _mm256_i32gather_epi32(entryBase, slot, 4);
+      sym[k] = _mm256_and_si256(_mm256_i32gather_epi32(symBase, slot, 1), byte);
+      const __m256i s =
+          _mm256_add_epi32(_mm256_mullo_epi32(_mm256_srli_epi32(e, 16), _mm256_srl_epi32(state[k], shift)),
+                           _mm256_and_si256(e, low16));
+      const __m256i take = _mm256_cmpgt_epi32(low, s);
+      const uint32_t m = static_cast<uint32_t>(_mm256_movemask_ps(_mm256_castsi256_ps(take)));
+      const __m256i words =
+          _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w)));
+      const __m256i idx = _mm256_and_si256(
+          _mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(kExpand.v[m])), nibbles), seven);
+      const __m256i refilled =
+          _mm256_or_si256(_mm256_slli_epi32(s, 16), _mm256_permutevar8x32_epi32(words, idx));
+      state[k] = _mm256_blendv_epi8(s, refilled, take);
+      w += 2 * _mm_popcnt_u32(m);
+    }
+    const __m256i bytes = _mm256_packus_epi16(_mm256_packus_epi32(sym[0], sym[1]),
+                                              _mm256_packus_epi32(sym[2], sym[3]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + t * kRansLanes),
+                        _mm256_permutevar8x32_epi32(bytes, order));
+  }
+  for (int k = 0; k < kVectors; ++k) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(x + 8 * k), state[k]);
+  }
+  pos = w;
+  return t;
+}
+
+#endif
+
+int64_t decodeSteps(uint32_t* x, int64_t steps, const uint32_t* entry, const uint8_t* symOf,
+                    int probBits, const uint8_t*& pos, const uint8_t* end, uint8_t* out) {
+#ifdef CDL_RANS_AVX2
+  static const bool kAvx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
+  if (kAvx2) return decodeStepsAvx2(x, steps, entry, symOf, probBits, pos, end, out);
+#endif
+  return decodeStepsScalar(x, steps, entry, symOf, probBits, pos, end, out);
+}
+
+}  // namespace
+
+void decodeBlock(const uint8_t* block, size_t bytes, int64_t m, const RansDecodeTable& table,
+                 uint8_t* out, int64_t index) {
+  uint32_t x[kRansLanes];
+  for (int l = 0; l < kRansLanes; ++l) {
+    x[l] = load32(block + 4 * l);
+    CDL_CHECK(x[l] >= kRansLow && x[l] < (kRansLow << kRansWordBits), "rans block ", index,
+              ": initial state ", x[l], " of lane ", l, " is outside [2^15, 2^31)");
+  }
+  const uint32_t* entry = table.entry.data();
+  const uint8_t* symOf = table.sym.data();
+  const int probBits = table.probBits;
+  const uint8_t* w = block + kRansStateBytes;
+  const uint8_t* end = block + bytes;
+  const int64_t steps = m / kRansLanes;
+  const int rest = static_cast<int>(m % kRansLanes);
+  int64_t t = decodeSteps(x, steps, entry, symOf, probBits, w, end, out);
+
+  // Once fewer than 32 words are left, go on from a zero-padded copy of them that a step may
+  // over-read, and stop as soon as the stream has run short.
+  uint8_t tail[4 * kRansLanes] = {};
+  if (end - w >= 2 * kRansLanes) {
+    decodeStep(x, rest, entry, symOf, probBits, w, out + steps * kRansLanes);
+  } else {
+    const size_t tailBytes = static_cast<size_t>(end - w);
+    std::memcpy(tail, w, tailBytes);
+    w = tail;
+    end = tail + tailBytes;
+    for (; t <= steps; ++t) {
+      CDL_CHECK(w <= end, "rans block ", index, ": words run out before step ", t, " of ",
+                steps + (rest > 0 ? 1 : 0));
+      decodeStep(x, t < steps ? kRansLanes : rest, entry, symOf, probBits, w,
+                 out + t * kRansLanes);
+    }
+  }
+  CDL_CHECK(w <= end, "rans block ", index, ": words run out in the last step");
+  CDL_CHECK(w == end, "rans block ", index, ": ", (end - w) / 2, " words left over");
+  for (int l = 0; l < kRansLanes; ++l) {
+    CDL_CHECK(x[l] == kRansLow, "rans block ", index, ": final state of lane ", l, " is ", x[l],
+              ", expected 2^15");
+  }
+}
+
+}  // namespace cdl::kernels::detail

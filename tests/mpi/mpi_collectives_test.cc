@@ -1,0 +1,93 @@
+#include <gtest/gtest.h>
+#include <xxhash.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "comm/mpi_communicator.h"
+#include "kernels/error.h"
+
+namespace cdl::comm {
+namespace {
+
+std::shared_ptr<Communicator> world() {
+  static std::shared_ptr<Communicator> c = makeMpiCommunicator();
+  return c;
+}
+
+constexpr auto kWait = std::chrono::seconds(60);
+
+TEST(MpiCollectives, AllreduceSumsAndEveryRankHoldsTheSameBits) {
+  auto c = world();
+  for (int64_t n : {int64_t{0}, int64_t{1}, int64_t{1000}, (int64_t{1} << 20) + 3}) {
+    std::vector<float> x(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) x[i] = 0.25f * float(c->rank() + 1) + 1e-3f * float(i % 97);
+    c->allreduce(x.data(), n)->wait(kWait);
+    for (int64_t i = 0; i < n; ++i) {
+      double want = 0;
+      for (int r = 0; r < c->size(); ++r) want += 0.25 * (r + 1) + 1e-3 * double(i % 97);
+      ASSERT_NEAR(x[i], want, 1e-4 * c->size()) << "n=" << n << " i=" << i;
+    }
+    const uint64_t h = XXH64(x.data(), x.size() * sizeof(float), 0);
+    Bytes mine(reinterpret_cast<const uint8_t*>(&h), reinterpret_cast<const uint8_t*>(&h) + 8);
+    Bytes all;
+    std::vector<size_t> sizes;
+    c->allgatherv(mine, &all, &sizes)->wait(kWait);
+    for (int r = 1; r < c->size(); ++r) {
+      EXPECT_TRUE(std::equal(all.begin(), all.begin() + 8, all.begin() + 8 * r))
+          << "rank " << r << " holds different bits for n=" << n;
+    }
+  }
+}
+
+TEST(MpiCollectives, VariableSizeExchangesDeliverEveryRanksBytes) {
+  auto c = world();
+  const int size = c->size(), r = c->rank();
+  Bytes mine(static_cast<size_t>(1000 + r), static_cast<uint8_t>(r));
+  Bytes all;
+  std::vector<size_t> sizes;
+  c->allgatherv(mine, &all, &sizes)->wait(kWait);
+  size_t off = 0;
+  for (int s = 0; s < size; ++s) {
+    ASSERT_EQ(sizes[s], static_cast<size_t>(1000 + s));
+    for (size_t i = 0; i < sizes[s]; ++i) ASSERT_EQ(all[off + i], s);
+    off += sizes[s];
+  }
+  std::vector<Bytes> send(size), recv;
+  for (int to = 0; to < size; ++to) send[to].assign(static_cast<size_t>(to + r), uint8_t(10 * r + to));
+  c->alltoallv(send, &recv)->wait(kWait);
+  for (int from = 0; from < size; ++from) {
+    EXPECT_EQ(recv[from], Bytes(static_cast<size_t>(r + from), uint8_t(10 * from + r)));
+  }
+  Bytes b = r == size - 1 ? Bytes{7, 8, 9} : Bytes{};
+  c->broadcast(&b, size - 1)->wait(kWait);
+  EXPECT_EQ(b, (Bytes{7, 8, 9}));
+}
+
+TEST(MpiCollectives, ARankThatSkipsACollectiveMakesTheOthersFailWithinTheTimeout) {
+  auto c = world();
+  std::vector<float> x(16, 1.0f);
+  const bool late = c->rank() == c->size() - 1;
+  if (!late) {
+    auto work = c->allreduce(x.data(), 16);
+    try {
+      work->wait(std::chrono::milliseconds(500));
+      ADD_FAILURE() << "allreduce completed without the last rank";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("allreduce of 16 floats"), std::string::npos)
+          << e.what();
+      EXPECT_NE(std::string(e.what()).find("did not complete"), std::string::npos) << e.what();
+    }
+    work->wait(kWait);  // the late rank joins below, so the job can go on
+  } else {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    c->allreduce(x.data(), 16)->wait(kWait);
+  }
+  EXPECT_EQ(x[0], static_cast<float>(c->size()));
+  c->barrier()->wait(kWait);
+}
+
+}  // namespace
+}  // namespace cdl::comm
