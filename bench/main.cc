@@ -2,11 +2,12 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
+#include "bench/allreduce_bench.h"
 #include "bench/codec_bench.h"
 #include "kernels/error.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"cdl-bench: throughput and size of cdl's codecs"};
+  CLI::App app{"cdl-bench: throughput and size of cdl's codecs and collectives"};
   app.require_subcommand(1);
 
   cdl::bench::CodecBenchOptions codec;
@@ -21,9 +22,22 @@ int main(int argc, char** argv) {
   codecCmd->add_option("--csv", codec.csv, "Also write the records as CSV to this file");
   codecCmd->add_option("--plot", codec.plot, "Also plot the CSV to this PNG (needs --csv)");
 
+  cdl::bench::AllreduceBenchOptions allreduce;
+  CLI::App* allreduceCmd = app.add_subcommand(
+      "allreduce", "Under mpirun: plain MPI_Allreduce on fp32 against cdl's compressed allreduce "
+                   "for each codec and size (time, algbw, busbw, bytes on the wire, speed-up)");
+  allreduceCmd->add_option("--min-bytes", allreduce.minBytes, "Smallest message (e.g. 1K)");
+  allreduceCmd->add_option("--max-bytes", allreduce.maxBytes, "Largest message (e.g. 256M)");
+  allreduceCmd->add_option("--factor", allreduce.factor, "Size multiplier between rows");
+  allreduceCmd->add_option("--codec", allreduce.codecs, "Codec specs (repeat the flag)");
+  allreduceCmd->add_option("--iters", allreduce.iters, "Timed iterations per row");
+  allreduceCmd->add_option("--warmup", allreduce.warmup, "Untimed iterations per row");
+  allreduceCmd->add_flag("--json", allreduce.json, "Print JSON records (rank 0)");
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (codecCmd->parsed()) return cdl::bench::runCodecBench(codec);
+    if (allreduceCmd->parsed()) return cdl::bench::runAllreduceBench(&argc, &argv, allreduce);
   } catch (const cdl::Error& e) {
     std::fprintf(stderr, "cdl-bench: %s\n", e.what());
     return 2;

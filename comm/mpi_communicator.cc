@@ -69,6 +69,7 @@ class MpiWork : public Work {
   }
 
  protected:
+  bool polled() const override { return true; }
   bool poll() override {
     std::lock_guard<std::mutex> lock(pollMu_);
     if (finished_) return true;

@@ -1,5 +1,7 @@
 #include "comm/work.h"
 
+#include <thread>
+
 
 #include "comm/env.h"
 #include "kernels/error.h"
@@ -30,25 +32,26 @@ void Work::wait(std::chrono::duration<double> timeout) {
   using Clock = std::chrono::steady_clock;
   const bool forever = timeout.count() <= 0.0;
   const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(timeout);
-  // Polling operations are driven from here with a short back-off; the others are woken by
-  // finish() through the condition variable.
-  auto slice = std::chrono::microseconds(20);
-  while (true) {
-    if (poll()) break;
-    std::unique_lock<std::mutex> lock(mu_);
-    if (done_) break;
-    const auto now = Clock::now();
-    if (!forever && now >= deadline) {
-      lock.unlock();
-      const std::string who = missing();
-      CDL_THROW(what_, " did not complete within ", timeout.count(), " s",
-                who.empty() ? std::string() : " (" + who + ")",
-                "; a rank may have failed or skipped it (CDL_COMM_TIMEOUT sets the limit)");
+  auto timedOut = [&] {
+    const std::string who = missing();
+    CDL_THROW(what_, " did not complete within ", timeout.count(), " s",
+              who.empty() ? std::string() : " (" + who + ")",
+              "; a rank may have failed or skipped it (CDL_COMM_TIMEOUT sets the limit)");
+  };
+  if (polled()) {
+    // Drive progress ourselves; yield so that oversubscribed ranks still get the core.
+    for (uint64_t spins = 0; !poll(); ++spins) {
+      if ((spins & 255) == 0 && !forever && Clock::now() >= deadline) timedOut();
+      std::this_thread::yield();
     }
-    auto until = now + slice;
-    if (!forever && until > deadline) until = deadline;
-    cv_.wait_until(lock, until, [this] { return done_; });
-    if (slice < std::chrono::milliseconds(5)) slice *= 2;
+  } else {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (forever) {
+      cv_.wait(lock, [this] { return done_; });
+    } else if (!cv_.wait_until(lock, deadline, [this] { return done_; })) {
+      lock.unlock();
+      timedOut();
+    }
   }
   std::lock_guard<std::mutex> lock(mu_);
   if (error_) std::rethrow_exception(error_);

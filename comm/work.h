@@ -32,10 +32,13 @@ class Work {
   void finish(std::exception_ptr error = nullptr);
 
  protected:
-  // Progress hook for operations that complete by polling (MPI requests): called by wait() and
-  // completed() with no lock held; returns true once the operation is done (after calling
-  // finish()). The default leaves completion to finish() from another thread.
+  // Progress hook for operations that complete by polling (MPI requests, CUDA events): called by
+  // wait() and completed() with no lock held; returns true once the operation is done (after
+  // calling finish()). Such subclasses also return true from polled(), and wait() then drives
+  // poll() in a yielding loop, as MPI's own blocking calls do. The default leaves completion to
+  // finish() from another thread.
   virtual bool poll() { return false; }
+  virtual bool polled() const { return false; }
   // Who the operation still waits for ("ranks 2, 3 have not joined"), when known.
   virtual std::string missing() const { return {}; }
 

@@ -61,8 +61,8 @@ size_t encodeRans(const uint8_t* sym, int64_t n, const uint16_t* freq, int alpha
   uint8_t* table = out + pos;
   pos = static_cast<size_t>(tableEnd);
 
-  detail::RansEncSymbol enc[256];
-  detail::buildEncodeTable(freq, alphabet, probBits, enc);
+  detail::RansEncodeTable enc;
+  detail::buildEncodeTable(freq, alphabet, probBits, &enc);
   const int64_t blockLen = int64_t{1} << logBlock;
   for (uint64_t b = 0; b < blocks; ++b) {
     const int64_t first = static_cast<int64_t>(b) * blockLen;

@@ -14,15 +14,18 @@ namespace cdl::kernels::detail {
 
 void buildDecodeTable(const uint16_t* freq, int alphabet, int probBits, RansDecodeTable* t) {
   const size_t total = size_t{1} << probBits;
+  const bool packed = probBits <= kPackedProbBits;
   t->probBits = probBits;
   t->entry.resize(total);
-  t->sym.resize(total + 3);
+  t->sym.resize(total);
+  t->packed.resize(packed ? total : 0);
   size_t cum = 0;
   for (int s = 0; s < alphabet; ++s) {
     const uint32_t f = freq[s];
     for (uint32_t k = 0; k < f; ++k) {
       t->entry[cum + k] = f << 16 | k;
       t->sym[cum + k] = static_cast<uint8_t>(s);
+      if (packed) t->packed[cum + k] = k | (f - 1) << 12 | static_cast<uint32_t>(s) << 24;
     }
     cum += f;
   }
@@ -87,22 +90,20 @@ struct ExpandTable {
 };
 constexpr ExpandTable kExpand;
 
-// The same steps as decodeStepsScalar, eight lanes to a vector. symOf must be readable 3 bytes past
-// its last slot (the symbols are gathered as 32-bit loads).
-__attribute__((target("avx2,popcnt"))) int64_t decodeStepsAvx2(
-    uint32_t* x, int64_t steps, const uint32_t* entry, const uint8_t* symOf, int probBits,
-    const uint8_t*& pos, const uint8_t* end, uint8_t* out) {
+// The same steps as decodeStepsScalar, eight lanes to a vector, from the packed slot table.
+__attribute__((target("avx2,popcnt"))) int64_t decodeStepsAvx2(uint32_t* x, int64_t steps,
+                                                              const uint32_t* packed,
+                                                              int probBits, const uint8_t*& pos,
+                                                              const uint8_t* end, uint8_t* out) {
   constexpr int kVectors = kRansLanes / 8;
   const __m256i mask = _mm256_set1_epi32(static_cast<int>((1u << probBits) - 1));
   const __m128i shift = _mm_cvtsi32_si128(probBits);
   const __m256i low = _mm256_set1_epi32(static_cast<int>(kRansLow));
-  const __m256i low16 = _mm256_set1_epi32(0xffff);
-  const __m256i byte = _mm256_set1_epi32(0xff);
+  const __m256i field = _mm256_set1_epi32(0xfff);
   const __m256i nibbles = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
   const __m256i seven = _mm256_set1_epi32(7);
   const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-  const int* entryBase = reinterpret_cast<const int*>(entry);
-  const int* symBase = reinterpret_cast<const int*>(symOf);
+  const int* base = reinterpret_cast<const int*>(packed);
   __m256i state[kVectors];
   for (int k = 0; k < kVectors; ++k) {
     state[k] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 8 * k));
@@ -112,12 +113,14 @@ __attribute__((target("avx2,popcnt"))) int64_t decodeStepsAvx2(
   for (; t < steps && end - w >= 2 * kRansLanes; ++t) {
     __m256i sym[kVectors];
     for (int k = 0; k < kVectors; ++k) {
-      const __m256i slot = _mm256_and_si256(state[k], mask);
-      const __m256i e = _mm256_i32gather_epi32(entryBase, slot, 4);
-      sym[k] = _mm256_and_si256(_mm256_i32gather_epi32(symBase, slot, 1), byte);
-      const __m256i s =
-          _mm256_add_epi32(_mm256_mullo_epi32(_mm256_srli_epi32(e, 16), _mm256_srl_epi32(state[k], shift)),
-                           _mm256_and_si256(e, low16));
+      const __m256i e = _mm256_i32gather_epi32(base, _mm256_and_si256(state[k], mask), 4);
+      sym[k] = _mm256_srli_epi32(e, 24);
+      // freq * (x >> probBits) + (slot - cumfreq), with freq stored as freq - 1.
+      const __m256i hi = _mm256_srl_epi32(state[k], shift);
+      const __m256i freqM1 = _mm256_and_si256(_mm256_srli_epi32(e, 12), field);
+      const __m256i s = _mm256_add_epi32(_mm256_add_epi32(_mm256_mullo_epi32(freqM1, hi), hi),
+                                         _mm256_and_si256(e, field));
+      // Lanes below 2^15 take the next words in lane order.
       const __m256i take = _mm256_cmpgt_epi32(low, s);
       const uint32_t m = static_cast<uint32_t>(_mm256_movemask_ps(_mm256_castsi256_ps(take)));
       const __m256i words =
@@ -141,15 +144,22 @@ __attribute__((target("avx2,popcnt"))) int64_t decodeStepsAvx2(
   return t;
 }
 
+bool hasAvx2() {
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
+  return yes;
+}
+
 #endif
 
-int64_t decodeSteps(uint32_t* x, int64_t steps, const uint32_t* entry, const uint8_t* symOf,
-                    int probBits, const uint8_t*& pos, const uint8_t* end, uint8_t* out) {
+int64_t decodeSteps(uint32_t* x, int64_t steps, const RansDecodeTable& table, const uint8_t*& pos,
+                    const uint8_t* end, uint8_t* out) {
 #ifdef CDL_RANS_AVX2
-  static const bool kAvx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
-  if (kAvx2) return decodeStepsAvx2(x, steps, entry, symOf, probBits, pos, end, out);
+  if (!table.packed.empty() && hasAvx2()) {
+    return decodeStepsAvx2(x, steps, table.packed.data(), table.probBits, pos, end, out);
+  }
 #endif
-  return decodeStepsScalar(x, steps, entry, symOf, probBits, pos, end, out);
+  return decodeStepsScalar(x, steps, table.entry.data(), table.sym.data(), table.probBits, pos,
+                           end, out);
 }
 
 }  // namespace
@@ -169,7 +179,7 @@ void decodeBlock(const uint8_t* block, size_t bytes, int64_t m, const RansDecode
   const uint8_t* end = block + bytes;
   const int64_t steps = m / kRansLanes;
   const int rest = static_cast<int>(m % kRansLanes);
-  int64_t t = decodeSteps(x, steps, entry, symOf, probBits, w, end, out);
+  int64_t t = decodeSteps(x, steps, table, w, end, out);
 
   // Once fewer than 32 words are left, go on from a zero-padded copy of them that a step may
   // over-read, and stop as soon as the stream has run short.

@@ -3,6 +3,12 @@
 #include <limits>
 #include <vector>
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(CDL_NO_TARGET_CLONES)
+#include <immintrin.h>
+#define CDL_RANS_AVX2 1
+#endif
+
 #include "kernels/cpu_dispatch.h"
 #include "kernels/error.h"
 #include "kernels/rans_table.h"
@@ -102,32 +108,36 @@ double modelBits(const uint64_t* counts, const uint16_t* freq, int alphabet, int
   return bits;
 }
 
-void buildEncodeTable(const uint16_t* freq, int alphabet, int probBits, RansEncSymbol* tab) {
+void buildEncodeTable(const uint16_t* freq, int alphabet, int probBits, RansEncodeTable* t) {
   const uint32_t total = 1u << probBits;
+  t->probBits = probBits;
   uint32_t cum = 0;
   for (int s = 0; s < 256; ++s) {
-    RansEncSymbol& e = tab[s];
+    RansEncSymbol& e = t->sym[s];
     e = RansEncSymbol{};
     const uint32_t f = s < alphabet ? freq[s] : 0;
-    if (f == 0) continue;
-    e.xmax = f << (31 - probBits);
-    e.cmpl = static_cast<uint16_t>(total - f);
-    if (f == 1) {
-      // mulhi32(x, 2^32 - 1) = x - 1 for 1 <= x < 2^32, so q = x - 1 and the bias adds back the
-      // missing (2^probBits - 1).
-      e.rcp = ~0u;
-      e.shift = 0;
-      e.bias = cum + total - 1;
-    } else {
-      // With 2^(k-1) < f <= 2^k, rcp = ceil(2^(31+k) / f) < 2^32 gives
-      // floor(x * rcp / 2^(31+k)) = floor(x / f) for all x < 2^31.
-      int k = 0;
-      while ((1u << k) < f) ++k;
-      e.rcp = static_cast<uint32_t>(((uint64_t{1} << (31 + k)) + f - 1) / f);
-      e.shift = static_cast<uint16_t>(k - 1);
-      e.bias = cum;
+    if (f > 0) {
+      e.xmax = f << (31 - probBits);
+      e.cmpl = static_cast<uint16_t>(total - f);
+      if (f == 1) {
+        // mulhi32(x, 2^32 - 1) = x - 1 for 1 <= x < 2^32, so q = x - 1 and the bias adds back
+        // the missing 2^probBits - 1.
+        e.rcp = ~0u;
+        e.shift = 0;
+        e.bias = cum + total - 1;
+      } else {
+        // With 2^(k-1) < f <= 2^k, rcp = ceil(2^(31+k) / f) < 2^32 gives
+        // floor(x * rcp / 2^(31+k)) = floor(x / f) for all x < 2^31.
+        int k = 0;
+        while ((1u << k) < f) ++k;
+        e.rcp = static_cast<uint32_t>(((uint64_t{1} << (31 + k)) + f - 1) / f);
+        e.shift = static_cast<uint16_t>(k - 1);
+        e.bias = cum;
+      }
+      cum += f;
     }
-    cum += f;
+    t->rcp[s] = e.rcp;
+    t->biasCmpl[s] = e.bias | uint32_t{e.cmpl} << 16;
   }
 }
 
@@ -161,8 +171,9 @@ inline bool putSymbolChecked(uint32_t& x, const RansEncSymbol& e, uint8_t*& p,
 }
 
 // Encodes the full steps [0, steps) last to first; returns false when the words reach lo.
-CDL_TARGET_CLONES bool encodeSteps(const uint8_t* sym, int64_t steps, const RansEncSymbol* tab,
-                                   uint32_t* x, uint8_t*& pos, const uint8_t* lo) {
+CDL_TARGET_CLONES bool encodeStepsScalar(const uint8_t* sym, int64_t steps,
+                                         const RansEncSymbol* tab, uint32_t* x, uint8_t*& pos,
+                                         const uint8_t* lo) {
   uint8_t* p = pos;
   bool fits = true;
   for (int64_t t = steps - 1; t >= 0 && fits; --t) {
@@ -180,9 +191,113 @@ CDL_TARGET_CLONES bool encodeSteps(const uint8_t* sym, int64_t steps, const Rans
   return fits;
 }
 
+#ifdef CDL_RANS_AVX2
+
+// For each 8-bit mask of lanes that give up a word, a byte shuffle that moves those lanes' 16-bit
+// words, in lane order, to the top of a 16-byte vector.
+struct CompressTable {
+  uint8_t v[256][16] = {};
+  constexpr CompressTable() {
+    for (int m = 0; m < 256; ++m) {
+      int count = 0;
+      for (int i = 0; i < 8; ++i) count += (m >> i) & 1;
+      for (int j = 0; j < 16; ++j) v[m][j] = 0x80;
+      int slot = 8 - count;
+      for (int i = 0; i < 8; ++i) {
+        if (((m >> i) & 1) == 0) continue;
+        v[m][2 * slot] = static_cast<uint8_t>(2 * i);
+        v[m][2 * slot + 1] = static_cast<uint8_t>(2 * i + 1);
+        ++slot;
+      }
+    }
+  }
+};
+constexpr CompressTable kCompress;
+
+// The same steps as encodeStepsScalar, eight lanes to a vector, while at least a step's worth of
+// room is left above lo; returns the number of steps still to encode, [0, returned).
+__attribute__((target("avx2,popcnt"))) int64_t encodeStepsAvx2(const uint8_t* sym, int64_t steps,
+                                                              const RansEncodeTable& table,
+                                                              uint32_t* x, uint8_t*& pos,
+                                                              const uint8_t* lo) {
+  constexpr int kVectors = kRansLanes / 8;
+  const __m256i total = _mm256_set1_epi32(1 << table.probBits);
+  const __m128i xmaxShift = _mm_cvtsi32_si128(31 - table.probBits);
+  const __m256i one = _mm256_set1_epi32(1);
+  const __m256i low16 = _mm256_set1_epi32(0xffff);
+  const __m256i exponentBias = _mm256_set1_epi32(127);
+  const __m256i zero = _mm256_setzero_si256();
+  const __m256i halves = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1,
+                                          0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1);
+  const int* rcpBase = reinterpret_cast<const int*>(table.rcp);
+  const int* biasCmplBase = reinterpret_cast<const int*>(table.biasCmpl);
+  __m256i state[kVectors];
+  for (int k = 0; k < kVectors; ++k) {
+    state[k] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 8 * k));
+  }
+  uint8_t* p = pos;
+  int64_t t = steps;
+  for (; t > 0 && p - lo >= 2 * kRansLanes; --t) {
+    const uint8_t* s = sym + (t - 1) * kRansLanes;
+    for (int k = kVectors - 1; k >= 0; --k) {
+      const __m256i idx =
+          _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(s + 8 * k)));
+      const __m256i rcp = _mm256_i32gather_epi32(rcpBase, idx, 4);
+      const __m256i biasCmpl = _mm256_i32gather_epi32(biasCmplBase, idx, 4);
+      const __m256i bias = _mm256_and_si256(biasCmpl, low16);
+      const __m256i cmpl = _mm256_srli_epi32(biasCmpl, 16);
+      const __m256i freq = _mm256_sub_epi32(total, cmpl);
+      const __m256i xmax = _mm256_sll_epi32(freq, xmaxShift);
+      // shift = ceil(log2 freq) - 1, or 0 for freq 1: the exponent of float(freq - 1).
+      const __m256i exponent = _mm256_srli_epi32(
+          _mm256_castps_si256(_mm256_cvtepi32_ps(_mm256_sub_epi32(freq, one))), 23);
+      const __m256i shift = _mm256_max_epi32(_mm256_sub_epi32(exponent, exponentBias), zero);
+
+      // Lanes at or above xmax give up their low 16 bits, stored in lane order below p.
+      __m256i v = state[k];
+      const __m256i emit = _mm256_cmpgt_epi32(v, _mm256_sub_epi32(xmax, one));
+      const uint32_t m = static_cast<uint32_t>(_mm256_movemask_ps(_mm256_castsi256_ps(emit)));
+      const __m128i words = _mm256_castsi256_si128(
+          _mm256_permute4x64_epi64(_mm256_shuffle_epi8(v, halves), 0x08));
+      const __m128i packed = _mm_shuffle_epi8(
+          words, _mm_loadu_si128(reinterpret_cast<const __m128i*>(kCompress.v[m])));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(p - 16), packed);
+      p -= 2 * _mm_popcnt_u32(m);
+      v = _mm256_blendv_epi8(v, _mm256_srli_epi32(v, 16), emit);
+
+      // q = mulhi32(v, rcp) >> shift; v += bias + q * cmpl.
+      const __m256i even = _mm256_srli_epi64(_mm256_mul_epu32(v, rcp), 32);
+      const __m256i odd =
+          _mm256_mul_epu32(_mm256_srli_epi64(v, 32), _mm256_srli_epi64(rcp, 32));
+      const __m256i q = _mm256_srlv_epi32(_mm256_blend_epi32(even, odd, 0xaa), shift);
+      state[k] = _mm256_add_epi32(_mm256_add_epi32(v, bias), _mm256_mullo_epi32(q, cmpl));
+    }
+  }
+  for (int k = 0; k < kVectors; ++k) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(x + 8 * k), state[k]);
+  }
+  pos = p;
+  return t;
+}
+
+bool hasAvx2() {
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
+  return yes;
+}
+
+#endif
+
+bool encodeSteps(const uint8_t* sym, int64_t steps, const RansEncodeTable& table, uint32_t* x,
+                 uint8_t*& pos, const uint8_t* lo) {
+#ifdef CDL_RANS_AVX2
+  if (hasAvx2()) steps = encodeStepsAvx2(sym, steps, table, x, pos, lo);
+#endif
+  return encodeStepsScalar(sym, steps, table.sym, x, pos, lo);
+}
+
 }  // namespace
 
-int64_t encodeBlock(const uint8_t* sym, int64_t m, const RansEncSymbol* tab, uint8_t* block,
+int64_t encodeBlock(const uint8_t* sym, int64_t m, const RansEncodeTable& table, uint8_t* block,
                     size_t room) {
   if (room < kRansStateBytes) return -1;
   uint8_t* const lo = block + kRansStateBytes;
@@ -196,9 +311,9 @@ int64_t encodeBlock(const uint8_t* sym, int64_t m, const RansEncSymbol* tab, uin
   const int rest = static_cast<int>(m % kRansLanes);
   const uint8_t* last = sym + steps * kRansLanes;
   for (int l = rest - 1; l >= 0; --l) {
-    if (!putSymbolChecked(x[l], tab[last[l]], p, lo)) return -1;
+    if (!putSymbolChecked(x[l], table.sym[last[l]], p, lo)) return -1;
   }
-  if (!encodeSteps(sym, steps, tab, x, p, lo)) return -1;
+  if (!encodeSteps(sym, steps, table, x, p, lo)) return -1;
 
   for (int l = 0; l < kRansLanes; ++l) store32(block + 4 * l, x[l]);
   const size_t wordBytes = static_cast<size_t>(hi - p);

@@ -42,28 +42,39 @@ double modelBits(const uint64_t* counts, const uint16_t* freq, int alphabet, int
 // state x to (x / f) * 2^probBits + x % f + c, computed as x + bias + q * cmpl with
 // q = mulhi32(x, rcp) >> shift, which is exact for every x < 2^31.
 struct RansEncSymbol {
-  uint32_t xmax = 0;  // states >= xmax first move their low 16 bits out
+  uint32_t xmax = 0;  // states >= xmax = f << (31 - probBits) first move their low 16 bits out
   uint32_t rcp = 0;
-  uint32_t bias = 0;
+  uint32_t bias = 0;  // below 2^16
   uint16_t cmpl = 0;  // 2^probBits - f
   uint16_t shift = 0;
 };
 
-// Fills tab[0..256) from freq[0..alphabet); symbols >= alphabet get frequency 0 (never coded).
-void buildEncodeTable(const uint16_t* freq, int alphabet, int probBits, RansEncSymbol* tab);
+struct RansEncodeTable {
+  int probBits = 0;
+  RansEncSymbol sym[256];
+  // The same constants as arrays for vector gathers: rcp, and bias | cmpl << 16.
+  uint32_t rcp[256];
+  uint32_t biasCmpl[256];
+};
+
+// Fills t from freq[0..alphabet); symbols >= alphabet get frequency 0 (never coded).
+void buildEncodeTable(const uint16_t* freq, int alphabet, int probBits, RansEncodeTable* t);
 
 // Encodes sym[0..m) (1 <= m) as one block at block[0..room): the 32 states, then the words. The
 // region past the states serves as scratch for the words, which are produced last to first.
 // Returns the block's size in bytes, or -1 when it would not fit in room bytes.
-int64_t encodeBlock(const uint8_t* sym, int64_t m, const RansEncSymbol* tab, uint8_t* block,
+int64_t encodeBlock(const uint8_t* sym, int64_t m, const RansEncodeTable& t, uint8_t* block,
                     size_t room);
 
 // Slot table of the decoder: for each slot v in [0, 2^probBits), the symbol whose range holds v,
-// and entry[v] = freq << 16 | (v - cumfreq).
+// and entry[v] = freq << 16 | (v - cumfreq). For probBits <= kPackedProbBits, packed[v] holds all
+// three for vector gathers: (v - cumfreq) | (freq - 1) << 12 | symbol << 24.
+constexpr int kPackedProbBits = 12;
 struct RansDecodeTable {
   int probBits = 0;
   std::vector<uint32_t> entry;
   std::vector<uint8_t> sym;
+  std::vector<uint32_t> packed;
 };
 
 // freq[0..alphabet) must sum to 2^probBits.

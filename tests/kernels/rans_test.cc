@@ -245,9 +245,9 @@ TEST(Rans, ReciprocalDivisionIsExactForEveryFrequency) {
     const uint32_t total = 1u << probBits;
     for (uint32_t f = 1; f < total; ++f) {
       const uint16_t freq[2] = {static_cast<uint16_t>(total - f), static_cast<uint16_t>(f)};
-      detail::RansEncSymbol tab[256];
-      detail::buildEncodeTable(freq, 2, probBits, tab);
-      const detail::RansEncSymbol& e = tab[1];
+      detail::RansEncodeTable tab;
+      detail::buildEncodeTable(freq, 2, probBits, &tab);
+      const detail::RansEncSymbol& e = tab.sym[1];
       const uint32_t lo = f << (15 - probBits), hi = e.xmax;  // the states it is applied to
       uint32_t xs[] = {lo, lo + 1, hi - 1, hi - 2, (hi / f) * f, (hi / f) * f - 1, 0, 0};
       xs[6] = lo + rng() % (hi - lo);

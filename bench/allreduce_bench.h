@@ -1,0 +1,25 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace cdl::bench {
+
+struct AllreduceBenchOptions {
+  std::string minBytes = "1K";
+  std::string maxBytes = "64M";
+  int factor = 4;  // sizes grow by this factor
+  std::vector<std::string> codecs = {"none", "fp16", "qsgd:bits=8,entropy=rans",
+                                     "qsgd:bits=4,entropy=rans", "qsgd:bits=2,entropy=rans",
+                                     "topk:density=0.01"};
+  int iters = 5;
+  int warmup = 1;
+  bool json = false;
+};
+
+// Runs under mpirun: times plain MPI_Allreduce on fp32 and cdl's compressed allreduce per codec
+// for each size, in the same run, and prints (on rank 0) time, algbw, busbw, bytes on the wire
+// and the speed-up over fp32. Returns the exit status.
+int runAllreduceBench(int* argc, char*** argv, const AllreduceBenchOptions& opt);
+
+}  // namespace cdl::bench
