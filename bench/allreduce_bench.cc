@@ -43,8 +43,8 @@ int runAllreduceBench(int* argc, char*** argv, const AllreduceBenchOptions& opt)
   if (rank == 0 && !opt.json) {
     std::printf("# cdl-bench allreduce: %d ranks, %d iterations (+%d warm-up), slowest rank\n",
                 size, opt.iters, opt.warmup);
-    std::printf("%12s  %-28s %11s %10s %10s %14s %9s\n", "bytes", "codec", "time(us)",
-                "algbw", "busbw", "wire_bytes", "speedup");
+    std::printf("%12s  %-28s %11s %10s %10s %14s %9s\n", "bytes", "codec", "time(us)", "algbw",
+                "busbw", "wire_bytes", "speedup");
     std::printf("%12s  %-28s %11s %10s %10s %14s %9s\n", "", "", "", "GB/s", "GB/s", "per rank",
                 "vs fp32");
   }
@@ -60,8 +60,9 @@ int runAllreduceBench(int* argc, char*** argv, const AllreduceBenchOptions& opt)
     auto report = [&](const std::string& name, double t, uint64_t wire) {
       const double algbw = static_cast<double>(bytes) / t / 1e9;
       const double busbw = algbw * 2.0 * (size - 1) / size;
-      nlohmann::json r = {{"codec", name},       {"bytes", bytes},     {"ranks", size},
-                          {"time_us", t * 1e6},  {"algbw_gbps", algbw}, {"busbw_gbps", busbw},
+      nlohmann::json r = {{"codec", name},       {"bytes", bytes},
+                          {"ranks", size},       {"time_us", t * 1e6},
+                          {"algbw_gbps", algbw}, {"busbw_gbps", busbw},
                           {"wire_bytes", wire},  {"speedup_vs_fp32", fp32 / t}};
       records.push_back(r);
       if (rank == 0 && !opt.json) {

@@ -9,8 +9,11 @@ struct AllreduceBenchOptions {
   std::string minBytes = "1K";
   std::string maxBytes = "64M";
   int factor = 4;  // sizes grow by this factor
-  std::vector<std::string> codecs = {"none", "fp16", "qsgd:bits=8,entropy=rans",
-                                     "qsgd:bits=4,entropy=rans", "qsgd:bits=2,entropy=rans",
+  std::vector<std::string> codecs = {"none",
+                                     "fp16",
+                                     "qsgd:bits=8,entropy=rans",
+                                     "qsgd:bits=4,entropy=rans",
+                                     "qsgd:bits=2,entropy=rans",
                                      "topk:density=0.01"};
   int iters = 5;
   int warmup = 1;

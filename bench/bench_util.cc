@@ -78,8 +78,8 @@ bool plotBars(const std::string& csvPath, const std::string& pngPath, const std:
        << "set xtics rotate by -35\nset grid ytics\n"
        << "plot ";
     for (size_t i = 0; i < valueColumns.size(); ++i) {
-      gp << (i ? ", " : "") << "'" << csvPath << "' using '" << valueColumns[i] << "':xtic(stringcolumn('"
-         << labelColumn << "')) title '" << valueColumns[i] << "'";
+      gp << (i ? ", " : "") << "'" << csvPath << "' using '" << valueColumns[i]
+         << "':xtic(stringcolumn('" << labelColumn << "')) title '" << valueColumns[i] << "'";
     }
     gp << "\n";
   }

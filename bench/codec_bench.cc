@@ -105,9 +105,8 @@ int runCodecBench(const CodecBenchOptions& opt) {
         auto codec = comm::makeCodec(spec.codec);
         std::vector<uint8_t> payload(codec->maxEncodedBytes(n, spec.rate));
         size_t len = 0;
-        const double enc = bestSeconds([&] {
-          len = codec->encode(x.data(), n, spec.rate, payload.data(), payload.size());
-        });
+        const double enc = bestSeconds(
+            [&] { len = codec->encode(x.data(), n, spec.rate, payload.data(), payload.size()); });
         std::vector<float> y(x.size());
         const double dec = bestSeconds(
             [&] { codec->decode(payload.data(), len, y.data(), n, /*accumulate=*/false); });
@@ -120,23 +119,24 @@ int runCodecBench(const CodecBenchOptions& opt) {
           z3 = zstdOnPacked(x, spec.rate, 3);
         }
         const std::string name = comm::formatCodecSpec(spec);
-        json r = {{"codec", name},
-                  {"scheme", codec->name()},
-                  {"bits", spec.codec == comm::CodecId::kQsgd ? json(spec.rate.bits) : json(nullptr)},
-                  {"data", dist},
-                  {"numel", n},
-                  {"payload_bytes", len},
-                  {"encode_gbps", bytes / enc / 1e9},
-                  {"decode_gbps", bytes / dec / 1e9},
-                  {"bits_per_element", bits},
-                  {"entropy_bits_per_element", nullable(entropy)},
-                  {"coded_over_entropy", nullable(bits / entropy)},
-                  {"zstd1_bits_per_element", nullable(z1.bitsPerElement)},
-                  {"zstd1_encode_gbps", nullable(z1.encodeGbps)},
-                  {"zstd3_bits_per_element", nullable(z3.bitsPerElement)},
-                  {"zstd3_encode_gbps", nullable(z3.encodeGbps)},
-                  {"zstd3_decode_gbps", nullable(z3.decodeGbps)},
-                  {"memcpy_gbps", memcpyGbps}};
+        json r = {
+            {"codec", name},
+            {"scheme", codec->name()},
+            {"bits", spec.codec == comm::CodecId::kQsgd ? json(spec.rate.bits) : json(nullptr)},
+            {"data", dist},
+            {"numel", n},
+            {"payload_bytes", len},
+            {"encode_gbps", bytes / enc / 1e9},
+            {"decode_gbps", bytes / dec / 1e9},
+            {"bits_per_element", bits},
+            {"entropy_bits_per_element", nullable(entropy)},
+            {"coded_over_entropy", nullable(bits / entropy)},
+            {"zstd1_bits_per_element", nullable(z1.bitsPerElement)},
+            {"zstd1_encode_gbps", nullable(z1.encodeGbps)},
+            {"zstd3_bits_per_element", nullable(z3.bitsPerElement)},
+            {"zstd3_encode_gbps", nullable(z3.encodeGbps)},
+            {"zstd3_decode_gbps", nullable(z3.decodeGbps)},
+            {"memcpy_gbps", memcpyGbps}};
         records.push_back(r);
         if (!opt.json) {
           std::printf("%-52s %-7s %5s %7.3f %7.3f %7.4f %7.2f %7.2f %7.3f %7.2f %7.3f %7.2f\n",
@@ -167,8 +167,8 @@ int runCodecBench(const CodecBenchOptions& opt) {
   }
   if (!opt.plot.empty()) {
     CDL_CHECK(!opt.csv.empty(), "--plot needs --csv");
-    if (!plotBars(opt.csv, opt.plot, "cdl-bench codec: throughput (GB/s of fp32) and size",
-                  "label", {"bits_per_element", "encode_gbps", "decode_gbps"})) {
+    if (!plotBars(opt.csv, opt.plot, "cdl-bench codec: throughput (GB/s of fp32) and size", "label",
+                  {"bits_per_element", "encode_gbps", "decode_gbps"})) {
       return 1;
     }
   }

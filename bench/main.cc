@@ -12,8 +12,9 @@ int main(int argc, char** argv) {
 
   cdl::bench::CodecBenchOptions codec;
   CLI::App* codecCmd = app.add_subcommand(
-      "codec", "Encode/decode GB/s on one core, bits per element and the entropy bound of each "
-               "codec, with memcpy and zstd in the same run");
+      "codec",
+      "Encode/decode GB/s on one core, bits per element and the entropy bound of each "
+      "codec, with memcpy and zstd in the same run");
   codecCmd->add_option("--sizes", codec.sizes, "Element counts (e.g. 1M 16M)")->delimiter(',');
   codecCmd->add_option("--data", codec.dists, "Data: gauss, laplace")->delimiter(',');
   codecCmd->add_option("--codec", codec.codecs,
@@ -24,8 +25,9 @@ int main(int argc, char** argv) {
 
   cdl::bench::AllreduceBenchOptions allreduce;
   CLI::App* allreduceCmd = app.add_subcommand(
-      "allreduce", "Under mpirun: plain MPI_Allreduce on fp32 against cdl's compressed allreduce "
-                   "for each codec and size (time, algbw, busbw, bytes on the wire, speed-up)");
+      "allreduce",
+      "Under mpirun: plain MPI_Allreduce on fp32 against cdl's compressed allreduce "
+      "for each codec and size (time, algbw, busbw, bytes on the wire, speed-up)");
   allreduceCmd->add_option("--min-bytes", allreduce.minBytes, "Smallest message (e.g. 1K)");
   allreduceCmd->add_option("--max-bytes", allreduce.maxBytes, "Largest message (e.g. 256M)");
   allreduceCmd->add_option("--factor", allreduce.factor, "Size multiplier between rows");

@@ -26,11 +26,16 @@ Payload Codec::encode(const float* x, int64_t n, const LayerRate& rate) const {
 
 std::unique_ptr<Codec> makeCodec(CodecId id) {
   switch (id) {
-    case CodecId::kNone: return makeNoneCodec();
-    case CodecId::kFp16: return makeFp16Codec();
-    case CodecId::kBf16: return makeBf16Codec();
-    case CodecId::kQsgd: return makeQsgdCodec();
-    case CodecId::kTopk: return makeTopkCodec();
+    case CodecId::kNone:
+      return makeNoneCodec();
+    case CodecId::kFp16:
+      return makeFp16Codec();
+    case CodecId::kBf16:
+      return makeBf16Codec();
+    case CodecId::kQsgd:
+      return makeQsgdCodec();
+    case CodecId::kTopk:
+      return makeTopkCodec();
   }
   CDL_THROW("unknown codec id ", static_cast<int>(id));
 }
@@ -81,15 +86,16 @@ CodecSpec parseCodecSpec(const std::string& spec) {
                 "': bits must be 1..8");
     } else if (qsgd && key == "bucket") {
       out.rate.bucket = parseInt(spec, key, v);
-      CDL_CHECK(out.rate.bucket >= 1 && out.rate.bucket <= (int64_t{1} << 30), "codec spec '",
-                spec, "': bucket must be 1..2^30");
+      CDL_CHECK(out.rate.bucket >= 1 && out.rate.bucket <= (int64_t{1} << 30), "codec spec '", spec,
+                "': bucket must be 1..2^30");
     } else if (qsgd && key == "rounding") {
       CDL_CHECK(v == "nearest" || v == "stochastic", "codec spec '", spec,
                 "': rounding must be nearest or stochastic");
       out.rate.rounding =
           v == "nearest" ? kernels::Rounding::kNearest : kernels::Rounding::kStochastic;
     } else if ((qsgd || topk) && key == "entropy") {
-      CDL_CHECK(v == "none" || v == "rans", "codec spec '", spec, "': entropy must be none or rans");
+      CDL_CHECK(v == "none" || v == "rans", "codec spec '", spec,
+                "': entropy must be none or rans");
       out.rate.entropy = v == "none" ? EntropyStage::kNone : EntropyStage::kRans;
     } else if (topk && key == "density") {
       out.rate.density = parseDouble(spec, key, v);
@@ -108,8 +114,8 @@ std::string formatCodecSpec(const CodecSpec& spec) {
   const LayerRate& r = spec.rate;
   const char* entropy = r.entropy == EntropyStage::kRans ? "rans" : "none";
   if (spec.codec == CodecId::kQsgd) {
-    os << ":bits=" << r.bits << ",bucket=" << r.bucket << ",rounding="
-       << (r.rounding == kernels::Rounding::kNearest ? "nearest" : "stochastic")
+    os << ":bits=" << r.bits << ",bucket=" << r.bucket
+       << ",rounding=" << (r.rounding == kernels::Rounding::kNearest ? "nearest" : "stochastic")
        << ",entropy=" << entropy;
   } else if (spec.codec == CodecId::kTopk) {
     os << ":density=" << r.density << ",entropy=" << entropy;

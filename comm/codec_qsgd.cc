@@ -40,9 +40,8 @@ class QsgdCodec : public Codec {
   size_t maxEncodedBytes(int64_t n, const LayerRate& rate) const override {
     checkRate(rate);
     const size_t scales = 4 * static_cast<size_t>(kernels::numBuckets(n, rate.bucket));
-    const size_t symbols = rate.entropy == EntropyStage::kRans
-                               ? kernels::ransMaxEncodedBytes(n)
-                               : kernels::packedBytes(n, rate.bits);
+    const size_t symbols = rate.entropy == EntropyStage::kRans ? kernels::ransMaxEncodedBytes(n)
+                                                               : kernels::packedBytes(n, rate.bits);
     return kHeaderBytes + scales + symbols;
   }
 
@@ -98,8 +97,8 @@ class QsgdCodec : public Codec {
     std::vector<float> scales(static_cast<size_t>(nb));
     if (nb > 0) std::memcpy(scales.data(), body, scaleBytes);
     for (int64_t b = 0; b < nb; ++b) {
-      CDL_CHECK(std::isfinite(scales[b]) && scales[b] >= 0.0f, "qsgd payload: scale of bucket ",
-                b, " is ", scales[b]);
+      CDL_CHECK(std::isfinite(scales[b]) && scales[b] >= 0.0f, "qsgd payload: scale of bucket ", b,
+                " is ", scales[b]);
     }
     const uint8_t* stream = body + scaleBytes;
     const size_t streamBytes = h.bodyBytes - scaleBytes;
@@ -113,8 +112,8 @@ class QsgdCodec : public Codec {
       kernels::unpackBits(stream, n, h.bits, sym);
       uint8_t maxSym = 0;
       for (int64_t i = 0; i < n; ++i) maxSym = std::max(maxSym, sym[i]);
-      CDL_CHECK(n == 0 || maxSym < alphabet, "qsgd payload: symbol ", int(maxSym),
-                " outside the ", alphabet, " levels of ", int(h.bits), " bits");
+      CDL_CHECK(n == 0 || maxSym < alphabet, "qsgd payload: symbol ", int(maxSym), " outside the ",
+                alphabet, " levels of ", int(h.bits), " bits");
     }
     kernels::dequantize(sym, scales.data(), n, h.bits, h.bucket, out, accumulate);
   }

@@ -143,8 +143,8 @@ class TopkCodec : public Codec {
                 " bytes overruns the body");
       total += len[s];
     }
-    CDL_CHECK(total == h.bodyBytes, "topk payload: sections add up to ", total, " of ",
-              h.bodyBytes, " bytes");
+    CDL_CHECK(total == h.bodyBytes, "topk payload: sections add up to ", total, " of ", h.bodyBytes,
+              " bytes");
     const uint8_t* p = body + fixed;
     std::vector<uint8_t> gaps(gapBytes);
     std::vector<float> values(static_cast<size_t>(k));

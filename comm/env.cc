@@ -15,8 +15,8 @@ double envSeconds(const EnvKnob& knob) {
   const std::string v = envString(knob);
   char* end = nullptr;
   const double s = std::strtod(v.c_str(), &end);
-  CDL_CHECK(*end == '\0' && s >= 0.0, knob.name, "='", v,
-            "' is not a number of seconds (>= 0); ", knob.meaning);
+  CDL_CHECK(*end == '\0' && s >= 0.0, knob.name, "='", v, "' is not a number of seconds (>= 0); ",
+            knob.meaning);
   return s;
 }
 

@@ -173,10 +173,10 @@ class LocalCommunicator : public Communicator {
  private:
   std::shared_ptr<Work> issue(Call call) {
     const uint64_t seq = seq_++;
-    auto work = std::make_shared<LocalWork>(
-        call.signature + " (collective #" + std::to_string(seq) + " on rank " +
-            std::to_string(rank_) + ")",
-        hub_, seq);
+    auto work =
+        std::make_shared<LocalWork>(call.signature + " (collective #" + std::to_string(seq) +
+                                        " on rank " + std::to_string(rank_) + ")",
+                                    hub_, seq);
     Round ready;
     {
       std::lock_guard<std::mutex> lock(hub_->mu);

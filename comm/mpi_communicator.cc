@@ -23,11 +23,10 @@ std::string mpiErrorString(int code) {
 }  // namespace
 }  // namespace cdl::comm
 
-#define CDL_MPI_CHECK(call)                                                         \
-  do {                                                                              \
-    const int cdlMpiRc = (call);                                                    \
-    CDL_CHECK(cdlMpiRc == MPI_SUCCESS, #call, " failed: ",                          \
-              ::cdl::comm::mpiErrorString(cdlMpiRc));                               \
+#define CDL_MPI_CHECK(call)                                                                        \
+  do {                                                                                             \
+    const int cdlMpiRc = (call);                                                                   \
+    CDL_CHECK(cdlMpiRc == MPI_SUCCESS, #call, " failed: ", ::cdl::comm::mpiErrorString(cdlMpiRc)); \
   } while (0)
 
 namespace cdl::comm {
@@ -155,27 +154,26 @@ class MpiCommunicator : public Communicator {
     auto displs = std::make_shared<std::vector<int>>(size_);
     auto mine = std::make_shared<uint64_t>(send.size());
     MPI_Comm comm = comm_;
-    return make(
-        "allgatherv of " + std::to_string(send.size()) + " bytes",
-        {[=](std::vector<MPI_Request>& reqs) {
-           reqs.emplace_back();
-           CDL_MPI_CHECK(MPI_Iallgather(mine.get(), 1, MPI_UINT64_T, counts->data(), 1,
-                                        MPI_UINT64_T, comm, &reqs.back()));
-         },
-         [=, &send](std::vector<MPI_Request>& reqs) {
-           size_t total = 0;
-           sizes->assign(counts->begin(), counts->end());
-           for (size_t r = 0; r < counts->size(); ++r) {
-             (*icounts)[r] = checkedInt((*counts)[r], "allgatherv");
-             (*displs)[r] = checkedInt(total, "allgatherv");
-             total += (*counts)[r];
-           }
-           recv->resize(total);
-           reqs.emplace_back();
-           CDL_MPI_CHECK(MPI_Iallgatherv(send.data(), checkedInt(send.size(), "allgatherv"),
-                                         MPI_BYTE, recv->data(), icounts->data(), displs->data(),
-                                         MPI_BYTE, comm, &reqs.back()));
-         }});
+    return make("allgatherv of " + std::to_string(send.size()) + " bytes",
+                {[=](std::vector<MPI_Request>& reqs) {
+                   reqs.emplace_back();
+                   CDL_MPI_CHECK(MPI_Iallgather(mine.get(), 1, MPI_UINT64_T, counts->data(), 1,
+                                                MPI_UINT64_T, comm, &reqs.back()));
+                 },
+                 [=, &send](std::vector<MPI_Request>& reqs) {
+                   size_t total = 0;
+                   sizes->assign(counts->begin(), counts->end());
+                   for (size_t r = 0; r < counts->size(); ++r) {
+                     (*icounts)[r] = checkedInt((*counts)[r], "allgatherv");
+                     (*displs)[r] = checkedInt(total, "allgatherv");
+                     total += (*counts)[r];
+                   }
+                   recv->resize(total);
+                   reqs.emplace_back();
+                   CDL_MPI_CHECK(MPI_Iallgatherv(send.data(), checkedInt(send.size(), "allgatherv"),
+                                                 MPI_BYTE, recv->data(), icounts->data(),
+                                                 displs->data(), MPI_BYTE, comm, &reqs.back()));
+                 }});
   }
 
   std::shared_ptr<Work> alltoallv(const std::vector<Bytes>& send,
@@ -198,8 +196,7 @@ class MpiCommunicator : public Communicator {
         {[=](std::vector<MPI_Request>& reqs) {
            reqs.emplace_back();
            CDL_MPI_CHECK(MPI_Ialltoall(st->sendCounts.data(), 1, MPI_UINT64_T,
-                                       st->recvCounts.data(), 1, MPI_UINT64_T, comm,
-                                       &reqs.back()));
+                                       st->recvCounts.data(), 1, MPI_UINT64_T, comm, &reqs.back()));
          },
          [=, &send](std::vector<MPI_Request>& reqs) {
            st->sc.resize(n), st->sd.resize(n), st->rc.resize(n), st->rd.resize(n);
@@ -218,9 +215,9 @@ class MpiCommunicator : public Communicator {
            }
            st->recvFlat.resize(ro);
            reqs.emplace_back();
-           CDL_MPI_CHECK(MPI_Ialltoallv(st->sendFlat.data(), st->sc.data(), st->sd.data(),
-                                        MPI_BYTE, st->recvFlat.data(), st->rc.data(),
-                                        st->rd.data(), MPI_BYTE, comm, &reqs.back()));
+           CDL_MPI_CHECK(MPI_Ialltoallv(st->sendFlat.data(), st->sc.data(), st->sd.data(), MPI_BYTE,
+                                        st->recvFlat.data(), st->rc.data(), st->rd.data(), MPI_BYTE,
+                                        comm, &reqs.back()));
          },
          [=](std::vector<MPI_Request>&) {
            recv->assign(n, Bytes());
@@ -258,10 +255,10 @@ class MpiCommunicator : public Communicator {
 
  private:
   std::shared_ptr<Work> make(const std::string& what, std::vector<MpiWork::Phase> phases) {
-    return std::make_shared<MpiWork>(
-        what + " (collective #" + std::to_string(seq_++) + " on rank " + std::to_string(rank_) +
-            " of " + std::to_string(size_) + ")",
-        std::move(phases));
+    return std::make_shared<MpiWork>(what + " (collective #" + std::to_string(seq_++) +
+                                         " on rank " + std::to_string(rank_) + " of " +
+                                         std::to_string(size_) + ")",
+                                     std::move(phases));
   }
 
   MPI_Comm comm_ = MPI_COMM_NULL;

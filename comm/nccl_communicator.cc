@@ -171,6 +171,7 @@ class NcclWork : public Work {
 
  protected:
   bool poll() override;
+  bool polled() const override { return true; }
   std::string missing() const override;
 
  private:
@@ -195,24 +196,25 @@ class NcclComm final : public NcclCommunicator, public std::enable_shared_from_t
   ~NcclComm() override {
     try {
       DeviceGuard guard(device_);
-      // Lets work nobody waited for finish before tearing down; a peer that never joins it
-      // cannot hold the process longer than CDL_COMM_TIMEOUT.
+      // Finishes the collectives nobody waited for, so that peers in them are not cut off; one that
+      // a peer never joins holds the teardown at most CDL_COMM_TIMEOUT, then aborts.
       const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_);
-      while (cudaStreamQuery(stream_) == cudaErrorNotReady &&
-             (timeout_ <= 0 || Clock::now() < deadline)) {
+      while (!aborted_ && (!queue_.empty() || cudaStreamQuery(stream_) == cudaErrorNotReady)) {
+        if (timeout_ > 0 && Clock::now() >= deadline) {
+          abortLocked("destroyed with collectives unfinished");
+          break;
+        }
+        progressLocked();
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+      if (comm_ != nullptr) ncclCommDestroy(comm_);
+      // After an abort the stream drains as the aborted kernels exit; memory the GPU may still
+      // touch is left allocated rather than freed under it.
+      const auto drainUntil = Clock::now() + std::chrono::seconds(1);
+      while (cudaStreamQuery(stream_) == cudaErrorNotReady && Clock::now() < drainUntil) {
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
       }
-      bool idle = cudaStreamQuery(stream_) == cudaSuccess;
-      if (comm_ != nullptr) {
-        if (idle) {
-          ncclCommDestroy(comm_);
-        } else {
-          ncclCommAbort(comm_);
-          idle = cudaStreamQuery(stream_) == cudaSuccess;
-        }
-      }
-      // Memory the GPU may still touch is left allocated rather than freed under it.
-      if (idle) {
+      if (cudaStreamQuery(stream_) == cudaSuccess) {
         pinned_.freeAll();
         deviceBlocks_.freeAll();
         for (const Block& b : orphanPinned_) pinned_.freeBlock(b);
@@ -537,7 +539,7 @@ class NcclComm final : public NcclCommunicator, public std::enable_shared_from_t
     const Op& oldest = *queue_.front();
     if (timeout_ > 0 && oldest.next > 0 &&
         Clock::now() - oldest.launchedAt > std::chrono::duration<double>(timeout_)) {
-      abortLocked(oldest.what + " did not finish within " + std::to_string(timeout_) +
+      abortLocked(oldest.what + " did not finish within " + ::cdl::detail::concat(timeout_) +
                   " s of being issued (CDL_COMM_TIMEOUT); a rank may have failed or skipped it");
     }
   }

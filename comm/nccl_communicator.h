@@ -22,7 +22,7 @@ namespace cdl::comm {
 // - barrier() completes once every rank has joined it (an allreduce of one float).
 // - Every call returns at once. NCCL work is issued in call order on every rank; a collective whose
 //   second step needs the sizes from its first is finished by wait()/completed() on any of this
-//   communicator's Works, and later calls queue behind it. Works are completed by polling events,
+//   communicator's Works, and later calls queue behind it. Works complete by polling CUDA events,
 //   so wait(timeout) times out with an error naming the collective instead of hanging.
 // - A collective that stays unfinished for CDL_COMM_TIMEOUT seconds after its GPU work was issued,
 //   or an asynchronous NCCL error, aborts the NCCL communicator (ncclCommAbort): every Work in

@@ -50,7 +50,15 @@ constexpr int kLanes = 16;
 #define CDL_PSGD_CLONES
 #endif
 
-float dotLanes(const float* a, const float* b, int64_t n) {
+#if defined(__GNUC__)
+#define CDL_PSGD_INLINE inline __attribute__((always_inline))
+#else
+#define CDL_PSGD_INLINE inline
+#endif
+
+// The dot product of a and b, summed in kLanes interleaved lanes that are then added in lane
+// order.
+CDL_PSGD_INLINE float dotLanes(const float* __restrict a, const float* __restrict b, int64_t n) {
   float acc[kLanes] = {};
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes) {
@@ -60,6 +68,30 @@ float dotLanes(const float* a, const float* b, int64_t n) {
   float s = 0.0f;
   for (int l = 0; l < kLanes; ++l) s += acc[l];
   return s;
+}
+
+// y_k[j] += c[k] * x[j] for the four rows y_k.
+CDL_PSGD_INLINE void update4(float* __restrict y0, float* __restrict y1, float* __restrict y2,
+                             float* __restrict y3, const float* __restrict x, const float* c,
+                             int64_t n) {
+  const float c0 = c[0], c1 = c[1], c2 = c[2], c3 = c[3];
+  for (int64_t j = 0; j < n; ++j) {
+    const float v = x[j];
+    y0[j] += c0 * v;
+    y1[j] += c1 * v;
+    y2[j] += c2 * v;
+    y3[j] += c3 * v;
+  }
+}
+
+// y[j] += c[0] x0[j], then += c[1] x1[j], and so on, in that order.
+CDL_PSGD_INLINE void accumulate4(float* __restrict y, const float* __restrict x0,
+                                 const float* __restrict x1, const float* __restrict x2,
+                                 const float* __restrict x3, const float* c, int64_t n) {
+  const float c0 = c[0], c1 = c[1], c2 = c[2], c3 = c[3];
+  for (int64_t j = 0; j < n; ++j) {
+    y[j] = (((y[j] + c0 * x0[j]) + c1 * x1[j]) + c2 * x2[j]) + c3 * x3[j];
+  }
 }
 
 double dotLanesDouble(const float* a, const float* b, int64_t n) {
@@ -93,14 +125,22 @@ CDL_PSGD_CLONES void multiplyMQ(float* m, const float* residual, int64_t rows, i
 }
 
 // qt (r x cols) = (M^T P)^T, summed over the rows of M in order.
-CDL_PSGD_CLONES void multiplyMtP(const float* m, int64_t rows, int64_t cols, const float* pt, int r, float* qt) {
+CDL_PSGD_CLONES void multiplyMtP(const float* m, int64_t rows, int64_t cols, const float* pt, int r,
+                                 float* qt) {
   std::fill(qt, qt + r * cols, 0.0f);
   const int64_t block = columnBlock(r);
   for (int64_t j0 = 0; j0 < cols; j0 += block) {
     const int64_t nj = std::min(block, cols - j0);
     for (int64_t i = 0; i < rows; ++i) {
       const float* mi = m + i * cols + j0;
-      for (int k = 0; k < r; ++k) {
+      int k = 0;
+      for (; k + 4 <= r; k += 4) {
+        const float c[4] = {pt[k * rows + i], pt[(k + 1) * rows + i], pt[(k + 2) * rows + i],
+                            pt[(k + 3) * rows + i]};
+        float* q = qt + k * cols + j0;
+        update4(q, q + cols, q + 2 * cols, q + 3 * cols, mi, c, nj);
+      }
+      for (; k < r; ++k) {
         const float c = pt[k * rows + i];
         float* qk = qt + k * cols + j0;
         for (int64_t j = 0; j < nj; ++j) qk[j] += c * mi[j];
@@ -110,18 +150,23 @@ CDL_PSGD_CLONES void multiplyMtP(const float* m, int64_t rows, int64_t cols, con
 }
 
 // With A = P Q^T (pt, qt: r x rows, r x cols): residual = M - A when residual is set, then
-// m = A * scale. m holds M on entry.
-CDL_PSGD_CLONES void reconstruct(const float* pt, const float* qt, int r, int64_t rows, int64_t cols, float scale,
-                 float* m, float* residual) {
+// m = A * scale. m holds M on entry. A's terms are added in the order of k.
+CDL_PSGD_CLONES void reconstruct(const float* pt, const float* qt, int r, int64_t rows,
+                                 int64_t cols, float scale, float* m, float* residual) {
   const int64_t block = columnBlock(r);
   std::vector<float> a(static_cast<size_t>(std::min(block, cols)));
   for (int64_t j0 = 0; j0 < cols; j0 += block) {
     const int64_t nj = std::min(block, cols - j0);
     for (int64_t i = 0; i < rows; ++i) {
-      const float c0 = pt[i];
-      const float* q0 = qt + j0;
-      for (int64_t j = 0; j < nj; ++j) a[j] = c0 * q0[j];
-      for (int k = 1; k < r; ++k) {
+      std::fill(a.begin(), a.begin() + nj, 0.0f);
+      int k = 0;
+      for (; k + 4 <= r; k += 4) {
+        const float c[4] = {pt[k * rows + i], pt[(k + 1) * rows + i], pt[(k + 2) * rows + i],
+                            pt[(k + 3) * rows + i]};
+        const float* q = qt + k * cols + j0;
+        accumulate4(a.data(), q, q + cols, q + 2 * cols, q + 3 * cols, c, nj);
+      }
+      for (; k < r; ++k) {
         const float c = pt[k * rows + i];
         const float* qk = qt + k * cols + j0;
         for (int64_t j = 0; j < nj; ++j) a[j] += c * qk[j];
@@ -233,8 +278,7 @@ bool powerSgdCompresses(int64_t rows, int64_t cols, int rank) {
 
 PowerSgdState::PowerSgdState(std::string name, int64_t rows, int64_t cols)
     : name_(std::move(name)), rows_(rows), cols_(cols) {
-  CDL_CHECK(rows >= 0 && cols >= 0, "PowerSGD state of '", name_, "': bad shape ", rows, "x",
-            cols);
+  CDL_CHECK(rows >= 0 && cols >= 0, "PowerSGD state of '", name_, "': bad shape ", rows, "x", cols);
 }
 
 PowerSgdSnapshot PowerSgdState::snapshot() const {
@@ -310,8 +354,7 @@ Bytes PowerSgdState::toBytes() const {
   put<uint64_t>(b.data(), 32, q_.size());
   put<uint64_t>(b.data(), 40, residual_.size());
   std::memcpy(b.data() + kStateHeaderBytes, q_.data(), 4 * q_.size());
-  std::memcpy(b.data() + kStateHeaderBytes + 4 * q_.size(), residual_.data(),
-              4 * residual_.size());
+  std::memcpy(b.data() + kStateHeaderBytes + 4 * q_.size(), residual_.data(), 4 * residual_.size());
   const size_t body = b.size() - 8;
   put<uint64_t>(b.data(), body, XXH64(b.data(), body, 0));
   return b;
@@ -423,9 +466,8 @@ void powerSgdAllreduce(Communicator& comm, PowerSgdState& state, float* grad, in
     const float inv = 1.0f / static_cast<float>(size);
     for (float& v : qt) v *= inv;
   }
-  reconstruct(pt.data(), qt.data(), r, rows, cols,
-              opt.average ? 1.0f : static_cast<float>(size), grad,
-              opt.errorFeedback ? residual.data() : nullptr);
+  reconstruct(pt.data(), qt.data(), r, rows, cols, opt.average ? 1.0f : static_cast<float>(size),
+              grad, opt.errorFeedback ? residual.data() : nullptr);
   st.decodeSeconds += since(t0);
 }
 

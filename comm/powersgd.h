@@ -31,7 +31,7 @@ struct PowerSgdSnapshot {
   int rank = 0;  // 0: no compressed step has run yet (q empty)
   // The warm-start Q, column by column: q[k * cols + j] = Q(j, k); rank * cols floats or empty.
   std::vector<float> q;
-  // The error-feedback residual, row-major; rows * cols floats, or empty while it is all zero.
+  // The error-feedback residual, row-major: rows * cols floats, or empty (nothing kept yet).
   std::vector<float> residual;
 };
 
@@ -69,9 +69,8 @@ class PowerSgdState {
   void fromBytes(const Bytes& b) { fromBytes(b.data(), b.size()); }
 
  private:
-  friend void powerSgdAllreduce(Communicator& comm, PowerSgdState& state, float* grad,
-                                int64_t rows, int64_t cols, const PowerSgdOptions& opt,
-                                AllreduceStats* stats);
+  friend void powerSgdAllreduce(Communicator& comm, PowerSgdState& state, float* grad, int64_t rows,
+                                int64_t cols, const PowerSgdOptions& opt, AllreduceStats* stats);
 
   std::string name_;
   int64_t rows_;
@@ -90,11 +89,12 @@ class PowerSgdState {
 // grad = P Q^T (times the number of ranks when opt.average is off); residual = M - P Q^T. Q is
 // kept as the next step's warm start; each step starts by scaling Q's columns to unit length,
 // and a zero column is drawn afresh from the seed, so the iteration never stalls on zero input.
-// Every rank ends with bit-identical grad and Q. Tensors for which powerSgdCompresses is false
-// take a plain allreduce (with error feedback on, a residual left from earlier compressed steps is
-// folded in and cleared). On the compressed path a NaN or infinity in any rank's gradient makes
-// every rank throw cdl::Error naming the tensor; grad is unspecified then and the state is kept.
-// Must be called by every rank of comm with the same shape and options, from one thread per rank.
+// Every rank (running the same build) ends with bit-identical grad and Q. Tensors for which
+// powerSgdCompresses is false take a plain allreduce (with error feedback on, a residual left from
+// earlier compressed steps is folded in and cleared). On the compressed path a NaN or infinity in
+// any rank's gradient makes every rank throw cdl::Error naming the tensor; grad is unspecified then
+// and the state stays usable. Must be called by every rank of comm with the same shape and options,
+// from one thread per rank.
 void powerSgdAllreduce(Communicator& comm, PowerSgdState& state, float* grad, int64_t rows,
                        int64_t cols, const PowerSgdOptions& opt = {},
                        AllreduceStats* stats = nullptr);

@@ -41,8 +41,8 @@ Reducer::Reducer(std::shared_ptr<Communicator> comm,
     CDL_CHECK(tensor.defined(), "reducer: parameter '", name, "' is undefined");
     CDL_CHECK(tensor.scalar_type() == at::kFloat, "reducer: parameter '", name,
               "' is not float32 (", tensor.scalar_type(), ")");
-    CDL_CHECK(tensor.device().is_cpu(), "reducer: parameter '", name,
-              "' is on ", tensor.device(), "; this reducer reduces CPU tensors");
+    CDL_CHECK(tensor.device().is_cpu(), "reducer: parameter '", name, "' is on ", tensor.device(),
+              "; this reducer reduces CPU tensors");
     CDL_CHECK(byName_.emplace(name, static_cast<int>(params_.size())).second,
               "reducer: parameter name '", name, "' appears twice");
     Param p;
@@ -259,10 +259,9 @@ std::map<std::string, std::vector<float>> Reducer::errorFeedbackState() const {
   std::map<std::string, std::vector<float>> out;
   for (const Param& p : params_) {
     const Bucket& b = buckets_[p.bucket];
-    out[p.name] = b.residual.empty()
-                      ? std::vector<float>()
-                      : std::vector<float>(b.residual.begin() + p.offset,
-                                           b.residual.begin() + p.offset + p.numel);
+    out[p.name] = b.residual.empty() ? std::vector<float>()
+                                     : std::vector<float>(b.residual.begin() + p.offset,
+                                                          b.residual.begin() + p.offset + p.numel);
   }
   return out;
 }

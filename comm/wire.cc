@@ -32,11 +32,16 @@ uint64_t payloadHash(const uint8_t* payload, uint64_t bodyBytes) {
 
 std::string codecName(CodecId id) {
   switch (id) {
-    case CodecId::kNone: return "none";
-    case CodecId::kFp16: return "fp16";
-    case CodecId::kBf16: return "bf16";
-    case CodecId::kQsgd: return "qsgd";
-    case CodecId::kTopk: return "topk";
+    case CodecId::kNone:
+      return "none";
+    case CodecId::kFp16:
+      return "fp16";
+    case CodecId::kBf16:
+      return "bf16";
+    case CodecId::kQsgd:
+      return "qsgd";
+    case CodecId::kTopk:
+      return "topk";
   }
   return "codec#" + std::to_string(static_cast<int>(id));
 }
@@ -62,8 +67,8 @@ PayloadHeader readHeader(const uint8_t* in, size_t len) {
   CDL_CHECK(in != nullptr || len == 0, "payload: null buffer");
   CDL_CHECK(len >= kHeaderBytes, "payload: ", len, " bytes is shorter than the ", kHeaderBytes,
             "-byte header (truncated?)");
-  CDL_CHECK(get<uint32_t>(in) == kWireMagic, "payload: bad magic 0x", std::hex,
-            get<uint32_t>(in), " (not a cdl payload)");
+  CDL_CHECK(get<uint32_t>(in) == kWireMagic, "payload: bad magic 0x", std::hex, get<uint32_t>(in),
+            " (not a cdl payload)");
   CDL_CHECK(in[4] == kWireVersion, "payload: format version ", int(in[4]), " but this build reads ",
             int(kWireVersion));
   PayloadHeader h;

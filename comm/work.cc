@@ -2,7 +2,6 @@
 
 #include <thread>
 
-
 #include "comm/env.h"
 #include "kernels/error.h"
 

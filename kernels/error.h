@@ -35,12 +35,13 @@ std::string concat(const Args&... args) {
 }  // namespace cdl
 
 // Throws cdl::Error with the location and the streamed message when cond is false.
-#define CDL_CHECK(cond, ...)                                                        \
-  do {                                                                              \
-    if (!(cond)) {                                                                  \
+#define CDL_CHECK(cond, ...)                                                             \
+  do {                                                                                   \
+    if (!(cond)) {                                                                       \
       ::cdl::detail::throwError(__FILE__, __LINE__, ::cdl::detail::concat(__VA_ARGS__)); \
-    }                                                                               \
+    }                                                                                    \
   } while (0)
 
 // Throws cdl::Error with the location and the streamed message.
-#define CDL_THROW(...) ::cdl::detail::throwError(__FILE__, __LINE__, ::cdl::detail::concat(__VA_ARGS__))
+#define CDL_THROW(...) \
+  ::cdl::detail::throwError(__FILE__, __LINE__, ::cdl::detail::concat(__VA_ARGS__))

@@ -1,12 +1,14 @@
 #include "kernels/half.h"
 
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
+
+#include "kernels/cpu_dispatch.h"
 
 namespace cdl::kernels {
 namespace {
@@ -20,7 +22,7 @@ uint16_t floatToHalfScalar(float f) {
     return static_cast<uint16_t>(sign | 0x7c00u | (absx > 0x7f800000u ? 0x200u : 0u));
   }
   if (absx >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds to >= 65520
-  if (absx < 0x38800000u) {                                                // subnormal or zero
+  if (absx < 0x38800000u) {                                               // subnormal or zero
     if (absx < 0x33000000u) return static_cast<uint16_t>(sign);           // below half of 2^-24
     const uint32_t exp = absx >> 23;
     const uint32_t mant = (absx & 0x7fffffu) | 0x800000u;
@@ -73,8 +75,8 @@ __attribute__((target("avx2,f16c"))) void floatToHalfF16c(const float* x, int64_
   for (; i < n; ++i) out[i] = floatToHalfScalar(x[i]);
 }
 
-__attribute__((target("avx2,f16c"))) void halfToFloatF16c(const uint16_t* in, int64_t n,
-                                                          float* out, bool accumulate) {
+__attribute__((target("avx2,f16c"))) void halfToFloatF16c(const uint16_t* in, int64_t n, float* out,
+                                                          bool accumulate) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
     __m256 v = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i)));
@@ -84,24 +86,20 @@ __attribute__((target("avx2,f16c"))) void halfToFloatF16c(const uint16_t* in, in
   for (; i < n; ++i) out[i] = (accumulate ? out[i] : 0.0f) + halfToFloatScalar(in[i]);
 }
 
-bool haveF16c() {
-  static const bool have = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2");
-  return have;
-}
 #endif
 
 }  // namespace
 
 void floatToHalf(const float* x, int64_t n, uint16_t* out) {
 #ifdef CDL_HAVE_F16C_PATH
-  if (haveF16c()) return floatToHalfF16c(x, n, out);
+  if (cpuHasAvx2()) return floatToHalfF16c(x, n, out);
 #endif
   for (int64_t i = 0; i < n; ++i) out[i] = floatToHalfScalar(x[i]);
 }
 
 void halfToFloat(const uint16_t* in, int64_t n, float* out, bool accumulate) {
 #ifdef CDL_HAVE_F16C_PATH
-  if (haveF16c()) return halfToFloatF16c(in, n, out, accumulate);
+  if (cpuHasAvx2()) return halfToFloatF16c(in, n, out, accumulate);
 #endif
   for (int64_t i = 0; i < n; ++i) out[i] = (accumulate ? out[i] : 0.0f) + halfToFloatScalar(in[i]);
 }

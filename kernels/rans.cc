@@ -81,8 +81,9 @@ void decodeRans(const uint8_t* in, size_t len, int64_t n, uint8_t* sym, int maxA
   const int alphabet = in[3] + 1;
   CDL_CHECK(probBits >= 1 && probBits <= kMaxProbBits, "rans stream: probBits = ", probBits,
             ", must be in 1..", kMaxProbBits);
-  CDL_CHECK(logBlock >= kMinLogBlock && logBlock <= kMaxLogBlock, "rans stream: logBlock = ",
-            logBlock, ", must be in ", kMinLogBlock, "..", kMaxLogBlock);
+  CDL_CHECK(logBlock >= kMinLogBlock && logBlock <= kMaxLogBlock,
+            "rans stream: logBlock = ", logBlock, ", must be in ", kMinLogBlock, "..",
+            kMaxLogBlock);
   CDL_CHECK(alphabet <= maxAlphabet, "rans stream: alphabet of ", alphabet,
             " symbols exceeds the expected ", maxAlphabet);
   size_t pos = kHeaderBytes;
@@ -94,8 +95,7 @@ void decodeRans(const uint8_t* in, size_t len, int64_t n, uint8_t* sym, int maxA
     freq[s] = load16(in + pos);
     sum += freq[s];
   }
-  CDL_CHECK(sum == (1u << probBits), "rans stream: frequencies sum to ", sum, ", not 2^",
-            probBits);
+  CDL_CHECK(sum == (1u << probBits), "rans stream: frequencies sum to ", sum, ", not 2^", probBits);
 
   const uint64_t blocks = blockCount(n, logBlock);
   CDL_CHECK((len - pos) / 4 >= blocks, "rans stream: ", len, " bytes cannot hold the table of ",
@@ -108,6 +108,8 @@ void decodeRans(const uint8_t* in, size_t len, int64_t n, uint8_t* sym, int maxA
     CDL_CHECK(bytes >= detail::kRansStateBytes && bytes % 2 == 0, "rans block ", b, ": size ",
               bytes, " is not 128 bytes of states plus whole 16-bit words");
     total += bytes;
+    CDL_CHECK(total <= len - pos, "rans stream: blocks 0..", b, " take ", total, " bytes but only ",
+              len - pos, " follow the block table");
   }
   CDL_CHECK(total == len - pos, "rans stream: blocks take ", total, " bytes but ", len - pos,
             " follow the block table");
@@ -155,8 +157,7 @@ size_t ransMaxEncodedBytes(int64_t n, const RansOptions& opt) {
 size_t ransEncode(const uint8_t* sym, int64_t n, uint8_t* out, size_t capacity,
                   const RansOptions& opt, const uint64_t* counts) {
   const size_t bound = ransMaxEncodedBytes(n, opt);
-  CDL_CHECK(out != nullptr && (sym != nullptr || n == 0), "rans: null buffer for ", n,
-            " symbols");
+  CDL_CHECK(out != nullptr && (sym != nullptr || n == 0), "rans: null buffer for ", n, " symbols");
   CDL_CHECK(capacity >= bound, "rans: output capacity ", capacity, " is below the ", bound,
             " bytes that ransMaxEncodedBytes gives for ", n, " symbols");
   if (n == 0) return writeHeader(out, kConstant, 0, 0, 0);
@@ -177,8 +178,7 @@ size_t ransEncode(const uint8_t* sym, int64_t n, uint8_t* out, size_t capacity,
       maxSym = s;
     }
   }
-  CDL_CHECK(sum == static_cast<uint64_t>(n), "rans: the given counts add up to ", sum, ", not ",
-            n);
+  CDL_CHECK(sum == static_cast<uint64_t>(n), "rans: the given counts add up to ", sum, ", not ", n);
   if (distinct == 1) return writeHeader(out, kConstant, maxSym, 0, 0);
 
   const int width = std::max(1, ceilLog2(uint64_t(maxSym) + 1));
@@ -204,15 +204,15 @@ void ransDecode(const uint8_t* in, size_t len, int64_t n, uint8_t* sym, int maxA
   CDL_CHECK(n >= 0, "rans: element count ", n, " is negative");
   CDL_CHECK(maxAlphabet >= 1 && maxAlphabet <= 256, "rans: maxAlphabet = ", maxAlphabet,
             ", must be in 1..256");
-  CDL_CHECK((in != nullptr || len == 0) && (sym != nullptr || n == 0),
-            "rans: null buffer for ", n, " symbols");
+  CDL_CHECK((in != nullptr || len == 0) && (sym != nullptr || n == 0), "rans: null buffer for ", n,
+            " symbols");
   CDL_CHECK(len >= kHeaderBytes, "rans stream: ", len, " bytes, shorter than its ", kHeaderBytes,
             "-byte header");
   const int mode = in[0];
-  if (mode != kRans) {
-    CDL_CHECK(in[2] == 0 && in[3] == 0, "rans stream: mode ", mode,
-              " with nonzero logBlock/alphabet bytes");
-  }
+  CDL_CHECK(mode == kPacked || mode == kRans || mode == kConstant, "rans stream: unknown mode ",
+            mode);
+  CDL_CHECK(mode == kRans || (in[2] == 0 && in[3] == 0), "rans stream: mode ", mode,
+            " with nonzero logBlock or alphabet bytes");
   switch (mode) {
     case kConstant:
       CDL_CHECK(len == kHeaderBytes, "constant stream: ", len - kHeaderBytes,
@@ -223,10 +223,8 @@ void ransDecode(const uint8_t* in, size_t len, int64_t n, uint8_t* sym, int maxA
       return;
     case kPacked:
       return decodePacked(in, len, n, sym, maxAlphabet);
-    case kRans:
-      return decodeRans(in, len, n, sym, maxAlphabet);
     default:
-      CDL_THROW("rans stream: unknown mode ", mode);
+      return decodeRans(in, len, n, sym, maxAlphabet);
   }
 }
 

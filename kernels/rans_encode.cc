@@ -6,10 +6,11 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && \
     !defined(CDL_NO_TARGET_CLONES)
 #include <immintrin.h>
+
+#include "kernels/cpu_dispatch.h"
 #define CDL_RANS_AVX2 1
 #endif
 
-#include "kernels/cpu_dispatch.h"
 #include "kernels/error.h"
 #include "kernels/rans_table.h"
 
@@ -18,8 +19,8 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-// Bits saved by raising a frequency from f to f + 1, and lost by lowering it to f - 1, for each
-// occurrence of the symbol.
+// Cost (in nats) saved by raising a frequency from f to f + 1, and added by lowering it to f - 1,
+// for each occurrence of the symbol.
 inline double raiseGain(int64_t f) { return std::log1p(1.0 / static_cast<double>(f)); }
 inline double lowerLoss(int64_t f) {
   return f > 1 ? -std::log1p(-1.0 / static_cast<double>(f)) : kInf;
@@ -157,8 +158,7 @@ inline void putSymbol(uint32_t& x, const RansEncSymbol& sym, uint8_t*& p) {
 }
 
 // One symbol when the words may run into lo; false when they would.
-inline bool putSymbolChecked(uint32_t& x, const RansEncSymbol& e, uint8_t*& p,
-                             const uint8_t* lo) {
+inline bool putSymbolChecked(uint32_t& x, const RansEncSymbol& e, uint8_t*& p, const uint8_t* lo) {
   if (x >= e.xmax) {
     if (p == lo) return false;
     p -= 2;
@@ -171,9 +171,8 @@ inline bool putSymbolChecked(uint32_t& x, const RansEncSymbol& e, uint8_t*& p,
 }
 
 // Encodes the full steps [0, steps) last to first; returns false when the words reach lo.
-CDL_TARGET_CLONES bool encodeStepsScalar(const uint8_t* sym, int64_t steps,
-                                         const RansEncSymbol* tab, uint32_t* x, uint8_t*& pos,
-                                         const uint8_t* lo) {
+bool encodeStepsScalar(const uint8_t* sym, int64_t steps, const RansEncSymbol* tab, uint32_t* x,
+                       uint8_t*& pos, const uint8_t* lo) {
   uint8_t* p = pos;
   bool fits = true;
   for (int64_t t = steps - 1; t >= 0 && fits; --t) {
@@ -217,9 +216,9 @@ constexpr CompressTable kCompress;
 // The same steps as encodeStepsScalar, eight lanes to a vector, while at least a step's worth of
 // room is left above lo; returns the number of steps still to encode, [0, returned).
 __attribute__((target("avx2,popcnt"))) int64_t encodeStepsAvx2(const uint8_t* sym, int64_t steps,
-                                                              const RansEncodeTable& table,
-                                                              uint32_t* x, uint8_t*& pos,
-                                                              const uint8_t* lo) {
+                                                               const RansEncodeTable& table,
+                                                               uint32_t* x, uint8_t*& pos,
+                                                               const uint8_t* lo) {
   constexpr int kVectors = kRansLanes / 8;
   const __m256i total = _mm256_set1_epi32(1 << table.probBits);
   const __m128i xmaxShift = _mm_cvtsi32_si128(31 - table.probBits);
@@ -257,8 +256,8 @@ __attribute__((target("avx2,popcnt"))) int64_t encodeStepsAvx2(const uint8_t* sy
       __m256i v = state[k];
       const __m256i emit = _mm256_cmpgt_epi32(v, _mm256_sub_epi32(xmax, one));
       const uint32_t m = static_cast<uint32_t>(_mm256_movemask_ps(_mm256_castsi256_ps(emit)));
-      const __m128i words = _mm256_castsi256_si128(
-          _mm256_permute4x64_epi64(_mm256_shuffle_epi8(v, halves), 0x08));
+      const __m128i words =
+          _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_shuffle_epi8(v, halves), 0x08));
       const __m128i packed = _mm_shuffle_epi8(
           words, _mm_loadu_si128(reinterpret_cast<const __m128i*>(kCompress.v[m])));
       _mm_storeu_si128(reinterpret_cast<__m128i*>(p - 16), packed);
@@ -267,8 +266,7 @@ __attribute__((target("avx2,popcnt"))) int64_t encodeStepsAvx2(const uint8_t* sy
 
       // q = mulhi32(v, rcp) >> shift; v += bias + q * cmpl.
       const __m256i even = _mm256_srli_epi64(_mm256_mul_epu32(v, rcp), 32);
-      const __m256i odd =
-          _mm256_mul_epu32(_mm256_srli_epi64(v, 32), _mm256_srli_epi64(rcp, 32));
+      const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(v, 32), _mm256_srli_epi64(rcp, 32));
       const __m256i q = _mm256_srlv_epi32(_mm256_blend_epi32(even, odd, 0xaa), shift);
       state[k] = _mm256_add_epi32(_mm256_add_epi32(v, bias), _mm256_mullo_epi32(q, cmpl));
     }
@@ -280,17 +278,12 @@ __attribute__((target("avx2,popcnt"))) int64_t encodeStepsAvx2(const uint8_t* sy
   return t;
 }
 
-bool hasAvx2() {
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
-  return yes;
-}
-
 #endif
 
 bool encodeSteps(const uint8_t* sym, int64_t steps, const RansEncodeTable& table, uint32_t* x,
                  uint8_t*& pos, const uint8_t* lo) {
 #ifdef CDL_RANS_AVX2
-  if (hasAvx2()) steps = encodeStepsAvx2(sym, steps, table, x, pos, lo);
+  if (cpuHasAvx2()) steps = encodeStepsAvx2(sym, steps, table, x, pos, lo);
 #endif
   return encodeStepsScalar(sym, steps, table.sym, x, pos, lo);
 }

@@ -67,8 +67,9 @@ int64_t encodeBlock(const uint8_t* sym, int64_t m, const RansEncodeTable& t, uin
                     size_t room);
 
 // Slot table of the decoder: for each slot v in [0, 2^probBits), the symbol whose range holds v,
-// and entry[v] = freq << 16 | (v - cumfreq). For probBits <= kPackedProbBits, packed[v] holds all
-// three for vector gathers: (v - cumfreq) | (freq - 1) << 12 | symbol << 24.
+// and entry[v] = freq << 16 | (v - cumfreq). When probBits <= kPackedProbBits and every freq is
+// below 2^kPackedProbBits, packed[v] holds all three for vector gathers:
+// symbol | (v - cumfreq) << 8 | freq << 20. Otherwise packed is empty.
 constexpr int kPackedProbBits = 12;
 struct RansDecodeTable {
   int probBits = 0;

@@ -10,8 +10,14 @@ if ! command -v clang++ >/dev/null 2>&1; then
   echo "fuzz-smoke: clang++ is missing (scripts/install-deps.sh installs it)" >&2
   exit 1
 fi
-test -f "$dir/build.ninja" || CC=clang CXX=clang++ cmake -S . -B "$dir" -G Ninja -DCDL_FUZZ=ON >/dev/null
-cmake --build "$dir" -j 2 --target payload_fuzz make_fuzz_seeds >/dev/null
+mkdir -p "$dir"
+log="$dir/build.log"
+if ! { test -f "$dir/build.ninja" || CC=clang CXX=clang++ cmake -S . -B "$dir" -G Ninja -DCDL_FUZZ=ON; } \
+    >"$log" 2>&1 || ! cmake --build "$dir" -j 2 --target payload_fuzz make_fuzz_seeds >>"$log" 2>&1; then
+  cat "$log" >&2
+  echo "fuzz-smoke: building the fuzz target failed (log above, kept in $log)" >&2
+  exit 1
+fi
 
 corpus="$dir/corpus"
 rm -rf "$corpus" && mkdir -p "$corpus"

@@ -30,7 +30,8 @@ struct Case {
 class CodecRoundTrip : public ::testing::TestWithParam<Case> {};
 
 // The error every codec promises per element, given the input and the codec's rate.
-void expectWithinBound(const CodecSpec& s, const std::vector<float>& x, const std::vector<float>& y) {
+void expectWithinBound(const CodecSpec& s, const std::vector<float>& x,
+                       const std::vector<float>& y) {
   const int64_t n = static_cast<int64_t>(x.size());
   switch (s.codec) {
     case CodecId::kNone:
@@ -217,7 +218,7 @@ TEST(Codec, StochasticQsgdIsUnbiasedOverKeys) {
   }
   float m = 0.0f;
   for (float v : x) m = std::max(m, std::fabs(v));
-  const double step = m;  // 2 bits: L = 2 intervals of m each
+  const double step = m;                                        // 2 bits: L = 2 intervals of m each
   const double sigma = step / 2.0 / std::sqrt(double(trials));  // Bernoulli std <= step/2
   for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(mean[i] / trials, x[i], 5 * sigma) << i;
 }

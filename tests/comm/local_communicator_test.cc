@@ -67,7 +67,8 @@ TEST_P(LocalCollectives, AllgathervAndAlltoallvDeliverEveryRanksBytes) {
       off += sizes[s];
     }
     std::vector<Bytes> send(size), recv;
-    for (int to = 0; to < size; ++to) send[to].assign(static_cast<size_t>(to + r), uint8_t(10 * r + to));
+    for (int to = 0; to < size; ++to)
+      send[to].assign(static_cast<size_t>(to + r), uint8_t(10 * r + to));
     c.alltoallv(send, &recv)->wait(std::chrono::seconds(30));
     ASSERT_EQ(static_cast<int>(recv.size()), size);
     for (int from = 0; from < size; ++from) {
@@ -92,7 +93,9 @@ TEST(LocalCommunicator, MismatchedCollectivesFailOnEveryRankNamingBoth) {
     threads.emplace_back([&, r] {
       std::vector<float> x(r == 0 ? 10 : 11);
       try {
-        group[r]->allreduce(x.data(), static_cast<int64_t>(x.size()))->wait(std::chrono::seconds(30));
+        group[r]
+            ->allreduce(x.data(), static_cast<int64_t>(x.size()))
+            ->wait(std::chrono::seconds(30));
       } catch (const Error& e) {
         messages[r] = e.what();
       }

@@ -6,7 +6,9 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -15,6 +17,7 @@
 namespace cdl::comm {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 using Matrix = std::vector<float>;
 
@@ -176,8 +179,8 @@ TEST(PowerSgd, ErrorFeedbackMakesTheRunningMeanConverge) {
 
 TEST(PowerSgd, CompressesOnlyMatricesWhoseFactorsAreSmaller) {
   EXPECT_TRUE(powerSgdCompresses(64, 48, 4));
-  EXPECT_TRUE(powerSgdCompresses(8, 8, 3));    // 16 * 3 = 48 < 64
-  EXPECT_FALSE(powerSgdCompresses(8, 8, 4));   // 16 * 4 = 64: no gain
+  EXPECT_TRUE(powerSgdCompresses(8, 8, 3));      // 16 * 3 = 48 < 64
+  EXPECT_FALSE(powerSgdCompresses(8, 8, 4));     // 16 * 4 = 64: no gain
   EXPECT_FALSE(powerSgdCompresses(1000, 1, 1));  // a vector
   EXPECT_FALSE(powerSgdCompresses(1, 1000, 1));
   EXPECT_FALSE(powerSgdCompresses(0, 10, 1));

@@ -14,10 +14,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: make_fuzz_seeds DIR\n");
     return 2;
   }
-  const std::vector<std::string> specs = {
-      "none", "fp16", "bf16", "qsgd:bits=1,entropy=none", "qsgd:bits=2,bucket=16,entropy=rans",
-      "qsgd:bits=4,rounding=nearest", "qsgd:bits=8,bucket=100", "topk:density=0.1",
-      "topk:density=0.5,entropy=none"};
+  const std::vector<std::string> specs = {"none",
+                                          "fp16",
+                                          "bf16",
+                                          "qsgd:bits=1,entropy=none",
+                                          "qsgd:bits=2,bucket=16,entropy=rans",
+                                          "qsgd:bits=4,rounding=nearest",
+                                          "qsgd:bits=8,bucket=100",
+                                          "topk:density=0.1",
+                                          "topk:density=0.5,entropy=none"};
   std::mt19937 rng(1);
   int count = 0;
   for (const auto& spec : specs) {

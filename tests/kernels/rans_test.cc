@@ -26,41 +26,60 @@ constexpr uint8_t kModePacked = 0;
 constexpr uint8_t kModeRans = 1;
 constexpr uint8_t kModeConstant = 2;
 
-enum class Dist { kConstant, kUniform10, kSkewed, kLaplace15, kWide256, kBytes };
+enum class Dist { kConstant, kUniform10, kSkewed, kVerySkewed, kLaplace15, kWide256, kBytes };
 
 const char* distName(Dist d) {
   switch (d) {
-    case Dist::kConstant: return "Constant";
-    case Dist::kUniform10: return "Uniform10";
-    case Dist::kSkewed: return "Skewed";
-    case Dist::kLaplace15: return "Laplace15";
-    case Dist::kWide256: return "Wide256";
-    case Dist::kBytes: return "UniformBytes";
+    case Dist::kConstant:
+      return "Constant";
+    case Dist::kUniform10:
+      return "Uniform10";
+    case Dist::kSkewed:
+      return "Skewed";
+    case Dist::kVerySkewed:
+      return "VerySkewed";
+    case Dist::kLaplace15:
+      return "Laplace15";
+    case Dist::kWide256:
+      return "Wide256";
+    case Dist::kBytes:
+      return "UniformBytes";
   }
   return "?";
 }
 
-// Symbol streams shaped like what the codecs feed the coder: constant buckets, uniform digits, a
-// geometric tail (H = 2 bits), 4-bit quantized gradients (15 levels, ~2.6 bits), a wide 256-value
-// bell (~7.4 bits) and incompressible bytes.
+// Symbol streams shaped like what the codecs feed the coder: constant buckets, uniform digits,
+// geometric tails (H = 2 and 0.52 bits), 4-bit quantized gradients (15 levels, ~2.6 bits), a wide
+// 256-value bell (~7.4 bits) and incompressible bytes.
 Bytes makeSymbols(Dist d, int64_t n, uint64_t seed = 1) {
   std::mt19937_64 rng(seed);
   Bytes s(static_cast<size_t>(n));
   std::uniform_int_distribution<int> digit(0, 9), byte(0, 255);
-  std::geometric_distribution<int> geo(0.5);
+  std::geometric_distribution<int> geo(0.5), steep(0.9);
   std::normal_distribution<double> grad(0.0, 1.5), wide(128.0, 40.0);
   for (auto& v : s) {
     switch (d) {
-      case Dist::kConstant: v = 9; break;
-      case Dist::kUniform10: v = static_cast<uint8_t>(digit(rng)); break;
-      case Dist::kSkewed: v = static_cast<uint8_t>(std::min(geo(rng), 255)); break;
+      case Dist::kConstant:
+        v = 9;
+        break;
+      case Dist::kUniform10:
+        v = static_cast<uint8_t>(digit(rng));
+        break;
+      case Dist::kSkewed:
+        v = static_cast<uint8_t>(std::min(geo(rng), 255));
+        break;
+      case Dist::kVerySkewed:
+        v = static_cast<uint8_t>(std::min(steep(rng), 255));
+        break;
       case Dist::kLaplace15:
         v = static_cast<uint8_t>(std::clamp<long>(std::lround(grad(rng)), -7, 7) + 7);
         break;
       case Dist::kWide256:
         v = static_cast<uint8_t>(std::clamp<long>(std::lround(wide(rng)), 0, 255));
         break;
-      case Dist::kBytes: v = static_cast<uint8_t>(byte(rng)); break;
+      case Dist::kBytes:
+        v = static_cast<uint8_t>(byte(rng));
+        break;
     }
   }
   return s;
@@ -166,16 +185,16 @@ TEST_P(RansRoundTrip, RoundTripIsLosslessWithinTheBound) {
   EXPECT_EQ(decode(out, n, static_cast<int>(maxSym) + 1), sym);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Sizes, RansRoundTrip,
-    ::testing::Combine(::testing::Values(Dist::kConstant, Dist::kUniform10, Dist::kSkewed,
-                                         Dist::kLaplace15, Dist::kWide256, Dist::kBytes),
-                       ::testing::Values(int64_t{0}, int64_t{1}, int64_t{7}, int64_t{4096},
-                                         int64_t{1000003})),
-    [](const auto& info) {
-      return std::string(distName(std::get<0>(info.param))) + "_n" +
-             std::to_string(std::get<1>(info.param));
-    });
+INSTANTIATE_TEST_SUITE_P(Sizes, RansRoundTrip,
+                         ::testing::Combine(::testing::Values(Dist::kConstant, Dist::kUniform10,
+                                                              Dist::kSkewed, Dist::kLaplace15,
+                                                              Dist::kWide256, Dist::kBytes),
+                                            ::testing::Values(int64_t{0}, int64_t{1}, int64_t{7},
+                                                              int64_t{4096}, int64_t{1000003})),
+                         [](const auto& info) {
+                           return std::string(distName(std::get<0>(info.param))) + "_n" +
+                                  std::to_string(std::get<1>(info.param));
+                         });
 
 TEST(Rans, RoundTripIsLosslessForEveryBlockSizeAndPrecision) {
   for (Dist d : {Dist::kLaplace15, Dist::kWide256, Dist::kSkewed}) {
@@ -283,8 +302,8 @@ TEST(Rans, IncompressibleInputsFallBackToMinimalWidthPacking) {
   for (size_t i = 0; i < bits.size(); ++i) bits[i] = static_cast<uint8_t>((i * 7 + i / 5) % 2);
   std::mt19937 rng(5);
   for (auto& v : nibbles) v = static_cast<uint8_t>(rng() % 16);
-  for (const Case& c : {Case{makeSymbols(Dist::kBytes, 100000), 8}, Case{nibbles, 4},
-                        Case{bits, 1}, Case{Bytes{0, 1, 0, 1, 1}, 1}}) {
+  for (const Case& c : {Case{makeSymbols(Dist::kBytes, 100000), 8}, Case{nibbles, 4}, Case{bits, 1},
+                        Case{Bytes{0, 1, 0, 1, 1}, 1}}) {
     const Bytes out = encode(c.sym);
     const int64_t n = static_cast<int64_t>(c.sym.size());
     EXPECT_EQ(out[0], kModePacked);
@@ -317,7 +336,8 @@ TEST(Rans, RansIsChosenOnlyWhenSmallerThanPacking) {
 
 TEST(Rans, CodedSizeIsWithinHalfAPercentOfTheEntropy) {
   const int64_t n = int64_t{1} << 20;
-  for (Dist d : {Dist::kUniform10, Dist::kSkewed, Dist::kLaplace15, Dist::kWide256}) {
+  for (Dist d :
+       {Dist::kUniform10, Dist::kSkewed, Dist::kVerySkewed, Dist::kLaplace15, Dist::kWide256}) {
     const Bytes sym = makeSymbols(d, n, 11);
     uint64_t counts[256];
     histogram(sym.data(), n, counts);

@@ -56,7 +56,8 @@ TEST(MpiCollectives, VariableSizeExchangesDeliverEveryRanksBytes) {
     off += sizes[s];
   }
   std::vector<Bytes> send(size), recv;
-  for (int to = 0; to < size; ++to) send[to].assign(static_cast<size_t>(to + r), uint8_t(10 * r + to));
+  for (int to = 0; to < size; ++to)
+    send[to].assign(static_cast<size_t>(to + r), uint8_t(10 * r + to));
   c->alltoallv(send, &recv)->wait(kWait);
   for (int from = 0; from < size; ++from) {
     EXPECT_EQ(recv[from], Bytes(static_cast<size_t>(r + from), uint8_t(10 * from + r)));
