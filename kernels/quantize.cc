@@ -2,6 +2,11 @@
 
 #include <cstring>
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define CDL_QUANTIZE_AVX2 1
+#endif
+
 #include "kernels/cpu_dispatch.h"
 #include "kernels/error.h"
 #include "kernels/rng.h"
@@ -72,6 +77,106 @@ inline BucketMap bucketMap(float m, float half) {
   return {pre, inv};
 }
 
+// The symbols of one bucket. The restrict-qualified parameters tell the vectorizer that the
+// symbols do not overlap the input.
+template <bool kStochastic>
+inline void roundBucket(const float* __restrict xb, int64_t len, BucketMap map, float half,
+                        float top, uint64_t key, uint64_t first, uint8_t* __restrict sb) {
+  for (int64_t j = 0; j < len; ++j) {
+    float t = xb[j] * map.pre * map.inv + half;
+    t = t < 0.0f ? 0.0f : t;
+    t = t > top ? top : t;
+    int32_t k = static_cast<int32_t>(t);
+    const float frac = t - static_cast<float>(k);
+    if constexpr (kStochastic) {
+      k += uniform01(key, first + static_cast<uint64_t>(j)) < frac ? 1 : 0;
+    } else {
+      k += frac >= 0.5f ? 1 : 0;
+    }
+    sb[j] = static_cast<uint8_t>(k);
+  }
+}
+
+#ifdef CDL_QUANTIZE_AVX2
+// a * c mod 2^64 for four 64-bit lanes, from 32 x 32 -> 64-bit products.
+__attribute__((target("avx2"))) inline __m256i mulLo64(__m256i a, __m256i cLo, __m256i cHi) {
+  const __m256i lolo = _mm256_mul_epu32(a, cLo);
+  const __m256i cross =
+      _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(a, 32), cLo), _mm256_mul_epu32(a, cHi));
+  return _mm256_add_epi64(lolo, _mm256_slli_epi64(cross, 32));
+}
+
+// The top 24 bits of mix64(z) for four lanes, in the low half of each lane. mix64's last step,
+// z ^ (z >> 31), leaves bits 40..63 unchanged, so it is skipped.
+__attribute__((target("avx2"))) inline __m256i mixTop24(__m256i z) {
+  const __m256i c1Lo = _mm256_set1_epi64x(0x1ce4e5b9LL), c1Hi = _mm256_set1_epi64x(0xbf58476dLL);
+  const __m256i c2Lo = _mm256_set1_epi64x(0x133111ebLL), c2Hi = _mm256_set1_epi64x(0x94d049bbLL);
+  z = mulLo64(_mm256_xor_si256(z, _mm256_srli_epi64(z, 30)), c1Lo, c1Hi);
+  z = mulLo64(_mm256_xor_si256(z, _mm256_srli_epi64(z, 27)), c2Lo, c2Hi);
+  return _mm256_srli_epi64(z, 40);
+}
+
+// The symbols of eight elements: the same float operations as roundBucket in the same order, so
+// the results are identical. z holds the generator inputs key + i * golden of the eight elements
+// (two vectors of four lanes) and advances by eight.
+template <bool kStochastic>
+__attribute__((target("avx2"))) inline __m256i symbols8(const float* x, __m256 pre, __m256 inv,
+                                                        __m256 half, __m256 top, __m256i z[2]) {
+  __m256 t = _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x), pre), inv), half);
+  t = _mm256_min_ps(_mm256_max_ps(t, _mm256_setzero_ps()), top);
+  const __m256i k = _mm256_cvttps_epi32(t);
+  const __m256 frac = _mm256_sub_ps(t, _mm256_cvtepi32_ps(k));
+  __m256 up;
+  if constexpr (kStochastic) {
+    constexpr int64_t kStep = static_cast<int64_t>(8 * 0x9e3779b97f4a7c15ULL);
+    const __m256i evenDwords = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    const __m256i a = _mm256_permutevar8x32_epi32(mixTop24(z[0]), evenDwords);
+    const __m256i b = _mm256_permutevar8x32_epi32(mixTop24(z[1]), evenDwords);
+    const __m256 u = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_permute2x128_si256(a, b, 0x20)),
+                                   _mm256_set1_ps(0x1.0p-24f));
+    z[0] = _mm256_add_epi64(z[0], _mm256_set1_epi64x(kStep));
+    z[1] = _mm256_add_epi64(z[1], _mm256_set1_epi64x(kStep));
+    up = _mm256_cmp_ps(u, frac, _CMP_LT_OQ);
+  } else {
+    up = _mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+  }
+  return _mm256_sub_epi32(k, _mm256_castps_si256(up));  // the mask is -1 where rounding up
+}
+
+// roundBucket with AVX2, 32 elements at a time.
+template <bool kStochastic>
+__attribute__((target("avx2"))) void roundBucketAvx2(const float* __restrict xb, int64_t len,
+                                                     BucketMap map, float half, float top,
+                                                     uint64_t key, uint64_t first,
+                                                     uint8_t* __restrict sb) {
+  const __m256 pre = _mm256_set1_ps(map.pre), inv = _mm256_set1_ps(map.inv);
+  const __m256 vhalf = _mm256_set1_ps(half), vtop = _mm256_set1_ps(top);
+  constexpr uint64_t kGolden = 0x9e3779b97f4a7c15ULL;
+  const __m256i base = _mm256_set1_epi64x(static_cast<int64_t>(key + first * kGolden));
+  __m256i z[2] = {_mm256_add_epi64(base, _mm256_setr_epi64x(0, static_cast<int64_t>(kGolden),
+                                                            static_cast<int64_t>(2 * kGolden),
+                                                            static_cast<int64_t>(3 * kGolden))),
+                  _mm256_add_epi64(base, _mm256_setr_epi64x(static_cast<int64_t>(4 * kGolden),
+                                                            static_cast<int64_t>(5 * kGolden),
+                                                            static_cast<int64_t>(6 * kGolden),
+                                                            static_cast<int64_t>(7 * kGolden)))};
+  const __m256i byteOrder = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  int64_t j = 0;
+  for (; j + 32 <= len; j += 32) {
+    const __m256i k0 = symbols8<kStochastic>(xb + j, pre, inv, vhalf, vtop, z);
+    const __m256i k1 = symbols8<kStochastic>(xb + j + 8, pre, inv, vhalf, vtop, z);
+    const __m256i k2 = symbols8<kStochastic>(xb + j + 16, pre, inv, vhalf, vtop, z);
+    const __m256i k3 = symbols8<kStochastic>(xb + j + 24, pre, inv, vhalf, vtop, z);
+    const __m256i bytes =
+        _mm256_packus_epi16(_mm256_packs_epi32(k0, k1), _mm256_packs_epi32(k2, k3));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(sb + j),
+                        _mm256_permutevar8x32_epi32(bytes, byteOrder));
+  }
+  roundBucket<kStochastic>(xb + j, len - j, map, half, top, key, first + static_cast<uint64_t>(j),
+                           sb + j);
+}
+#endif
+
 // The shared shape of both roundings: a pass for the scale, then one for the symbols, bucket by
 // bucket so that the second pass reads from cache.
 template <bool kStochastic>
@@ -81,6 +186,9 @@ inline void quantizeImpl(const float* x, int64_t n, int bits, int64_t bucket, ui
   const float top = static_cast<float>(intervals);
   const float half = 0.5f * top;
   const uint8_t zeroSym = static_cast<uint8_t>(intervals / 2);
+#ifdef CDL_QUANTIZE_AVX2
+  const bool avx2 = cpuHasAvx2();
+#endif
   for (int64_t start = 0, b = 0; start < n; start += bucket, ++b) {
     const int64_t len = n - start < bucket ? n - start : bucket;
     const float* xb = x + start;
@@ -94,20 +202,15 @@ inline void quantizeImpl(const float* x, int64_t n, int bits, int64_t bucket, ui
       std::memset(sb, zeroSym, static_cast<size_t>(len));
       continue;
     }
-    const BucketMap map = bucketMap(m, half);
-    for (int64_t j = 0; j < len; ++j) {
-      float t = xb[j] * map.pre * map.inv + half;
-      t = t < 0.0f ? 0.0f : t;
-      t = t > top ? top : t;
-      int32_t k = static_cast<int32_t>(t);
-      const float frac = t - static_cast<float>(k);
-      if constexpr (kStochastic) {
-        k += uniform01(key, static_cast<uint64_t>(start + j)) < frac ? 1 : 0;
-      } else {
-        k += frac >= 0.5f ? 1 : 0;
-      }
-      sb[j] = static_cast<uint8_t>(k);
+#ifdef CDL_QUANTIZE_AVX2
+    if (avx2) {
+      roundBucketAvx2<kStochastic>(xb, len, bucketMap(m, half), half, top, key,
+                                   static_cast<uint64_t>(start), sb);
+      continue;
     }
+#endif
+    roundBucket<kStochastic>(xb, len, bucketMap(m, half), half, top, key,
+                             static_cast<uint64_t>(start), sb);
   }
 }
 
