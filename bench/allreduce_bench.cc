@@ -11,6 +11,7 @@
 #include "bench/bench_util.h"
 #include "comm/compressed_allreduce.h"
 #include "comm/mpi_communicator.h"
+#include "comm/powersgd.h"
 #include "kernels/error.h"
 #include "kernels/rng.h"
 
@@ -28,6 +29,15 @@ double timeIters(int warmup, int iters, const std::function<void()>& fn) {
   double s = std::chrono::duration<double>(Clock::now() - t0).count() / iters;
   MPI_Allreduce(MPI_IN_PLACE, &s, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
   return s;
+}
+
+// The rows of the squarest rows x cols matrix with rows * cols = n and rows <= cols.
+int64_t squarestRows(int64_t n) {
+  int64_t rows = 1;
+  for (int64_t r = 1; r * r <= n; ++r) {
+    if (n % r == 0) rows = r;
+  }
+  return rows;
 }
 
 }  // namespace
@@ -76,8 +86,20 @@ int runAllreduceBench(int* argc, char*** argv, const AllreduceBenchOptions& opt)
            static_cast<uint64_t>(2.0 * (size - 1) / size * static_cast<double>(bytes)));
     for (const std::string& specText : opt.codecs) {
       comm::CodecSpec spec = comm::parseCodecSpec(specText);
-      auto codec = comm::makeCodec(spec.codec);
       comm::AllreduceStats st;
+      if (spec.codec == comm::CodecId::kPowerSgd) {
+        const int64_t rows = squarestRows(n);
+        comm::PowerSgdState state("bench", rows, n / rows);
+        comm::PowerSgdOptions psgd;
+        psgd.rank = spec.rate.rank;
+        const double t = timeIters(opt.warmup, opt.iters, [&] {
+          std::copy(input.begin(), input.end(), buf.begin());
+          comm::powerSgdAllreduce(*comm, state, buf.data(), rows, n / rows, psgd, &st);
+        });
+        report(comm::formatCodecSpec(spec), t, st.wireBytes);
+        continue;
+      }
+      auto codec = comm::makeCodec(spec.codec);
       uint64_t step = 0;
       const double t = timeIters(opt.warmup, opt.iters, [&] {
         std::copy(input.begin(), input.end(), buf.begin());

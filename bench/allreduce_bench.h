@@ -7,14 +7,15 @@ namespace cdl::bench {
 
 struct AllreduceBenchOptions {
   std::string minBytes = "1K";
-  std::string maxBytes = "64M";
+  std::string maxBytes = "256M";
   int factor = 4;  // sizes grow by this factor
   std::vector<std::string> codecs = {"none",
                                      "fp16",
                                      "qsgd:bits=8,entropy=rans",
                                      "qsgd:bits=4,entropy=rans",
                                      "qsgd:bits=2,entropy=rans",
-                                     "topk:density=0.01"};
+                                     "topk:density=0.01",
+                                     "powersgd:rank=4"};
   int iters = 5;
   int warmup = 1;
   bool json = false;
@@ -22,7 +23,8 @@ struct AllreduceBenchOptions {
 
 // Runs under mpirun: times plain MPI_Allreduce on fp32 and cdl's compressed allreduce per codec
 // for each size, in the same run, and prints (on rank 0) time, algbw, busbw, bytes on the wire
-// and the speed-up over fp32. Returns the exit status.
+// and the speed-up over fp32. PowerSGD sees the buffer as the squarest matrix it divides into and
+// keeps its warm start across iterations, as in training. Returns the exit status.
 int runAllreduceBench(int* argc, char*** argv, const AllreduceBenchOptions& opt);
 
 }  // namespace cdl::bench

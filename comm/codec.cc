@@ -36,6 +36,8 @@ std::unique_ptr<Codec> makeCodec(CodecId id) {
       return makeQsgdCodec();
     case CodecId::kTopk:
       return makeTopkCodec();
+    case CodecId::kPowerSgd:
+      CDL_THROW("powersgd is not a payload codec: reduce with comm/powersgd.h (the Reducer does)");
   }
   CDL_THROW("unknown codec id ", static_cast<int>(id));
 }
@@ -71,7 +73,13 @@ CodecSpec parseCodecSpec(const std::string& spec) {
   CodecSpec out;
   const size_t colon = spec.find(':');
   const std::string name = spec.substr(0, colon);
-  out.codec = makeCodec(name)->id();
+  bool known = false;
+  for (int i = 0; i <= static_cast<int>(CodecId::kPowerSgd) && !known; ++i) {
+    out.codec = static_cast<CodecId>(i);
+    known = codecName(out.codec) == name;
+  }
+  CDL_CHECK(known, "codec spec '", spec, "': unknown codec '", name,
+            "' (expected none, fp16, bf16, qsgd, topk or powersgd)");
   if (colon == std::string::npos) return out;
   std::stringstream items(spec.substr(colon + 1));
   std::string item;
@@ -80,6 +88,7 @@ CodecSpec parseCodecSpec(const std::string& spec) {
     CDL_CHECK(eq != std::string::npos, "codec spec '", spec, "': '", item, "' is not key=value");
     const std::string key = item.substr(0, eq), v = item.substr(eq + 1);
     const bool qsgd = out.codec == CodecId::kQsgd, topk = out.codec == CodecId::kTopk;
+    const bool powerSgd = out.codec == CodecId::kPowerSgd;
     if (qsgd && key == "bits") {
       out.rate.bits = static_cast<int>(parseInt(spec, key, v));
       CDL_CHECK(out.rate.bits >= 1 && out.rate.bits <= 8, "codec spec '", spec,
@@ -101,6 +110,10 @@ CodecSpec parseCodecSpec(const std::string& spec) {
       out.rate.density = parseDouble(spec, key, v);
       CDL_CHECK(out.rate.density > 0.0 && out.rate.density <= 1.0, "codec spec '", spec,
                 "': density must be in (0, 1]");
+    } else if (powerSgd && key == "rank") {
+      out.rate.rank = static_cast<int>(parseInt(spec, key, v));
+      CDL_CHECK(out.rate.rank >= 1 && out.rate.rank <= 1024, "codec spec '", spec,
+                "': rank must be 1..1024");
     } else {
       CDL_THROW("codec spec '", spec, "': unknown key '", key, "' for codec ", name);
     }
@@ -119,6 +132,8 @@ std::string formatCodecSpec(const CodecSpec& spec) {
        << ",entropy=" << entropy;
   } else if (spec.codec == CodecId::kTopk) {
     os << ":density=" << r.density << ",entropy=" << entropy;
+  } else if (spec.codec == CodecId::kPowerSgd) {
+    os << ":rank=" << r.rank;
   }
   return os.str();
 }

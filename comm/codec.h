@@ -21,6 +21,7 @@ struct LayerRate {
   kernels::Rounding rounding = kernels::Rounding::kStochastic;  // qsgd
   EntropyStage entropy = EntropyStage::kRans;                   // qsgd, topk
   double density = 0.01;                                        // topk: kept fraction, (0, 1]
+  int rank = 4;                                                 // powersgd: factor columns
   uint64_t key = 0;  // stochastic rounding stream: kernels::roundingKey(seed, step, tensor id)
 };
 
@@ -71,7 +72,7 @@ std::unique_ptr<Codec> makeCodec(const std::string& name);
 
 // A codec with its rate, as written in configs and on command lines:
 //   "none", "fp16", "bf16", "qsgd:bits=4,bucket=1024,rounding=stochastic,entropy=rans",
-//   "topk:density=0.01,entropy=rans". Unnamed keys keep LayerRate's defaults.
+//   "topk:density=0.01,entropy=rans", "powersgd:rank=4". Unnamed keys keep LayerRate's defaults.
 struct CodecSpec {
   CodecId codec = CodecId::kNone;
   LayerRate rate;

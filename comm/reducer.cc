@@ -3,6 +3,8 @@
 #include <ATen/ops/empty_like.h>
 #include <fnmatch.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <sstream>
 
@@ -57,6 +59,11 @@ Reducer::Reducer(std::shared_ptr<Communicator> comm,
       }
     }
     if (p.numel < options_.minCompressNumel) p.codec = CodecSpec{};
+    if (p.codec.codec == CodecId::kPowerSgd) {
+      const int64_t rows = tensor.dim() == 0 ? 1 : tensor.size(0);
+      p.powerSgd =
+          std::make_unique<PowerSgdState>(name, rows, rows > 0 ? p.numel / rows : int64_t{0});
+    }
     params_.push_back(std::move(p));
   }
   layOut();
@@ -105,7 +112,10 @@ void Reducer::layOut() {
   }
   for (Bucket& b : buckets_) {
     b.pending = static_cast<int>(b.params.size());
-    if (options_.errorFeedback) b.residual.assign(b.data.size(), 0.0f);
+    // PowerSGD keeps its residuals in the parameters' states.
+    if (options_.errorFeedback && b.codec.codec != CodecId::kPowerSgd) {
+      b.residual.assign(b.data.size(), 0.0f);
+    }
   }
   bucketReady_.assign(buckets_.size(), false);
 }
@@ -181,18 +191,10 @@ void Reducer::commLoop() {
       if (stop_) return;
       b = nextBucket_;
     }
-    Bucket& bucket = buckets_[b];
     AllreduceStats st;
     std::exception_ptr error;
     try {
-      LayerRate rate = bucket.codec.rate;
-      rate.key = kernels::roundingKey(options_.seed, step_, static_cast<uint64_t>(b));
-      CompressedAllreduceOptions opt;
-      opt.average = true;
-      opt.residual = bucket.residual.empty() ? nullptr : bucket.residual.data();
-      opt.timeoutSeconds = options_.timeoutSeconds;
-      compressedAllreduce(*comm_, *codecs_[static_cast<int>(bucket.codec.codec)], rate,
-                          bucket.data.data(), static_cast<int64_t>(bucket.data.size()), opt, &st);
+      reduceBucket(b, &st);
     } catch (...) {
       error = std::current_exception();
     }
@@ -214,6 +216,40 @@ void Reducer::commLoop() {
       }
     }
     cv_.notify_all();
+  }
+}
+
+void Reducer::reduceBucket(int b, AllreduceStats* st) {
+  Bucket& bucket = buckets_[b];
+  if (bucket.codec.codec != CodecId::kPowerSgd) {
+    LayerRate rate = bucket.codec.rate;
+    rate.key = kernels::roundingKey(options_.seed, step_, static_cast<uint64_t>(b));
+    CompressedAllreduceOptions opt;
+    opt.average = true;
+    opt.residual = bucket.residual.empty() ? nullptr : bucket.residual.data();
+    opt.timeoutSeconds = options_.timeoutSeconds;
+    compressedAllreduce(*comm_, *codecs_[static_cast<int>(bucket.codec.codec)], rate,
+                        bucket.data.data(), static_cast<int64_t>(bucket.data.size()), opt, st);
+    return;
+  }
+  *st = AllreduceStats{};
+  for (int index : bucket.params) {
+    Param& p = params_[index];
+    PowerSgdOptions opt;
+    opt.rank = p.codec.rate.rank;
+    // The same stream on every rank, a different one for every tensor.
+    opt.seed = kernels::roundingKey(options_.seed, 0, static_cast<uint64_t>(index));
+    opt.average = true;
+    opt.errorFeedback = options_.errorFeedback;
+    opt.timeoutSeconds = options_.timeoutSeconds;
+    AllreduceStats one;
+    powerSgdAllreduce(*comm_, *p.powerSgd, bucket.data.data() + p.offset, p.powerSgd->rows(),
+                      p.powerSgd->cols(), opt, &one);
+    st->wireBytes += one.wireBytes;
+    st->fp32Bytes += one.fp32Bytes;
+    st->encodeSeconds += one.encodeSeconds;
+    st->commSeconds += one.commSeconds;
+    st->decodeSeconds += one.decodeSeconds;
   }
 }
 
@@ -258,6 +294,13 @@ const CodecSpec& Reducer::codecOf(const std::string& name) const {
 std::map<std::string, std::vector<float>> Reducer::errorFeedbackState() const {
   std::map<std::string, std::vector<float>> out;
   for (const Param& p : params_) {
+    if (p.powerSgd) {
+      std::vector<float> residual = p.powerSgd->residual();
+      if (options_.errorFeedback && residual.empty()) residual.assign(p.numel, 0.0f);
+      out[p.name] = std::move(residual);
+      out[p.name + kPowerSgdQSuffix] = p.powerSgd->q();
+      continue;
+    }
     const Bucket& b = buckets_[p.bucket];
     out[p.name] = b.residual.empty() ? std::vector<float>()
                                      : std::vector<float>(b.residual.begin() + p.offset,
@@ -267,18 +310,55 @@ std::map<std::string, std::vector<float>> Reducer::errorFeedbackState() const {
 }
 
 void Reducer::restoreErrorFeedback(const std::map<std::string, std::vector<float>>& state) {
+  std::map<std::string, int> expected;  // every key a complete state has, by parameter
+  for (int i = 0; i < static_cast<int>(params_.size()); ++i) {
+    expected[params_[i].name] = i;
+    if (params_[i].powerSgd) expected[params_[i].name + kPowerSgdQSuffix] = i;
+  }
   for (const auto& [name, values] : state) {
-    CDL_CHECK(byName_.count(name), "reducer: saved error feedback names unknown tensor '", name,
+    CDL_CHECK(expected.count(name), "reducer: saved error feedback names unknown tensor '", name,
               "'");
   }
-  for (Param& p : params_) {
-    auto it = state.find(p.name);
-    CDL_CHECK(it != state.end(), "reducer: saved error feedback lacks tensor '", p.name, "'");
-    Bucket& b = buckets_[p.bucket];
-    const size_t want = b.residual.empty() ? 0 : static_cast<size_t>(p.numel);
-    CDL_CHECK(it->second.size() == want, "reducer: saved error feedback of '", p.name, "' has ",
-              it->second.size(), " values, expected ", want);
-    std::copy(it->second.begin(), it->second.end(), b.residual.begin() + p.offset);
+  for (const auto& [name, index] : expected) {
+    CDL_CHECK(state.count(name), "reducer: saved error feedback lacks tensor '", name, "'");
+  }
+  // Check everything before changing anything.
+  std::vector<std::unique_ptr<PowerSgdState>> restored(params_.size());
+  for (int i = 0; i < static_cast<int>(params_.size()); ++i) {
+    const Param& p = params_[i];
+    const std::vector<float>& values = state.at(p.name);
+    if (p.powerSgd) {
+      PowerSgdSnapshot s;
+      s.rows = p.powerSgd->rows();
+      s.cols = p.powerSgd->cols();
+      s.q = state.at(p.name + kPowerSgdQSuffix);
+      s.rank = s.q.empty() ? 0 : p.codec.rate.rank;
+      // A residual of zeros is what a state holds before its first step.
+      const bool zero = std::all_of(values.begin(), values.end(), [](float v) { return v == 0; });
+      if (!zero || !s.q.empty()) s.residual = values;
+      CDL_CHECK(values.empty() || values.size() == static_cast<size_t>(p.numel),
+                "reducer: saved error feedback of '", p.name, "' has ", values.size(),
+                " values, expected ", p.numel);
+      restored[i] = std::make_unique<PowerSgdState>(p.name, s.rows, s.cols);
+      restored[i]->restore(s);  // validates the shape, rank and values, naming the tensor
+      continue;
+    }
+    const size_t want = buckets_[p.bucket].residual.empty() ? 0 : static_cast<size_t>(p.numel);
+    CDL_CHECK(values.size() == want, "reducer: saved error feedback of '", p.name, "' has ",
+              values.size(), " values, expected ", want);
+    for (size_t j = 0; j < values.size(); ++j) {
+      CDL_CHECK(std::isfinite(values[j]), "reducer: saved error feedback of '", p.name, "' holds ",
+                values[j], " at element ", j);
+    }
+  }
+  for (int i = 0; i < static_cast<int>(params_.size()); ++i) {
+    Param& p = params_[i];
+    const std::vector<float>& values = state.at(p.name);
+    if (p.powerSgd) {
+      p.powerSgd = std::move(restored[i]);
+    } else {
+      std::copy(values.begin(), values.end(), buckets_[p.bucket].residual.begin() + p.offset);
+    }
   }
 }
 

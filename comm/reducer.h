@@ -16,6 +16,7 @@
 #include "comm/codec.h"
 #include "comm/communicator.h"
 #include "comm/compressed_allreduce.h"
+#include "comm/powersgd.h"
 
 namespace cdl::comm {
 
@@ -50,6 +51,10 @@ struct ReducerStepStats {
 // order its gradients arrive in. finalize() treats parameters that got no gradient this step as
 // zero, waits, and writes the averaged gradients into each parameter's grad.
 //
+// Parameters whose codec is powersgd are reduced one by one, as rows x cols matrices (the first
+// dimension by the rest, like PyTorch's PowerSGD hook), with a PowerSgdState each; vectors and
+// matrices too small to gain go through a plain allreduce (Note [PowerSGD allreduce]).
+//
 // At construction every rank compares the parameter names, shapes and codecs with rank 0's; a
 // difference is an error naming the first differing tensor and rank. Error-feedback residuals are
 // kept per tensor and can be saved and restored (checkpoints).
@@ -72,11 +77,15 @@ class Reducer {
   const CodecSpec& codecOf(const std::string& name) const;
   int numBuckets() const { return static_cast<int>(buckets_.size()); }
 
-  // Error-feedback residuals by parameter name (empty vectors when feedback is off).
+  // Error-feedback residuals by parameter name (empty vectors when feedback is off). A parameter
+  // reduced with PowerSGD also has its warm-start Q under "<name>" + kPowerSgdQSuffix (empty
+  // before its first compressed step).
   std::map<std::string, std::vector<float>> errorFeedbackState() const;
-  // Restores residuals saved by errorFeedbackState(); throws naming a missing, unknown or
-  // wrongly sized tensor.
+  // Restores a state saved by errorFeedbackState(); throws naming a missing, unknown, wrongly
+  // sized or non-finite tensor, and then leaves the current state as it was.
   void restoreErrorFeedback(const std::map<std::string, std::vector<float>>& state);
+
+  static constexpr const char* kPowerSgdQSuffix = "#powersgd.q";
 
  private:
   struct Param {
@@ -89,6 +98,7 @@ class Reducer {
     bool ready = false;
     bool hooked = false;
     unsigned hook = 0;
+    std::unique_ptr<PowerSgdState> powerSgd;  // when codec is powersgd
   };
   struct Bucket {
     CodecSpec codec;
@@ -102,6 +112,7 @@ class Reducer {
   void onGradient(int index, const at::Tensor& grad);
   void markReadyLocked(int index);
   void commLoop();
+  void reduceBucket(int b, AllreduceStats* st);
 
   std::shared_ptr<Communicator> comm_;
   ReducerOptions options_;

@@ -42,6 +42,8 @@ std::string codecName(CodecId id) {
       return "qsgd";
     case CodecId::kTopk:
       return "topk";
+    case CodecId::kPowerSgd:
+      return "powersgd";
   }
   return "codec#" + std::to_string(static_cast<int>(id));
 }

@@ -34,7 +34,16 @@ constexpr uint32_t kWireMagic = 0x504c4443u;  // "CDLP" in memory order
 constexpr uint8_t kWireVersion = 1;
 constexpr size_t kHeaderBytes = 48;
 
-enum class CodecId : uint8_t { kNone = 0, kFp16 = 1, kBf16 = 2, kQsgd = 3, kTopk = 4 };
+// The ids below kNumCodecIds are payload codecs (comm/codec.h). kPowerSgd names a scheme that sends
+// no payloads of its own (two fp32 allreduces, comm/powersgd.h); it never appears on the wire.
+enum class CodecId : uint8_t {
+  kNone = 0,
+  kFp16 = 1,
+  kBf16 = 2,
+  kQsgd = 3,
+  kTopk = 4,
+  kPowerSgd = 5
+};
 constexpr int kNumCodecIds = 5;
 
 struct PayloadHeader {
@@ -49,7 +58,8 @@ struct PayloadHeader {
   uint64_t bodyBytes = 0;
 };
 
-// The codec's name ("none", "fp16", "bf16", "qsgd", "topk"), or "codec#N" for an unknown id.
+// The codec's name ("none", "fp16", "bf16", "qsgd", "topk", "powersgd"), or "codec#N" for an
+// unknown id.
 std::string codecName(CodecId id);
 
 // Writes the header for the body at out + kHeaderBytes (h.bodyBytes long, already in place) and

@@ -244,6 +244,15 @@ TEST(CodecSpec, ParsesAndFormatsEveryKey) {
   EXPECT_EQ(s.rate.entropy, EntropyStage::kNone);
   EXPECT_EQ(formatCodecSpec(s), "qsgd:bits=3,bucket=256,rounding=nearest,entropy=none");
   EXPECT_DOUBLE_EQ(parseCodecSpec("topk:density=0.05").rate.density, 0.05);
+  const CodecSpec p = parseCodecSpec("powersgd:rank=8");
+  EXPECT_EQ(p.codec, CodecId::kPowerSgd);
+  EXPECT_EQ(p.rate.rank, 8);
+  EXPECT_EQ(formatCodecSpec(p), "powersgd:rank=8");
+}
+
+TEST(CodecSpec, PowerSgdIsNotAPayloadCodec) {
+  EXPECT_THROW(makeCodec(CodecId::kPowerSgd), Error);
+  EXPECT_THROW(makeCodec("powersgd"), Error);
 }
 
 TEST(CodecSpec, BadSpecsNameTheProblem) {
@@ -261,6 +270,8 @@ TEST(CodecSpec, BadSpecsNameTheProblem) {
   EXPECT_NE(message("qsgd:density=0.1").find("unknown key 'density'"), std::string::npos);
   EXPECT_NE(message("topk:density=0").find("density must be in (0, 1]"), std::string::npos);
   EXPECT_NE(message("fp16:bits=4").find("unknown key"), std::string::npos);
+  EXPECT_NE(message("powersgd:rank=0").find("rank must be 1..1024"), std::string::npos);
+  EXPECT_NE(message("qsgd:rank=2").find("unknown key 'rank'"), std::string::npos);
 }
 
 }  // namespace

@@ -3,7 +3,9 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <functional>
+#include <map>
 #include <random>
 #include <thread>
 #include <vector>
@@ -140,6 +142,64 @@ TEST_P(ReducerRanks, CompressedGradientsStayCloseAndIdenticalAcrossRanks) {
   }
 }
 
+TEST_P(ReducerRanks, PowerSgdIsIdenticalAcrossRanksAndErrorFeedbackLosesNothing) {
+  const int size = GetParam();
+  constexpr int kSteps = 40;
+  std::vector<std::vector<at::Tensor>> first(size), mean(size), residual(size);
+  runRanks(size, [&](int r, std::shared_ptr<Communicator> comm) {
+    Net net;
+    Reducer reducer(comm, net.named(), optionsFor("powersgd:rank=1"));
+    EXPECT_EQ(reducer.codecOf("fc1.weight").codec, CodecId::kPowerSgd);
+    EXPECT_EQ(reducer.codecOf("fc1.bias").codec, CodecId::kNone);
+    const auto named = net.named();
+    for (int step = 0; step < kSteps; ++step) {
+      // The same data every step: the true average gradient stays fixed.
+      net.loss(r, 0).backward();
+      reducer.finalize();
+      for (size_t i = 0; i < named.size(); ++i) {
+        const at::Tensor g = named[i].second.grad().to(at::kDouble);
+        if (step == 0) {
+          first[r].push_back(g);
+          mean[r].push_back(g / kSteps);
+        } else {
+          mean[r][i] += g / kSteps;
+        }
+        named[i].second.mutable_grad().zero_();
+      }
+    }
+    auto state = reducer.errorFeedbackState();
+    for (const auto& [name, t] : named) {
+      std::vector<float>& e = state.at(name);
+      residual[r].push_back(e.empty()
+                                ? at::zeros_like(t, at::kDouble)
+                                : at::from_blob(e.data(), t.sizes(), at::kFloat).to(at::kDouble));
+    }
+    if (size > 1) EXPECT_LT(reducer.lastStats().wireBytes, reducer.lastStats().fp32Bytes / 4);
+  });
+  const auto want = averagedGradients(size, 0);
+  for (size_t i = 0; i < want.size(); ++i) {
+    // What was sent over kSteps steps is kSteps times the true average minus what the residuals
+    // still hold: mean = want - (average residual) / kSteps.
+    at::Tensor held = residual[0][i].clone();
+    for (int r = 1; r < size; ++r) held += residual[r][i];
+    held /= size * kSteps;
+    const double scale = want[i].abs().max().item<float>();
+    for (int r = 0; r < size; ++r) {
+      EXPECT_TRUE(at::equal(mean[r][i], mean[0][i])) << "rank " << r << " differs, #" << i;
+      const double identity = (mean[r][i] + held - want[i]).abs().max().item<double>();
+      EXPECT_LT(identity, 1e-4 * scale) << "#" << i;
+      const double once = (first[r][i] - want[i]).abs().max().item<double>();
+      const double running = (mean[r][i] - want[i]).abs().max().item<double>();
+      if (i == 0 || i == 2) {
+        EXPECT_GT(once, 0.05 * scale) << "#" << i << ": rank 1 should lose part of a step";
+        EXPECT_LT(running, 0.5 * once) << "#" << i;
+      } else {
+        EXPECT_LT(running, 1e-5 * scale + 1e-7) << "bias #" << i << " goes uncompressed";
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Ranks, ReducerRanks, ::testing::Values(1, 2, 3));
 
 TEST(Reducer, MismatchedModelsFailNamingTheTensorAndRank) {
@@ -209,6 +269,47 @@ TEST(Reducer, ErrorFeedbackStateRoundTripsAndRejectsWrongSizes) {
     state["fc1.weight"].pop_back();
     EXPECT_THROW(reducer.restoreErrorFeedback(state), Error);
   });
+}
+
+TEST(Reducer, PowerSgdStateRestoresIntoAFreshReducerAndBadStatesAreRejected) {
+  std::vector<std::vector<at::Tensor>> cont(2), resumed(2);
+  runRanks(2, [&](int r, std::shared_ptr<Communicator> comm) {
+    std::map<std::string, std::vector<float>> saved;
+    {
+      Net net;
+      Reducer reducer(comm, net.named(), optionsFor("powersgd:rank=2"));
+      for (int step = 0; step < 3; ++step) {
+        if (step == 2) saved = reducer.errorFeedbackState();
+        net.loss(r, step).backward();
+        reducer.finalize();
+      }
+      for (const auto& [name, t] : net.named()) cont[r].push_back(t.grad().clone());
+    }
+    ASSERT_EQ(saved.at(std::string("fc1.weight") + Reducer::kPowerSgdQSuffix).size(), 200u);
+    ASSERT_EQ(saved.at("fc1.weight").size(), 6400u);
+    Net net;
+    Reducer reducer(comm, net.named(), optionsFor("powersgd:rank=2"));
+    const auto fresh = reducer.errorFeedbackState();
+    auto bad = saved;
+    bad[std::string("fc2.weight") + Reducer::kPowerSgdQSuffix][3] = NAN;
+    EXPECT_THROW(reducer.restoreErrorFeedback(bad), Error);
+    bad = saved;
+    bad["fc1.weight"].resize(10);
+    EXPECT_THROW(reducer.restoreErrorFeedback(bad), Error);
+    bad = saved;
+    bad.erase(std::string("fc1.weight") + Reducer::kPowerSgdQSuffix);
+    EXPECT_THROW(reducer.restoreErrorFeedback(bad), Error);
+    EXPECT_EQ(reducer.errorFeedbackState(), fresh);  // failed restores changed nothing
+    reducer.restoreErrorFeedback(saved);
+    net.loss(r, 2).backward();
+    reducer.finalize();
+    for (const auto& [name, t] : net.named()) resumed[r].push_back(t.grad().clone());
+  });
+  for (int r = 0; r < 2; ++r) {
+    for (size_t i = 0; i < cont[r].size(); ++i) {
+      EXPECT_TRUE(at::equal(resumed[r][i], cont[r][i])) << "rank " << r << " #" << i;
+    }
+  }
 }
 
 }  // namespace
