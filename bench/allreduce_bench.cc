@@ -53,10 +53,10 @@ int runAllreduceBench(int* argc, char*** argv, const AllreduceBenchOptions& opt)
   if (rank == 0 && !opt.json) {
     std::printf("# cdl-bench allreduce: %d ranks, %d iterations (+%d warm-up), slowest rank\n",
                 size, opt.iters, opt.warmup);
-    std::printf("%12s  %-28s %11s %10s %10s %14s %9s\n", "bytes", "codec", "time(us)", "algbw",
-                "busbw", "wire_bytes", "speedup");
-    std::printf("%12s  %-28s %11s %10s %10s %14s %9s\n", "", "", "", "GB/s", "GB/s", "per rank",
-                "vs fp32");
+    std::printf("%12s  %-28s %11s %10s %10s %14s %9s %9s %9s %9s\n", "bytes", "codec", "time(us)",
+                "algbw", "busbw", "wire_bytes", "speedup", "encode", "comm", "decode");
+    std::printf("%12s  %-28s %11s %10s %10s %14s %9s %9s %9s %9s\n", "", "", "", "GB/s", "GB/s",
+                "per rank", "vs fp32", "us", "us", "us");
   }
   for (int64_t bytes = lo; bytes <= hi; bytes *= opt.factor) {
     const int64_t n = bytes / 4;
@@ -67,23 +67,35 @@ int runAllreduceBench(int* argc, char*** argv, const AllreduceBenchOptions& opt)
       MPI_Allreduce(MPI_IN_PLACE, buf.data(), static_cast<int>(n), MPI_FLOAT, MPI_SUM,
                     MPI_COMM_WORLD);
     });
-    auto report = [&](const std::string& name, double t, uint64_t wire) {
+    // st: the last iteration's split of this rank's time (none for plain MPI_Allreduce).
+    auto report = [&](const std::string& name, double t, uint64_t wire,
+                      const comm::AllreduceStats* st) {
       const double algbw = static_cast<double>(bytes) / t / 1e9;
       const double busbw = algbw * 2.0 * (size - 1) / size;
       nlohmann::json r = {{"codec", name},       {"bytes", bytes},
                           {"ranks", size},       {"time_us", t * 1e6},
                           {"algbw_gbps", algbw}, {"busbw_gbps", busbw},
                           {"wire_bytes", wire},  {"speedup_vs_fp32", fp32 / t}};
+      if (st) {
+        r["encode_us"] = st->encodeSeconds * 1e6;
+        r["comm_us"] = st->commSeconds * 1e6;
+        r["decode_us"] = st->decodeSeconds * 1e6;
+      }
       records.push_back(r);
       if (rank == 0 && !opt.json) {
-        std::printf("%12lld  %-28s %11.1f %10.3f %10.3f %14llu %9.2f\n",
+        std::printf("%12lld  %-28s %11.1f %10.3f %10.3f %14llu %9.2f",
                     static_cast<long long>(bytes), name.c_str(), t * 1e6, algbw, busbw,
                     static_cast<unsigned long long>(wire), fp32 / t);
+        if (st) {
+          std::printf(" %9.0f %9.0f %9.0f", st->encodeSeconds * 1e6, st->commSeconds * 1e6,
+                      st->decodeSeconds * 1e6);
+        }
+        std::printf("\n");
         std::fflush(stdout);
       }
     };
     report("mpi_allreduce_fp32", fp32,
-           static_cast<uint64_t>(2.0 * (size - 1) / size * static_cast<double>(bytes)));
+           static_cast<uint64_t>(2.0 * (size - 1) / size * static_cast<double>(bytes)), nullptr);
     for (const std::string& specText : opt.codecs) {
       comm::CodecSpec spec = comm::parseCodecSpec(specText);
       comm::AllreduceStats st;
@@ -96,7 +108,7 @@ int runAllreduceBench(int* argc, char*** argv, const AllreduceBenchOptions& opt)
           std::copy(input.begin(), input.end(), buf.begin());
           comm::powerSgdAllreduce(*comm, state, buf.data(), rows, n / rows, psgd, &st);
         });
-        report(comm::formatCodecSpec(spec), t, st.wireBytes);
+        report(comm::formatCodecSpec(spec), t, st.wireBytes, &st);
         continue;
       }
       auto codec = comm::makeCodec(spec.codec);
@@ -106,7 +118,7 @@ int runAllreduceBench(int* argc, char*** argv, const AllreduceBenchOptions& opt)
         spec.rate.key = kernels::roundingKey(1, step++, 0);
         comm::compressedAllreduce(*comm, *codec, spec.rate, buf.data(), n, {}, &st);
       });
-      report(comm::formatCodecSpec(spec), t, st.wireBytes);
+      report(comm::formatCodecSpec(spec), t, st.wireBytes, &st);
     }
   }
   if (rank == 0 && opt.json) std::cout << nlohmann::json(records).dump(2) << std::endl;

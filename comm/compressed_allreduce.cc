@@ -1,5 +1,6 @@
 #include "comm/compressed_allreduce.h"
 
+#include <algorithm>
 #include <chrono>
 #include <vector>
 
@@ -29,10 +30,22 @@ LayerRate keyed(const LayerRate& rate, uint64_t stage, uint64_t rank, uint64_t c
   return r;
 }
 
-Bytes encodeRange(const Codec& codec, const float* x, int64_t n, const LayerRate& rate) {
-  Bytes p(codec.maxEncodedBytes(n, rate));
-  p.resize(codec.encode(x, n, rate, p.data(), p.size()));
-  return p;
+void encodeRange(const Codec& codec, const float* x, int64_t n, const LayerRate& rate, Bytes* p) {
+  p->resize(codec.maxEncodedBytes(n, rate));
+  p->resize(codec.encode(x, n, rate, p->data(), p->size()));
+}
+
+// The buffers of one thread's compressed allreduces, kept between calls: reusing their capacity
+// spares the page faults of fresh multi-megabyte allocations on every bucket.
+struct Scratch {
+  std::vector<Bytes> send, recv;
+  Bytes mine, all;
+  std::vector<size_t> sizes;
+};
+
+Scratch& scratch() {
+  thread_local Scratch s;
+  return s;
 }
 
 // residual[0..n) = x[0..n) - decode(payload).
@@ -57,14 +70,33 @@ void compressedAllreduce(Communicator& comm, const Codec& codec, const LayerRate
   if (opt.residual) {
     for (int64_t i = 0; i < n; ++i) x[i] += opt.residual[i];
   }
+  Scratch& sc = scratch();
+
+  if (codec.id() == CodecId::kNone) {
+    // Lossless: the communicator's own fp32 allreduce, and nothing left for the residual.
+    if (opt.residual) std::fill_n(opt.residual, n, 0.0f);
+    st.encodeSeconds += since(t0);
+    t0 = Clock::now();
+    waitFor(comm.allreduce(x, n), opt.timeoutSeconds);
+    st.commSeconds += since(t0);
+    st.wireBytes = st.fp32Bytes;
+    t0 = Clock::now();
+    if (opt.average && size > 1) {
+      const float inv = 1.0f / static_cast<float>(size);
+      for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+    }
+    st.decodeSeconds += since(t0);
+    return;
+  }
 
   if (!codec.summable()) {
-    const Bytes mine = encodeRange(codec, x, n, keyed(rate, 0, rank, 0));
+    Bytes& mine = sc.mine;
+    encodeRange(codec, x, n, keyed(rate, 0, rank, 0), &mine);
     if (opt.residual) updateResidual(codec, mine, x, n, opt.residual);
     st.encodeSeconds += since(t0);
     t0 = Clock::now();
-    Bytes all;
-    std::vector<size_t> sizes;
+    Bytes& all = sc.all;
+    std::vector<size_t>& sizes = sc.sizes;
     waitFor(comm.allgatherv(mine, &all, &sizes), opt.timeoutSeconds);
     st.commSeconds += since(t0);
     st.wireBytes += mine.size() * static_cast<uint64_t>(size - 1);
@@ -82,9 +114,10 @@ void compressedAllreduce(Communicator& comm, const Codec& codec, const LayerRate
     for (int r = 0; r <= size; ++r) begin[r] = std::min(n, units * r / size * align);
     auto chunkLen = [&](int r) { return begin[r + 1] - begin[r]; };
 
-    std::vector<Bytes> send(size);
+    std::vector<Bytes>& send = sc.send;
+    send.resize(size);
     for (int r = 0; r < size; ++r) {
-      send[r] = encodeRange(codec, x + begin[r], chunkLen(r), keyed(rate, 1, rank, r));
+      encodeRange(codec, x + begin[r], chunkLen(r), keyed(rate, 1, rank, r), &send[r]);
       if (opt.residual) {
         updateResidual(codec, send[r], x + begin[r], chunkLen(r), opt.residual + begin[r]);
       }
@@ -92,7 +125,7 @@ void compressedAllreduce(Communicator& comm, const Codec& codec, const LayerRate
     }
     st.encodeSeconds += since(t0);
     t0 = Clock::now();
-    std::vector<Bytes> recv;
+    std::vector<Bytes>& recv = sc.recv;
     waitFor(comm.alltoallv(send, &recv), opt.timeoutSeconds);
     st.commSeconds += since(t0);
 
@@ -104,12 +137,13 @@ void compressedAllreduce(Communicator& comm, const Codec& codec, const LayerRate
     }
     st.decodeSeconds += since(t0);
     t0 = Clock::now();
-    const Bytes reduced = encodeRange(codec, mine, myLen, keyed(rate, 2, rank, rank));
+    Bytes& reduced = sc.mine;
+    encodeRange(codec, mine, myLen, keyed(rate, 2, rank, rank), &reduced);
     st.encodeSeconds += since(t0);
     st.wireBytes += reduced.size() * static_cast<uint64_t>(size - 1);
     t0 = Clock::now();
-    Bytes all;
-    std::vector<size_t> sizes;
+    Bytes& all = sc.all;
+    std::vector<size_t>& sizes = sc.sizes;
     waitFor(comm.allgatherv(reduced, &all, &sizes), opt.timeoutSeconds);
     st.commSeconds += since(t0);
     t0 = Clock::now();

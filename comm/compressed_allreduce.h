@@ -32,8 +32,10 @@ struct CompressedAllreduceOptions {
 // payloads in rank order, re-encodes the sum and allgathervs it; every rank, the owner too,
 // decodes the same bytes, so all replicas end bit-identical. Gather-only codecs (top-k) allgatherv
 // one payload per rank and every rank sums all of them in rank order. Stochastic rounding keys
-// differ per (rank, chunk, stage), derived from rate.key. Must be called by every rank of comm
-// with the same n, codec and rate, from one thread per rank.
+// differ per (rank, chunk, stage), derived from rate.key. The lossless none codec is the
+// communicator's own fp32 allreduce, without payloads. Each calling thread keeps its payload
+// buffers for the next call (their capacity is the largest bucket it has reduced). Must be called
+// by every rank of comm with the same n, codec and rate, from one thread per rank.
 void compressedAllreduce(Communicator& comm, const Codec& codec, const LayerRate& rate, float* x,
                          int64_t n, const CompressedAllreduceOptions& opt = {},
                          AllreduceStats* stats = nullptr);

@@ -3,6 +3,7 @@
 #include "comm/mpi_communicator.h"
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <functional>
 #include <string>
@@ -182,15 +183,16 @@ class MpiCommunicator : public Communicator {
               " send buffers for ", size_, " ranks");
     struct State {
       std::vector<uint64_t> sendCounts, recvCounts;
-      std::vector<int> sc, sd, rc, rd;
-      Bytes sendFlat, recvFlat;
     };
     auto st = std::make_shared<State>();
     st->sendCounts.resize(size_);
     st->recvCounts.resize(size_);
     for (int r = 0; r < size_; ++r) st->sendCounts[r] = send[r].size();
     MPI_Comm comm = comm_;
-    const int n = size_;
+    const int n = size_, me = rank_;
+    // Every rank issues collectives in the same order, so the sequence number is the same on all
+    // of them; as the tag it keeps the messages of collectives in flight together apart.
+    const int tag = static_cast<int>(sequence_++ % kTagSpace);
     return make(
         "alltoallv",
         {[=](std::vector<MPI_Request>& reqs) {
@@ -198,32 +200,27 @@ class MpiCommunicator : public Communicator {
            CDL_MPI_CHECK(MPI_Ialltoall(st->sendCounts.data(), 1, MPI_UINT64_T,
                                        st->recvCounts.data(), 1, MPI_UINT64_T, comm, &reqs.back()));
          },
+         // The payloads go point to point, straight from the send buffers into the receive
+         // buffers (which keep their capacity from earlier calls).
          [=, &send](std::vector<MPI_Request>& reqs) {
-           st->sc.resize(n), st->sd.resize(n), st->rc.resize(n), st->rd.resize(n);
-           size_t so = 0, ro = 0;
+           recv->resize(n);
            for (int r = 0; r < n; ++r) {
-             st->sc[r] = checkedInt(st->sendCounts[r], "alltoallv");
-             st->sd[r] = checkedInt(so, "alltoallv");
-             st->rc[r] = checkedInt(st->recvCounts[r], "alltoallv");
-             st->rd[r] = checkedInt(ro, "alltoallv");
-             so += st->sendCounts[r];
-             ro += st->recvCounts[r];
+             const int count = checkedInt(st->recvCounts[r], "alltoallv");
+             checkedInt(st->sendCounts[r], "alltoallv");
+             (*recv)[r].resize(static_cast<size_t>(count));
+             if (r == me) {
+               std::copy(send[r].begin(), send[r].end(), (*recv)[r].begin());
+               continue;
+             }
+             reqs.emplace_back();
+             CDL_MPI_CHECK(
+                 MPI_Irecv((*recv)[r].data(), count, MPI_BYTE, r, tag, comm, &reqs.back()));
            }
-           st->sendFlat.resize(so);
-           for (int r = 0; r < n; ++r) {
-             std::copy(send[r].begin(), send[r].end(), st->sendFlat.begin() + st->sd[r]);
-           }
-           st->recvFlat.resize(ro);
-           reqs.emplace_back();
-           CDL_MPI_CHECK(MPI_Ialltoallv(st->sendFlat.data(), st->sc.data(), st->sd.data(), MPI_BYTE,
-                                        st->recvFlat.data(), st->rc.data(), st->rd.data(), MPI_BYTE,
-                                        comm, &reqs.back()));
-         },
-         [=](std::vector<MPI_Request>&) {
-           recv->assign(n, Bytes());
-           for (int r = 0; r < n; ++r) {
-             (*recv)[r].assign(st->recvFlat.begin() + st->rd[r],
-                               st->recvFlat.begin() + st->rd[r] + st->rc[r]);
+           for (int k = 1; k < n; ++k) {
+             const int r = (me + k) % n;  // spread the sends: not everyone to rank 0 first
+             reqs.emplace_back();
+             CDL_MPI_CHECK(MPI_Isend(send[r].data(), static_cast<int>(send[r].size()), MPI_BYTE, r,
+                                     tag, comm, &reqs.back()));
            }
          }});
   }
@@ -262,6 +259,8 @@ class MpiCommunicator : public Communicator {
   }
 
   MPI_Comm comm_ = MPI_COMM_NULL;
+  static constexpr uint64_t kTagSpace = 32768;  // MPI guarantees tags up to 32767
+  std::atomic<uint64_t> sequence_{0};
   int rank_ = 0;
   int size_ = 1;
   uint64_t seq_ = 0;

@@ -58,7 +58,9 @@ TEST(MpiCompressedAllreduce, EveryCodecAveragesWithinItsBoundOnIdenticalReplicas
         const auto y = rankData(r, n);
         for (int64_t i = 0; i < n; ++i) exact[i] += y[i] / c->size();
       }
-      const double tol = spec.codec == CodecId::kNone ? 1e-7 : spec.codec == CodecId::kFp16 ? 1e-4 : 0.03;
+      const double tol = spec.codec == CodecId::kNone   ? 1e-7
+                         : spec.codec == CodecId::kFp16 ? 1e-4
+                                                        : 0.03;
       double worst = 0;
       for (int64_t i = 0; i < n; ++i) worst = std::max(worst, std::fabs(x[i] - exact[i]));
       EXPECT_LT(worst, tol) << specText << " n=" << n;
