@@ -17,13 +17,19 @@ configure: deps
 build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 
-# The main job: until the trainer lands, the codec benchmark.
+# The main job: configs/fmnist_cnn.yaml (a CNN on Fashion-MNIST, gradients as 4-bit qsgd + rANS
+# with error feedback) on 2 local ranks. Each run gets its own folder under runs/.
+NP ?= 2
+CONFIG ?= configs/fmnist_cnn.yaml
+RUN_NAME ?= $(basename $(notdir $(CONFIG)))-$(shell date +%Y%m%d-%H%M%S)
+MPIRUN_FLAGS ?= --oversubscribe --allow-run-as-root
 run: build
-	$(BUILD)/bin/cdl-bench codec
+	mpirun $(MPIRUN_FLAGS) -np $(NP) $(BUILD)/bin/cdl-train $(CONFIG) --set name=$(RUN_NAME)
 
 bench: build
 	mkdir -p $(BUILD)/bench-out
 	$(BUILD)/bin/cdl-bench codec --csv $(BUILD)/bench-out/codec.csv --plot $(BUILD)/bench-out/codec.png
+	mpirun $(MPIRUN_FLAGS) -np $(NP) $(BUILD)/bin/cdl-bench allreduce --max-bytes 64M
 
 # Sanitized fuzzing of payload decoding for a short while, then every CTest test.
 test: build

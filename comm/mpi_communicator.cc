@@ -12,6 +12,13 @@
 #include "kernels/error.h"
 
 namespace cdl::comm {
+void abortMpi(int code) {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (initialized && !finalized) MPI_Abort(MPI_COMM_WORLD, code);
+}
+
 namespace {
 
 std::string mpiErrorString(int code) {

@@ -13,6 +13,9 @@ namespace cdl::comm {
 // provides a lower thread level. Idempotent; finalizeMpi() at exit.
 void initMpi(int* argc, char*** argv);
 void finalizeMpi();
+// Ends every process of the job with this exit code (MPI_Abort), for a rank that failed while its
+// peers may wait in a collective; a no-op when MPI is not initialized.
+void abortMpi(int code);
 
 // A Communicator over an MPI communicator (MPI_COMM_WORLD by default), built from non-blocking
 // collectives so that Work::wait can time out. Variable-size exchanges first exchange the sizes.

@@ -285,6 +285,14 @@ void Reducer::finalize() {
   ++step_;
 }
 
+void Reducer::setStep(uint64_t step) {
+  std::lock_guard<std::mutex> lock(mu_);
+  CDL_CHECK(nextBucket_ == 0 && std::none_of(params_.begin(), params_.end(),
+                                             [](const Param& p) { return p.ready; }),
+            "reducer: setStep() in the middle of a step");
+  step_ = step;
+}
+
 const CodecSpec& Reducer::codecOf(const std::string& name) const {
   auto it = byName_.find(name);
   CDL_CHECK(it != byName_.end(), "reducer: no parameter named '", name, "'");

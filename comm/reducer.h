@@ -70,6 +70,11 @@ class Reducer {
   // averaged gradients into the parameters' grad. Starts the next step.
   void finalize();
 
+  // The number of finalized steps, which keys stochastic rounding; a resumed run sets it to the
+  // step it continues from, so it rounds as the uninterrupted run would have. Only between steps.
+  uint64_t step() const { return step_; }
+  void setStep(uint64_t step);
+
   // Statistics of the last finalized step.
   const ReducerStepStats& lastStats() const { return stats_; }
 

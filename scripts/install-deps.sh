@@ -10,7 +10,7 @@ packages=(
   libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev
   libyaml-cpp-dev libcli11-dev nlohmann-json3-dev
-  libxxhash-dev libzstd-dev
+  libxxhash-dev libzstd-dev zlib1g-dev
   libbenchmark-dev
   gnuplot-nox
   dataset-fashion-mnist

@@ -1,0 +1,192 @@
+#include "core/checkpoint.h"
+
+#include <ATen/ops/empty.h>
+#include <ATen/ops/from_blob.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <torch/nn/module.h>
+#include <torch/optim/optimizer.h>
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <sstream>
+
+#include "kernels/error.h"
+
+namespace cdl::core {
+namespace {
+
+constexpr int64_t kFormat = 1;
+
+at::Tensor int64Tensor(const std::vector<int64_t>& v) {
+  at::Tensor t = at::empty({static_cast<int64_t>(v.size())}, at::kLong);
+  std::copy(v.begin(), v.end(), t.data_ptr<int64_t>());
+  return t;
+}
+
+at::Tensor floatTensor(const std::vector<float>& v) {
+  at::Tensor t = at::empty({static_cast<int64_t>(v.size())}, at::kFloat);
+  std::copy(v.begin(), v.end(), t.data_ptr<float>());
+  return t;
+}
+
+at::Tensor bytesTensor(const std::string& s) {
+  at::Tensor t = at::empty({static_cast<int64_t>(s.size())}, at::kByte);
+  std::copy(s.begin(), s.end(), t.data_ptr<uint8_t>());
+  return t;
+}
+
+void syncDir(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
+}  // namespace
+
+std::string checkpointPath(const std::string& dir, int64_t step, int rank) {
+  char name[64];
+  std::snprintf(name, sizeof(name), "ckpt-%010lld.rank%d.pt", static_cast<long long>(step), rank);
+  return dir + "/" + name;
+}
+
+std::vector<int64_t> checkpointSteps(const std::string& dir, int rank) {
+  std::vector<int64_t> steps;
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return steps;
+  const std::string suffix = ".rank" + std::to_string(rank) + ".pt";
+  while (const dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    if (name.size() != 5 + 10 + suffix.size() || name.compare(0, 5, "ckpt-") != 0 ||
+        name.compare(15, std::string::npos, suffix) != 0) {
+      continue;
+    }
+    const std::string digits = name.substr(5, 10);
+    if (!std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      continue;
+    }
+    steps.push_back(std::stoll(digits));
+  }
+  ::closedir(d);
+  std::sort(steps.begin(), steps.end());
+  return steps;
+}
+
+std::string saveCheckpoint(const std::string& dir, const torch::nn::Module& model,
+                           const torch::optim::Optimizer& optimizer, const TrainState& state,
+                           int64_t keep) {
+  CDL_CHECK(keep >= 1, "checkpoint: keep = ", keep, ", must be >= 1");
+  const std::string path = checkpointPath(dir, state.step, state.rank);
+  const std::string tmp = path + ".tmp";
+  torch::serialize::OutputArchive archive;
+  {
+    torch::serialize::OutputArchive m;
+    model.save(m);
+    archive.write("model", m);
+  }
+  {
+    torch::serialize::OutputArchive o;
+    optimizer.save(o);
+    archive.write("optimizer", o);
+  }
+  archive.write("meta",
+                int64Tensor({kFormat, state.step, state.epoch, state.batchInEpoch, state.worldSize,
+                             state.rank, static_cast<int64_t>(state.configHash)}));
+  std::string names;
+  int64_t i = 0;
+  for (const auto& [name, values] : state.errorFeedback) {
+    names += name + "\n";
+    archive.write("ef" + std::to_string(i++), floatTensor(values));
+  }
+  archive.write("ef_names", bytesTensor(names));
+  if (state.rngState.defined()) archive.write("rng", state.rngState);
+
+  FILE* f = std::fopen(tmp.c_str(), "wb");
+  CDL_CHECK(f != nullptr, "checkpoint: cannot create ", tmp, ": ", std::strerror(errno));
+  bool ok = true;
+  try {
+    archive.save_to([&](const void* data, size_t n) -> size_t {
+      if (n != 0 && std::fwrite(data, 1, n, f) != n) ok = false;
+      return n;
+    });
+  } catch (const std::exception& e) {
+    std::fclose(f);
+    std::remove(tmp.c_str());
+    CDL_THROW("checkpoint: serializing ", path, " failed: ", e.what());
+  }
+  ok = ok && std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
+  const int err = errno;
+  ok = (std::fclose(f) == 0) && ok;
+  if (!ok) {
+    std::remove(tmp.c_str());
+    CDL_THROW("checkpoint: writing ", tmp, " failed: ", std::strerror(err),
+              " (is the disk full?); the earlier checkpoints are intact");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int e = errno;
+    std::remove(tmp.c_str());
+    CDL_THROW("checkpoint: renaming ", tmp, " to ", path, " failed: ", std::strerror(e));
+  }
+  syncDir(dir);
+  const std::vector<int64_t> steps = checkpointSteps(dir, state.rank);
+  for (size_t k = 0; k + static_cast<size_t>(keep) < steps.size(); ++k) {
+    std::remove(checkpointPath(dir, steps[k], state.rank).c_str());
+  }
+  return path;
+}
+
+TrainState loadCheckpoint(const std::string& path, torch::nn::Module& model,
+                          torch::optim::Optimizer& optimizer) {
+  TrainState s;
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(path);
+    torch::serialize::InputArchive m, o;
+    archive.read("model", m);
+    model.load(m);
+    archive.read("optimizer", o);
+    optimizer.load(o);
+    at::Tensor meta;
+    archive.read("meta", meta);
+    CDL_CHECK(meta.scalar_type() == at::kLong && meta.numel() == 7, "bad metadata");
+    const int64_t* v = meta.data_ptr<int64_t>();
+    CDL_CHECK(v[0] == kFormat, "checkpoint format ", v[0], ", this build reads ", kFormat);
+    s.step = v[1];
+    s.epoch = v[2];
+    s.batchInEpoch = v[3];
+    s.worldSize = static_cast<int>(v[4]);
+    s.rank = static_cast<int>(v[5]);
+    s.configHash = static_cast<uint64_t>(v[6]);
+    at::Tensor names;
+    archive.read("ef_names", names);
+    CDL_CHECK(names.scalar_type() == at::kByte, "bad error-feedback names");
+    const std::string all(reinterpret_cast<const char*>(names.data_ptr<uint8_t>()),
+                          static_cast<size_t>(names.numel()));
+    std::istringstream lines(all);
+    std::string name;
+    for (int64_t i = 0; std::getline(lines, name); ++i) {
+      at::Tensor t;
+      archive.read("ef" + std::to_string(i), t);
+      CDL_CHECK(t.scalar_type() == at::kFloat && t.dim() == 1, "bad error-feedback tensor '", name,
+                "'");
+      const float* p = t.data_ptr<float>();
+      s.errorFeedback[name].assign(p, p + t.numel());
+    }
+    at::Tensor rng;
+    if (archive.try_read("rng", rng)) s.rngState = rng;
+  } catch (const Error& e) {
+    CDL_THROW("checkpoint ", path, ": ", e.what());
+  } catch (const std::exception& e) {
+    CDL_THROW("checkpoint ", path,
+              " cannot be read (truncated, corrupt or from another model?): ", e.what());
+  }
+  return s;
+}
+
+}  // namespace cdl::core

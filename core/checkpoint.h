@@ -1,0 +1,56 @@
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace torch::nn {
+class Module;
+}
+namespace torch::optim {
+class Optimizer;
+}
+
+namespace cdl::core {
+
+// Where a run stands, besides the model and optimizer: enough to continue it bit for bit.
+struct TrainState {
+  int64_t step = 0;          // optimizer steps taken
+  int64_t epoch = 0;         // the epoch the next step belongs to
+  int64_t batchInEpoch = 0;  // the next step's batch within that epoch
+  int worldSize = 1;
+  int rank = 0;
+  uint64_t configHash = 0;
+  // This rank's error-feedback residuals and PowerSGD state (Reducer::errorFeedbackState()).
+  std::map<std::string, std::vector<float>> errorFeedback;
+  at::Tensor rngState;  // torch's default CPU generator
+};
+
+// Note [Checkpoints]
+// Every rank writes its own file, <dir>/ckpt-<step, 10 digits>.rank<r>.pt (a LibTorch archive:
+// the model's parameters and buffers, the optimizer's state, and the TrainState), because the
+// error-feedback residuals differ per rank. A file is written to a temporary name in the same
+// folder, flushed to disk (fsync), renamed into place and the folder synced, so a crash leaves
+// either the old set of checkpoints or the new one, never a torn file. Only then are this rank's
+// checkpoints beyond the newest `keep` removed.
+
+// Writes a checkpoint and returns its path; throws cdl::Error naming the path on any failure
+// (the earlier checkpoints are untouched then).
+std::string saveCheckpoint(const std::string& dir, const torch::nn::Module& model,
+                           const torch::optim::Optimizer& optimizer, const TrainState& state,
+                           int64_t keep);
+
+// The steps of this rank's checkpoints in dir, oldest first (empty when there are none).
+std::vector<int64_t> checkpointSteps(const std::string& dir, int rank);
+std::string checkpointPath(const std::string& dir, int64_t step, int rank);
+
+// Loads a checkpoint into model and optimizer (which must have the same structure) and returns its
+// TrainState. A missing, truncated or corrupt file, or one whose tensors do not fit the model, is
+// a cdl::Error naming the file.
+TrainState loadCheckpoint(const std::string& path, torch::nn::Module& model,
+                          torch::optim::Optimizer& optimizer);
+
+}  // namespace cdl::core

@@ -1,0 +1,471 @@
+#include "core/config.h"
+
+#include <xxhash.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string_view>
+#include <type_traits>
+#include <variant>
+
+#include "kernels/error.h"
+
+namespace cdl::core {
+namespace {
+
+// See Note [Experiment config].
+
+using Field =
+    std::variant<bool*, int64_t*, uint64_t*, double*, std::string*, std::vector<CodecOverride>*>;
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// What a value must satisfy beyond its type. Defaults are not checked: they satisfy their rules.
+struct Rule {
+  enum Kind { kAny, kRange, kOneOf, kNonEmpty, kRunName };
+  Kind kind = kAny;
+  double lo = -kInf, hi = kInf;  // kRange
+  bool loOpen = false, hiOpen = false;
+  std::string_view choices;  // kOneOf: "a|b|c"
+};
+
+constexpr Rule atLeast(double lo) { return {Rule::kRange, lo, kInf, false, true, {}}; }
+constexpr Rule above(double lo) { return {Rule::kRange, lo, kInf, true, true, {}}; }
+constexpr Rule within(double lo, double hi, bool loOpen, bool hiOpen) {
+  return {Rule::kRange, lo, hi, loOpen, hiOpen, {}};
+}
+constexpr Rule oneOf(std::string_view choices) {
+  return {Rule::kOneOf, 0, 0, false, false, choices};
+}
+constexpr Rule nonEmpty() { return {Rule::kNonEmpty, 0, 0, false, false, {}}; }
+constexpr Rule runName() { return {Rule::kRunName, 0, 0, false, false, {}}; }
+
+// One key of the schema. Its type is the alternative `field` returns; its default is that field
+// of a default-constructed Config, so config.h stays the one place defaults are written.
+struct Key {
+  std::string_view path;  // "section.key" as written in YAML; at most one level of sections
+  Field (*field)(Config&);
+  Rule rule;
+};
+
+// Keeps the table one line per key; expands to an accessor lambda.
+#define CDL_FIELD(member) [](Config& c) -> Field { return &c.member; }
+
+constexpr Key kSchema[] = {
+    {"name", CDL_FIELD(name), runName()},
+    {"seed", CDL_FIELD(seed), {}},
+
+    {"data.dataset", CDL_FIELD(data.dataset), oneOf("fashion-mnist|synthetic")},
+    {"data.path", CDL_FIELD(data.path), {}},
+    {"data.synthetic_train", CDL_FIELD(data.syntheticTrain), atLeast(1)},
+    {"data.synthetic_test", CDL_FIELD(data.syntheticTest), atLeast(1)},
+
+    {"model.name", CDL_FIELD(model.name), oneOf("mlp|cnn|resnet20")},
+    {"model.hidden", CDL_FIELD(model.hidden), atLeast(1)},
+    {"model.width", CDL_FIELD(model.width), atLeast(1)},
+
+    {"train.epochs", CDL_FIELD(train.epochs), atLeast(1)},
+    {"train.batch_size", CDL_FIELD(train.batchSize), atLeast(1)},
+    {"train.max_steps", CDL_FIELD(train.maxSteps), atLeast(0)},
+    {"train.optimizer", CDL_FIELD(train.optimizer), oneOf("sgd|adam")},
+    {"train.lr", CDL_FIELD(train.lr), above(0)},
+    {"train.momentum", CDL_FIELD(train.momentum), within(0, 1, false, true)},
+    {"train.nesterov", CDL_FIELD(train.nesterov), {}},
+    {"train.weight_decay", CDL_FIELD(train.weightDecay), atLeast(0)},
+    {"train.schedule", CDL_FIELD(train.schedule), oneOf("constant|cosine|step")},
+    {"train.warmup_steps", CDL_FIELD(train.warmupSteps), atLeast(0)},
+    {"train.step_every", CDL_FIELD(train.stepEvery), atLeast(1)},
+    {"train.step_gamma", CDL_FIELD(train.stepGamma), within(0, 1, true, false)},
+    {"train.threads", CDL_FIELD(train.threads), atLeast(0)},
+
+    // Codec specs are checked by the trainer: this library does not depend on comm.
+    {"comm.codec", CDL_FIELD(comm.codec), nonEmpty()},
+    {"comm.error_feedback", CDL_FIELD(comm.errorFeedback), {}},
+    {"comm.bucket_mb", CDL_FIELD(comm.bucketMb), above(0)},
+    {"comm.first_bucket_mb", CDL_FIELD(comm.firstBucketMb), above(0)},
+    {"comm.min_compress_numel", CDL_FIELD(comm.minCompressNumel), atLeast(0)},
+    {"comm.overrides", CDL_FIELD(comm.overrides), {}},
+
+    {"checkpoint.every_steps", CDL_FIELD(checkpoint.everySteps), atLeast(0)},
+    {"checkpoint.every_epoch", CDL_FIELD(checkpoint.everyEpoch), {}},
+    {"checkpoint.keep", CDL_FIELD(checkpoint.keep), atLeast(1)},
+
+    {"log.runs_dir", CDL_FIELD(log.runsDir), nonEmpty()},
+    {"log.every_steps", CDL_FIELD(log.everySteps), atLeast(1)},
+};
+
+#undef CDL_FIELD
+
+// Reading goes through the same accessors as writing so that there is one table; the config is
+// only read.
+Field fieldOf(const Key& k, const Config& c) { return k.field(const_cast<Config&>(c)); }
+
+std::string_view sectionOf(std::string_view path) {
+  const size_t dot = path.rfind('.');
+  return dot == std::string_view::npos ? std::string_view() : path.substr(0, dot);
+}
+
+std::string_view leafOf(std::string_view path) {
+  const size_t dot = path.rfind('.');
+  return dot == std::string_view::npos ? path : path.substr(dot + 1);
+}
+
+const Key* findKey(std::string_view path) {
+  for (const Key& k : kSchema) {
+    if (k.path == path) return &k;
+  }
+  return nullptr;
+}
+
+bool isSection(std::string_view path) {
+  if (path.empty()) return true;
+  for (const Key& k : kSchema) {
+    if (sectionOf(k.path) == path) return true;
+  }
+  return false;
+}
+
+// The names directly under a section ("" is the top level), for error messages.
+std::string namesUnder(std::string_view section) {
+  std::vector<std::string_view> names;
+  for (const Key& k : kSchema) {
+    std::string_view rest = k.path;
+    if (!section.empty()) {
+      if (sectionOf(k.path) != section) continue;
+      rest = leafOf(k.path);
+    }
+    const std::string_view name = rest.substr(0, rest.find('.'));
+    if (names.empty() || names.back() != name) names.push_back(name);
+  }
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + std::string(n);
+  return out;
+}
+
+// Shortest text that reads back to exactly the same double.
+std::string formatDouble(double v) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof(buf), v);
+  return std::string(buf, r.ptr);
+}
+
+std::optional<double> parseDouble(std::string_view s) {
+  if (!s.empty() && s[0] == '+') s.remove_prefix(1);
+  double v = 0;
+  const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (r.ec != std::errc() || r.ptr != s.data() + s.size() || !std::isfinite(v)) return {};
+  return v;
+}
+
+// Integers may be written as integral floats ("1e4", "2.0"), never with a fraction.
+template <typename T>
+std::optional<T> parseInteger(std::string_view s) {
+  std::string_view digits = s;
+  if (!digits.empty() && digits[0] == '+') digits.remove_prefix(1);
+  T v = 0;
+  const auto r = std::from_chars(digits.data(), digits.data() + digits.size(), v);
+  if (r.ec == std::errc() && r.ptr == digits.data() + digits.size()) return v;
+  if (r.ec == std::errc::result_out_of_range) return {};
+  const std::optional<double> d = parseDouble(s);
+  // 2^63 and 2^64 are exact doubles; the upper bound is exclusive.
+  const double hi = std::is_signed_v<T> ? 0x1p63 : 0x1p64;
+  const double lo = std::is_signed_v<T> ? -0x1p63 : 0.0;
+  if (!d || *d != std::trunc(*d) || *d < lo || *d >= hi) return {};
+  return static_cast<T>(*d);
+}
+
+// YAML 1.2 core schema booleans; YAML 1.1's yes/no/on/off are too easy to write by accident.
+std::optional<bool> parseBool(std::string_view s) {
+  if (s == "true" || s == "True" || s == "TRUE") return true;
+  if (s == "false" || s == "False" || s == "FALSE") return false;
+  return {};
+}
+
+const char* typeName(const Field& f) {
+  return std::visit(
+      [](auto* p) {
+        using T = std::remove_pointer_t<decltype(p)>;
+        if constexpr (std::is_same_v<T, bool>) return "a bool (true or false)";
+        if constexpr (std::is_same_v<T, int64_t>) return "an integer";
+        if constexpr (std::is_same_v<T, uint64_t>) return "a non-negative integer";
+        if constexpr (std::is_same_v<T, double>) return "a number";
+        if constexpr (std::is_same_v<T, std::string>) return "a string";
+        if constexpr (std::is_same_v<T, std::vector<CodecOverride>>) {
+          return "a list of {pattern, codec} maps";
+        }
+      },
+      f);
+}
+
+std::string describe(const YAML::Node& n) {
+  if (n.IsNull()) return "nothing (null)";
+  if (n.IsMap()) return "a map";
+  if (n.IsSequence()) return "a list";
+  return (n.Tag() == "!" ? "the quoted string '" : "'") + n.Scalar() + "'";
+}
+
+std::string describeRange(const Rule& r) {
+  if (r.hi == kInf) return (r.loOpen ? "> " : ">= ") + formatDouble(r.lo);
+  return std::string("in ") + (r.loOpen ? "(" : "[") + formatDouble(r.lo) + ", " +
+         formatDouble(r.hi) + (r.hiOpen ? ")" : "]");
+}
+
+// Where values come from: a YAML document (a file, whose marks give line numbers) or one --set.
+struct Source {
+  std::string name;
+  bool hasLines;
+};
+
+// Applies one source's values on top of a config.
+class Applier {
+ public:
+  Applier(Config& c, Source src) : c_(c), src_(std::move(src)) {}
+
+  // Sets the key or the section at `path` ("" is the whole document) from node.
+  void apply(const std::string& path, const YAML::Node& node, const YAML::Node& keyNode) {
+    if (const Key* k = findKey(path)) {
+      CDL_CHECK(seen_.insert(path).second, where(keyNode), ": ", path, " is set twice");
+      setKey(*k, node);
+      return;
+    }
+    if (!isSection(path)) {
+      const std::string_view section = sectionOf(path);
+      const std::string known = isSection(section) ? namesUnder(section) : "";
+      CDL_THROW(where(keyNode), ": unknown key '", path, "'",
+                known.empty() ? ""
+                              : " (" + (section.empty() ? "top level" : std::string(section)) +
+                                    " has: " + known + ")");
+    }
+    if (node.IsNull()) return;  // a section with every key commented out
+    CDL_CHECK(node.IsMap(), where(node), ": ", path.empty() ? "the document" : path,
+              " must be a map with keys ", namesUnder(path), "; got ", describe(node));
+    for (const auto& kv : node) {
+      CDL_CHECK(kv.first.IsScalar(), where(kv.first), ": keys must be plain names, got ",
+                describe(kv.first));
+      const std::string& name = kv.first.Scalar();
+      apply(path.empty() ? name : path + "." + name, kv.second, kv.first);
+    }
+  }
+
+ private:
+  std::string where(const YAML::Node& n) const {
+    if (!src_.hasLines || !n.IsDefined() || n.Mark().is_null()) return src_.name;
+    return src_.name + ":" + std::to_string(n.Mark().line + 1);
+  }
+
+  [[noreturn]] void wrongType(const Key& k, const Field& f, const YAML::Node& n) const {
+    CDL_THROW(where(n), ": ", k.path, " must be ", typeName(f), ", got ", describe(n));
+  }
+
+  // The scalar text of a non-string value: quoted text is a string, whatever it spells.
+  const std::string& plainScalar(const Key& k, const Field& f, const YAML::Node& n) const {
+    if (!n.IsScalar() || n.Tag() == "!") wrongType(k, f, n);
+    return n.Scalar();
+  }
+
+  void setKey(const Key& k, const YAML::Node& n) {
+    const Field f = k.field(c_);
+    std::visit(
+        [&](auto* p) {
+          using T = std::remove_pointer_t<decltype(p)>;
+          std::optional<T> v;
+          if constexpr (std::is_same_v<T, bool>) {
+            v = parseBool(plainScalar(k, f, n));
+          } else if constexpr (std::is_same_v<T, double>) {
+            v = parseDouble(plainScalar(k, f, n));
+          } else if constexpr (std::is_integral_v<T>) {
+            v = parseInteger<T>(plainScalar(k, f, n));
+          } else if constexpr (std::is_same_v<T, std::string>) {
+            if (n.IsScalar()) v = n.Scalar();
+          } else {
+            v = parseOverrides(k, n);
+          }
+          if (!v) wrongType(k, f, n);
+          check(k, *v, n);
+          *p = std::move(*v);
+        },
+        f);
+  }
+
+  std::vector<CodecOverride> parseOverrides(const Key& k, const YAML::Node& n) const {
+    if (!n.IsSequence()) wrongType(k, k.field(c_), n);
+    std::vector<CodecOverride> out;
+    for (size_t i = 0; i < n.size(); ++i) {
+      const YAML::Node item = n[i];
+      const std::string at = std::string(k.path) + "[" + std::to_string(i) + "]";
+      CDL_CHECK(item.IsMap(), where(item), ": ", at, " must be a map {pattern, codec}, got ",
+                describe(item));
+      std::optional<std::string> pattern, codec;
+      for (const auto& kv : item) {
+        const std::string name = kv.first.IsScalar() ? kv.first.Scalar() : "";
+        auto* slot = name == "pattern" ? &pattern : name == "codec" ? &codec : nullptr;
+        CDL_CHECK(slot, where(kv.first), ": unknown key '", at, ".", name,
+                  "' (an override has: pattern, codec)");
+        CDL_CHECK(!*slot, where(kv.first), ": ", at, ".", name, " is set twice");
+        CDL_CHECK(kv.second.IsScalar() && !kv.second.Scalar().empty(), where(kv.second), ": ", at,
+                  ".", name, " must be a non-empty string, got ", describe(kv.second));
+        *slot = kv.second.Scalar();
+      }
+      CDL_CHECK(pattern && codec, where(item), ": ", at, " needs both pattern and codec");
+      out.push_back({*pattern, *codec});
+    }
+    return out;
+  }
+
+  template <typename T>
+  void check(const Key& k, const T& v, const YAML::Node& n) const {
+    const Rule& r = k.rule;
+    if constexpr (std::is_arithmetic_v<T> && !std::is_same_v<T, bool>) {
+      if (r.kind != Rule::kRange) return;
+      const double d = static_cast<double>(v);
+      const bool ok = (r.loOpen ? d > r.lo : d >= r.lo) && (r.hiOpen ? d < r.hi : d <= r.hi);
+      CDL_CHECK(ok, where(n), ": ", k.path, " must be ", describeRange(r), ", got ", n.Scalar());
+    } else if constexpr (std::is_same_v<T, std::string>) {
+      if (r.kind == Rule::kOneOf) {
+        bool ok = false;
+        for (std::string_view rest = r.choices; !ok && !rest.empty();) {
+          const size_t bar = std::min(rest.find('|'), rest.size());
+          ok = rest.substr(0, bar) == v;
+          rest.remove_prefix(std::min(bar + 1, rest.size()));
+        }
+        std::string allowed(r.choices);
+        for (size_t i = allowed.find('|'); i != std::string::npos; i = allowed.find('|', i)) {
+          allowed.replace(i, 1, ", ");
+        }
+        CDL_CHECK(ok, where(n), ": ", k.path, " must be one of ", allowed, ", got '", v, "'");
+      } else if (r.kind == Rule::kNonEmpty) {
+        CDL_CHECK(!v.empty(), where(n), ": ", k.path, " must not be empty");
+      } else if (r.kind == Rule::kRunName) {
+        CDL_CHECK(
+            !v.empty() && v != "." && v != ".." && v.find('/') == std::string::npos, where(n), ": ",
+            k.path,
+            " names the run folder: it must be non-empty, without '/', and not . or ..; got '", v,
+            "'");
+      }
+    }
+  }
+
+  Config& c_;
+  Source src_;
+  std::set<std::string> seen_;  // one source may set a key once
+};
+
+void applyOverride(Config& c, const std::string& text) {
+  const std::string origin = "--set '" + text + "'";
+  const size_t eq = text.find('=');
+  CDL_CHECK(eq != std::string::npos, origin, ": expected key=value, e.g. train.lr=0.1");
+  std::string key = text.substr(0, eq);
+  while (!key.empty() && std::isspace(static_cast<unsigned char>(key.back()))) key.pop_back();
+  while (!key.empty() && std::isspace(static_cast<unsigned char>(key.front()))) key.erase(0, 1);
+  CDL_CHECK(!key.empty(), origin, ": expected key=value, e.g. train.lr=0.1");
+  YAML::Node value;
+  try {
+    value = YAML::Load(text.substr(eq + 1));
+  } catch (const YAML::Exception& e) {
+    CDL_THROW(origin, ": the value is not valid YAML (", e.msg, "); quote it");
+  }
+  Applier(c, {origin, false}).apply(key, value, YAML::Node());
+}
+
+void emitValue(YAML::Emitter& out, const Field& f) {
+  std::visit(
+      [&](const auto* p) {
+        using T = std::remove_const_t<std::remove_pointer_t<decltype(p)>>;
+        if constexpr (std::is_same_v<T, double>) {
+          // A '.' in the mantissa keeps the value a float for YAML 1.1 readers too (PyYAML
+          // reads "5e-04" as a string).
+          std::string s = formatDouble(*p);
+          if (s.find('.') == std::string::npos) s.insert(std::min(s.find('e'), s.size()), ".0");
+          out << s;
+        } else if constexpr (std::is_same_v<T, std::vector<CodecOverride>>) {
+          if (p->empty()) out << YAML::Flow;  // "overrides: []" on one line
+          out << YAML::BeginSeq;
+          for (const auto& o : *p) {
+            out << YAML::BeginMap << YAML::Key << "pattern" << YAML::Value << o.pattern << YAML::Key
+                << "codec" << YAML::Value << o.codec << YAML::EndMap;
+          }
+          out << YAML::EndSeq;
+        } else {
+          out << *p;
+        }
+      },
+      f);
+}
+
+}  // namespace
+
+bool operator==(const Config& a, const Config& b) {
+  for (const Key& k : kSchema) {
+    const Field fa = fieldOf(k, a), fb = fieldOf(k, b);
+    const bool same = std::visit([&](auto* p) { return *p == *std::get<decltype(p)>(fb); }, fa);
+    if (!same) return false;
+  }
+  return true;
+}
+
+Config parseConfig(const std::string& yaml, const std::string& origin,
+                   const std::vector<std::string>& overrides) {
+  std::vector<YAML::Node> docs;
+  try {
+    docs = YAML::LoadAll(yaml);
+  } catch (const YAML::Exception& e) {
+    const std::string at = e.mark.is_null() ? ""
+                                            : ":" + std::to_string(e.mark.line + 1) + ":" +
+                                                  std::to_string(e.mark.column + 1);
+    CDL_THROW(origin, at, ": YAML syntax error: ", e.msg);
+  }
+  CDL_CHECK(docs.size() <= 1, origin, ": expected one YAML document, found ", docs.size());
+  Config c;
+  if (!docs.empty()) Applier(c, {origin, true}).apply("", docs[0], YAML::Node());
+  for (const std::string& o : overrides) applyOverride(c, o);
+  return c;
+}
+
+Config loadConfig(const std::string& path, const std::vector<std::string>& overrides) {
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
+  CDL_CHECK(f, "cannot open config file ", path, ": ", std::strerror(errno));
+  std::string text;
+  char buf[1 << 14];
+  for (size_t n; (n = std::fread(buf, 1, sizeof(buf), f.get())) > 0;) text.append(buf, n);
+  // A directory opens fine and fails on read; it must not pass for an empty config.
+  CDL_CHECK(!std::ferror(f.get()), "cannot read config file ", path, ": ", std::strerror(errno));
+  return parseConfig(text, path, overrides);
+}
+
+std::string toYaml(const Config& c) {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  std::string_view open;  // the section whose map is being written
+  for (const Key& k : kSchema) {
+    const std::string_view section = sectionOf(k.path);
+    if (section != open) {
+      if (!open.empty()) out << YAML::EndMap;
+      if (!section.empty())
+        out << YAML::Key << std::string(section) << YAML::Value << YAML::BeginMap;
+      open = section;
+    }
+    out << YAML::Key << std::string(leafOf(k.path)) << YAML::Value;
+    emitValue(out, fieldOf(k, c));
+  }
+  if (!open.empty()) out << YAML::EndMap;
+  out << YAML::EndMap;
+  CDL_CHECK(out.good(), "cannot write the config as YAML: ", out.GetLastError());
+  return std::string(out.c_str()) + "\n";
+}
+
+uint64_t configHash(const Config& c) {
+  const std::string text = toYaml(c);
+  return XXH64(text.data(), text.size(), 0);
+}
+
+}  // namespace cdl::core

@@ -1,0 +1,99 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace cdl::core {
+
+// Note [Experiment config]
+// An experiment is one YAML file (configs/*.yaml) checked against a fixed schema (kSchema in
+// config.cc): every key has a dotted path ("train.lr"), a type (bool, int, float, string, or a
+// list of {pattern, codec} overrides) and a default. Loading starts from the defaults, applies the
+// file, then the command line's `--set path=value` overrides in order. An unknown key, a value of
+// the wrong type or out of range, or a malformed override is a cdl::Error naming the key and the
+// file (or "--set"). The resolved config (every key, defaults included) is written to the run
+// folder as YAML and reads back to the same config; its hash ties checkpoints to the config.
+//
+// Every field below has exactly one key in kSchema; toYaml, operator== and the loader all walk
+// that table, so a new field is added here (with its default) and there (with its rules).
+struct CodecOverride {
+  std::string pattern;  // glob over parameter names (fnmatch), e.g. "fc*.weight"
+  std::string codec;    // codec spec, e.g. "none" or "qsgd:bits=8"
+};
+
+inline bool operator==(const CodecOverride& a, const CodecOverride& b) {
+  return a.pattern == b.pattern && a.codec == b.codec;
+}
+inline bool operator!=(const CodecOverride& a, const CodecOverride& b) { return !(a == b); }
+
+struct Config {
+  std::string name = "run";  // the run folder: <log.runs_dir>/<name>
+  uint64_t seed = 42;
+
+  struct Data {
+    std::string dataset = "fashion-mnist";  // fashion-mnist | synthetic
+    std::string path = "/usr/share/datasets/fashion-mnist";
+    int64_t syntheticTrain = 4096;  // synthetic: examples in the train and test splits
+    int64_t syntheticTest = 1024;
+  } data;
+
+  struct Model {
+    std::string name = "cnn";  // mlp | cnn | resnet20
+    int64_t hidden = 256;      // mlp: width of the hidden layers
+    int64_t width = 16;        // cnn, resnet20: channels of the first stage
+  } model;
+
+  struct Train {
+    int64_t epochs = 5;
+    int64_t batchSize = 64;         // per rank; the global batch is batchSize * ranks
+    int64_t maxSteps = 0;           // > 0: stop after this many steps (short runs)
+    std::string optimizer = "sgd";  // sgd | adam
+    double lr = 0.05;
+    double momentum = 0.9;
+    bool nesterov = false;
+    double weightDecay = 5e-4;
+    std::string schedule = "cosine";  // constant | cosine | step
+    int64_t warmupSteps = 0;
+    int64_t stepEvery = 1000;  // step schedule: multiply lr by stepGamma every this many steps
+    double stepGamma = 0.1;
+    int64_t threads = 0;  // intra-op threads per rank; 0: cores / local ranks
+  } train;
+
+  struct Comm {
+    std::string codec = "none";  // codec spec (comm/codec.h), or powersgd:rank=R
+    bool errorFeedback = true;
+    double bucketMb = 25.0;
+    double firstBucketMb = 1.0;
+    int64_t minCompressNumel = 4096;
+    std::vector<CodecOverride> overrides;  // first matching pattern wins over `codec`
+  } comm;
+
+  struct Checkpoint {
+    int64_t everySteps = 0;  // > 0: also every this many steps
+    bool everyEpoch = true;
+    int64_t keep = 3;  // newest checkpoints kept per rank
+  } checkpoint;
+
+  struct Log {
+    std::string runsDir = "runs";
+    int64_t everySteps = 50;  // progress line / metrics record period
+  } log;
+};
+
+// Field-wise equality over every key of the schema (doubles compare exactly).
+bool operator==(const Config& a, const Config& b);
+inline bool operator!=(const Config& a, const Config& b) { return !(a == b); }
+
+// Loads path, applies the overrides ("train.lr=0.1"; the value is parsed as YAML, so a list or map
+// is written in flow style and replaces the whole value) and validates.
+Config loadConfig(const std::string& path, const std::vector<std::string>& overrides = {});
+// The same from YAML text; `origin` names the source in errors.
+Config parseConfig(const std::string& yaml, const std::string& origin,
+                   const std::vector<std::string>& overrides = {});
+// Every key of the schema, as YAML that parseConfig reads back to an equal config.
+std::string toYaml(const Config& c);
+// xxhash64 of toYaml(c).
+uint64_t configHash(const Config& c);
+
+}  // namespace cdl::core

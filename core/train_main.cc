@@ -1,0 +1,86 @@
+// cdl-train: the worker. Started once per rank (by mpirun, cdl-launch or SLURM's srun); trains the
+// experiment of one config file (Note [Training loop]).
+#include <ATen/Parallel.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+#include "comm/env.h"
+#include "comm/mpi_communicator.h"
+#include "core/config.h"
+#include "core/trainer.h"
+#include "kernels/error.h"
+
+namespace {
+
+// Ranks sharing this host, as the MPI launcher tells (OpenMPI, then SLURM); 1 when unknown.
+int localRanks() {
+  for (const char* var : {"OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE"}) {
+    if (const char* v = std::getenv(var)) {
+      const int n = std::atoi(v);
+      if (n >= 1) return n;
+    }
+  }
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"cdl-train: data-parallel training with compressed gradients"};
+  std::string configPath;
+  std::vector<std::string> sets;
+  cdl::core::TrainOptions options;
+  app.add_option("config", configPath, "Experiment config (YAML), e.g. configs/fmnist_cnn.yaml")
+      ->required();
+  app.add_option("--set", sets, "Override a config key, e.g. --set train.lr=0.05 (repeatable)");
+  app.add_flag("--resume", options.resume, "Continue the run from its newest checkpoint");
+  app.add_option("--stop-after", options.stopAfterSteps,
+                 "Stop after this many steps, with a checkpoint (continue with --resume)");
+  CLI11_PARSE(app, argc, argv);
+
+  int rank = 0;
+  try {
+    cdl::comm::initMpi(&argc, &argv);
+    auto comm = cdl::comm::makeMpiCommunicator();
+    rank = comm->rank();
+    cdl::setProcessRank(rank);
+    spdlog::set_pattern("[%H:%M:%S.%e] [rank " + std::to_string(rank) + "] [%l] %v");
+    spdlog::set_level(spdlog::level::from_str(cdl::comm::envString(cdl::comm::kEnvLogLevel)));
+
+    const cdl::core::Config config = cdl::core::loadConfig(configPath, sets);
+    int threads = static_cast<int>(config.train.threads);
+    if (threads == 0) {
+      const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+      threads = std::max(1, cores / localRanks());
+    }
+    at::set_num_threads(threads);
+    if (rank == 0) spdlog::info("{} intra-op threads per rank", threads);
+    options.progressBar = rank == 0 && ::isatty(STDERR_FILENO);
+
+    const cdl::core::TrainResult r = cdl::core::train(config, comm, options);
+    if (rank == 0) {
+      if (r.finished) {
+        spdlog::info(
+            "done: test accuracy {:.2f}% after {} epochs ({} steps) in {:.1f} s; {:.1f} MB "
+            "sent per rank, {:.1f}x less than fp32; {}/summary.json",
+            100.0 * r.testAccuracy, r.epochs, r.steps, r.wallSeconds, r.wireBytes / 1e6,
+            r.wireBytes ? static_cast<double>(r.fp32WireBytes) / r.wireBytes : 1.0, r.runDir);
+      } else {
+        spdlog::info("stopped at step {} with a checkpoint; continue with --resume", r.steps);
+      }
+    }
+    comm.reset();
+    cdl::comm::finalizeMpi();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "cdl-train: [rank %d] %s\n", rank, e.what());
+    // The other ranks may be waiting in a collective: take the whole job down.
+    cdl::comm::abortMpi(2);
+    return 2;
+  }
+  return 0;
+}

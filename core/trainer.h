@@ -1,0 +1,46 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "comm/communicator.h"
+#include "core/config.h"
+
+namespace cdl::core {
+
+struct TrainOptions {
+  bool resume = false;  // continue from this rank's newest checkpoint in the run folder
+  // > 0: stop once this many steps are done, after writing a checkpoint (an interruption that
+  // --resume continues, e.g. at the end of a time-limited allocation).
+  int64_t stopAfterSteps = 0;
+  bool progressBar = false;  // rank 0 draws a bar on a terminal instead of periodic lines
+};
+
+struct TrainResult {
+  bool finished = false;  // false when stopped early by stopAfterSteps
+  int64_t steps = 0;
+  int64_t epochs = 0;  // epochs completed
+  double testAccuracy = 0.0;
+  double testLoss = 0.0;
+  double wallSeconds = 0.0;
+  uint64_t wireBytes = 0;      // gradient bytes this rank sent, all steps of this process
+  uint64_t fp32WireBytes = 0;  // what a ring allreduce of fp32 gradients would have sent
+  std::string runDir;
+};
+
+// Note [Training loop]
+// Data-parallel SGD on `comm`'s ranks: every rank builds the same model from the config's seed
+// (and takes rank 0's parameters, so a stray difference cannot creep in), reads its disjoint shard
+// of each epoch (shardIndices), and after every backward the Reducer averages the gradients with
+// the configured codec before the optimizer steps, so the replicas stay bit-identical. Batch-norm
+// running statistics are taken from rank 0 before each evaluation and checkpoint (as DDP's
+// broadcast_buffers does). After each epoch the test split is evaluated in shards and the counts
+// summed over ranks. Rank 0 writes <runs_dir>/<name>/{config.yaml, metrics.jsonl, summary.json};
+// every rank writes its checkpoints to <runs_dir>/<name>/checkpoints (Note [Checkpoints]). A
+// fresh run refuses a folder that already holds one (nothing written is overwritten); --resume
+// continues it, and with the same config gives the same metrics as an uninterrupted run.
+TrainResult train(const Config& config, std::shared_ptr<comm::Communicator> comm,
+                  const TrainOptions& options = {});
+
+}  // namespace cdl::core

@@ -1,0 +1,386 @@
+#include "core/config.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "kernels/error.h"
+
+namespace cdl::core {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+
+// Every key set to a value other than its default.
+constexpr const char* kFullYaml = R"(name: full
+seed: 7
+data:
+  dataset: synthetic
+  path: /tmp/data
+  synthetic_train: 100
+  synthetic_test: 10
+model:
+  name: resnet20
+  hidden: 64
+  width: 8
+train:
+  epochs: 2
+  batch_size: 32
+  max_steps: 10
+  optimizer: adam
+  lr: 0.001
+  momentum: 0.5
+  nesterov: true
+  weight_decay: 0
+  schedule: step
+  warmup_steps: 5
+  step_every: 100
+  step_gamma: 0.5
+  threads: 2
+comm:
+  codec: fp16
+  error_feedback: false
+  bucket_mb: 4.5
+  first_bucket_mb: 0.25
+  min_compress_numel: 0
+  overrides:
+    - {pattern: "fc*", codec: none}
+    - pattern: conv1.weight
+      codec: qsgd:bits=8
+checkpoint:
+  every_steps: 20
+  every_epoch: false
+  keep: 1
+log:
+  runs_dir: /tmp/runs
+  every_steps: 5
+)";
+
+// The message of the cdl::Error that f throws ("" and a failure when it throws none).
+std::string errorOf(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const cdl::Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected a cdl::Error";
+  return "";
+}
+
+std::string errorOfYaml(const std::string& yaml, const std::vector<std::string>& sets = {}) {
+  return errorOf([&] { parseConfig(yaml, "test.yaml", sets); });
+}
+
+// The leaves of a YAML map as dotted keys, for comparing configs key by key.
+void leaves(const YAML::Node& n, const std::string& prefix,
+            std::map<std::string, std::string>& out) {
+  if (n.IsMap()) {
+    for (const auto& kv : n) {
+      leaves(kv.second, prefix.empty() ? kv.first.Scalar() : prefix + "." + kv.first.Scalar(), out);
+    }
+  } else {
+    YAML::Emitter e;
+    e << n;
+    out[prefix] = e.c_str();
+  }
+}
+
+class ConfigFileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string templ = (fs::temp_directory_path() / "cdl_config_test.XXXXXX").string();
+    ASSERT_NE(mkdtemp(templ.data()), nullptr);
+    dir_ = templ;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string write(const std::string& name, const std::string& text) {
+    const fs::path p = dir_ / name;
+    std::ofstream(p) << text;
+    return p.string();
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(ConfigFileTest, EmptyFileMeansAllDefaults) {
+  EXPECT_EQ(loadConfig(write("empty.yaml", "")), Config{});
+  EXPECT_EQ(loadConfig(write("comments.yaml", "# nothing set yet\n")), Config{});
+  // A section whose keys are all commented out is empty, not an error.
+  EXPECT_EQ(parseConfig("train:\n  # lr: 0.1\n", "test.yaml"), Config{});
+}
+
+TEST_F(ConfigFileTest, FullFileSetsEveryKey) {
+  const Config c = loadConfig(write("full.yaml", kFullYaml));
+  EXPECT_EQ(c.name, "full");
+  EXPECT_EQ(c.seed, 7u);
+  EXPECT_EQ(c.data.dataset, "synthetic");
+  EXPECT_EQ(c.data.path, "/tmp/data");
+  EXPECT_EQ(c.data.syntheticTrain, 100);
+  EXPECT_EQ(c.data.syntheticTest, 10);
+  EXPECT_EQ(c.model.name, "resnet20");
+  EXPECT_EQ(c.model.hidden, 64);
+  EXPECT_EQ(c.model.width, 8);
+  EXPECT_EQ(c.train.epochs, 2);
+  EXPECT_EQ(c.train.batchSize, 32);
+  EXPECT_EQ(c.train.maxSteps, 10);
+  EXPECT_EQ(c.train.optimizer, "adam");
+  EXPECT_EQ(c.train.lr, 0.001);
+  EXPECT_EQ(c.train.momentum, 0.5);
+  EXPECT_TRUE(c.train.nesterov);
+  EXPECT_EQ(c.train.weightDecay, 0.0);
+  EXPECT_EQ(c.train.schedule, "step");
+  EXPECT_EQ(c.train.warmupSteps, 5);
+  EXPECT_EQ(c.train.stepEvery, 100);
+  EXPECT_EQ(c.train.stepGamma, 0.5);
+  EXPECT_EQ(c.train.threads, 2);
+  EXPECT_EQ(c.comm.codec, "fp16");
+  EXPECT_FALSE(c.comm.errorFeedback);
+  EXPECT_EQ(c.comm.bucketMb, 4.5);
+  EXPECT_EQ(c.comm.firstBucketMb, 0.25);
+  EXPECT_EQ(c.comm.minCompressNumel, 0);
+  EXPECT_EQ(c.comm.overrides,
+            (std::vector<CodecOverride>{{"fc*", "none"}, {"conv1.weight", "qsgd:bits=8"}}));
+  EXPECT_EQ(c.checkpoint.everySteps, 20);
+  EXPECT_FALSE(c.checkpoint.everyEpoch);
+  EXPECT_EQ(c.checkpoint.keep, 1);
+  EXPECT_EQ(c.log.runsDir, "/tmp/runs");
+  EXPECT_EQ(c.log.everySteps, 5);
+
+  // Every key toYaml writes (the whole schema) differs from its default: the file above covers
+  // the schema, and each key reaches its own field.
+  std::map<std::string, std::string> full, defaults;
+  leaves(YAML::Load(toYaml(c)), "", full);
+  leaves(YAML::Load(toYaml(Config{})), "", defaults);
+  ASSERT_EQ(full.size(), defaults.size());
+  for (const auto& [key, value] : defaults) {
+    ASSERT_TRUE(full.count(key)) << key;
+    EXPECT_NE(full[key], value) << key << " is not set by the full file";
+  }
+}
+
+TEST(ConfigTest, ToYamlReadsBackToTheSameConfigAndHash) {
+  Config c = parseConfig(kFullYaml, "test.yaml");
+  // Values that need every digit, or quoting, to survive the trip.
+  c.seed = std::numeric_limits<uint64_t>::max();
+  c.train.lr = 0.1 + 0.2;
+  c.comm.bucketMb = 1.0 / 3.0;
+  c.comm.firstBucketMb = 1e-300;
+  c.train.weightDecay = 25.0;
+  c.data.path = "";
+  c.log.runsDir = "null";
+  c.comm.codec = "*x #y";
+  c.comm.overrides = {{"~", "true"}, {"a: b", "123"}};
+  const std::string text = toYaml(c);
+  const Config back = parseConfig(text, "resolved.yaml");
+  EXPECT_EQ(back, c) << text;
+  EXPECT_EQ(toYaml(back), text);
+  EXPECT_EQ(configHash(back), configHash(c));
+
+  EXPECT_EQ(parseConfig(toYaml(Config{}), "resolved.yaml"), Config{});
+}
+
+TEST(ConfigTest, HashChangesWhenAnyValueChanges) {
+  const Config base;
+  EXPECT_EQ(configHash(base), configHash(Config{}));
+  std::vector<std::function<void(Config&)>> edits = {
+      [](Config& c) { c.train.lr = 0.0500001; },
+      [](Config& c) { c.seed = 43; },
+      [](Config& c) { c.comm.errorFeedback = false; },
+      [](Config& c) { c.comm.codec = "fp16"; },
+      [](Config& c) {
+        c.comm.overrides.push_back({"fc*", "none"});
+      },
+      [](Config& c) { c.log.everySteps = 51; },
+  };
+  for (size_t i = 0; i < edits.size(); ++i) {
+    Config c;
+    edits[i](c);
+    EXPECT_NE(c, base) << i;
+    EXPECT_NE(configHash(c), configHash(base)) << i;
+  }
+}
+
+TEST_F(ConfigFileTest, UnknownKeyNamesTheDottedKeyAndTheFile) {
+  const std::string path = write("typo.yaml", "train:\n  epochs: 3\n  lrr: 0.1\n");
+  EXPECT_THAT(errorOf([&] { loadConfig(path); }),
+              AllOf(HasSubstr(path + ":3"), HasSubstr("unknown key 'train.lrr'"), HasSubstr("lr")));
+  EXPECT_THAT(errorOfYaml("optimiser: sgd\n"), HasSubstr("unknown key 'optimiser'"));
+  EXPECT_THAT(errorOfYaml("trian:\n  lr: 0.1\n"),
+              AllOf(HasSubstr("unknown key 'trian'"), HasSubstr("train")));
+  EXPECT_THAT(errorOfYaml("train:\n  lr:\n    value: 1\n"), HasSubstr("train.lr"));
+}
+
+TEST(ConfigTest, WrongTypeNamesTheKeyTheExpectedTypeAndTheValue) {
+  EXPECT_THAT(errorOfYaml("train:\n  epochs: five\n"),
+              AllOf(HasSubstr("test.yaml:2"), HasSubstr("train.epochs"), HasSubstr("an integer"),
+                    HasSubstr("'five'")));
+  EXPECT_THAT(errorOfYaml("train:\n  epochs: 1.5\n"),
+              AllOf(HasSubstr("train.epochs"), HasSubstr("an integer"), HasSubstr("1.5")));
+  EXPECT_THAT(errorOfYaml("train:\n  epochs: \"5\"\n"),
+              AllOf(HasSubstr("train.epochs"), HasSubstr("quoted string")));
+  EXPECT_THAT(errorOfYaml("train:\n  lr: {value: 1}\n"),
+              AllOf(HasSubstr("train.lr"), HasSubstr("a number"), HasSubstr("a map")));
+  EXPECT_THAT(errorOfYaml("train:\n  lr:\n"), AllOf(HasSubstr("train.lr"), HasSubstr("null")));
+  EXPECT_THAT(errorOfYaml("train:\n  nesterov: yes\n"),
+              AllOf(HasSubstr("train.nesterov"), HasSubstr("bool")));
+  EXPECT_THAT(errorOfYaml("seed: -1\n"), AllOf(HasSubstr("seed"), HasSubstr("non-negative")));
+  EXPECT_THAT(errorOfYaml("name: [a, b]\n"), AllOf(HasSubstr("name"), HasSubstr("a string")));
+  EXPECT_THAT(errorOfYaml("train: 5\n"), AllOf(HasSubstr("train"), HasSubstr("map")));
+  EXPECT_THAT(errorOfYaml("- a\n- b\n"), HasSubstr("the document must be a map"));
+
+  // Integral floats are integers; integers are numbers.
+  const Config c = parseConfig("train:\n  max_steps: 1e4\n  epochs: 2.0\n  lr: 1\n", "test.yaml");
+  EXPECT_EQ(c.train.maxSteps, 10000);
+  EXPECT_EQ(c.train.epochs, 2);
+  EXPECT_EQ(c.train.lr, 1.0);
+}
+
+TEST(ConfigTest, OutOfRangeNamesTheKeyAndTheBound) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"train:\n  epochs: 0\n", "train.epochs must be >= 1"},
+      {"train:\n  batch_size: -4\n", "train.batch_size must be >= 1"},
+      {"train:\n  max_steps: -1\n", "train.max_steps must be >= 0"},
+      {"train:\n  lr: 0\n", "train.lr must be > 0"},
+      {"train:\n  momentum: 1\n", "train.momentum must be in [0, 1)"},
+      {"train:\n  momentum: -0.1\n", "train.momentum must be in [0, 1)"},
+      {"train:\n  weight_decay: -1e-4\n", "train.weight_decay must be >= 0"},
+      {"train:\n  warmup_steps: -1\n", "train.warmup_steps must be >= 0"},
+      {"train:\n  step_every: 0\n", "train.step_every must be >= 1"},
+      {"train:\n  step_gamma: 0\n", "train.step_gamma must be in (0, 1]"},
+      {"train:\n  step_gamma: 1.5\n", "train.step_gamma must be in (0, 1]"},
+      {"train:\n  threads: -1\n", "train.threads must be >= 0"},
+      {"comm:\n  bucket_mb: 0\n", "comm.bucket_mb must be > 0"},
+      {"comm:\n  first_bucket_mb: -1\n", "comm.first_bucket_mb must be > 0"},
+      {"comm:\n  min_compress_numel: -1\n", "comm.min_compress_numel must be >= 0"},
+      {"checkpoint:\n  keep: 0\n", "checkpoint.keep must be >= 1"},
+      {"checkpoint:\n  every_steps: -1\n", "checkpoint.every_steps must be >= 0"},
+      {"log:\n  every_steps: 0\n", "log.every_steps must be >= 1"},
+      {"data:\n  synthetic_train: 0\n", "data.synthetic_train must be >= 1"},
+      {"data:\n  synthetic_test: 0\n", "data.synthetic_test must be >= 1"},
+  };
+  for (const auto& [yaml, message] : cases) {
+    EXPECT_THAT(errorOfYaml(yaml), AllOf(HasSubstr("test.yaml:2"), HasSubstr(message))) << yaml;
+  }
+  // The closed ends are allowed.
+  const Config c = parseConfig("train:\n  momentum: 0\n  step_gamma: 1\n", "test.yaml");
+  EXPECT_EQ(c.train.momentum, 0.0);
+  EXPECT_EQ(c.train.stepGamma, 1.0);
+}
+
+TEST(ConfigTest, BadChoiceListsTheAllowedValues) {
+  EXPECT_THAT(errorOfYaml("model:\n  name: vgg\n"),
+              AllOf(HasSubstr("model.name"), HasSubstr("mlp, cnn, resnet20"), HasSubstr("vgg")));
+  EXPECT_THAT(errorOfYaml("data:\n  dataset: mnist\n"),
+              AllOf(HasSubstr("data.dataset"), HasSubstr("fashion-mnist, synthetic")));
+  EXPECT_THAT(errorOfYaml("train:\n  optimizer: lamb\n"), HasSubstr("sgd, adam"));
+  EXPECT_THAT(errorOfYaml("train:\n  schedule: linear\n"), HasSubstr("constant, cosine, step"));
+}
+
+TEST(ConfigTest, RunNameMustBeOneFolderName) {
+  for (const char* bad : {"\"\"", "a/b", "/abs", ".", ".."}) {
+    EXPECT_THAT(errorOfYaml(std::string("name: ") + bad + "\n"), HasSubstr("name")) << bad;
+  }
+  EXPECT_EQ(parseConfig("name: fmnist.v2\n", "test.yaml").name, "fmnist.v2");
+}
+
+TEST(ConfigTest, DuplicateKeyIsAnError) {
+  EXPECT_THAT(errorOfYaml("train:\n  lr: 0.1\n  lr: 0.2\n"),
+              AllOf(HasSubstr("test.yaml:3"), HasSubstr("train.lr is set twice")));
+}
+
+TEST_F(ConfigFileTest, SetOverridesApplyInOrderOverTheFileWithTheirTypes) {
+  const std::string path = write("base.yaml", "train:\n  lr: 0.5\n  epochs: 9\n");
+  const Config c =
+      loadConfig(path, {"train.lr=0.1", "train.lr=0.2", "train.epochs=3", "train.nesterov=true",
+                        "name='007'", "comm.codec=qsgd:bits=4,bucket=1024", "train = {threads: 4}",
+                        "seed=18446744073709551615"});
+  EXPECT_EQ(c.train.lr, 0.2);
+  EXPECT_EQ(c.train.epochs, 3);
+  EXPECT_TRUE(c.train.nesterov);
+  EXPECT_EQ(c.name, "007");
+  EXPECT_EQ(c.comm.codec, "qsgd:bits=4,bucket=1024");
+  EXPECT_EQ(c.train.threads, 4);
+  EXPECT_EQ(c.seed, std::numeric_limits<uint64_t>::max());
+}
+
+TEST(ConfigTest, MalformedSetNamesTheOverride) {
+  EXPECT_THAT(errorOfYaml("", {"train.lr"}),
+              AllOf(HasSubstr("--set 'train.lr'"), HasSubstr("key=value")));
+  EXPECT_THAT(errorOfYaml("", {"=0.1"}), HasSubstr("--set '=0.1'"));
+  EXPECT_THAT(errorOfYaml("", {"train.lrr=0.1"}),
+              AllOf(HasSubstr("--set 'train.lrr=0.1'"), HasSubstr("unknown key 'train.lrr'")));
+  EXPECT_THAT(errorOfYaml("", {"train.lr=[0.1"}), HasSubstr("--set 'train.lr=[0.1'"));
+  EXPECT_THAT(errorOfYaml("", {"train.lr=fast"}),
+              AllOf(HasSubstr("--set 'train.lr=fast'"), HasSubstr("a number")));
+  EXPECT_THAT(errorOfYaml("", {"train.lr="}), HasSubstr("--set 'train.lr='"));
+  EXPECT_THAT(errorOfYaml("", {"train.epochs=0"}),
+              AllOf(HasSubstr("--set 'train.epochs=0'"), HasSubstr(">= 1")));
+}
+
+TEST(ConfigTest, OverridesAreAListOfPatternCodecMaps) {
+  const std::vector<CodecOverride> want = {{"fc*", "none"}, {"*.bias", "fp16"}};
+  EXPECT_EQ(parseConfig("comm:\n  overrides:\n    - pattern: fc*\n      codec: none\n"
+                        "    - {pattern: '*.bias', codec: fp16}\n",
+                        "test.yaml")
+                .comm.overrides,
+            want);
+  // --set replaces the whole list.
+  EXPECT_EQ(parseConfig("comm:\n  overrides: [{pattern: x, codec: y}]\n", "test.yaml",
+                        {"comm.overrides=[{pattern: 'fc*', codec: none}, "
+                         "{pattern: '*.bias', codec: fp16}]"})
+                .comm.overrides,
+            want);
+  EXPECT_TRUE(parseConfig("", "test.yaml", {"comm.overrides=[]"}).comm.overrides.empty());
+
+  EXPECT_THAT(errorOfYaml("comm:\n  overrides:\n    - pattern: fc*\n"),
+              AllOf(HasSubstr("comm.overrides[0]"), HasSubstr("pattern and codec")));
+  EXPECT_THAT(errorOfYaml("comm:\n  overrides:\n    - {pattern: a, codec: b, bits: 4}\n"),
+              HasSubstr("unknown key 'comm.overrides[0].bits'"));
+  EXPECT_THAT(errorOfYaml("comm:\n  overrides: [fc*]\n"), HasSubstr("comm.overrides[0]"));
+  EXPECT_THAT(errorOfYaml("comm:\n  overrides: {pattern: a, codec: b}\n"),
+              AllOf(HasSubstr("comm.overrides"), HasSubstr("list")));
+}
+
+TEST_F(ConfigFileTest, YamlSyntaxErrorNamesTheFileAndLine) {
+  const std::string path = write("broken.yaml", "train:\n  lr: [0.1\n  epochs: 3\n");
+  EXPECT_THAT(errorOf([&] { loadConfig(path); }),
+              AllOf(HasSubstr(path + ":"), HasSubstr("YAML syntax error")));
+  EXPECT_THAT(errorOfYaml("name: a\n  bad: indent\n"), HasSubstr("test.yaml:2:"));
+}
+
+TEST_F(ConfigFileTest, MissingOrUnreadableFileNamesThePath) {
+  const std::string missing = (dir_ / "nope.yaml").string();
+  EXPECT_THAT(errorOf([&] { loadConfig(missing); }),
+              AllOf(HasSubstr("cannot open"), HasSubstr(missing)));
+  EXPECT_THAT(errorOf([&] { loadConfig(dir_.string()); }), HasSubstr(dir_.string()));
+}
+
+TEST(ConfigTest, ShippedConfigsValidateAndNameTheirRunFolder) {
+  const fs::path configs = fs::path(__FILE__).parent_path() / ".." / ".." / "configs";
+  int count = 0;
+  for (const auto& entry : fs::directory_iterator(configs)) {
+    if (entry.path().extension() != ".yaml") continue;
+    SCOPED_TRACE(entry.path().string());
+    Config c;
+    ASSERT_NO_THROW(c = loadConfig(entry.path().string()));
+    EXPECT_EQ(c.name, entry.path().stem().string());
+    EXPECT_EQ(parseConfig(toYaml(c), "resolved.yaml"), c);
+    ++count;
+  }
+  EXPECT_GE(count, 3);
+}
+
+}  // namespace
+}  // namespace cdl::core

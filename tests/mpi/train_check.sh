@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Trains under a real mpirun and checks the run's summary.json:
+#   train_check.sh CDL_TRAIN NP CONFIG MIN_ACCURACY MIN_COMPRESSION [--set key=value ...]
+# Fails when cdl-train fails, when the summary is missing, or when the test accuracy or the
+# compression ratio against fp32 falls below the given minimum.
+set -euo pipefail
+train=$1 np=$2 config=$3 minAcc=$4 minRatio=$5
+shift 5
+runs=$(mktemp -d /tmp/cdl_train_check.XXXXXX)
+trap 'rm -rf "$runs"' EXIT
+mpirun --oversubscribe --allow-run-as-root --mca btl_vader_single_copy_mechanism none -np "$np" \
+  "$train" "$config" --set log.runs_dir="$runs" "$@"
+summary=$(find "$runs" -name summary.json | head -n 1)
+if [ -z "$summary" ]; then
+  echo "train_check: no summary.json under $runs" >&2
+  exit 1
+fi
+cat "$summary"
+value() { sed -n "s/^ *\"$1\": *\([-0-9.eE+]*\),\{0,1\}$/\1/p" "$summary"; }
+acc=$(value test_accuracy)
+ratio=$(value compression_ratio)
+awk -v a="$acc" -v r="$ratio" -v ma="$minAcc" -v mr="$minRatio" 'BEGIN {
+  if (a == "" || r == "") { print "train_check: summary lacks test_accuracy or compression_ratio"; exit 1 }
+  if (a + 0 < ma + 0) { printf "train_check: test accuracy %s < %s\n", a, ma; exit 1 }
+  if (r + 0 < mr + 0) { printf "train_check: compression ratio %s < %s\n", r, mr; exit 1 }
+  printf "train_check: test accuracy %s >= %s, compression %sx >= %sx\n", a, ma, r, mr
+}'
