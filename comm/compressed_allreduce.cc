@@ -16,14 +16,6 @@ double since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-void waitFor(const std::shared_ptr<Work>& w, double timeoutSeconds) {
-  if (timeoutSeconds > 0.0) {
-    w->wait(std::chrono::duration<double>(timeoutSeconds));
-  } else {
-    w->wait();
-  }
-}
-
 LayerRate keyed(const LayerRate& rate, uint64_t stage, uint64_t rank, uint64_t chunk) {
   LayerRate r = rate;
   r.key = kernels::mix64(rate.key ^ kernels::mix64((stage << 56) ^ (rank << 28) ^ chunk));
@@ -57,6 +49,32 @@ void updateResidual(const Codec& codec, const Bytes& payload, const float* x, in
 
 }  // namespace
 
+uint64_t ringAllreduceBytes(int size, double bytes) {
+  return static_cast<uint64_t>(2.0 * (size - 1) / size * bytes);
+}
+
+void waitWork(const std::shared_ptr<Work>& w, double timeoutSeconds) {
+  if (timeoutSeconds > 0.0) {
+    w->wait(std::chrono::duration<double>(timeoutSeconds));
+  } else {
+    w->wait();
+  }
+}
+
+void fp32Allreduce(Communicator& comm, float* x, int64_t n, bool average, double timeoutSeconds,
+                   AllreduceStats* stats) {
+  auto t0 = Clock::now();
+  waitWork(comm.allreduce(x, n), timeoutSeconds);
+  stats->commSeconds += since(t0);
+  stats->wireBytes = ringAllreduceBytes(comm.size(), 4.0 * static_cast<double>(n));
+  t0 = Clock::now();
+  if (average && comm.size() > 1) {
+    const float inv = 1.0f / static_cast<float>(comm.size());
+    for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+  }
+  stats->decodeSeconds += since(t0);
+}
+
 void compressedAllreduce(Communicator& comm, const Codec& codec, const LayerRate& rate, float* x,
                          int64_t n, const CompressedAllreduceOptions& opt, AllreduceStats* stats) {
   CDL_CHECK(n >= 0 && (x != nullptr || n == 0), "compressed allreduce: bad buffer (n = ", n, ")");
@@ -64,7 +82,7 @@ void compressedAllreduce(Communicator& comm, const Codec& codec, const LayerRate
   AllreduceStats& st = stats ? *stats : local;
   st = AllreduceStats{};
   const int size = comm.size(), rank = comm.rank();
-  st.fp32Bytes = static_cast<uint64_t>(2.0 * (size - 1) / size * 4.0 * static_cast<double>(n));
+  st.fp32Bytes = ringAllreduceBytes(size, 4.0 * static_cast<double>(n));
 
   auto t0 = Clock::now();
   if (opt.residual) {
@@ -76,16 +94,7 @@ void compressedAllreduce(Communicator& comm, const Codec& codec, const LayerRate
     // Lossless: the communicator's own fp32 allreduce, and nothing left for the residual.
     if (opt.residual) std::fill_n(opt.residual, n, 0.0f);
     st.encodeSeconds += since(t0);
-    t0 = Clock::now();
-    waitFor(comm.allreduce(x, n), opt.timeoutSeconds);
-    st.commSeconds += since(t0);
-    st.wireBytes = st.fp32Bytes;
-    t0 = Clock::now();
-    if (opt.average && size > 1) {
-      const float inv = 1.0f / static_cast<float>(size);
-      for (int64_t i = 0; i < n; ++i) x[i] *= inv;
-    }
-    st.decodeSeconds += since(t0);
+    fp32Allreduce(comm, x, n, opt.average, opt.timeoutSeconds, &st);
     return;
   }
 
@@ -97,7 +106,7 @@ void compressedAllreduce(Communicator& comm, const Codec& codec, const LayerRate
     t0 = Clock::now();
     Bytes& all = sc.all;
     std::vector<size_t>& sizes = sc.sizes;
-    waitFor(comm.allgatherv(mine, &all, &sizes), opt.timeoutSeconds);
+    waitWork(comm.allgatherv(mine, &all, &sizes), opt.timeoutSeconds);
     st.commSeconds += since(t0);
     st.wireBytes += mine.size() * static_cast<uint64_t>(size - 1);
     t0 = Clock::now();
@@ -126,7 +135,7 @@ void compressedAllreduce(Communicator& comm, const Codec& codec, const LayerRate
     st.encodeSeconds += since(t0);
     t0 = Clock::now();
     std::vector<Bytes>& recv = sc.recv;
-    waitFor(comm.alltoallv(send, &recv), opt.timeoutSeconds);
+    waitWork(comm.alltoallv(send, &recv), opt.timeoutSeconds);
     st.commSeconds += since(t0);
 
     t0 = Clock::now();
@@ -144,7 +153,7 @@ void compressedAllreduce(Communicator& comm, const Codec& codec, const LayerRate
     t0 = Clock::now();
     Bytes& all = sc.all;
     std::vector<size_t>& sizes = sc.sizes;
-    waitFor(comm.allgatherv(reduced, &all, &sizes), opt.timeoutSeconds);
+    waitWork(comm.allgatherv(reduced, &all, &sizes), opt.timeoutSeconds);
     st.commSeconds += since(t0);
     t0 = Clock::now();
     size_t off = 0;

@@ -25,6 +25,18 @@ struct CompressedAllreduceOptions {
   double timeoutSeconds = 0.0;
 };
 
+// What a ring allreduce of `bytes` sends from each of `size` ranks: 2 (W-1)/W * bytes.
+uint64_t ringAllreduceBytes(int size, double bytes);
+
+// w->wait() bounded by timeoutSeconds; zero or less: the Work's default (CDL_COMM_TIMEOUT).
+void waitWork(const std::shared_ptr<Work>& w, double timeoutSeconds);
+
+// The uncompressed path: sums x[0..n) over comm with its fp32 allreduce and divides by the number
+// of ranks when average is set. Adds the time to stats' comm and decode seconds and sets its
+// wireBytes to what the ring sends.
+void fp32Allreduce(Communicator& comm, float* x, int64_t n, bool average, double timeoutSeconds,
+                   AllreduceStats* stats);
+
 // Note [Compressed allreduce]
 // Summable codecs (quantizers) run scatter-reduce + allgather: x is cut into W chunks (W ranks;
 // boundaries on multiples of the codec's bucket so no bucket straddles two chunks), rank r

@@ -20,19 +20,6 @@ double since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-void waitFor(const std::shared_ptr<Work>& w, double timeoutSeconds) {
-  if (timeoutSeconds > 0.0) {
-    w->wait(std::chrono::duration<double>(timeoutSeconds));
-  } else {
-    w->wait();
-  }
-}
-
-// What a ring allreduce of `bytes` sends from each of `size` ranks.
-uint64_t ringBytes(int size, double bytes) {
-  return static_cast<uint64_t>(2.0 * (size - 1) / size * bytes);
-}
-
 // Note [PowerSGD arithmetic]
 // The products run in loops whose order is fixed by the source, never by the compiler or the
 // vector width: sums over the long dimension go through kLanes interleaved partial sums added in
@@ -400,7 +387,7 @@ void powerSgdAllreduce(Communicator& comm, PowerSgdState& state, float* grad, in
   AllreduceStats& st = stats ? *stats : local;
   st = AllreduceStats{};
   const int size = comm.size();
-  st.fp32Bytes = ringBytes(size, 4.0 * static_cast<double>(n));
+  st.fp32Bytes = ringAllreduceBytes(size, 4.0 * static_cast<double>(n));
   auto t0 = Clock::now();
   std::vector<float>& residual = state.residual_;
 
@@ -410,16 +397,7 @@ void powerSgdAllreduce(Communicator& comm, PowerSgdState& state, float* grad, in
       residual.clear();
     }
     st.encodeSeconds += since(t0);
-    t0 = Clock::now();
-    waitFor(comm.allreduce(grad, n), opt.timeoutSeconds);
-    st.commSeconds += since(t0);
-    st.wireBytes = st.fp32Bytes;
-    t0 = Clock::now();
-    if (opt.average && size > 1) {
-      const float inv = 1.0f / static_cast<float>(size);
-      for (int64_t i = 0; i < n; ++i) grad[i] *= inv;
-    }
-    st.decodeSeconds += since(t0);
+    fp32Allreduce(comm, grad, n, opt.average, opt.timeoutSeconds, &st);
     return;
   }
 
@@ -438,7 +416,7 @@ void powerSgdAllreduce(Communicator& comm, PowerSgdState& state, float* grad, in
   st.encodeSeconds += since(t0);
 
   t0 = Clock::now();
-  waitFor(comm.allreduce(pt.data(), r * rows), opt.timeoutSeconds);
+  waitWork(comm.allreduce(pt.data(), r * rows), opt.timeoutSeconds);
   st.commSeconds += since(t0);
   CDL_CHECK(allFinite(pt.data(), r * rows), "PowerSGD on '", name,
             "': the gradient holds NaN or infinity on at least one rank");
@@ -449,10 +427,10 @@ void powerSgdAllreduce(Communicator& comm, PowerSgdState& state, float* grad, in
   st.encodeSeconds += since(t0);
 
   t0 = Clock::now();
-  waitFor(comm.allreduce(qt.data(), r * cols), opt.timeoutSeconds);
+  waitWork(comm.allreduce(qt.data(), r * cols), opt.timeoutSeconds);
   st.commSeconds += since(t0);
-  st.wireBytes = ringBytes(size, 4.0 * static_cast<double>(r * rows)) +
-                 ringBytes(size, 4.0 * static_cast<double>(r * cols));
+  st.wireBytes = ringAllreduceBytes(size, 4.0 * static_cast<double>(r * rows)) +
+                 ringAllreduceBytes(size, 4.0 * static_cast<double>(r * cols));
 
   t0 = Clock::now();
   if (!allFinite(qt.data(), r * cols)) {

@@ -174,7 +174,9 @@ TEST_P(ReducerRanks, PowerSgdIsIdenticalAcrossRanksAndErrorFeedbackLosesNothing)
                                 ? at::zeros_like(t, at::kDouble)
                                 : at::from_blob(e.data(), t.sizes(), at::kFloat).to(at::kDouble));
     }
-    if (size > 1) EXPECT_LT(reducer.lastStats().wireBytes, reducer.lastStats().fp32Bytes / 4);
+    if (size > 1) {
+      EXPECT_LT(reducer.lastStats().wireBytes, reducer.lastStats().fp32Bytes / 4);
+    }
   });
   const auto want = averagedGradients(size, 0);
   for (size_t i = 0; i < want.size(); ++i) {
