@@ -97,7 +97,9 @@ std::string saveCheckpoint(const std::string& dir, const torch::nn::Module& mode
   }
   archive.write("meta",
                 int64Tensor({kFormat, state.step, state.epoch, state.batchInEpoch, state.worldSize,
-                             state.rank, static_cast<int64_t>(state.configHash)}));
+                             state.rank, static_cast<int64_t>(state.configHash),
+                             static_cast<int64_t>(state.wireBytes),
+                             static_cast<int64_t>(state.fp32WireBytes)}));
   std::string names;
   int64_t i = 0;
   for (const auto& [name, values] : state.errorFeedback) {
@@ -154,7 +156,7 @@ TrainState loadCheckpoint(const std::string& path, torch::nn::Module& model,
     optimizer.load(o);
     at::Tensor meta;
     archive.read("meta", meta);
-    CDL_CHECK(meta.scalar_type() == at::kLong && meta.numel() == 7, "bad metadata");
+    CDL_CHECK(meta.scalar_type() == at::kLong && meta.numel() == 9, "bad metadata");
     const int64_t* v = meta.data_ptr<int64_t>();
     CDL_CHECK(v[0] == kFormat, "checkpoint format ", v[0], ", this build reads ", kFormat);
     s.step = v[1];
@@ -163,6 +165,8 @@ TrainState loadCheckpoint(const std::string& path, torch::nn::Module& model,
     s.worldSize = static_cast<int>(v[4]);
     s.rank = static_cast<int>(v[5]);
     s.configHash = static_cast<uint64_t>(v[6]);
+    s.wireBytes = static_cast<uint64_t>(v[7]);
+    s.fp32WireBytes = static_cast<uint64_t>(v[8]);
     at::Tensor names;
     archive.read("ef_names", names);
     CDL_CHECK(names.scalar_type() == at::kByte, "bad error-feedback names");

@@ -24,6 +24,8 @@ struct TrainState {
   int worldSize = 1;
   int rank = 0;
   uint64_t configHash = 0;
+  uint64_t wireBytes = 0;      // gradient bytes this rank has sent so far
+  uint64_t fp32WireBytes = 0;  // what fp32 ring allreduces would have sent so far
   // This rank's error-feedback residuals and PowerSGD state (Reducer::errorFeedbackState()).
   std::map<std::string, std::vector<float>> errorFeedback;
   at::Tensor rngState;  // torch's default CPU generator

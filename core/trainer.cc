@@ -293,6 +293,8 @@ TrainResult train(const Config& cfg, std::shared_ptr<comm::Communicator> commPtr
     state.step = loaded.step;
     state.epoch = loaded.epoch;
     state.batchInEpoch = loaded.batchInEpoch;
+    result.wireBytes = loaded.wireBytes;
+    result.fp32WireBytes = loaded.fp32WireBytes;
     spdlog::info("resumed from {} (step {}, epoch {})", path, state.step, state.epoch);
   }
   broadcastTensors(c, params);
@@ -301,6 +303,8 @@ TrainResult train(const Config& cfg, std::shared_ptr<comm::Communicator> commPtr
   auto checkpoint = [&] {
     broadcastTensors(c, buffers);
     state.errorFeedback = reducer.errorFeedbackState();
+    state.wireBytes = result.wireBytes;
+    state.fp32WireBytes = result.fp32WireBytes;
     {
       at::Generator gen = at::detail::getDefaultCPUGenerator();
       std::lock_guard<std::mutex> lock(gen.mutex());

@@ -24,8 +24,8 @@ struct TrainResult {
   double testAccuracy = 0.0;
   double testLoss = 0.0;
   double wallSeconds = 0.0;
-  uint64_t wireBytes = 0;      // gradient bytes this rank sent, all steps of this process
-  uint64_t fp32WireBytes = 0;  // what a ring allreduce of fp32 gradients would have sent
+  uint64_t wireBytes = 0;      // gradient bytes this rank sent over the whole run
+  uint64_t fp32WireBytes = 0;  // what ring allreduces of fp32 gradients would have sent
   std::string runDir;
 };
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/checkpoint.h"
+#include "core/schedule.h"
 #include "kernels/error.h"
 
 namespace cdl::core {
@@ -147,6 +148,7 @@ TEST_F(TrainerTest, AnInterruptedAndResumedRunMatchesAnUninterruptedOne) {
     EXPECT_TRUE(b.finished);
     EXPECT_EQ(b.testAccuracy, a.testAccuracy);
     EXPECT_EQ(b.testLoss, a.testLoss);
+    EXPECT_EQ(b.wireBytes, a.wireBytes);
     const auto ea = records(whole, "epoch"), eb = records(parts, "epoch");
     ASSERT_EQ(ea.size(), eb.size());
     for (size_t i = 0; i < ea.size(); ++i) EXPECT_EQ(ea[i]["test_loss"], eb[i]["test_loss"]);
@@ -194,6 +196,19 @@ TEST_F(TrainerTest, CheckpointsKeepTheNewestAndACorruptOneIsNamedOnResume) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
   }
+}
+
+TEST(Schedule, WarmUpThenConstantCosineAndStepDecay) {
+  EXPECT_DOUBLE_EQ(scheduledLr("constant", 0.1, 0, 100, 4), 0.025);  // warm-up: 1/4 of lr
+  EXPECT_DOUBLE_EQ(scheduledLr("constant", 0.1, 3, 100, 4), 0.1);
+  EXPECT_DOUBLE_EQ(scheduledLr("constant", 0.1, 99, 100, 4), 0.1);
+  EXPECT_DOUBLE_EQ(scheduledLr("cosine", 0.1, 4, 104, 4), 0.1);
+  EXPECT_NEAR(scheduledLr("cosine", 0.1, 54, 104, 4), 0.05, 1e-12);
+  EXPECT_NEAR(scheduledLr("cosine", 0.1, 104, 104, 4), 0.0, 1e-12);
+  EXPECT_DOUBLE_EQ(scheduledLr("step", 0.1, 9, 100, 0, 10, 0.5), 0.1);
+  EXPECT_DOUBLE_EQ(scheduledLr("step", 0.1, 10, 100, 0, 10, 0.5), 0.05);
+  EXPECT_DOUBLE_EQ(scheduledLr("step", 0.1, 25, 100, 0, 10, 0.5), 0.025);
+  EXPECT_THROW(scheduledLr("linear", 0.1, 0, 10, 0), Error);
 }
 
 TEST_F(TrainerTest, AnUnknownCodecNamesTheConfigKey) {
