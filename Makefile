@@ -24,7 +24,7 @@ CONFIG ?= configs/fmnist_cnn.yaml
 RUN_NAME ?= $(basename $(notdir $(CONFIG)))-$(shell date +%Y%m%d-%H%M%S)
 MPIRUN_FLAGS ?= --oversubscribe --allow-run-as-root
 run: build
-	mpirun $(MPIRUN_FLAGS) -np $(NP) $(BUILD)/bin/cdl-train $(CONFIG) --set name=$(RUN_NAME)
+	$(BUILD)/bin/cdl-launch -np $(NP) $(CONFIG) -- --set name=$(RUN_NAME)
 
 bench: build
 	mkdir -p $(BUILD)/bench-out

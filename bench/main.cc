@@ -4,6 +4,7 @@
 
 #include "bench/allreduce_bench.h"
 #include "bench/codec_bench.h"
+#include "comm/mpi_communicator.h"
 #include "kernels/error.h"
 
 int main(int argc, char** argv) {
@@ -42,6 +43,7 @@ int main(int argc, char** argv) {
     if (allreduceCmd->parsed()) return cdl::bench::runAllreduceBench(&argc, &argv, allreduce);
   } catch (const cdl::Error& e) {
     std::fprintf(stderr, "cdl-bench: %s\n", e.what());
+    cdl::comm::abortMpi(2);  // peers waiting in a collective stop too
     return 2;
   }
   return 0;

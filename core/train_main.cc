@@ -76,6 +76,10 @@ int main(int argc, char** argv) {
     }
     comm.reset();
     cdl::comm::finalizeMpi();
+  } catch (const cdl::Error& e) {
+    std::fprintf(stderr, "cdl-train: %s\n", e.what());  // the message names the rank
+    cdl::comm::abortMpi(2);
+    return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cdl-train: [rank %d] %s\n", rank, e.what());
     // The other ranks may be waiting in a collective: take the whole job down.

@@ -1,0 +1,155 @@
+#include "launcher/launch.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <regex>
+#include <sstream>
+
+#include "kernels/error.h"
+
+extern char** environ;
+
+namespace cdl::launch {
+
+std::string shellQuote(const std::string& word) {
+  if (!word.empty() &&
+      word.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                             "@%_+=:,./-") == std::string::npos) {
+    return word;
+  }
+  std::string out = "'";
+  for (char c : word) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
+std::string joinCommand(const std::vector<std::string>& words) {
+  std::string out;
+  for (const std::string& w : words) out += (out.empty() ? "" : " ") + shellQuote(w);
+  return out;
+}
+
+std::vector<std::string> programCommand(const LaunchOptions& opt) {
+  std::vector<std::string> cmd = {opt.program};
+  if (!opt.bench) {
+    CDL_CHECK(!opt.config.empty(), "cdl-launch: a config is needed to train (or --bench)");
+    cmd.push_back(opt.config);
+  }
+  cmd.insert(cmd.end(), opt.args.begin(), opt.args.end());
+  return cmd;
+}
+
+namespace {
+
+bool validEnvName(const std::string& entry) {
+  static const std::regex name("[A-Za-z_][A-Za-z0-9_]*(=.*)?");
+  return std::regex_match(entry, name);
+}
+
+}  // namespace
+
+std::vector<std::string> mpirunCommand(const LaunchOptions& opt,
+                                       const std::vector<std::string>& cdlEnv) {
+  CDL_CHECK(opt.np >= 1, "cdl-launch: -np ", opt.np, ", must be >= 1");
+  CDL_CHECK(opt.hosts.empty() || opt.hostfile.empty(),
+            "cdl-launch: give -H or --hostfile, not both");
+  std::vector<std::string> cmd = {"mpirun", "-np", std::to_string(opt.np)};
+  if (!opt.hosts.empty()) {
+    static const std::regex hostList("[A-Za-z0-9_.-]+(:[0-9]+)?(,[A-Za-z0-9_.-]+(:[0-9]+)?)*");
+    CDL_CHECK(std::regex_match(opt.hosts, hostList), "cdl-launch: -H '", opt.hosts,
+              "' is not a list of host[:slots] separated by commas");
+    cmd.insert(cmd.end(), {"-H", opt.hosts});
+  } else if (!opt.hostfile.empty()) {
+    CDL_CHECK(::access(opt.hostfile.c_str(), R_OK) == 0, "cdl-launch: --hostfile ", opt.hostfile,
+              " cannot be read");
+    cmd.insert(cmd.end(), {"--hostfile", opt.hostfile});
+  } else {
+    cmd.push_back("--oversubscribe");  // one host: more ranks than cores is the user's choice
+  }
+  cmd.insert(cmd.end(), {"--bind-to", "none"});
+  if (opt.root) cmd.push_back("--allow-run-as-root");
+  for (const std::string& e : cdlEnv) cmd.insert(cmd.end(), {"-x", e});
+  for (const std::string& e : opt.env) {
+    CDL_CHECK(validEnvName(e), "cdl-launch: -x '", e, "' is not NAME or NAME=VALUE");
+    cmd.insert(cmd.end(), {"-x", e});
+  }
+  cmd.insert(cmd.end(), opt.mpiArgs.begin(), opt.mpiArgs.end());
+  const std::vector<std::string> prog = programCommand(opt);
+  cmd.insert(cmd.end(), prog.begin(), prog.end());
+  return cmd;
+}
+
+std::string sbatchScript(const LaunchOptions& opt, const std::vector<std::string>& cdlEnv) {
+  CDL_CHECK(opt.nodes >= 1, "cdl-launch: --nodes ", opt.nodes, ", must be >= 1");
+  const int perNode =
+      opt.tasksPerNode > 0 ? opt.tasksPerNode : (opt.np + opt.nodes - 1) / opt.nodes;
+  static const std::regex time("([0-9]+-)?[0-9]+(:[0-9]{2}){0,2}");
+  CDL_CHECK(std::regex_match(opt.time, time), "cdl-launch: --time '", opt.time,
+            "' is not a SLURM time such as 30, 01:00:00 or 1-00:00:00");
+  // #SBATCH lines are not read by a shell, so their values cannot be quoted: refuse what would
+  // break them instead.
+  auto directive = [](const std::string& flag, const std::string& value) {
+    CDL_CHECK(value.find_first_of("\n\r\t \"'$`\\") == std::string::npos, "cdl-launch: ", flag,
+              " '", value, "' holds a space, quote or other character sbatch cannot take");
+    return "#SBATCH " + flag + "=" + value + "\n";
+  };
+  std::ostringstream s;
+  s << "#!/bin/bash\n";
+  s << directive("--job-name", opt.jobName);
+  s << directive("--nodes", std::to_string(opt.nodes));
+  s << directive("--ntasks-per-node", std::to_string(perNode));
+  s << directive("--time", opt.time);
+  if (!opt.partition.empty()) s << directive("--partition", opt.partition);
+  if (!opt.account.empty()) s << directive("--account", opt.account);
+  if (!opt.output.empty()) s << directive("--output", opt.output);
+  s << "set -euo pipefail\n";
+  if (!opt.workDir.empty()) s << "cd " << shellQuote(opt.workDir) << "\n";
+  for (const std::string& e : cdlEnv) {
+    const size_t eq = e.find('=');
+    s << "export " << e.substr(0, eq) << "=" << shellQuote(e.substr(eq + 1)) << "\n";
+  }
+  for (const std::string& e : opt.env) {
+    CDL_CHECK(validEnvName(e), "cdl-launch: -x '", e, "' is not NAME or NAME=VALUE");
+    const size_t eq = e.find('=');
+    if (eq != std::string::npos) {
+      s << "export " << e.substr(0, eq) << "=" << shellQuote(e.substr(eq + 1)) << "\n";
+    } else {
+      s << "export " << e << "\n";
+    }
+  }
+  const std::string prog = joinCommand(programCommand(opt));
+  s << "if srun --mpi=list 2>&1 | grep -q pmix; then\n"
+    << "  exec srun --mpi=pmix " << prog << "\n"
+    << "else\n"
+    << "  exec mpirun --bind-to none " << (opt.root ? "--allow-run-as-root " : "")
+    << joinCommand(opt.mpiArgs) << (opt.mpiArgs.empty() ? "" : " ") << prog << "\n"
+    << "fi\n";
+  return s.str();
+}
+
+std::vector<std::string> cdlEnvironment() {
+  std::vector<std::string> out;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    const std::string entry = *e;
+    if (entry.rfind("CDL_", 0) == 0 && entry.find('=') != std::string::npos &&
+        validEnvName(entry)) {
+      out.push_back(entry);
+    }
+  }
+  return out;
+}
+
+int failedRankOf(const std::string& line) {
+  static const std::regex error("cdl-(train|bench): \\[rank ([0-9]+)\\]");
+  std::smatch m;
+  if (!std::regex_search(line, m, error)) return -1;
+  return std::stoi(m[2].str());
+}
+
+}  // namespace cdl::launch

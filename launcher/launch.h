@@ -1,0 +1,55 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace cdl::launch {
+
+// What cdl-launch was asked to start (flags follow mpirun/torchrun habits).
+struct LaunchOptions {
+  int np = 1;                        // ranks in all
+  std::string hosts;                 // -H host1:2,host2:2
+  std::string hostfile;              // --hostfile, OpenMPI's format
+  bool bench = false;                // run cdl-bench instead of cdl-train
+  std::string program;               // the cdl-train or cdl-bench executable
+  std::string config;                // the experiment config (cdl-train)
+  std::vector<std::string> args;     // passed to the program (after --)
+  std::vector<std::string> mpiArgs;  // passed to mpirun as they are (--mpi-arg, repeatable)
+  std::vector<std::string> env;      // NAME or NAME=VALUE to forward to every rank (-x)
+  bool root = false;                 // running as root: OpenMPI wants --allow-run-as-root
+
+  // SLURM.
+  int nodes = 1;
+  int tasksPerNode = 0;  // 0: np / nodes
+  std::string time = "01:00:00", partition, account, jobName = "cdl", output;
+  std::string workDir;  // the job's working folder (the submit folder by default)
+};
+
+// A word as the shell reads it back unchanged: single-quoted unless it is made only of characters
+// no shell treats specially.
+std::string shellQuote(const std::string& word);
+// The words, each quoted, separated by spaces.
+std::string joinCommand(const std::vector<std::string>& words);
+
+// The mpirun command line (argv) for a launch. Local launches (no -H, no hostfile) may
+// oversubscribe the cores; ranks are not bound to cores (each rank runs its own intra-op threads);
+// every CDL_* variable of the launcher's environment is forwarded besides opt.env. Throws
+// cdl::Error naming the flag for inconsistent options.
+std::vector<std::string> mpirunCommand(const LaunchOptions& opt,
+                                       const std::vector<std::string>& cdlEnv);
+
+// The program and its arguments (what every rank runs).
+std::vector<std::string> programCommand(const LaunchOptions& opt);
+
+// An sbatch script that runs the program on opt.nodes x tasks-per-node tasks with srun (PMIx) when
+// the cluster offers it, else mpirun inside the allocation. Every user string is quoted.
+std::string sbatchScript(const LaunchOptions& opt, const std::vector<std::string>& cdlEnv);
+
+// The CDL_* variables set in this process's environment, as NAME=VALUE.
+std::vector<std::string> cdlEnvironment();
+
+// Scans a line of the job's stderr for cdl's error line, "cdl-train: [rank R] ..." (or
+// cdl-bench); returns R or -1.
+int failedRankOf(const std::string& line);
+
+}  // namespace cdl::launch

@@ -1,0 +1,190 @@
+// cdl-launch: starts cdl-train (or cdl-bench) on local ranks, across hosts, or as a SLURM batch
+// job, and reports which rank failed first and why.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "kernels/error.h"
+#include "launcher/launch.h"
+
+namespace {
+
+pid_t child = -1;
+
+// Ctrl-C or a termination request goes to mpirun, which takes every rank down with it.
+void forward(int sig) {
+  if (child > 0) ::kill(child, sig);
+}
+
+std::string selfDir() {
+  char buf[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0) return ".";
+  std::string path(buf, static_cast<size_t>(n));
+  return path.substr(0, path.rfind('/'));
+}
+
+// Runs argv, passing its output through; returns its exit status (128 + signal when killed).
+// Remembers the first of cdl's per-rank error lines on the way.
+int runJob(const std::vector<std::string>& argv, int* failedRank, std::string* firstError) {
+  int pipeFd[2];
+  CDL_CHECK(::pipe(pipeFd) == 0, "cdl-launch: pipe: ", std::strerror(errno));
+  child = ::fork();
+  CDL_CHECK(child >= 0, "cdl-launch: fork: ", std::strerror(errno));
+  if (child == 0) {
+    ::dup2(pipeFd[1], STDERR_FILENO);
+    ::close(pipeFd[0]);
+    ::close(pipeFd[1]);
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execvp(args[0], args.data());
+    std::fprintf(stderr, "cdl-launch: cannot run %s: %s\n", args[0], std::strerror(errno));
+    ::_exit(127);
+  }
+  ::close(pipeFd[1]);
+  struct sigaction sa = {};
+  sa.sa_handler = forward;
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+  FILE* in = ::fdopen(pipeFd[0], "r");
+  char* line = nullptr;
+  size_t cap = 0;
+  ssize_t len;
+  while ((len = ::getline(&line, &cap, in)) > 0) {
+    std::fwrite(line, 1, static_cast<size_t>(len), stderr);
+    if (*failedRank < 0) {
+      const std::string text(line, static_cast<size_t>(len));
+      const int r = cdl::launch::failedRankOf(text);
+      if (r >= 0) {
+        *failedRank = r;
+        *firstError = text.substr(0, text.find_last_not_of("\r\n") + 1);
+      }
+    }
+  }
+  std::free(line);
+  std::fclose(in);
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  child = -1;
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"cdl-launch: run cdl-train (or cdl-bench) on local ranks, hosts or SLURM"};
+  cdl::launch::LaunchOptions opt;
+  bool dryRun = false, slurm = false, wait = false;
+  std::string script;
+  app.add_option("config", opt.config, "Experiment config (YAML) for cdl-train");
+  app.add_option("-n,--np", opt.np, "Number of ranks (-np works too, as with mpirun)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("-H,--host", opt.hosts, "Hosts and slots: host1:2,host2:2");
+  app.add_option("--hostfile", opt.hostfile, "An OpenMPI hostfile");
+  app.add_flag("--dry-run", dryRun, "Print the command (or the sbatch script) and exit");
+  app.add_flag("--bench", opt.bench, "Run cdl-bench (arguments after --) instead of cdl-train");
+  app.add_option("--program", opt.program, "The executable to run (default: next to cdl-launch)");
+  app.add_option("--mpi-arg", opt.mpiArgs, "An argument for mpirun as it is (repeatable)");
+  app.add_option("-x,--env", opt.env, "Forward NAME or NAME=VALUE to every rank (repeatable)");
+  app.add_flag("--slurm", slurm, "Write an sbatch script, submit it and print the job id");
+  app.add_flag("--wait", wait, "With --slurm: wait for the job and return its status");
+  app.add_option("--nodes", opt.nodes, "SLURM: nodes");
+  app.add_option("--tasks-per-node", opt.tasksPerNode, "SLURM: tasks per node (default np/nodes)");
+  app.add_option("--time", opt.time, "SLURM: time limit");
+  app.add_option("--partition", opt.partition, "SLURM: partition");
+  app.add_option("--account", opt.account, "SLURM: account");
+  app.add_option("--job-name", opt.jobName, "SLURM: job name");
+  app.add_option("--output", opt.output, "SLURM: output file pattern (e.g. cdl-%j.out)");
+  app.add_option("--script", script, "SLURM: where to write the sbatch script");
+  app.allow_extras(false);
+  app.positionals_at_end(false);
+  // Everything after "--" goes to the program.
+  std::vector<std::string> rest;
+  std::vector<std::string> ours;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--") {
+      rest.assign(argv + i + 1, argv + argc);
+      break;
+    }
+    ours.push_back(a == "-np" ? "--np" : a);  // mpirun's spelling
+  }
+  std::reverse(ours.begin(), ours.end());  // CLI11 takes the arguments in reverse
+  try {
+    app.parse(ours);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  opt.args = rest;
+  opt.root = ::geteuid() == 0;
+
+  try {
+    if (opt.program.empty()) opt.program = selfDir() + (opt.bench ? "/cdl-bench" : "/cdl-train");
+    if (!opt.bench) {
+      // Check the config here, once, rather than in every rank.
+      std::vector<std::string> sets;
+      for (size_t i = 0; i + 1 < opt.args.size(); ++i) {
+        if (opt.args[i] == "--set") sets.push_back(opt.args[i + 1]);
+      }
+      CDL_CHECK(!opt.config.empty(), "cdl-launch: give a config (e.g. configs/fmnist_cnn.yaml)");
+      cdl::core::loadConfig(opt.config, sets);
+    }
+    const std::vector<std::string> env = cdl::launch::cdlEnvironment();
+    if (slurm) {
+      char cwd[4096];
+      if (::getcwd(cwd, sizeof(cwd)) != nullptr) opt.workDir = cwd;
+      const std::string text = cdl::launch::sbatchScript(opt, env);
+      if (dryRun) {
+        std::fputs(text.c_str(), stdout);
+        return 0;
+      }
+      if (script.empty()) script = opt.jobName + ".sbatch";
+      {
+        std::ofstream out(script, std::ios::trunc);
+        out << text;
+        CDL_CHECK(out.good(), "cdl-launch: cannot write ", script);
+      }
+      std::vector<std::string> cmd = {"sbatch", "--parsable"};
+      if (wait) cmd.push_back("--wait");
+      cmd.push_back(script);
+      std::fprintf(stderr, "cdl-launch: %s\n", cdl::launch::joinCommand(cmd).c_str());
+      int rank = -1;
+      std::string first;
+      const int rc = runJob(cmd, &rank, &first);
+      if (rc != 0) std::fprintf(stderr, "cdl-launch: sbatch exited with status %d\n", rc);
+      return rc;
+    }
+    const std::vector<std::string> cmd = cdl::launch::mpirunCommand(opt, env);
+    if (dryRun) {
+      std::printf("%s\n", cdl::launch::joinCommand(cmd).c_str());
+      return 0;
+    }
+    int rank = -1;
+    std::string first;
+    const int rc = runJob(cmd, &rank, &first);
+    if (rc != 0) {
+      if (rank >= 0) {
+        std::fprintf(stderr, "cdl-launch: rank %d failed first: %s\n", rank, first.c_str());
+      }
+      std::fprintf(stderr, "cdl-launch: the job exited with status %d\n", rc);
+    }
+    return rc;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 2;
+  }
+}

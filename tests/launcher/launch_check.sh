@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# cdl-launch end to end under a real mpirun: LAUNCH CONFIG
+#  1. a 2-rank synthetic run succeeds and writes its summary;
+#  2. a run whose ranks fail exits non-zero, names the failed rank and its error, and leaves no
+#     process behind;
+#  3. a bad config is refused before anything starts, naming the key.
+set -uo pipefail
+launch=$1 config=$2
+tmp=$(mktemp -d /tmp/cdl_launch_check.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "launch_check: $*" >&2; exit 1; }
+
+"$launch" -np 2 "$config" -- --set data.dataset=synthetic --set train.epochs=1 \
+  --set log.runs_dir="$tmp/ok" || fail "the synthetic run failed"
+[ -f "$tmp/ok/fmnist_mlp/summary.json" ] || fail "no summary.json after the synthetic run"
+
+"$launch" -np 2 "$config" -- --set data.path="$tmp/nowhere" --set log.runs_dir="$tmp/bad" \
+  2>"$tmp/err"
+rc=$?
+[ "$rc" -ne 0 ] || fail "a failing job exited 0"
+grep -q "cdl-launch: rank [01] failed first: .*not found" "$tmp/err" || {
+  cat "$tmp/err" >&2
+  fail "the failed rank and its error are not named"
+}
+sleep 1
+if pgrep -f "log.runs_dir=$tmp/bad" >/dev/null; then fail "processes of the failed job remain"; fi
+
+"$launch" -np 2 "$config" -- --set train.lr=-1 2>"$tmp/err2"
+[ $? -eq 2 ] || fail "a bad config did not exit with status 2"
+grep -q "train.lr" "$tmp/err2" || fail "the bad key is not named"
+grep -q "mpirun\|MPI_ABORT" "$tmp/err2" && fail "a bad config still started mpirun"
+echo "launch_check: ok"

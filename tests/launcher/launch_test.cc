@@ -1,0 +1,155 @@
+#include "launcher/launch.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "kernels/error.h"
+
+namespace cdl::launch {
+namespace {
+
+// Runs a shell command line and returns its standard output.
+std::string shellOutput(const std::string& cmd) {
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[256];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  pclose(p);
+  return out;
+}
+
+const std::vector<std::string> kNastyWords = {
+    "plain",        "two words", "it's", "$(touch /tmp/cdl_pwned)",
+    "`id`",         "a;b",       "x\"y", "back\\slash",
+    "new\nline",    "",          "*",    "~",
+    "--set=name=ok"};
+
+TEST(ShellQuote, TheShellReadsEveryWordBackUnchanged) {
+  for (const std::string& w : kNastyWords) {
+    // printf '%s\0' prints each argument as the shell parsed it.
+    const std::string out = shellOutput("printf '%s|' " + shellQuote(w));
+    EXPECT_EQ(out, w + "|") << "word: " << w;
+  }
+  struct stat st;
+  EXPECT_NE(stat("/tmp/cdl_pwned", &st), 0) << "a quoted word ran a command";
+}
+
+LaunchOptions trainOptions() {
+  LaunchOptions o;
+  o.np = 4;
+  o.program = "/opt/cdl/bin/cdl-train";
+  o.config = "configs/fmnist_cnn.yaml";
+  o.args = {"--set", "train.lr=0.1"};
+  return o;
+}
+
+TEST(MpirunCommand, LocalLaunchesOversubscribeAndForwardTheEnvironment) {
+  LaunchOptions o = trainOptions();
+  o.env = {"OMP_PROC_BIND=false", "HOME"};
+  const auto cmd = mpirunCommand(o, {"CDL_COMM_TIMEOUT=60"});
+  EXPECT_EQ(joinCommand(cmd),
+            "mpirun -np 4 --oversubscribe --bind-to none -x CDL_COMM_TIMEOUT=60 -x "
+            "OMP_PROC_BIND=false -x HOME /opt/cdl/bin/cdl-train configs/fmnist_cnn.yaml --set "
+            "train.lr=0.1");
+}
+
+TEST(MpirunCommand, HostsHostfilesAndPassThroughArguments) {
+  LaunchOptions o = trainOptions();
+  o.hosts = "node1:2,node2:2";
+  o.mpiArgs = {"--mca", "btl_tcp_if_include", "eth0"};
+  o.root = true;
+  const std::string cmd = joinCommand(mpirunCommand(o, {}));
+  EXPECT_NE(cmd.find("-H node1:2,node2:2 --bind-to none --allow-run-as-root --mca "
+                     "btl_tcp_if_include eth0 /opt/cdl"),
+            std::string::npos)
+      << cmd;
+  EXPECT_EQ(cmd.find("--oversubscribe"), std::string::npos);
+  o.hosts = "node1:2;reboot";
+  EXPECT_THROW(mpirunCommand(o, {}), Error);
+  o.hosts.clear();
+  o.hostfile = "/nonexistent/hostfile";
+  EXPECT_THROW(mpirunCommand(o, {}), Error);
+  o.hostfile.clear();
+  o.env = {"A B=1"};
+  EXPECT_THROW(mpirunCommand(o, {}), Error);
+}
+
+TEST(MpirunCommand, BenchRunsCdlBenchWithItsArguments) {
+  LaunchOptions o;
+  o.np = 2;
+  o.bench = true;
+  o.program = "cdl-bench";
+  o.args = {"allreduce", "--max-bytes", "16M"};
+  EXPECT_EQ(programCommand(o),
+            (std::vector<std::string>{"cdl-bench", "allreduce", "--max-bytes", "16M"}));
+  o.bench = false;
+  EXPECT_THROW(programCommand(o), Error);  // training needs a config
+}
+
+TEST(SbatchScript, RunsTheProgramWithExactlyItsArgumentsThroughSrun) {
+  char tmpl[] = "/tmp/cdl_launch_test_XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  // A stand-in srun that offers pmix and records the arguments it is given, one per line.
+  {
+    std::ofstream fake(dir + "/srun");
+    fake << "#!/bin/bash\nif [ \"$1\" = --mpi=list ]; then echo pmix; exit 0; fi\n"
+         << "for a in \"$@\"; do printf '%s\\n' \"$a\"; done > " << dir << "/args\n";
+  }
+  chmod((dir + "/srun").c_str(), 0755);
+  LaunchOptions o = trainOptions();
+  o.args = {"--set", "name=$(touch /tmp/cdl_pwned)", "--set", "log.runs_dir=it's here"};
+  o.env = {"GREETING=hello world"};
+  o.nodes = 2;
+  o.workDir = dir;
+  const std::string script = sbatchScript(o, {"CDL_LOG_LEVEL=debug"});
+  EXPECT_NE(script.find("#SBATCH --nodes=2\n"), std::string::npos);
+  EXPECT_NE(script.find("#SBATCH --ntasks-per-node=2\n"), std::string::npos);
+  {
+    std::ofstream out(dir + "/job.sbatch");
+    out << script;
+  }
+  ASSERT_EQ(std::system(("PATH=" + dir + ":$PATH bash " + dir + "/job.sbatch").c_str()), 0);
+  std::ifstream in(dir + "/args");
+  std::vector<std::string> args;
+  std::string line;
+  while (std::getline(in, line)) args.push_back(line);
+  EXPECT_EQ(args, (std::vector<std::string>{
+                      "--mpi=pmix", "/opt/cdl/bin/cdl-train", "configs/fmnist_cnn.yaml", "--set",
+                      "name=$(touch /tmp/cdl_pwned)", "--set", "log.runs_dir=it's here"}));
+  struct stat st;
+  EXPECT_NE(stat("/tmp/cdl_pwned", &st), 0);
+  std::system(("rm -rf " + dir).c_str());
+}
+
+TEST(SbatchScript, RefusesDirectivesSbatchCannotTake) {
+  LaunchOptions o = trainOptions();
+  o.jobName = "my job";
+  EXPECT_THROW(sbatchScript(o, {}), Error);
+  o = trainOptions();
+  o.partition = "gpu\n#SBATCH --account=other";
+  EXPECT_THROW(sbatchScript(o, {}), Error);
+  o = trainOptions();
+  o.time = "1 hour";
+  EXPECT_THROW(sbatchScript(o, {}), Error);
+  o.time = "1-00:00:00";
+  EXPECT_NO_THROW(sbatchScript(o, {}));
+}
+
+TEST(FailedRank, FindsCdlsErrorLinesOnly) {
+  EXPECT_EQ(failedRankOf("cdl-train: [rank 3] data.cc:10: missing file\n"), 3);
+  EXPECT_EQ(failedRankOf("[1,0]<stderr>:cdl-bench: [rank 12] bad size"), 12);
+  EXPECT_EQ(failedRankOf("[rank 0] [info] step 50"), -1);
+  EXPECT_EQ(failedRankOf("MPI_ABORT was invoked on rank 0"), -1);
+}
+
+}  // namespace
+}  // namespace cdl::launch
