@@ -45,6 +45,20 @@ std::vector<std::string> programCommand(const LaunchOptions& opt) {
   return cmd;
 }
 
+std::vector<std::string> emulateCommand(const LaunchOptions& opt, const std::string& tool,
+                                        const std::vector<std::string>& mpirun) {
+  CDL_CHECK(opt.emulate >= 1, "cdl-launch: --emulate ", opt.emulate, ", must be >= 1");
+  CDL_CHECK(opt.np % opt.emulate == 0, "cdl-launch: -np ", opt.np,
+            " is not a multiple of --emulate ", opt.emulate, " (ranks per emulated node)");
+  const std::string slots = std::to_string(opt.np / opt.emulate);
+  std::vector<std::string> cmd = {tool, "--nodes", std::to_string(opt.emulate), "--slots", slots};
+  cmd.insert(cmd.end(), {"--bandwidth", opt.bandwidth});
+  if (!opt.latency.empty()) cmd.insert(cmd.end(), {"--latency", opt.latency});
+  cmd.push_back("--");
+  cmd.insert(cmd.end(), mpirun.begin(), mpirun.end());
+  return cmd;
+}
+
 namespace {
 
 bool validEnvName(const std::string& entry) {
@@ -59,6 +73,8 @@ std::vector<std::string> mpirunCommand(const LaunchOptions& opt,
   CDL_CHECK(opt.np >= 1, "cdl-launch: -np ", opt.np, ", must be >= 1");
   CDL_CHECK(opt.hosts.empty() || opt.hostfile.empty(),
             "cdl-launch: give -H or --hostfile, not both");
+  CDL_CHECK(opt.emulate == 0 || (opt.hosts.empty() && opt.hostfile.empty()),
+            "cdl-launch: --emulate makes its own hosts; leave out -H and --hostfile");
   std::vector<std::string> cmd = {"mpirun", "-np", std::to_string(opt.np)};
   if (!opt.hosts.empty()) {
     static const std::regex hostList("[A-Za-z0-9_.-]+(:[0-9]+)?(,[A-Za-z0-9_.-]+(:[0-9]+)?)*");
@@ -69,7 +85,7 @@ std::vector<std::string> mpirunCommand(const LaunchOptions& opt,
     CDL_CHECK(::access(opt.hostfile.c_str(), R_OK) == 0, "cdl-launch: --hostfile ", opt.hostfile,
               " cannot be read");
     cmd.insert(cmd.end(), {"--hostfile", opt.hostfile});
-  } else {
+  } else if (opt.emulate == 0) {
     cmd.push_back("--oversubscribe");  // one host: more ranks than cores is the user's choice
   }
   cmd.insert(cmd.end(), {"--bind-to", "none"});

@@ -18,6 +18,11 @@ struct LaunchOptions {
   std::vector<std::string> env;      // NAME or NAME=VALUE to forward to every rank (-x)
   bool root = false;                 // running as root: OpenMPI wants --allow-run-as-root
 
+  // Emulated cluster (cdl-emulate): nodes as network namespaces with shaped links; 0: off.
+  int emulate = 0;
+  std::string bandwidth = "1gbit";  // per link and direction, in tc's units
+  std::string latency;              // one-way delay (netem), empty: none
+
   // SLURM.
   int nodes = 1;
   int tasksPerNode = 0;  // 0: np / nodes
@@ -31,12 +36,19 @@ std::string shellQuote(const std::string& word);
 // The words, each quoted, separated by spaces.
 std::string joinCommand(const std::vector<std::string>& words);
 
-// The mpirun command line (argv) for a launch. Local launches (no -H, no hostfile) may
-// oversubscribe the cores; ranks are not bound to cores (each rank runs its own intra-op threads);
-// every CDL_* variable of the launcher's environment is forwarded besides opt.env. Throws
-// cdl::Error naming the flag for inconsistent options.
+// The mpirun command line (argv) for a launch. Local launches (no -H, no hostfile, not emulated)
+// may oversubscribe the cores; emulated ones get their hosts from cdl-emulate; ranks are not bound
+// to cores (each rank runs its own intra-op threads); every CDL_* variable of the launcher's
+// environment is forwarded besides opt.env. Throws cdl::Error naming the flag for inconsistent
+// options.
 std::vector<std::string> mpirunCommand(const LaunchOptions& opt,
                                        const std::vector<std::string>& cdlEnv);
+
+// The command that runs `mpirun` (mpirunCommand's argv) on opt.emulate emulated nodes through the
+// cdl-emulate script at `tool`, opt.np / opt.emulate ranks per node. Throws cdl::Error unless np
+// is a multiple of the node count.
+std::vector<std::string> emulateCommand(const LaunchOptions& opt, const std::string& tool,
+                                        const std::vector<std::string>& mpirun);
 
 // The program and its arguments (what every rank runs).
 std::vector<std::string> programCommand(const LaunchOptions& opt);

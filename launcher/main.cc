@@ -1,5 +1,5 @@
-// cdl-launch: starts cdl-train (or cdl-bench) on local ranks, across hosts, or as a SLURM batch
-// job, and reports which rank failed first and why.
+// cdl-launch: starts cdl-train (or cdl-bench) on local ranks, across hosts, on an emulated cluster
+// (cdl-emulate) or as a SLURM batch job, and reports which rank failed first and why.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -55,6 +55,9 @@ int runJob(const std::vector<std::string>& argv, int* failedRank, std::string* f
   ::close(pipeFd[1]);
   struct sigaction sa = {};
   sa.sa_handler = forward;
+  // Restarted reads keep the pipe open until the job has exited: its last words (and mpirun's
+  // clean-up) must not die of SIGPIPE because the launcher got a signal first.
+  sa.sa_flags = SA_RESTART;
   ::sigaction(SIGINT, &sa, nullptr);
   ::sigaction(SIGTERM, &sa, nullptr);
   FILE* in = ::fdopen(pipeFd[0], "r");
@@ -91,8 +94,9 @@ int main(int argc, char** argv) {
   bool dryRun = false, slurm = false, wait = false;
   std::string script;
   app.add_option("config", opt.config, "Experiment config (YAML) for cdl-train");
-  app.add_option("-n,--np", opt.np, "Number of ranks (-np works too, as with mpirun)")
-      ->check(CLI::PositiveNumber);
+  CLI::Option* npOpt =
+      app.add_option("-n,--np", opt.np, "Number of ranks (-np works too, as with mpirun)")
+          ->check(CLI::PositiveNumber);
   app.add_option("-H,--host", opt.hosts, "Hosts and slots: host1:2,host2:2");
   app.add_option("--hostfile", opt.hostfile, "An OpenMPI hostfile");
   app.add_flag("--dry-run", dryRun, "Print the command (or the sbatch script) and exit");
@@ -100,6 +104,12 @@ int main(int argc, char** argv) {
   app.add_option("--program", opt.program, "The executable to run (default: next to cdl-launch)");
   app.add_option("--mpi-arg", opt.mpiArgs, "An argument for mpirun as it is (repeatable)");
   app.add_option("-x,--env", opt.env, "Forward NAME or NAME=VALUE to every rank (repeatable)");
+  app.add_option("--emulate", opt.emulate,
+                 "Emulate N nodes here: network namespaces on a bridge with shaped links (root; "
+                 "-np defaults to N and must be a multiple of it)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--bandwidth", opt.bandwidth, "With --emulate: per link and direction (tc units)");
+  app.add_option("--latency", opt.latency, "With --emulate: one-way delay, e.g. 5ms (needs netem)");
   app.add_flag("--slurm", slurm, "Write an sbatch script, submit it and print the job id");
   app.add_flag("--wait", wait, "With --slurm: wait for the job and return its status");
   app.add_option("--nodes", opt.nodes, "SLURM: nodes");
@@ -144,6 +154,7 @@ int main(int argc, char** argv) {
       cdl::core::loadConfig(opt.config, sets);
     }
     const std::vector<std::string> env = cdl::launch::cdlEnvironment();
+    CDL_CHECK(!(slurm && opt.emulate > 0), "cdl-launch: --emulate runs here, not with --slurm");
     if (slurm) {
       char cwd[4096];
       if (::getcwd(cwd, sizeof(cwd)) != nullptr) opt.workDir = cwd;
@@ -168,7 +179,11 @@ int main(int argc, char** argv) {
       if (rc != 0) std::fprintf(stderr, "cdl-launch: sbatch exited with status %d\n", rc);
       return rc;
     }
-    const std::vector<std::string> cmd = cdl::launch::mpirunCommand(opt, env);
+    if (opt.emulate > 0 && npOpt->count() == 0) opt.np = opt.emulate;
+    std::vector<std::string> cmd = cdl::launch::mpirunCommand(opt, env);
+    if (opt.emulate > 0) cmd = cdl::launch::emulateCommand(opt, selfDir() + "/cdl-emulate", cmd);
+    CDL_CHECK(opt.emulate == 0 || opt.root || dryRun,
+              "cdl-launch --emulate needs root (network namespaces and tc)");
     if (dryRun) {
       std::printf("%s\n", cdl::launch::joinCommand(cmd).c_str());
       return 0;

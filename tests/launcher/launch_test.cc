@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -92,6 +93,26 @@ TEST(MpirunCommand, BenchRunsCdlBenchWithItsArguments) {
             (std::vector<std::string>{"cdl-bench", "allreduce", "--max-bytes", "16M"}));
   o.bench = false;
   EXPECT_THROW(programCommand(o), Error);  // training needs a config
+}
+
+// Emulated nodes are separate hosts with one core's share each: mpirun must not be told to
+// oversubscribe (it would pack ranks on one node), and the hosts come from cdl-emulate.
+TEST(EmulateCommand, WrapsMpirunWithoutOversubscribingOrHosts) {
+  LaunchOptions o = trainOptions();
+  o.emulate = 2;
+  o.bandwidth = "100mbit";
+  o.latency = "5ms";
+  const auto mpirun = mpirunCommand(o, {});
+  EXPECT_EQ(std::find(mpirun.begin(), mpirun.end(), "--oversubscribe"), mpirun.end());
+  EXPECT_EQ(joinCommand(emulateCommand(o, "/opt/cdl/bin/cdl-emulate", mpirun)),
+            "/opt/cdl/bin/cdl-emulate --nodes 2 --slots 2 --bandwidth 100mbit --latency 5ms -- "
+            "mpirun -np 4 --bind-to none /opt/cdl/bin/cdl-train configs/fmnist_cnn.yaml --set "
+            "train.lr=0.1");
+  o.np = 3;  // not a whole number of ranks per node
+  EXPECT_THROW(emulateCommand(o, "cdl-emulate", mpirun), Error);
+  o.np = 4;
+  o.hosts = "node1:2,node2:2";
+  EXPECT_THROW(mpirunCommand(o, {}), Error);
 }
 
 TEST(SbatchScript, RunsTheProgramWithExactlyItsArgumentsThroughSrun) {

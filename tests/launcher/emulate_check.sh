@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# cdl-launch --emulate end to end: LAUNCH CONFIG (needs root; skips with status 77 otherwise)
+#  1. a 4-node emulated training run at 1gbit finishes and writes its summary;
+#  2. a 16 MiB plain allreduce between 2 nodes at 100mbit is no faster than the shaped links allow
+#     (each rank must receive the other's whole buffer), so the links really are shaped and the
+#     ranks really talk over them; with netem in the kernel, a small allreduce at --latency 20ms
+#     takes at least the one-way delay;
+#  3. SIGTERM to cdl-launch in the middle of a run stops it with a failure status;
+#  4. every run removes its namespaces, links, folder and processes.
+set -uo pipefail
+launch=$1 config=$2
+fail() { echo "emulate_check: FAIL: $*" >&2; exit 1; }
+skip() { echo "emulate_check: SKIP: $*"; exit 77; }
+log() { echo "emulate_check: $*"; }
+
+[ "$(id -u)" -eq 0 ] || skip "needs root (network namespaces and tc)"
+for tool in ip tc timeout; do command -v "$tool" >/dev/null || skip "$tool is not installed"; done
+probe=cdlprobe$$
+ip netns add "$probe" 2>/dev/null || skip "cannot create a network namespace here"
+ip netns del "$probe"
+
+tmp=$(mktemp -d /tmp/cdl_emulate_check.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+ids=()  # the PIDs of the cdl-emulate runs so far (they name every resource a run makes)
+
+# emulated NAME ARGS...: cdl-launch ARGS, at most 300 s (then SIGTERM, so its clean-up runs);
+# its stdout in $tmp/NAME.out, its stderr in $tmp/NAME.err (and here), its status in $rc.
+emulated() {
+  local name=$1
+  shift
+  rc=0
+  timeout -s TERM 300 "$launch" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" || rc=$?
+  cat "$tmp/$name.err"
+  noteRun "$name"
+}
+noteRun() {
+  local id
+  id=$(grep -o 'nodes on cdlbr[0-9]*' "$tmp/$1.err" | head -n 1 | grep -o '[0-9]*$')
+  [ -n "$id" ] || fail "$1: cdl-emulate did not report its bridge"
+  ids+=("$id")
+}
+# What runs $ids left behind: namespaces, links, folders, and any process of this test.
+leftovers() {
+  local id
+  for id in "${ids[@]}"; do
+    ip netns list | grep -o "^cdl${id}n[0-9]*"
+    ip -o link show | cut -d' ' -f2 | grep -o "^cdl\(br\)\?${id}\([hp][0-9]*\)\?"
+    ls -d "/tmp/cdl-emulate.$id."* 2>/dev/null
+  done
+  pgrep -af "$tmp" | grep -v pgrep
+  return 0
+}
+
+# 1. Training on 4 nodes.
+start=$SECONDS
+emulated train --emulate 4 --bandwidth 1gbit "$config" -- --set data.dataset=synthetic \
+  --set train.epochs=1 --set log.runs_dir="$tmp/train"
+[ "$rc" -eq 0 ] || fail "the emulated training run exited $rc"
+[ -f "$tmp/train/fmnist_mlp/summary.json" ] || fail "no summary.json after the emulated run"
+cat "$tmp"/train.* | grep -q "4 ranks" || fail "the emulated run did not have 4 ranks"
+log "4-node training run at 1gbit: $((SECONDS - start)) s"
+
+# 2. Bandwidth (and latency where the kernel has netem) of plain fp32 allreduces.
+# The mpi_allreduce_fp32 record's time_us in the JSON of run NAME.
+allreduceUs() {
+  tr -d ' \n' <"$tmp/$1.out" | grep -o '{[^}]*"codec":"mpi_allreduce_fp32"[^}]*}' |
+    grep -o '"time_us":[0-9.eE+-]*' | head -n 1 | cut -d: -f2
+}
+bytes=16777216 mbit=100
+emulated bw --emulate 2 --bandwidth ${mbit}mbit --bench -- allreduce --min-bytes 16M \
+  --max-bytes 16M --codec none --iters 2 --json
+[ "$rc" -eq 0 ] || fail "the emulated allreduce bench exited $rc"
+us=$(allreduceUs bw)
+[ -n "$us" ] || { cat "$tmp/bw.out" >&2; fail "no mpi_allreduce_fp32 time in the bench JSON"; }
+# 10% below the bound for tbf's bucket and the clocks.
+minUs=$(awk -v b=$bytes -v m=$mbit 'BEGIN { printf "%.0f", 0.9 * b * 8 / (m * 1e6) * 1e6 }')
+log "16 MiB allreduce, 2 nodes at ${mbit}mbit: $us us (the links allow no less than $minUs us)"
+awk -v t="$us" -v m="$minUs" 'BEGIN { exit !(t >= m) }' ||
+  fail "the allreduce took $us us, faster than ${mbit}mbit links allow ($minUs us): not shaped"
+
+ip link add "cdlprobe$$a" type veth peer name "cdlprobe$$b" 2>/dev/null
+if tc qdisc add dev "cdlprobe$$a" root netem delay 20ms 2>/dev/null; then
+  ip link del "cdlprobe$$a"
+  emulated lat --emulate 2 --bandwidth 1gbit --latency 20ms --bench -- allreduce \
+    --min-bytes 1K --max-bytes 1K --codec none --iters 5 --json
+  [ "$rc" -eq 0 ] || fail "the emulated allreduce bench with --latency exited $rc"
+  us=$(allreduceUs lat)
+  log "1 KiB allreduce, 2 nodes 20 ms apart: $us us"
+  awk -v t="$us" 'BEGIN { exit !(t >= 20000) }' ||
+    fail "the allreduce took $us us, less than the 20 ms one-way delay: --latency not applied"
+else
+  ip link del "cdlprobe$$a" 2>/dev/null
+  log "latency not checked: this kernel has no netem (cdl-launch --latency refuses it here)"
+fi
+
+# 3. SIGTERM in the middle of a run.
+start=$SECONDS
+timeout -s KILL 300 "$launch" --emulate 2 --bandwidth 1gbit "$config" -- \
+  --set data.dataset=synthetic --set train.epochs=1000 --set log.runs_dir="$tmp/term" \
+  >"$tmp/term.out" 2>"$tmp/term.err" &
+job=$!
+for _ in $(seq 600); do
+  cat "$tmp"/term.* | grep -q "2 ranks, batch" && break
+  kill -0 "$job" 2>/dev/null || break
+  sleep 0.1
+done
+cat "$tmp"/term.* | grep -q "2 ranks, batch" || { cat "$tmp"/term.*; fail "the run to stop did not start"; }
+kill -TERM "$job"
+rc=0
+wait "$job" || rc=$?
+noteRun term
+[ "$rc" -ne 0 ] || fail "cdl-launch exited 0 after SIGTERM"
+[ "$rc" -ne 137 ] || fail "cdl-launch did not stop within 300 s of SIGTERM"
+log "SIGTERM: cdl-launch exited $rc in $((SECONDS - start)) s"
+
+# 4. Nothing left behind (namespaces go with their clean-up; allow the kernel a moment).
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+  [ -z "$(leftovers)" ] && break
+  sleep 0.5
+done
+[ -z "$(leftovers)" ] || fail "cdl-emulate left behind: $(leftovers)"
+log "ok"
