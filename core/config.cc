@@ -102,6 +102,15 @@ constexpr Key kSchema[] = {
 
     {"log.runs_dir", CDL_FIELD(log.runsDir), nonEmpty()},
     {"log.every_steps", CDL_FIELD(log.everySteps), atLeast(1)},
+
+    // cdl-launch reads these (and checks the strings it writes into the sbatch script).
+    {"slurm.nodes", CDL_FIELD(slurm.nodes), within(1, 1e6, false, false)},
+    {"slurm.tasks_per_node", CDL_FIELD(slurm.tasksPerNode), within(0, 1e6, false, false)},
+    {"slurm.time", CDL_FIELD(slurm.time), nonEmpty()},
+    {"slurm.partition", CDL_FIELD(slurm.partition), {}},
+    {"slurm.account", CDL_FIELD(slurm.account), {}},
+    {"slurm.job_name", CDL_FIELD(slurm.jobName), {}},
+    {"slurm.output", CDL_FIELD(slurm.output), {}},
 };
 
 #undef CDL_FIELD
@@ -464,7 +473,9 @@ std::string toYaml(const Config& c) {
 }
 
 uint64_t configHash(const Config& c) {
-  const std::string text = toYaml(c);
+  Config what = c;
+  what.slurm = Config::Slurm{};
+  const std::string text = toYaml(what);
   return XXH64(text.data(), text.size(), 0);
 }
 

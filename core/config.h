@@ -79,6 +79,18 @@ struct Config {
     std::string runsDir = "runs";
     int64_t everySteps = 50;  // progress line / metrics record period
   } log;
+
+  // Where cdl-launch --slurm submits the job; its flags win over these. Not part of configHash:
+  // a job resubmitted with more time or another partition resumes its checkpoints.
+  struct Slurm {
+    int64_t nodes = 1;
+    int64_t tasksPerNode = 0;  // 0: ranks / nodes
+    std::string time = "01:00:00";
+    std::string partition;  // empty: the cluster's default
+    std::string account;
+    std::string jobName;  // empty: the config's name
+    std::string output;   // sbatch --output pattern, e.g. runs/%x-%j.out; empty: sbatch's default
+  } slurm;
 };
 
 // Field-wise equality over every key of the schema (doubles compare exactly).
@@ -93,7 +105,7 @@ Config parseConfig(const std::string& yaml, const std::string& origin,
                    const std::vector<std::string>& overrides = {});
 // Every key of the schema, as YAML that parseConfig reads back to an equal config.
 std::string toYaml(const Config& c);
-// xxhash64 of toYaml(c).
+// xxhash64 of toYaml(c) with the slurm section at its defaults.
 uint64_t configHash(const Config& c);
 
 }  // namespace cdl::core

@@ -112,13 +112,18 @@ int main(int argc, char** argv) {
   app.add_option("--latency", opt.latency, "With --emulate: one-way delay, e.g. 5ms (needs netem)");
   app.add_flag("--slurm", slurm, "Write an sbatch script, submit it and print the job id");
   app.add_flag("--wait", wait, "With --slurm: wait for the job and return its status");
-  app.add_option("--nodes", opt.nodes, "SLURM: nodes");
-  app.add_option("--tasks-per-node", opt.tasksPerNode, "SLURM: tasks per node (default np/nodes)");
-  app.add_option("--time", opt.time, "SLURM: time limit");
-  app.add_option("--partition", opt.partition, "SLURM: partition");
-  app.add_option("--account", opt.account, "SLURM: account");
-  app.add_option("--job-name", opt.jobName, "SLURM: job name");
-  app.add_option("--output", opt.output, "SLURM: output file pattern (e.g. cdl-%j.out)");
+  // The SLURM settings default to the config's slurm section (cdl-train jobs).
+  CLI::Option* nodesOpt = app.add_option("--nodes", opt.nodes, "SLURM: nodes (slurm.nodes)");
+  CLI::Option* perNodeOpt = app.add_option("--tasks-per-node", opt.tasksPerNode,
+                                           "SLURM: tasks per node (slurm.tasks_per_node; np/nodes)");
+  CLI::Option* timeOpt = app.add_option("--time", opt.time, "SLURM: time limit (slurm.time)");
+  CLI::Option* partitionOpt =
+      app.add_option("--partition", opt.partition, "SLURM: partition (slurm.partition)");
+  CLI::Option* accountOpt = app.add_option("--account", opt.account, "SLURM: account (slurm.account)");
+  CLI::Option* jobNameOpt =
+      app.add_option("--job-name", opt.jobName, "SLURM: job name (slurm.job_name; the run's name)");
+  CLI::Option* outputOpt = app.add_option(
+      "--output", opt.output, "SLURM: output file pattern, e.g. cdl-%j.out (slurm.output)");
   app.add_option("--script", script, "SLURM: where to write the sbatch script");
   app.allow_extras(false);
   app.positionals_at_end(false);
@@ -151,7 +156,19 @@ int main(int argc, char** argv) {
         if (opt.args[i] == "--set") sets.push_back(opt.args[i + 1]);
       }
       CDL_CHECK(!opt.config.empty(), "cdl-launch: give a config (e.g. configs/fmnist_cnn.yaml)");
-      cdl::core::loadConfig(opt.config, sets);
+      const cdl::core::Config cfg = cdl::core::loadConfig(opt.config, sets);
+      const cdl::core::Config::Slurm& sl = cfg.slurm;
+      if (nodesOpt->count() == 0) opt.nodes = static_cast<int>(sl.nodes);
+      if (perNodeOpt->count() == 0) opt.tasksPerNode = static_cast<int>(sl.tasksPerNode);
+      if (timeOpt->count() == 0) opt.time = sl.time;
+      if (partitionOpt->count() == 0) opt.partition = sl.partition;
+      if (accountOpt->count() == 0) opt.account = sl.account;
+      if (jobNameOpt->count() == 0) opt.jobName = sl.jobName.empty() ? cfg.name : sl.jobName;
+      if (outputOpt->count() == 0) opt.output = sl.output;
+      // Without -np, a SLURM job fills the nodes it asks for.
+      if (slurm && npOpt->count() == 0 && opt.tasksPerNode > 0) {
+        opt.np = opt.nodes * opt.tasksPerNode;
+      }
     }
     const std::vector<std::string> env = cdl::launch::cdlEnvironment();
     CDL_CHECK(!(slurm && opt.emulate > 0), "cdl-launch: --emulate runs here, not with --slurm");

@@ -65,6 +65,14 @@ checkpoint:
 log:
   runs_dir: /tmp/runs
   every_steps: 5
+slurm:
+  nodes: 2
+  tasks_per_node: 4
+  time: "02:30:00"
+  partition: gpu
+  account: ml
+  job_name: cnn
+  output: runs/%x-%j.out
 )";
 
 // The message of the cdl::Error that f throws ("" and a failure when it throws none).
@@ -210,6 +218,19 @@ TEST(ConfigTest, HashChangesWhenAnyValueChanges) {
     EXPECT_NE(c, base) << i;
     EXPECT_NE(configHash(c), configHash(base)) << i;
   }
+}
+
+// The slurm section says where a job runs, not what it computes: a resubmission with more time or
+// another partition must still resume the run's checkpoints.
+TEST(ConfigTest, HashIgnoresTheSlurmSection) {
+  const Config base;
+  Config c;
+  c.slurm.time = "2-00:00:00";
+  c.slurm.partition = "gpu";
+  c.slurm.nodes = 4;
+  EXPECT_NE(c, base);
+  EXPECT_EQ(configHash(c), configHash(base));
+  EXPECT_EQ(parseConfig(toYaml(c), "resolved.yaml"), c);
 }
 
 TEST_F(ConfigFileTest, UnknownKeyNamesTheDottedKeyAndTheFile) {

@@ -29,4 +29,19 @@ if pgrep -f "log.runs_dir=$tmp/bad" >/dev/null; then fail "processes of the fail
 [ $? -eq 2 ] || fail "a bad config did not exit with status 2"
 grep -q "train.lr" "$tmp/err2" || fail "the bad key is not named"
 grep -q "mpirun\|MPI_ABORT" "$tmp/err2" && fail "a bad config still started mpirun"
+# 4. SLURM settings come from the config's slurm section, and flags win over it.
+"$launch" --slurm --dry-run "$config" -- --set slurm.nodes=2 --set slurm.tasks_per_node=3 \
+  --set slurm.partition=gpu --set slurm.time=02:00:00 --set name=mlp-a >"$tmp/sbatch" ||
+  fail "--slurm --dry-run with a slurm section failed"
+for line in "--nodes=2" "--ntasks-per-node=3" "--partition=gpu" "--time=02:00:00" \
+  "--job-name=mlp-a"; do
+  grep -qx -- "#SBATCH $line" "$tmp/sbatch" || { cat "$tmp/sbatch" >&2; fail "no #SBATCH $line"; }
+done
+"$launch" --slurm --dry-run --partition cpu --time 30 "$config" -- --set slurm.partition=gpu \
+  >"$tmp/sbatch2" || fail "--slurm --dry-run with flags failed"
+grep -qx -- "#SBATCH --partition=cpu" "$tmp/sbatch2" || fail "--partition did not win over the config"
+grep -qx -- "#SBATCH --time=30" "$tmp/sbatch2" || fail "--time did not win over the config"
+"$launch" --slurm --dry-run "$config" -- --set 'slurm.partition=a b' 2>"$tmp/err3" &&
+  fail "a partition with a space was accepted"
+grep -q "partition" "$tmp/err3" || fail "the bad partition is not named"
 echo "launch_check: ok"
