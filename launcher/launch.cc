@@ -85,7 +85,7 @@ std::vector<std::string> mpirunCommand(const LaunchOptions& opt,
     CDL_CHECK(::access(opt.hostfile.c_str(), R_OK) == 0, "cdl-launch: --hostfile ", opt.hostfile,
               " cannot be read");
     cmd.insert(cmd.end(), {"--hostfile", opt.hostfile});
-  } else if (opt.emulate == 0) {
+  } else if (opt.emulate == 0 && !opt.inAllocation) {
     cmd.push_back("--oversubscribe");  // one host: more ranks than cores is the user's choice
   }
   cmd.insert(cmd.end(), {"--bind-to", "none"});
@@ -96,6 +96,26 @@ std::vector<std::string> mpirunCommand(const LaunchOptions& opt,
     cmd.insert(cmd.end(), {"-x", e});
   }
   cmd.insert(cmd.end(), opt.mpiArgs.begin(), opt.mpiArgs.end());
+  const std::vector<std::string> prog = programCommand(opt);
+  cmd.insert(cmd.end(), prog.begin(), prog.end());
+  return cmd;
+}
+
+std::vector<std::string> launchCommand(const LaunchOptions& opt,
+                                       const std::vector<std::string>& cdlEnv) {
+  const bool srun = opt.inAllocation && opt.srunPmix && opt.emulate == 0 && opt.hosts.empty() &&
+                    opt.hostfile.empty() && opt.mpiArgs.empty();
+  if (!srun) return mpirunCommand(opt, cdlEnv);
+  CDL_CHECK(opt.np >= 1, "cdl-launch: -np ", opt.np, ", must be >= 1");
+  std::vector<std::string> cmd;
+  for (const std::string& e : opt.env) {
+    CDL_CHECK(validEnvName(e), "cdl-launch: -x '", e, "' is not NAME or NAME=VALUE");
+    if (e.find('=') != std::string::npos) cmd.push_back(e);
+  }
+  if (!cmd.empty()) cmd.insert(cmd.begin(), "env");
+  // One failed task ends the step (as mpirun does), with every other task of it.
+  cmd.insert(cmd.end(), {"srun", "--mpi=pmix", "--ntasks", std::to_string(opt.np),
+                         "--kill-on-bad-exit=1", "--cpu-bind=none"});
   const std::vector<std::string> prog = programCommand(opt);
   cmd.insert(cmd.end(), prog.begin(), prog.end());
   return cmd;

@@ -17,6 +17,9 @@ struct LaunchOptions {
   std::vector<std::string> mpiArgs;  // passed to mpirun as they are (--mpi-arg, repeatable)
   std::vector<std::string> env;      // NAME or NAME=VALUE to forward to every rank (-x)
   bool root = false;                 // running as root: OpenMPI wants --allow-run-as-root
+  // Inside a SLURM allocation (salloc, sbatch): the allocation's nodes and slots are the hosts.
+  bool inAllocation = false;
+  bool srunPmix = false;  // in an allocation whose srun offers PMIx: launch with srun
 
   // Emulated cluster (cdl-emulate): nodes as network namespaces with shaped links; 0: off.
   int emulate = 0;
@@ -36,8 +39,8 @@ std::string shellQuote(const std::string& word);
 // The words, each quoted, separated by spaces.
 std::string joinCommand(const std::vector<std::string>& words);
 
-// The mpirun command line (argv) for a launch. Local launches (no -H, no hostfile, not emulated)
-// may oversubscribe the cores; emulated ones get their hosts from cdl-emulate; ranks are not bound
+// The mpirun command line (argv) for a launch. Local launches (no -H, no hostfile, not emulated,
+// not in a SLURM allocation) may oversubscribe the cores; emulated ones get their hosts from cdl-emulate; ranks are not bound
 // to cores (each rank runs its own intra-op threads); every CDL_* variable of the launcher's
 // environment is forwarded besides opt.env. Throws cdl::Error naming the flag for inconsistent
 // options.
@@ -49,6 +52,12 @@ std::vector<std::string> mpirunCommand(const LaunchOptions& opt,
 // is a multiple of the node count.
 std::vector<std::string> emulateCommand(const LaunchOptions& opt, const std::string& tool,
                                         const std::vector<std::string>& mpirun);
+
+// The command for a launch without --slurm: srun --mpi=pmix inside an allocation that offers PMIx
+// (unless -H, --hostfile or --mpi-arg ask for mpirun), mpirunCommand otherwise. With srun, opt.env
+// values are set through `env` in front of it (srun passes the whole environment on).
+std::vector<std::string> launchCommand(const LaunchOptions& opt,
+                                       const std::vector<std::string>& cdlEnv);
 
 // The program and its arguments (what every rank runs).
 std::vector<std::string> programCommand(const LaunchOptions& opt);

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <string>
@@ -84,6 +85,16 @@ int runJob(const std::vector<std::string>& argv, int* failedRank, std::string* f
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
   return 1;
+}
+
+// Whether `srun --mpi=list` names PMIx.
+bool srunOffersPmix() {
+  FILE* p = ::popen("srun --mpi=list 2>&1", "r");
+  if (p == nullptr) return false;
+  std::string text;
+  char buf[256];
+  while (std::fgets(buf, sizeof(buf), p) != nullptr) text += buf;
+  return ::pclose(p) == 0 && text.find("pmix") != std::string::npos;
 }
 
 }  // namespace
@@ -197,7 +208,9 @@ int main(int argc, char** argv) {
       return rc;
     }
     if (opt.emulate > 0 && npOpt->count() == 0) opt.np = opt.emulate;
-    std::vector<std::string> cmd = cdl::launch::mpirunCommand(opt, env);
+    opt.inAllocation = !slurm && std::getenv("SLURM_JOB_ID") != nullptr;
+    opt.srunPmix = opt.inAllocation && srunOffersPmix();
+    std::vector<std::string> cmd = cdl::launch::launchCommand(opt, env);
     if (opt.emulate > 0) cmd = cdl::launch::emulateCommand(opt, selfDir() + "/cdl-emulate", cmd);
     CDL_CHECK(opt.emulate == 0 || opt.root || dryRun,
               "cdl-launch --emulate needs root (network namespaces and tc)");
@@ -205,6 +218,7 @@ int main(int argc, char** argv) {
       std::printf("%s\n", cdl::launch::joinCommand(cmd).c_str());
       return 0;
     }
+    std::fprintf(stderr, "cdl-launch: %s\n", cdl::launch::joinCommand(cmd).c_str());
     int rank = -1;
     std::string first;
     const int rc = runJob(cmd, &rank, &first);

@@ -62,6 +62,30 @@ TEST(MpirunCommand, LocalLaunchesOversubscribeAndForwardTheEnvironment) {
             "train.lr=0.1");
 }
 
+// Inside a SLURM allocation the allocation is the host list: srun --mpi=pmix where SLURM offers it
+// (values of -x set in front of it, since srun passes the environment on), else mpirun without
+// --oversubscribe; mpirun as soon as the user asks for mpirun arguments or hosts.
+TEST(LaunchCommand, InsideAnAllocationSrunWithPmixElseMpirun) {
+  LaunchOptions o = trainOptions();
+  o.env = {"OMP_PROC_BIND=false", "HOME"};
+  EXPECT_EQ(launchCommand(o, {}), mpirunCommand(o, {}));  // not in an allocation
+  o.inAllocation = true;
+  o.srunPmix = true;
+  EXPECT_EQ(joinCommand(launchCommand(o, {"CDL_COMM_TIMEOUT=60"})),
+            "env OMP_PROC_BIND=false srun --mpi=pmix --ntasks 4 --kill-on-bad-exit=1 "
+            "--cpu-bind=none /opt/cdl/bin/cdl-train configs/fmnist_cnn.yaml --set train.lr=0.1");
+  o.env = {"BAD NAME=1"};
+  EXPECT_THROW(launchCommand(o, {}), Error);
+  o.env = {};
+  o.mpiArgs = {"--mca", "btl", "tcp,self"};
+  EXPECT_EQ(launchCommand(o, {})[0], "mpirun");
+  o.mpiArgs = {};
+  o.srunPmix = false;
+  const auto cmd = launchCommand(o, {});
+  EXPECT_EQ(cmd[0], "mpirun");
+  EXPECT_EQ(std::find(cmd.begin(), cmd.end(), "--oversubscribe"), cmd.end());
+}
+
 TEST(MpirunCommand, HostsHostfilesAndPassThroughArguments) {
   LaunchOptions o = trainOptions();
   o.hosts = "node1:2,node2:2";

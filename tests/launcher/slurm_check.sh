@@ -5,7 +5,8 @@
 #     under a temporary folder (nothing under /etc is changed, no system daemon is touched);
 #  3. a 2-task synthetic job submitted with `cdl-launch --slurm --wait` exits 0, prints the final
 #     "done: test accuracy" line into its output file and writes its summary;
-#  4. a job whose ranks fail makes `cdl-launch --slurm --wait` exit non-zero.
+#  4. cdl-launch run inside an allocation launches its ranks there (srun with PMIx);
+#  5. a job whose ranks fail makes `cdl-launch --slurm --wait` exit non-zero.
 # Exits 77 (CTest's skip) with the reason when the packages cannot be installed or the daemons
 # cannot start here; every daemon and job it started is stopped on exit.
 set -euo pipefail
@@ -233,7 +234,24 @@ fi
 log "synthetic job $jobid ok in $((SECONDS - start)) s, ranks started by $how"
 grep "done: test accuracy" "$out"
 
-# 4. A job whose ranks fail.
+# 4. cdl-launch inside an allocation of its own (sbatch --wrap, as from salloc): the allocation
+# is the host list, and with PMIx the ranks are an srun step.
+start=$SECONDS
+rc=0
+inside=$(sbatch --parsable --wait --nodes=1 --ntasks=2 --time=10 --job-name=cdl-inside \
+  --output="$tmp/inside-%j.out" --wrap "$launch -np 2 $config -- --set data.dataset=synthetic \
+  --set train.epochs=1 --set log.runs_dir=$tmp/runs-inside" 2>"$tmp/inside.err") || rc=$?
+inside=${inside%%;*}
+[ "$rc" -eq 0 ] || { cat "$tmp/inside.err" "$tmp"/inside-*.out >&2; daemon_logs; fail "cdl-launch inside an allocation: sbatch exited $rc"; }
+grep -q "done: test accuracy" "$tmp/inside-$inside.out" ||
+  { cat "$tmp/inside-$inside.out" >&2; fail "cdl-launch inside an allocation did not finish training"; }
+if [ "$how" = "srun --mpi=pmix" ]; then
+  grep -q "^cdl-launch: srun --mpi=pmix " "$tmp/inside-$inside.out" ||
+    { cat "$tmp/inside-$inside.out" >&2; fail "cdl-launch inside allocation $inside did not use srun"; }
+fi
+log "cdl-launch inside allocation $inside ok in $((SECONDS - start)) s"
+
+# 5. A job whose ranks fail.
 start=$SECONDS
 job bad --set data.path="$tmp/nowhere" --set log.runs_dir="$tmp/runs-bad"
 [ "$rc" -ne 0 ] || { show bad; fail "a job whose ranks fail made cdl-launch exit 0"; }
