@@ -12,8 +12,9 @@
 # The ranks start inside the namespaces through an rsh agent (ip netns exec, as ssh would run
 # the orted command line under a shell), from a hostfile of the node addresses with S slots
 # each; every node has its own temporary folder (TMPDIR, Open MPI's session directory), as the
-# nodes share one host name and /tmp; OpenMPI is told to use TCP only (no shared memory) on the bridge subnet. Everything
-# (namespaces, links, bridge, files) is removed on exit, failure, Ctrl-C or TERM.
+# nodes share one host name and /tmp; Open MPI is told to use TCP only (no shared memory) on the
+# bridge subnet. Everything (namespaces, links, bridge, files) is removed on exit, failure, Ctrl-C
+# or TERM, and what a run killed outright left behind is removed by the next one.
 # Exit status: mpirun's; 2 for a usage error, a missing privilege or a set-up failure.
 set -uo pipefail
 
@@ -91,7 +92,8 @@ reap() {
     alive "$pid" && continue
     mapfile -t pids < <(ip netns pids "$ns" 2>/dev/null)
     [ ${#pids[@]} -eq 0 ] || kill -KILL "${pids[@]}" 2>/dev/null
-    ip netns del "$ns" 2>/dev/null && echo "$prog: removed namespace $ns of a dead run (PID $pid)" >&2
+    ip netns del "$ns" 2>/dev/null &&
+      echo "$prog: removed namespace $ns of a dead run (PID $pid)" >&2
   done
   for dev in $(ip -o link show 2>/dev/null | cut -d' ' -f2); do
     [[ ${dev%%[@:]*} =~ ^cdl(br)?([0-9]+)([hp][0-9]+)?$ ]] || continue
@@ -210,7 +212,8 @@ cmd=("$1" --hostfile "$hostfile" --mca plm_rsh_agent "$agent" --mca plm_rsh_no_t
   --mca orte_leave_session_attached 1
   --mca btl "tcp,self" --mca btl_tcp_if_include "$subnet.0/24" --mca oob_tcp_if_include
   "$subnet.0/24" "${@:2}")
-echo "$prog: $nodes nodes on $br ($subnet.0/24), $rate per link each way${delay:+, $delay delay}" >&2
+delayText=${delay:+, $delay delay}
+echo "$prog: $nodes nodes on $br ($subnet.0/24), $rate per link each way$delayText" >&2
 
 # mpirun runs in the background so that a signal to this script reaches it (and so its ranks)
 # before the clean-up rather than after.

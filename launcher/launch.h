@@ -40,10 +40,10 @@ std::string shellQuote(const std::string& word);
 std::string joinCommand(const std::vector<std::string>& words);
 
 // The mpirun command line (argv) for a launch. Local launches (no -H, no hostfile, not emulated,
-// not in a SLURM allocation) may oversubscribe the cores; emulated ones get their hosts from cdl-emulate; ranks are not bound
-// to cores (each rank runs its own intra-op threads); every CDL_* variable of the launcher's
-// environment is forwarded besides opt.env. Throws cdl::Error naming the flag for inconsistent
-// options.
+// not in a SLURM allocation) may oversubscribe the cores; emulated ones get their hosts from
+// cdl-emulate; ranks are not bound to cores (each rank runs its own intra-op threads); every CDL_*
+// variable of the launcher's environment is forwarded besides opt.env. Throws cdl::Error naming the
+// flag for inconsistent options.
 std::vector<std::string> mpirunCommand(const LaunchOptions& opt,
                                        const std::vector<std::string>& cdlEnv);
 

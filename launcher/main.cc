@@ -125,12 +125,14 @@ int main(int argc, char** argv) {
   app.add_flag("--wait", wait, "With --slurm: wait for the job and return its status");
   // The SLURM settings default to the config's slurm section (cdl-train jobs).
   CLI::Option* nodesOpt = app.add_option("--nodes", opt.nodes, "SLURM: nodes (slurm.nodes)");
-  CLI::Option* perNodeOpt = app.add_option("--tasks-per-node", opt.tasksPerNode,
-                                           "SLURM: tasks per node (slurm.tasks_per_node; np/nodes)");
+  CLI::Option* perNodeOpt =
+      app.add_option("--tasks-per-node", opt.tasksPerNode,
+                     "SLURM: tasks per node (slurm.tasks_per_node; np/nodes)");
   CLI::Option* timeOpt = app.add_option("--time", opt.time, "SLURM: time limit (slurm.time)");
   CLI::Option* partitionOpt =
       app.add_option("--partition", opt.partition, "SLURM: partition (slurm.partition)");
-  CLI::Option* accountOpt = app.add_option("--account", opt.account, "SLURM: account (slurm.account)");
+  CLI::Option* accountOpt =
+      app.add_option("--account", opt.account, "SLURM: account (slurm.account)");
   CLI::Option* jobNameOpt =
       app.add_option("--job-name", opt.jobName, "SLURM: job name (slurm.job_name; the run's name)");
   CLI::Option* outputOpt = app.add_option(

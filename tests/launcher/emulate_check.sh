@@ -104,7 +104,8 @@ for _ in $(seq 600); do
   kill -0 "$job" 2>/dev/null || break
   sleep 0.1
 done
-cat "$tmp"/term.* | grep -q "2 ranks, batch" || { cat "$tmp"/term.*; fail "the run to stop did not start"; }
+cat "$tmp"/term.* | grep -q "2 ranks, batch" ||
+  { cat "$tmp"/term.*; fail "the run to stop did not start"; }
 kill -TERM "$job"
 rc=0
 wait "$job" || rc=$?

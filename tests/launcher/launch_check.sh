@@ -39,7 +39,8 @@ for line in "--nodes=2" "--ntasks-per-node=3" "--partition=gpu" "--time=02:00:00
 done
 "$launch" --slurm --dry-run --partition cpu --time 30 "$config" -- --set slurm.partition=gpu \
   >"$tmp/sbatch2" || fail "--slurm --dry-run with flags failed"
-grep -qx -- "#SBATCH --partition=cpu" "$tmp/sbatch2" || fail "--partition did not win over the config"
+grep -qx -- "#SBATCH --partition=cpu" "$tmp/sbatch2" ||
+  fail "--partition did not win over the config"
 grep -qx -- "#SBATCH --time=30" "$tmp/sbatch2" || fail "--time did not win over the config"
 "$launch" --slurm --dry-run "$config" -- --set 'slurm.partition=a b' 2>"$tmp/err3" &&
   fail "a partition with a space was accepted"

@@ -242,12 +242,20 @@ inside=$(sbatch --parsable --wait --nodes=1 --ntasks=2 --time=10 --job-name=cdl-
   --output="$tmp/inside-%j.out" --wrap "$launch -np 2 $config -- --set data.dataset=synthetic \
   --set train.epochs=1 --set log.runs_dir=$tmp/runs-inside" 2>"$tmp/inside.err") || rc=$?
 inside=${inside%%;*}
-[ "$rc" -eq 0 ] || { cat "$tmp/inside.err" "$tmp"/inside-*.out >&2; daemon_logs; fail "cdl-launch inside an allocation: sbatch exited $rc"; }
-grep -q "done: test accuracy" "$tmp/inside-$inside.out" ||
-  { cat "$tmp/inside-$inside.out" >&2; fail "cdl-launch inside an allocation did not finish training"; }
+if [ "$rc" -ne 0 ]; then
+  cat "$tmp/inside.err" "$tmp"/inside-*.out >&2
+  daemon_logs
+  fail "cdl-launch inside an allocation: sbatch exited $rc"
+fi
+grep -q "done: test accuracy" "$tmp/inside-$inside.out" || {
+  cat "$tmp/inside-$inside.out" >&2
+  fail "cdl-launch inside an allocation did not finish training"
+}
 if [ "$how" = "srun --mpi=pmix" ]; then
-  grep -q "^cdl-launch: srun --mpi=pmix " "$tmp/inside-$inside.out" ||
-    { cat "$tmp/inside-$inside.out" >&2; fail "cdl-launch inside allocation $inside did not use srun"; }
+  grep -q "^cdl-launch: srun --mpi=pmix " "$tmp/inside-$inside.out" || {
+    cat "$tmp/inside-$inside.out" >&2
+    fail "cdl-launch inside allocation $inside did not use srun"
+  }
 fi
 log "cdl-launch inside allocation $inside ok in $((SECONDS - start)) s"
 
