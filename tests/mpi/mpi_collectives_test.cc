@@ -93,6 +93,35 @@ TEST(MpiCollectives, ExchangesInFlightTogetherKeepTheirOwnBytesWhateverTheWaitOr
   }
 }
 
+// Large allreduces take the ring (Note [Ring allreduce]) step by step as their Work is polled:
+// several in flight together, mixed with exchanges and waited in any order, keep their own data.
+TEST(MpiCollectives, LargeAllreducesInFlightTogetherSumTheirOwnBuffers) {
+  auto c = world();
+  const int size = c->size(), r = c->rank();
+  const std::vector<int64_t> lengths = {int64_t{1} << 18, (int64_t{1} << 18) + 1,
+                                        (int64_t{3} << 18) + 7};
+  std::vector<std::vector<float>> x;
+  std::vector<std::shared_ptr<Work>> works;
+  std::vector<Bytes> send(size, Bytes(1000, static_cast<uint8_t>(r))), recv;
+  for (size_t k = 0; k < lengths.size(); ++k) {
+    x.emplace_back(static_cast<size_t>(lengths[k]));
+    for (int64_t i = 0; i < lengths[k]; ++i) x[k][i] = float((i + k + r) % 13);
+    works.push_back(c->allreduce(x[k].data(), lengths[k]));
+    if (k == 0) works.push_back(c->alltoallv(send, &recv));
+  }
+  for (auto it = works.rbegin(); it != works.rend(); ++it) (*it)->wait(kWait);
+  for (size_t k = 0; k < lengths.size(); ++k) {
+    for (int64_t i = 0; i < lengths[k]; ++i) {
+      float want = 0;
+      for (int q = 0; q < size; ++q) want += float((i + k + q) % 13);
+      ASSERT_EQ(x[k][i], want) << "allreduce " << k << " element " << i;
+    }
+  }
+  for (int from = 0; from < size; ++from) {
+    EXPECT_EQ(recv[from], Bytes(1000, static_cast<uint8_t>(from)));
+  }
+}
+
 TEST(MpiCollectives, ARankThatSkipsACollectiveMakesTheOthersFailWithinTheTimeout) {
   auto c = world();
   std::vector<float> x(16, 1.0f);
