@@ -4,7 +4,7 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
-#define CDL_QUANTIZE_AVX2 1
+#define CDL_QUANTIZE_SIMD 1
 #endif
 
 #include "kernels/cpu_dispatch.h"
@@ -97,7 +97,7 @@ inline void roundBucket(const float* __restrict xb, int64_t len, BucketMap map, 
   }
 }
 
-#ifdef CDL_QUANTIZE_AVX2
+#ifdef CDL_QUANTIZE_SIMD
 // a * c mod 2^64 for four 64-bit lanes, from 32 x 32 -> 64-bit products.
 __attribute__((target("avx2"))) inline __m256i mulLo64(__m256i a, __m256i cLo, __m256i cHi) {
   const __m256i lolo = _mm256_mul_epu32(a, cLo);
@@ -175,6 +175,76 @@ __attribute__((target("avx2"))) void roundBucketAvx2(const float* __restrict xb,
   roundBucket<kStochastic>(xb + j, len - j, map, half, top, key, first + static_cast<uint64_t>(j),
                            sb + j);
 }
+
+// GCC 12 warns, wrongly, that the AVX-512 intrinsics' own undefined pass-through operands may be
+// used uninitialized (a GCC 12 false positive).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+// mixTop24 with AVX-512DQ's 64-bit multiply, eight lanes.
+__attribute__((target("avx512f,avx512dq"))) inline __m512i mixTop24x8(__m512i z) {
+  const __m512i c1 = _mm512_set1_epi64(static_cast<int64_t>(0xbf58476d1ce4e5b9ULL));
+  const __m512i c2 = _mm512_set1_epi64(static_cast<int64_t>(0x94d049bb133111ebULL));
+  z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)), c1);
+  z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)), c2);
+  return _mm512_srli_epi64(z, 40);
+}
+
+// symbols8 for sixteen elements (z: two vectors of eight generator inputs, advanced by sixteen),
+// narrowed to bytes.
+template <bool kStochastic>
+__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl"))) inline __m128i symbols16(
+    const float* x, __m512 pre, __m512 inv, __m512 half, __m512 top, __m512i z[2]) {
+  __m512 t = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(x), pre), inv), half);
+  t = _mm512_min_ps(_mm512_max_ps(t, _mm512_setzero_ps()), top);
+  const __m512i k = _mm512_cvttps_epi32(t);
+  const __m512 frac = _mm512_sub_ps(t, _mm512_cvtepi32_ps(k));
+  __mmask16 up;
+  if constexpr (kStochastic) {
+    constexpr int64_t kStep = static_cast<int64_t>(16 * 0x9e3779b97f4a7c15ULL);
+    const __m256i a = _mm512_cvtepi64_epi32(mixTop24x8(z[0]));
+    const __m256i b = _mm512_cvtepi64_epi32(mixTop24x8(z[1]));
+    const __m512 u =
+        _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1)),
+                      _mm512_set1_ps(0x1.0p-24f));
+    z[0] = _mm512_add_epi64(z[0], _mm512_set1_epi64(kStep));
+    z[1] = _mm512_add_epi64(z[1], _mm512_set1_epi64(kStep));
+    up = _mm512_cmp_ps_mask(u, frac, _CMP_LT_OQ);
+  } else {
+    up = _mm512_cmp_ps_mask(frac, _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+  }
+  return _mm512_cvtepi32_epi8(_mm512_mask_add_epi32(k, up, k, _mm512_set1_epi32(1)));
+}
+
+// roundBucket with AVX-512, 64 elements at a time.
+template <bool kStochastic>
+__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl"))) void roundBucketAvx512(
+    const float* __restrict xb, int64_t len, BucketMap map, float half, float top, uint64_t key,
+    uint64_t first, uint8_t* __restrict sb) {
+  const __m512 pre = _mm512_set1_ps(map.pre), inv = _mm512_set1_ps(map.inv);
+  const __m512 vhalf = _mm512_set1_ps(half), vtop = _mm512_set1_ps(top);
+  constexpr uint64_t kGolden = 0x9e3779b97f4a7c15ULL;
+  const __m512i lane = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m512i base =
+      _mm512_add_epi64(_mm512_set1_epi64(static_cast<int64_t>(key + first * kGolden)),
+                       _mm512_mullo_epi64(lane, _mm512_set1_epi64(static_cast<int64_t>(kGolden))));
+  __m512i z[2] = {base,
+                  _mm512_add_epi64(base, _mm512_set1_epi64(static_cast<int64_t>(8 * kGolden)))};
+  int64_t j = 0;
+  for (; j + 64 <= len; j += 64) {
+    for (int q = 0; q < 4; ++q) {
+      const __m128i bytes = symbols16<kStochastic>(xb + j + 16 * q, pre, inv, vhalf, vtop, z);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(sb + j + 16 * q), bytes);
+    }
+  }
+  roundBucket<kStochastic>(xb + j, len - j, map, half, top, key, first + static_cast<uint64_t>(j),
+                           sb + j);
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 #endif
 
 // The shared shape of both roundings: a pass for the scale, then one for the symbols, bucket by
@@ -186,8 +256,8 @@ inline void quantizeImpl(const float* x, int64_t n, int bits, int64_t bucket, ui
   const float top = static_cast<float>(intervals);
   const float half = 0.5f * top;
   const uint8_t zeroSym = static_cast<uint8_t>(intervals / 2);
-#ifdef CDL_QUANTIZE_AVX2
-  const bool avx2 = cpuHasAvx2();
+#ifdef CDL_QUANTIZE_SIMD
+  const CpuLevel level = cpuLevel();
 #endif
   for (int64_t start = 0, b = 0; start < n; start += bucket, ++b) {
     const int64_t len = n - start < bucket ? n - start : bucket;
@@ -202,8 +272,13 @@ inline void quantizeImpl(const float* x, int64_t n, int bits, int64_t bucket, ui
       std::memset(sb, zeroSym, static_cast<size_t>(len));
       continue;
     }
-#ifdef CDL_QUANTIZE_AVX2
-    if (avx2) {
+#ifdef CDL_QUANTIZE_SIMD
+    if (level == CpuLevel::kAvx512) {
+      roundBucketAvx512<kStochastic>(xb, len, bucketMap(m, half), half, top, key,
+                                     static_cast<uint64_t>(start), sb);
+      continue;
+    }
+    if (level == CpuLevel::kAvx2) {
       roundBucketAvx2<kStochastic>(xb, len, bucketMap(m, half), half, top, key,
                                    static_cast<uint64_t>(start), sb);
       continue;

@@ -9,6 +9,7 @@
 #include <random>
 #include <vector>
 
+#include "kernels/cpu_dispatch.h"
 #include "kernels/error.h"
 #include "kernels/rng.h"
 
@@ -261,6 +262,36 @@ TEST(QuantizeTest, StochasticDrawOfElementIUsesUniform01OfKeyAndI) {
   }
   EXPECT_GT(checked, 900);
 }
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// The AVX2 and AVX-512 paths give the baseline loop's symbols and scales bit for bit, on lengths
+// that leave every kind of tail and on all-zero buckets.
+TEST(QuantizeTest, EveryCpuPathGivesTheBaselineBits) {
+  struct Restore {
+    ~Restore() { cpuLevelCap().store(static_cast<int>(CpuLevel::kAvx512)); }
+  } restore;
+  const int detected = static_cast<int>(detectedCpuLevel());
+  if (detected == 0) GTEST_SKIP() << "this CPU has no AVX2: only the baseline path exists";
+  auto x = gradientLike(70013, 11);
+  std::fill(x.begin() + 2048, x.begin() + 3072, 0.0f);
+  for (int bits : {2, 4, 8}) {
+    for (int64_t bucket : {int64_t{1}, int64_t{63}, int64_t{1024}, int64_t{5000}}) {
+      for (Rounding r : kRoundings) {
+        const QuantizeParams p{bits, bucket, r, roundingKey(5, 6, 7)};
+        cpuLevelCap().store(0);
+        const auto want = roundTrip(x, p);
+        for (int level = 1; level <= detected; ++level) {
+          cpuLevelCap().store(level);
+          const auto got = roundTrip(x, p);
+          ASSERT_EQ(got.sym, want.sym) << "level " << level << " bits " << bits << " bucket "
+                                       << bucket << " stochastic " << (r == Rounding::kStochastic);
+          ASSERT_EQ(got.scales, want.scales) << "level " << level;
+        }
+      }
+    }
+  }
+}
+#endif
 
 TEST(QuantizeTest, SameKeyReproducesAndDifferentKeysDiffer) {
   const auto x = uniformData(1000, 7);
