@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <regex>
 #include <sstream>
@@ -126,13 +127,16 @@ std::string sbatchScript(const LaunchOptions& opt, const std::vector<std::string
   const int perNode =
       opt.tasksPerNode > 0 ? opt.tasksPerNode : (opt.np + opt.nodes - 1) / opt.nodes;
   static const std::regex time("([0-9]+-)?[0-9]+(:[0-9]{2}){0,2}");
-  CDL_CHECK(std::regex_match(opt.time, time), "cdl-launch: --time '", opt.time,
+  CDL_CHECK(std::regex_match(opt.time, time), "cdl-launch: --time (slurm.time) '", opt.time,
             "' is not a SLURM time such as 30, 01:00:00 or 1-00:00:00");
   // #SBATCH lines are not read by a shell, so their values cannot be quoted: refuse what would
-  // break them instead.
+  // break them instead. The message names the flag and the config key it may come from.
   auto directive = [](const std::string& flag, const std::string& value) {
+    std::string key = "slurm." + flag.substr(2);
+    std::replace(key.begin(), key.end(), '-', '_');
     CDL_CHECK(value.find_first_of("\n\r\t \"'$`\\") == std::string::npos, "cdl-launch: ", flag,
-              " '", value, "' holds a space, quote or other character sbatch cannot take");
+              " (", key, ") '", value,
+              "' holds a space, quote or other character sbatch cannot take");
     return "#SBATCH " + flag + "=" + value + "\n";
   };
   std::ostringstream s;
