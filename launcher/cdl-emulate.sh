@@ -83,17 +83,22 @@ fi
 # What an earlier cdl-emulate left behind when it was killed outright (SIGKILL: no clean-up ran):
 # its namespaces, links and folder carry its PID; those of a PID that is no longer a cdl-emulate
 # are removed, with any process still inside. Running instances are left alone.
+# removeNode NS: kills whatever runs in node NS (an orted that lost mpirun, say), then deletes the
+# namespace, which takes its veth end, and so the pair, with it.
+removeNode() {
+  local pids
+  mapfile -t pids < <(ip netns pids "$1" 2>/dev/null)
+  [ ${#pids[@]} -eq 0 ] || kill -KILL "${pids[@]}" 2>/dev/null
+  ip netns del "$1" 2>/dev/null
+}
 alive() { [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -q cdl-emulate; }
 reap() {
-  local ns pid pids dev dir
+  local ns pid dev dir
   for ns in $(ip netns list 2>/dev/null | cut -d' ' -f1); do
     [[ $ns =~ ^cdl([0-9]+)n[0-9]+$ ]] || continue
     pid=${BASH_REMATCH[1]}
     alive "$pid" && continue
-    mapfile -t pids < <(ip netns pids "$ns" 2>/dev/null)
-    [ ${#pids[@]} -eq 0 ] || kill -KILL "${pids[@]}" 2>/dev/null
-    ip netns del "$ns" 2>/dev/null &&
-      echo "$prog: removed namespace $ns of a dead run (PID $pid)" >&2
+    removeNode "$ns" && echo "$prog: removed namespace $ns of a dead run (PID $pid)" >&2
   done
   for dev in $(ip -o link show 2>/dev/null | cut -d' ' -f2); do
     [[ ${dev%%[@:]*} =~ ^cdl(br)?([0-9]+)([hp][0-9]+)?$ ]] || continue
@@ -114,13 +119,10 @@ created=()  # namespaces made so far
 
 # shellcheck disable=SC2317  # called through the trap
 cleanup() {
-  local ns pids
+  local ns
   trap '' INT TERM
   for ns in "${created[@]}"; do
-    # Whatever the job left in the node (an orted that lost mpirun) goes with it.
-    mapfile -t pids < <(ip netns pids "$ns" 2>/dev/null)
-    [ ${#pids[@]} -eq 0 ] || kill -KILL "${pids[@]}" 2>/dev/null
-    ip netns del "$ns" 2>/dev/null  # takes its veth end, and so the pair, with it
+    removeNode "$ns"
   done
   for ((i = 1; i <= nodes; ++i)); do ip link del "cdl${id}h$i" 2>/dev/null; done
   ip link del "$br" 2>/dev/null

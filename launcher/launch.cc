@@ -67,6 +67,11 @@ bool validEnvName(const std::string& entry) {
   return std::regex_match(entry, name);
 }
 
+// A -x entry for the ranks: throws cdl::Error naming it unless it is NAME or NAME=VALUE.
+void checkEnvEntry(const std::string& entry) {
+  CDL_CHECK(validEnvName(entry), "cdl-launch: -x '", entry, "' is not NAME or NAME=VALUE");
+}
+
 }  // namespace
 
 std::vector<std::string> mpirunCommand(const LaunchOptions& opt,
@@ -93,7 +98,7 @@ std::vector<std::string> mpirunCommand(const LaunchOptions& opt,
   if (opt.root) cmd.push_back("--allow-run-as-root");
   for (const std::string& e : cdlEnv) cmd.insert(cmd.end(), {"-x", e});
   for (const std::string& e : opt.env) {
-    CDL_CHECK(validEnvName(e), "cdl-launch: -x '", e, "' is not NAME or NAME=VALUE");
+    checkEnvEntry(e);
     cmd.insert(cmd.end(), {"-x", e});
   }
   cmd.insert(cmd.end(), opt.mpiArgs.begin(), opt.mpiArgs.end());
@@ -110,7 +115,7 @@ std::vector<std::string> launchCommand(const LaunchOptions& opt,
   CDL_CHECK(opt.np >= 1, "cdl-launch: -np ", opt.np, ", must be >= 1");
   std::vector<std::string> cmd;
   for (const std::string& e : opt.env) {
-    CDL_CHECK(validEnvName(e), "cdl-launch: -x '", e, "' is not NAME or NAME=VALUE");
+    checkEnvEntry(e);
     if (e.find('=') != std::string::npos) cmd.push_back(e);
   }
   if (!cmd.empty()) cmd.insert(cmd.begin(), "env");
@@ -155,7 +160,7 @@ std::string sbatchScript(const LaunchOptions& opt, const std::vector<std::string
     s << "export " << e.substr(0, eq) << "=" << shellQuote(e.substr(eq + 1)) << "\n";
   }
   for (const std::string& e : opt.env) {
-    CDL_CHECK(validEnvName(e), "cdl-launch: -x '", e, "' is not NAME or NAME=VALUE");
+    checkEnvEntry(e);
     const size_t eq = e.find('=');
     if (eq != std::string::npos) {
       s << "export " << e.substr(0, eq) << "=" << shellQuote(e.substr(eq + 1)) << "\n";
