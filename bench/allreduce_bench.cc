@@ -9,10 +9,11 @@
 #include <random>
 
 #include "bench/bench_util.h"
-#include "comm/compressed_allreduce.h"
-#include "comm/mpi_communicator.h"
-#include "comm/powersgd.h"
-#include "kernels/error.h"
+#include "comm/reduce/compressed_allreduce.h"
+#include "comm/reduce/powersgd.h"
+#include "comm/reduce/scheme.h"
+#include "comm/transport/mpi_communicator.h"
+#include "kernels/base/error.h"
 #include "kernels/rng.h"
 
 namespace cdl::bench {
@@ -97,28 +98,29 @@ int runAllreduceBench(int* argc, char*** argv, const AllreduceBenchOptions& opt)
     report("mpi_allreduce_fp32", fp32,
            static_cast<uint64_t>(2.0 * (size - 1) / size * static_cast<double>(bytes)), nullptr);
     for (const std::string& specText : opt.codecs) {
-      comm::CodecSpec spec = comm::parseCodecSpec(specText);
+      const comm::SchemeSpec spec = comm::parseSchemeSpec(specText);
       comm::AllreduceStats st;
-      if (spec.codec == comm::CodecId::kPowerSgd) {
+      if (spec.scheme == comm::SchemeId::kPowerSgd) {
         const int64_t rows = squarestRows(n);
         comm::PowerSgdState state("bench", rows, n / rows);
         comm::PowerSgdOptions psgd;
-        psgd.rank = spec.rate.rank;
+        psgd.rank = spec.rank;
         const double t = timeIters(opt.warmup, opt.iters, [&] {
           std::copy(input.begin(), input.end(), buf.begin());
           comm::powerSgdAllreduce(*comm, state, buf.data(), rows, n / rows, psgd, &st);
         });
-        report(comm::formatCodecSpec(spec), t, st.wireBytes, &st);
+        report(comm::formatSchemeSpec(spec), t, st.wireBytes, &st);
         continue;
       }
-      auto codec = comm::makeCodec(spec.codec);
+      auto codec = comm::makeCodec(spec.codec.codec);
       uint64_t step = 0;
+      comm::CompressedAllreduceOptions cao;
       const double t = timeIters(opt.warmup, opt.iters, [&] {
         std::copy(input.begin(), input.end(), buf.begin());
-        spec.rate.key = kernels::roundingKey(1, step++, 0);
-        comm::compressedAllreduce(*comm, *codec, spec.rate, buf.data(), n, {}, &st);
+        cao.roundingKey = kernels::roundingKey(1, step++, 0);
+        comm::compressedAllreduce(*comm, *codec, spec.codec.rate, buf.data(), n, cao, &st);
       });
-      report(comm::formatCodecSpec(spec), t, st.wireBytes, &st);
+      report(comm::formatSchemeSpec(spec), t, st.wireBytes, &st);
     }
   }
   if (rank == 0 && opt.json) std::cout << nlohmann::json(records).dump(2) << std::endl;

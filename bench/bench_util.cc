@@ -7,7 +7,7 @@
 #include <random>
 #include <sstream>
 
-#include "kernels/error.h"
+#include "kernels/base/error.h"
 
 namespace cdl::bench {
 

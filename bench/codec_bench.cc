@@ -12,9 +12,10 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/bench_util.h"
-#include "comm/codec.h"
+#include "comm/codec/codec.h"
+#include "comm/codec/spec.h"
+#include "kernels/base/error.h"
 #include "kernels/bitpack.h"
-#include "kernels/error.h"
 #include "kernels/histogram.h"
 #include "kernels/quantize.h"
 #include "kernels/rng.h"
@@ -32,7 +33,8 @@ struct ZstdResult {
 
 // The zstd yardstick for a qsgd rate: the same quantized symbols and scales, bit-packed, then
 // compressed by zstd at `level`. Timed as a whole pipeline, like the codec it stands beside.
-ZstdResult zstdOnPacked(const std::vector<float>& x, const comm::LayerRate& rate, int level) {
+ZstdResult zstdOnPacked(const std::vector<float>& x, const comm::LayerRate& rate, uint64_t key,
+                        int level) {
   const int64_t n = static_cast<int64_t>(x.size());
   const int64_t nb = kernels::numBuckets(n, rate.bucket);
   std::vector<uint8_t> sym(static_cast<size_t>(n));
@@ -40,7 +42,7 @@ ZstdResult zstdOnPacked(const std::vector<float>& x, const comm::LayerRate& rate
   const size_t packedLen = kernels::packedBytes(n, rate.bits);
   std::vector<uint8_t> packed(static_cast<size_t>(nb) * 4 + packedLen);
   std::vector<uint8_t> z(ZSTD_compressBound(packed.size()));
-  kernels::QuantizeParams qp{rate.bits, rate.bucket, rate.rounding, rate.key};
+  kernels::QuantizeParams qp{rate.bits, rate.bucket, rate.rounding, key};
   ZSTD_CCtx* cctx = ZSTD_createCCtx();
   ZSTD_DCtx* dctx = ZSTD_createDCtx();
   size_t zlen = 0;
@@ -67,11 +69,11 @@ ZstdResult zstdOnPacked(const std::vector<float>& x, const comm::LayerRate& rate
 }
 
 // Bits per element of the order-0 entropy bound for qsgd: n * H(symbols) plus the raw scales.
-double qsgdEntropyBits(const std::vector<float>& x, const comm::LayerRate& rate) {
+double qsgdEntropyBits(const std::vector<float>& x, const comm::LayerRate& rate, uint64_t key) {
   const int64_t n = static_cast<int64_t>(x.size());
   std::vector<uint8_t> sym(static_cast<size_t>(n));
   std::vector<float> scales(static_cast<size_t>(kernels::numBuckets(n, rate.bucket)));
-  kernels::quantize(x.data(), n, {rate.bits, rate.bucket, rate.rounding, rate.key}, sym.data(),
+  kernels::quantize(x.data(), n, {rate.bits, rate.bucket, rate.rounding, key}, sym.data(),
                     scales.data());
   uint64_t counts[256];
   kernels::histogram(sym.data(), n, counts);
@@ -100,13 +102,14 @@ int runCodecBench(const CodecBenchOptions& opt) {
       const double memcpyGbps =
           bytes / bestSeconds([&] { std::memcpy(copy.data(), x.data(), x.size() * 4); }) / 1e9;
       for (const std::string& specText : opt.codecs) {
-        comm::CodecSpec spec = comm::parseCodecSpec(specText);
-        spec.rate.key = kernels::roundingKey(1, 0, 0);
+        const comm::CodecSpec spec = comm::parseCodecSpec(specText);
+        const uint64_t key = kernels::roundingKey(1, 0, 0);
         auto codec = comm::makeCodec(spec.codec);
         std::vector<uint8_t> payload(codec->maxEncodedBytes(n, spec.rate));
         size_t len = 0;
-        const double enc = bestSeconds(
-            [&] { len = codec->encode(x.data(), n, spec.rate, payload.data(), payload.size()); });
+        const double enc = bestSeconds([&] {
+          len = codec->encode(x.data(), n, spec.rate, key, payload.data(), payload.size());
+        });
         std::vector<float> y(x.size());
         const double dec = bestSeconds(
             [&] { codec->decode(payload.data(), len, y.data(), n, /*accumulate=*/false); });
@@ -114,9 +117,9 @@ int runCodecBench(const CodecBenchOptions& opt) {
         double entropy = NAN;
         ZstdResult z1{NAN, NAN, NAN}, z3{NAN, NAN, NAN};
         if (spec.codec == comm::CodecId::kQsgd) {
-          entropy = qsgdEntropyBits(x, spec.rate);
-          z1 = zstdOnPacked(x, spec.rate, 1);
-          z3 = zstdOnPacked(x, spec.rate, 3);
+          entropy = qsgdEntropyBits(x, spec.rate, key);
+          z1 = zstdOnPacked(x, spec.rate, key, 1);
+          z3 = zstdOnPacked(x, spec.rate, key, 3);
         }
         const std::string name = comm::formatCodecSpec(spec);
         json r = {

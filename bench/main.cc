@@ -4,8 +4,8 @@
 
 #include "bench/allreduce_bench.h"
 #include "bench/codec_bench.h"
-#include "comm/mpi_communicator.h"
-#include "kernels/error.h"
+#include "comm/transport/mpi_communicator.h"
+#include "kernels/base/error.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"cdl-bench: throughput and size of cdl's codecs and collectives"};

@@ -16,12 +16,13 @@
 #include <cstring>
 #include <sstream>
 
-#include "kernels/error.h"
+#include "kernels/base/error.h"
 
 namespace cdl::core {
 namespace {
 
-constexpr int64_t kFormat = 1;
+// 2: scheme state as (tensor, field) entries; 1 had one flat name per vector.
+constexpr int64_t kFormat = 2;
 
 at::Tensor int64Tensor(const std::vector<int64_t>& v) {
   at::Tensor t = at::empty({static_cast<int64_t>(v.size())}, at::kLong);
@@ -100,11 +101,14 @@ std::string saveCheckpoint(const std::string& dir, const torch::nn::Module& mode
                              state.rank, static_cast<int64_t>(state.configHash),
                              static_cast<int64_t>(state.wireBytes),
                              static_cast<int64_t>(state.fp32WireBytes)}));
+  // One line "tensor<TAB>field" per vector, in order; vector i is "ef<i>".
   std::string names;
   int64_t i = 0;
-  for (const auto& [name, values] : state.errorFeedback) {
-    names += name + "\n";
-    archive.write("ef" + std::to_string(i++), floatTensor(values));
+  for (const auto& [tensor, fields] : state.schemeState) {
+    for (const auto& [field, values] : fields) {
+      names += tensor + "\t" + field + "\n";
+      archive.write("ef" + std::to_string(i++), floatTensor(values));
+    }
   }
   archive.write("ef_names", bytesTensor(names));
   if (state.rngState.defined()) archive.write("rng", state.rngState);
@@ -175,12 +179,14 @@ TrainState loadCheckpoint(const std::string& path, torch::nn::Module& model,
     std::istringstream lines(all);
     std::string name;
     for (int64_t i = 0; std::getline(lines, name); ++i) {
+      const size_t tab = name.find('\t');
+      CDL_CHECK(tab != std::string::npos, "bad scheme-state entry '", name, "'");
       at::Tensor t;
       archive.read("ef" + std::to_string(i), t);
-      CDL_CHECK(t.scalar_type() == at::kFloat && t.dim() == 1, "bad error-feedback tensor '", name,
+      CDL_CHECK(t.scalar_type() == at::kFloat && t.dim() == 1, "bad scheme-state tensor '", name,
                 "'");
       const float* p = t.data_ptr<float>();
-      s.errorFeedback[name].assign(p, p + t.numel());
+      s.schemeState[name.substr(0, tab)][name.substr(tab + 1)].assign(p, p + t.numel());
     }
     at::Tensor rng;
     if (archive.try_read("rng", rng)) s.rngState = rng;

@@ -26,8 +26,9 @@ struct TrainState {
   uint64_t configHash = 0;
   uint64_t wireBytes = 0;      // gradient bytes this rank has sent so far
   uint64_t fp32WireBytes = 0;  // what fp32 ring allreduces would have sent so far
-  // This rank's error-feedback residuals and PowerSGD state (Reducer::errorFeedbackState()).
-  std::map<std::string, std::vector<float>> errorFeedback;
+  // This rank's reduction-scheme state by tensor and field: error-feedback residuals, PowerSGD's
+  // warm starts (comm::Reducer::schemeState(), a comm::SchemeState).
+  std::map<std::string, std::map<std::string, std::vector<float>>> schemeState;
   at::Tensor rngState;  // torch's default CPU generator
 };
 

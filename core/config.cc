@@ -18,7 +18,7 @@
 #include <type_traits>
 #include <variant>
 
-#include "kernels/error.h"
+#include "kernels/base/error.h"
 
 namespace cdl::core {
 namespace {

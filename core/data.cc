@@ -10,7 +10,8 @@
 #include <random>
 #include <utility>
 
-#include "kernels/error.h"
+#include "kernels/base/bytes.h"
+#include "kernels/base/error.h"
 #include "kernels/rng.h"
 
 namespace cdl::core {
@@ -82,10 +83,6 @@ class ByteSource {
   gzFile gz_ = nullptr;
 };
 
-uint32_t bigEndian32(const uint8_t* p) {
-  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
-}
-
 struct IdxFile {
   std::vector<int64_t> dims;
   std::vector<uint8_t> data;
@@ -101,7 +98,7 @@ IdxFile readIdxFile(const std::string& path, uint32_t rank, const char* what) {
   // The magic first, so that a short file of the wrong kind is reported as the wrong kind.
   size_t got = src.read(header, 4);
   if (got == 4) {
-    const uint32_t found = bigEndian32(header);
+    const uint32_t found = loadBigEndian32(header);
     CDL_CHECK(found == magic, path, ": not an IDX ", what, " file: magic 0x", std::hex, found,
               ", expected 0x", magic, std::dec, " (uint8, ", rank, " dimensions)");
     got += src.read(header + 4, headerBytes - 4);
@@ -112,7 +109,7 @@ IdxFile readIdxFile(const std::string& path, uint32_t rank, const char* what) {
   IdxFile idx;
   int64_t bodyBytes = 1;
   for (uint32_t i = 0; i < rank; ++i) {
-    const int64_t d = bigEndian32(header + 4 + 4 * i);
+    const int64_t d = loadBigEndian32(header + 4 + 4 * i);
     const int64_t limit = i == 0 ? kMaxCount : kMaxSide;
     CDL_CHECK(d >= 1 && d <= limit, path, ": dimension ", i, " is ", d, ", expected 1..", limit);
     idx.dims.push_back(d);

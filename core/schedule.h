@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-#include "kernels/error.h"
+#include "kernels/base/error.h"
 
 namespace cdl::core {
 

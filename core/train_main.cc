@@ -9,11 +9,11 @@
 #include <cstdlib>
 #include <thread>
 
-#include "comm/env.h"
-#include "comm/mpi_communicator.h"
+#include "comm/transport/mpi_communicator.h"
 #include "core/config.h"
 #include "core/trainer.h"
-#include "kernels/error.h"
+#include "kernels/base/error.h"
+#include "kernels/base/knobs.h"
 
 namespace {
 
@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
     rank = comm->rank();
     cdl::setProcessRank(rank);
     spdlog::set_pattern("[%H:%M:%S.%e] [rank " + std::to_string(rank) + "] [%l] %v");
-    spdlog::set_level(spdlog::level::from_str(cdl::comm::envString(cdl::comm::kEnvLogLevel)));
+    spdlog::set_level(spdlog::level::from_str(cdl::knobChoice(cdl::kKnobLogLevel)));
 
     const cdl::core::Config config = cdl::core::loadConfig(configPath, sets);
     int threads = static_cast<int>(config.train.threads);

@@ -19,13 +19,13 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
-#include "comm/codec.h"
-#include "comm/reducer.h"
+#include "comm/reduce/reducer.h"
+#include "comm/reduce/scheme.h"
 #include "core/checkpoint.h"
 #include "core/data.h"
 #include "core/models.h"
 #include "core/schedule.h"
-#include "kernels/error.h"
+#include "kernels/base/error.h"
 
 namespace cdl::core {
 namespace {
@@ -101,7 +101,7 @@ void broadcastTensors(comm::Communicator& c, const std::vector<at::Tensor>& tens
     CDL_CHECK(t.is_contiguous(), "broadcast of a non-contiguous tensor");
     const size_t bytes = t.numel() * t.element_size();
     auto* p = static_cast<uint8_t*>(t.data_ptr());
-    comm::Bytes b(p, p + bytes);
+    Bytes b(p, p + bytes);
     waitFor(c.broadcast(&b, 0));
     CDL_CHECK(b.size() == bytes, "rank 0 has a tensor of ", b.size(), " bytes where this rank has ",
               bytes, "; every rank must build the same model");
@@ -150,12 +150,12 @@ comm::ReducerOptions reducerOptions(const Config& cfg) {
   comm::ReducerOptions o;
   auto parse = [](const std::string& key, const std::string& spec) {
     try {
-      return comm::parseCodecSpec(spec);
+      return comm::parseSchemeSpec(spec);
     } catch (const Error& e) {
       CDL_THROW("config key ", key, ": ", e.what());
     }
   };
-  o.codec = parse("comm.codec", cfg.comm.codec);
+  o.scheme = parse("comm.codec", cfg.comm.codec);
   for (size_t i = 0; i < cfg.comm.overrides.size(); ++i) {
     const CodecOverride& ov = cfg.comm.overrides[i];
     o.overrides.emplace_back(ov.pattern,
@@ -283,7 +283,7 @@ TrainResult train(const Config& cfg, std::shared_ptr<comm::Communicator> commPtr
     CDL_CHECK(loaded.configHash == hash, "checkpoint ", path,
               " was written with a different config; resume with the run's config.yaml (",
               result.runDir, "/config.yaml)");
-    reducer.restoreErrorFeedback(loaded.errorFeedback);
+    reducer.restoreSchemeState(loaded.schemeState);
     reducer.setStep(static_cast<uint64_t>(loaded.step));
     if (loaded.rngState.defined()) {
       at::Generator gen = at::detail::getDefaultCPUGenerator();
@@ -302,7 +302,7 @@ TrainResult train(const Config& cfg, std::shared_ptr<comm::Communicator> commPtr
 
   auto checkpoint = [&] {
     broadcastTensors(c, buffers);
-    state.errorFeedback = reducer.errorFeedbackState();
+    state.schemeState = reducer.schemeState();
     state.wireBytes = result.wireBytes;
     state.fp32WireBytes = result.fp32WireBytes;
     {

@@ -4,7 +4,7 @@
 #include <memory>
 #include <string>
 
-#include "comm/communicator.h"
+#include "comm/transport/communicator.h"
 #include "core/config.h"
 
 namespace cdl::core {

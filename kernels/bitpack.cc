@@ -3,8 +3,9 @@
 #include <algorithm>
 #include <cstring>
 
-#include "kernels/cpu_dispatch.h"
-#include "kernels/error.h"
+#include "kernels/base/bytes.h"
+#include "kernels/base/cpu_dispatch.h"
+#include "kernels/base/error.h"
 
 namespace cdl::kernels {
 namespace {
@@ -35,24 +36,18 @@ inline uint64_t unpackGroup(uint64_t v) {
   return v;
 }
 
-inline uint64_t load64(const uint8_t* p) {
-  uint64_t v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
 template <int kBits>
 void packFixed(const uint8_t* sym, int64_t n, uint8_t* out) {
   const int64_t groups = n / 8;
   for (int64_t g = 0; g < groups; ++g) {
-    const uint64_t v = packGroup<kBits>(load64(sym + 8 * g));
+    const uint64_t v = packGroup<kBits>(loadLE<uint64_t>(sym + 8 * g));
     std::memcpy(out + kBits * g, &v, kBits);
   }
   const int64_t rest = n - 8 * groups;
   if (rest > 0) {
     uint8_t tail[8] = {};
     std::memcpy(tail, sym + 8 * groups, static_cast<size_t>(rest));
-    const uint64_t v = packGroup<kBits>(load64(tail));
+    const uint64_t v = packGroup<kBits>(loadLE<uint64_t>(tail));
     std::memcpy(out + kBits * groups, &v, static_cast<size_t>((rest * kBits + 7) / 8));
   }
 }
@@ -65,7 +60,7 @@ void unpackFixed(const uint8_t* in, int64_t n, uint8_t* sym) {
   const int64_t bytes = static_cast<int64_t>(packedBytes(n, kBits));
   const int64_t wide = bytes < 8 ? 0 : std::min(groups, (bytes - 8) / kBits + 1);
   for (int64_t g = 0; g < wide; ++g) {
-    const uint64_t v = unpackGroup<kBits>(load64(in + kBits * g));
+    const uint64_t v = unpackGroup<kBits>(loadLE<uint64_t>(in + kBits * g));
     std::memcpy(sym + 8 * g, &v, sizeof(v));
   }
   for (int64_t g = wide; g < groups; ++g) {

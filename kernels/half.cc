@@ -8,7 +8,7 @@
 #include <immintrin.h>
 #endif
 
-#include "kernels/cpu_dispatch.h"
+#include "kernels/base/cpu_dispatch.h"
 
 namespace cdl::kernels {
 namespace {

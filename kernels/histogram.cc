@@ -3,8 +3,9 @@
 #include <cmath>
 #include <cstring>
 
-#include "kernels/cpu_dispatch.h"
-#include "kernels/error.h"
+#include "kernels/base/bytes.h"
+#include "kernels/base/cpu_dispatch.h"
+#include "kernels/base/error.h"
 
 namespace cdl::kernels {
 namespace {
@@ -18,8 +19,7 @@ constexpr int64_t kChunk = int64_t{1} << 30;
 CDL_TARGET_CLONES void countChunk(const uint8_t* sym, int64_t n, uint32_t (*t)[256]) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    uint64_t v;
-    std::memcpy(&v, sym + i, sizeof(v));
+    const uint64_t v = loadLE<uint64_t>(sym + i);
     ++t[0][v & 0xff];
     ++t[1][(v >> 8) & 0xff];
     ++t[2][(v >> 16) & 0xff];

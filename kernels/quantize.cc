@@ -7,8 +7,8 @@
 #define CDL_QUANTIZE_SIMD 1
 #endif
 
-#include "kernels/cpu_dispatch.h"
-#include "kernels/error.h"
+#include "kernels/base/cpu_dispatch.h"
+#include "kernels/base/error.h"
 #include "kernels/rng.h"
 
 namespace cdl::kernels {

@@ -3,18 +3,13 @@
 #include <algorithm>
 #include <cstring>
 
+#include "kernels/base/error.h"
 #include "kernels/bitpack.h"
-#include "kernels/error.h"
 #include "kernels/histogram.h"
 #include "kernels/rans_table.h"
 
 namespace cdl::kernels {
 namespace {
-
-using detail::load16;
-using detail::load32;
-using detail::store16;
-using detail::store32;
 
 enum Mode : uint8_t { kPacked = 0, kRans = 1, kConstant = 2 };
 
@@ -57,7 +52,7 @@ size_t encodeRans(const uint8_t* sym, int64_t n, const uint16_t* freq, int alpha
   const uint64_t tableEnd = kHeaderBytes + 2 * uint64_t(alphabet) + 4 * blocks;
   if (tableEnd > limit) return 0;
   size_t pos = writeHeader(out, kRans, probBits, logBlock, alphabet - 1);
-  for (int s = 0; s < alphabet; ++s, pos += 2) store16(out + pos, freq[s]);
+  for (int s = 0; s < alphabet; ++s, pos += 2) storeLE<uint16_t>(out + pos, freq[s]);
   uint8_t* table = out + pos;
   pos = static_cast<size_t>(tableEnd);
 
@@ -69,7 +64,7 @@ size_t encodeRans(const uint8_t* sym, int64_t n, const uint16_t* freq, int alpha
     const int64_t m = std::min(blockLen, n - first);
     const int64_t bytes = detail::encodeBlock(sym + first, m, enc, out + pos, limit - pos);
     if (bytes < 0) return 0;
-    store32(table + 4 * b, static_cast<uint32_t>(bytes));
+    storeLE<uint32_t>(table + 4 * b, static_cast<uint32_t>(bytes));
     pos += static_cast<size_t>(bytes);
   }
   return pos;
@@ -92,7 +87,7 @@ void decodeRans(const uint8_t* in, size_t len, int64_t n, uint8_t* sym, int maxA
   uint16_t freq[256];
   uint32_t sum = 0;
   for (int s = 0; s < alphabet; ++s, pos += 2) {
-    freq[s] = load16(in + pos);
+    freq[s] = loadLE<uint16_t>(in + pos);
     sum += freq[s];
   }
   CDL_CHECK(sum == (1u << probBits), "rans stream: frequencies sum to ", sum, ", not 2^", probBits);
@@ -104,7 +99,7 @@ void decodeRans(const uint8_t* in, size_t len, int64_t n, uint8_t* sym, int maxA
   pos += 4 * blocks;
   uint64_t total = 0;
   for (uint64_t b = 0; b < blocks; ++b) {
-    const uint32_t bytes = load32(table + 4 * b);
+    const uint32_t bytes = loadLE<uint32_t>(table + 4 * b);
     CDL_CHECK(bytes >= detail::kRansStateBytes && bytes % 2 == 0, "rans block ", b, ": size ",
               bytes, " is not 128 bytes of states plus whole 16-bit words");
     total += bytes;
@@ -119,7 +114,7 @@ void decodeRans(const uint8_t* in, size_t len, int64_t n, uint8_t* sym, int maxA
   const int64_t blockLen = int64_t{1} << logBlock;
   for (uint64_t b = 0; b < blocks; ++b) {
     const int64_t first = static_cast<int64_t>(b) * blockLen;
-    const uint32_t bytes = load32(table + 4 * b);
+    const uint32_t bytes = loadLE<uint32_t>(table + 4 * b);
     detail::decodeBlock(in + pos, bytes, std::min(blockLen, n - first), dec, sym + first,
                         static_cast<int64_t>(b));
     pos += bytes;

@@ -6,8 +6,8 @@
 #define CDL_RANS_AVX2 1
 #endif
 
-#include "kernels/cpu_dispatch.h"
-#include "kernels/error.h"
+#include "kernels/base/cpu_dispatch.h"
+#include "kernels/base/error.h"
 #include "kernels/rans_table.h"
 
 namespace cdl::kernels::detail {
@@ -41,7 +41,7 @@ inline void getSymbol(uint32_t& x, const uint32_t* entry, const uint8_t* symOf, 
   const uint32_t slot = s & mask;
   const uint32_t e = entry[slot];
   const uint8_t v = symOf[slot];
-  const uint32_t word = load16(w);
+  const uint32_t word = loadLE<uint16_t>(w);
   s = (e >> 16) * (s >> probBits) + (e & 0xffffu);
   const uint32_t take = s < kRansLow ? 1 : 0;
   w += 2 * take;
@@ -169,7 +169,7 @@ void decodeBlock(const uint8_t* block, size_t bytes, int64_t m, const RansDecode
                  uint8_t* out, int64_t index) {
   uint32_t x[kRansLanes];
   for (int l = 0; l < kRansLanes; ++l) {
-    x[l] = load32(block + 4 * l);
+    x[l] = loadLE<uint32_t>(block + 4 * l);
     CDL_CHECK(x[l] >= kRansLow && x[l] < (kRansLow << kRansWordBits), "rans block ", index,
               ": initial state ", x[l], " of lane ", l, " is outside [2^15, 2^31)");
   }

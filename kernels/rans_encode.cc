@@ -7,11 +7,11 @@
     !defined(CDL_NO_TARGET_CLONES)
 #include <immintrin.h>
 
-#include "kernels/cpu_dispatch.h"
+#include "kernels/base/cpu_dispatch.h"
 #define CDL_RANS_AVX2 1
 #endif
 
-#include "kernels/error.h"
+#include "kernels/base/error.h"
 #include "kernels/rans_table.h"
 
 namespace cdl::kernels::detail {
@@ -150,7 +150,7 @@ inline void putSymbol(uint32_t& x, const RansEncSymbol& sym, uint8_t*& p) {
   const RansEncSymbol e = sym;
   uint32_t s = x;
   const uint32_t emit = s >= e.xmax ? 1 : 0;
-  store16(p - 2, static_cast<uint16_t>(s));
+  storeLE<uint16_t>(p - 2, static_cast<uint16_t>(s));
   p -= 2 * emit;
   s >>= kRansWordBits * emit;
   const uint32_t q = static_cast<uint32_t>((uint64_t{s} * e.rcp) >> 32) >> e.shift;
@@ -162,7 +162,7 @@ inline bool putSymbolChecked(uint32_t& x, const RansEncSymbol& e, uint8_t*& p, c
   if (x >= e.xmax) {
     if (p == lo) return false;
     p -= 2;
-    store16(p, static_cast<uint16_t>(x));
+    storeLE<uint16_t>(p, static_cast<uint16_t>(x));
     x >>= kRansWordBits;
   }
   const uint32_t q = static_cast<uint32_t>((uint64_t{x} * e.rcp) >> 32) >> e.shift;
@@ -308,7 +308,7 @@ int64_t encodeBlock(const uint8_t* sym, int64_t m, const RansEncodeTable& table,
   }
   if (!encodeSteps(sym, steps, table, x, p, lo)) return -1;
 
-  for (int l = 0; l < kRansLanes; ++l) store32(block + 4 * l, x[l]);
+  for (int l = 0; l < kRansLanes; ++l) storeLE<uint32_t>(block + 4 * l, x[l]);
   const size_t wordBytes = static_cast<size_t>(hi - p);
   std::memmove(lo, p, wordBytes);
   return static_cast<int64_t>(kRansStateBytes + wordBytes);

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/base/bytes.h"
 #include "kernels/rans.h"
 
 namespace cdl::kernels::detail {
@@ -15,19 +16,6 @@ namespace cdl::kernels::detail {
 constexpr uint32_t kRansLow = 1u << 15;  // states live in [kRansLow, kRansLow << 16)
 constexpr int kRansWordBits = 16;
 constexpr size_t kRansStateBytes = 4 * kRansLanes;
-
-inline uint16_t load16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-inline uint32_t load32(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-inline void store16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, sizeof(v)); }
-inline void store32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, sizeof(v)); }
 
 // Scales counts[0..alphabet) to freq[0..alphabet) with sum exactly 2^probBits, freq[s] >= 1 where
 // counts[s] > 0 and 0 elsewhere, minimizing sum_s counts[s] * log2(2^probBits / freq[s]). The

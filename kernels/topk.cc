@@ -4,7 +4,7 @@
 #include <cstring>
 #include <vector>
 
-#include "kernels/error.h"
+#include "kernels/base/error.h"
 
 namespace cdl::kernels {
 namespace {

@@ -7,7 +7,7 @@
 #include <regex>
 #include <sstream>
 
-#include "kernels/error.h"
+#include "kernels/base/error.h"
 
 extern char** environ;
 

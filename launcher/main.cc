@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "core/config.h"
-#include "kernels/error.h"
+#include "kernels/base/error.h"
 #include "launcher/launch.h"
 
 namespace {

@@ -1,7 +1,9 @@
 #include "kernels/cuda/histogram.h"
 
-#include "kernels/cuda/cuda_check.h"
-#include "kernels/error.h"
+#include <cuda_runtime_api.h>
+
+#include "kernels/base/checks.h"
+#include "kernels/base/error.h"
 
 namespace cdl::kernels::cuda {
 namespace {

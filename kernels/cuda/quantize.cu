@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "kernels/cuda/cuda_check.h"
+#include <cuda_runtime_api.h>
+
+#include "kernels/base/checks.h"
+#include "kernels/base/error.h"
 #include "kernels/cuda/quantize.cuh"
-#include "kernels/error.h"
 
 namespace cdl::kernels::cuda {
 namespace {

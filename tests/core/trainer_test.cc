@@ -15,7 +15,7 @@
 
 #include "core/checkpoint.h"
 #include "core/schedule.h"
-#include "kernels/error.h"
+#include "kernels/base/error.h"
 
 namespace cdl::core {
 namespace {

@@ -7,7 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "comm/codec.h"
+#include "comm/codec/codec.h"
+#include "comm/codec/spec.h"
 
 int main(int argc, char** argv) {
   if (argc != 2) {

@@ -6,9 +6,9 @@
 #include <cstring>
 #include <vector>
 
-#include "comm/codec.h"
-#include "comm/wire.h"
-#include "kernels/error.h"
+#include "comm/codec/codec.h"
+#include "comm/codec/wire.h"
+#include "kernels/base/error.h"
 
 namespace {
 

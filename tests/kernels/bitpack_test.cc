@@ -8,7 +8,7 @@
 #include <random>
 #include <vector>
 
-#include "kernels/error.h"
+#include "kernels/base/error.h"
 
 namespace cdl::kernels {
 namespace {

@@ -9,8 +9,8 @@
 #include <random>
 #include <vector>
 
-#include "kernels/cpu_dispatch.h"
-#include "kernels/error.h"
+#include "kernels/base/cpu_dispatch.h"
+#include "kernels/base/error.h"
 #include "kernels/rng.h"
 
 namespace cdl::kernels {

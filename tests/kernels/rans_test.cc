@@ -12,8 +12,8 @@
 #include <tuple>
 #include <vector>
 
+#include "kernels/base/error.h"
 #include "kernels/bitpack.h"
-#include "kernels/error.h"
 #include "kernels/histogram.h"
 #include "kernels/rans_table.h"
 
@@ -116,8 +116,8 @@ std::string decodeError(const Bytes& in, int64_t n, int maxAlphabet = 256) {
   return "no error";
 }
 
-uint32_t read32(const Bytes& b, size_t at) { return detail::load32(b.data() + at); }
-void write32(Bytes& b, size_t at, uint32_t v) { detail::store32(b.data() + at, v); }
+uint32_t read32(const Bytes& b, size_t at) { return loadLE<uint32_t>(b.data() + at); }
+void write32(Bytes& b, size_t at, uint32_t v) { storeLE<uint32_t>(b.data() + at, v); }
 
 // Offset of the block table of a rans stream.
 size_t blockTableAt(const Bytes& s) { return 4 + 2 * (size_t{s[3]} + 1); }

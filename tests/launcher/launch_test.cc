@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/error.h"
+#include "kernels/base/error.h"
 
 namespace cdl::launch {
 namespace {

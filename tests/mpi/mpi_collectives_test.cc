@@ -6,8 +6,8 @@
 #include <thread>
 #include <vector>
 
-#include "comm/mpi_communicator.h"
-#include "kernels/error.h"
+#include "comm/transport/mpi_communicator.h"
+#include "kernels/base/error.h"
 
 namespace cdl::comm {
 namespace {

@@ -7,10 +7,10 @@
 #include <string>
 #include <vector>
 
-#include "comm/compressed_allreduce.h"
-#include "comm/mpi_communicator.h"
-#include "comm/reducer.h"
-#include "kernels/error.h"
+#include "comm/reduce/compressed_allreduce.h"
+#include "comm/reduce/reducer.h"
+#include "comm/transport/mpi_communicator.h"
+#include "kernels/base/error.h"
 
 namespace cdl::comm {
 namespace {
@@ -92,7 +92,7 @@ TEST(MpiReducer, TrainingStepGivesIdenticalAveragedGradients) {
   auto c = world();
   at::Tensor w = at::full({64, 32}, 0.01f).set_requires_grad(true);
   ReducerOptions o;
-  o.codec = parseCodecSpec("qsgd:bits=4,entropy=rans");
+  o.scheme = parseSchemeSpec("qsgd:bits=4,entropy=rans");
   o.minCompressNumel = 16;
   o.timeoutSeconds = 60;
   Reducer reducer(c, {{"w", w}}, o);

@@ -10,10 +10,10 @@
 #include <random>
 #include <vector>
 
-#include "kernels/cuda/cuda_check.h"
+#include "kernels/base/checks.h"
+#include "kernels/base/error.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/histogram.h"
-#include "kernels/error.h"
 #include "kernels/histogram.h"
 #include "kernels/quantize.h"
 #include "kernels/rng.h"

@@ -1,0 +1,49 @@
+#include "comm/codec/codec.h"
+
+#include "comm/codec/codecs.h"
+#include "kernels/base/error.h"
+
+namespace cdl::comm {
+
+void Codec::decode(const uint8_t* in, size_t len, float* out, int64_t n, bool accumulate) const {
+  const PayloadHeader h = readHeader(in, len);
+  CDL_CHECK(h.codec == id(), "payload: encoded with codec '", codecName(h.codec),
+            "' but decoded as '", name(), "'");
+  CDL_CHECK(n >= 0 && h.numel == static_cast<uint64_t>(n), "payload: holds ", h.numel,
+            " elements but the destination has ", n);
+  CDL_CHECK(out != nullptr || n == 0, "payload: null destination");
+  decodeBody(h, in + kHeaderBytes, out, n, accumulate);
+}
+
+Bytes Codec::encode(const float* x, int64_t n, const LayerRate& rate, uint64_t roundingKey) const {
+  Bytes p(maxEncodedBytes(n, rate));
+  p.resize(encode(x, n, rate, roundingKey, p.data(), p.size()));
+  return p;
+}
+
+std::unique_ptr<Codec> makeCodec(CodecId id) {
+  switch (id) {
+    case CodecId::kNone:
+      return makeNoneCodec();
+    case CodecId::kFp16:
+      return makeFp16Codec();
+    case CodecId::kBf16:
+      return makeBf16Codec();
+    case CodecId::kQsgd:
+      return makeQsgdCodec();
+    case CodecId::kTopk:
+      return makeTopkCodec();
+  }
+  CDL_THROW("unknown codec id ", static_cast<int>(id));
+}
+
+std::unique_ptr<Codec> makeCodec(const std::string& name) {
+  for (int i = 0; i < kNumCodecIds; ++i) {
+    if (codecName(static_cast<CodecId>(i)) == name) return makeCodec(static_cast<CodecId>(i));
+  }
+  CDL_CHECK(name != "powersgd",
+            "powersgd is not a payload codec but a reduction scheme (comm/reduce/scheme.h)");
+  CDL_THROW("unknown codec '", name, "' (expected none, fp16, bf16, qsgd or topk)");
+}
+
+}  // namespace cdl::comm

@@ -1,0 +1,79 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "comm/codec/wire.h"
+#include "kernels/base/bytes.h"
+#include "kernels/quantize.h"
+
+namespace cdl::comm {
+
+enum class EntropyStage : uint8_t { kNone = 0, kRans = 1 };
+
+// How hard a payload codec compresses one tensor: the rate a planner may choose per layer. Each
+// codec reads the fields that concern it.
+struct LayerRate {
+  int bits = 4;                                                 // qsgd: 1..8
+  int64_t bucket = 1024;                                        // qsgd: elements per scale
+  kernels::Rounding rounding = kernels::Rounding::kStochastic;  // qsgd
+  EntropyStage entropy = EntropyStage::kRans;                   // qsgd, topk
+  double density = 0.01;                                        // topk: kept fraction, (0, 1]
+};
+
+// Turns a flat fp32 buffer into a self-describing payload (Note [Payload wire format]) and back.
+// Codecs hold no state between calls and may be shared by threads.
+class Codec {
+ public:
+  virtual ~Codec() = default;
+
+  virtual CodecId id() const = 0;
+  std::string name() const { return codecName(id()); }
+
+  // What a collective needs to know of the codec (Note [Compressed allreduce]):
+  // True when decoding payloads of one chunk and adding them gives the sum of the chunks within
+  // the codec's error (quantizers: scatter-reduce works); false when payloads must be gathered
+  // and summed by every rank (top-k).
+  virtual bool summable() const = 0;
+  // True when decode(encode(x)) == x bit for bit (fp32): a collective may then reduce the raw
+  // floats with the transport's own allreduce, and error feedback has nothing to keep.
+  virtual bool lossless() const { return false; }
+  // Chunk boundaries of a scatter-reduce must fall on multiples of this many elements, so that no
+  // group of elements that share a parameter (qsgd's scale buckets) is cut in two.
+  virtual int64_t chunkAlignment(const LayerRate&) const { return 1; }
+
+  // An upper bound on the payload size for n elements at this rate (header included).
+  virtual size_t maxEncodedBytes(int64_t n, const LayerRate& rate) const = 0;
+
+  // Encodes x[0..n) into out (capacity >= maxEncodedBytes) and returns the payload size.
+  // roundingKey selects the stream of stochastic rounding (kernels::roundingKey(seed, step,
+  // tensor)); codecs that round to nearest ignore it. Throws cdl::Error on invalid rates, and
+  // when a lossy codec meets NaN or infinity (naming the index).
+  virtual size_t encode(const float* x, int64_t n, const LayerRate& rate, uint64_t roundingKey,
+                        uint8_t* out, size_t capacity) const = 0;
+
+  // Decodes the payload in[0..len) into out[0..n): overwrites, or adds when accumulate is set.
+  // Validates the header (codec, count, hash) and the body; throws cdl::Error saying what is
+  // wrong and never touches memory outside in[0..len) and out[0..n).
+  void decode(const uint8_t* in, size_t len, float* out, int64_t n, bool accumulate) const;
+
+  // Convenience forms.
+  Bytes encode(const float* x, int64_t n, const LayerRate& rate, uint64_t roundingKey = 0) const;
+  void decode(const Bytes& p, float* out, int64_t n, bool accumulate = false) const {
+    decode(p.data(), p.size(), out, n, accumulate);
+  }
+
+ protected:
+  // Decodes a body whose header has been validated and matches this codec and n.
+  virtual void decodeBody(const PayloadHeader& h, const uint8_t* body, float* out, int64_t n,
+                          bool accumulate) const = 0;
+};
+
+// The codec for an id, and for a name ("none", "fp16", "bf16", "qsgd", "topk").
+std::unique_ptr<Codec> makeCodec(CodecId id);
+std::unique_ptr<Codec> makeCodec(const std::string& name);
+
+}  // namespace cdl::comm

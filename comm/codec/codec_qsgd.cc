@@ -1,0 +1,127 @@
+// qsgd: bucketed uniform quantization (Note [Bucketed uniform quantization]) with an optional
+// rANS stage over the symbols.
+//
+// Body: fp32 scale[numBuckets], then the symbols: packBits(sym, bits) when the entropy stage is
+// none, a rANS stream (Note [Interleaved rANS stream]) when it is rans.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "comm/codec/codecs.h"
+#include "kernels/base/error.h"
+#include "kernels/bitpack.h"
+#include "kernels/histogram.h"
+#include "kernels/rans.h"
+
+namespace cdl::comm {
+namespace {
+
+void checkRate(const LayerRate& r) {
+  CDL_CHECK(r.bits >= 1 && r.bits <= 8, "qsgd: bits = ", r.bits, " (must be 1..8)");
+  CDL_CHECK(r.bucket >= 1 && r.bucket <= (int64_t{1} << 30), "qsgd: bucket = ", r.bucket,
+            " (must be 1..2^30)");
+  CDL_CHECK(r.entropy == EntropyStage::kNone || r.entropy == EntropyStage::kRans,
+            "qsgd: unknown entropy stage");
+}
+
+// Per-thread scratch for the symbols, reused across calls so the hot path does not allocate.
+uint8_t* symbolScratch(int64_t n) {
+  thread_local std::vector<uint8_t> buf;
+  if (buf.size() < static_cast<size_t>(n)) buf.resize(static_cast<size_t>(n));
+  return buf.data();
+}
+
+class QsgdCodec : public Codec {
+ public:
+  CodecId id() const override { return CodecId::kQsgd; }
+  bool summable() const override { return true; }
+  int64_t chunkAlignment(const LayerRate& rate) const override { return rate.bucket; }
+
+  size_t maxEncodedBytes(int64_t n, const LayerRate& rate) const override {
+    checkRate(rate);
+    const size_t scales = 4 * static_cast<size_t>(kernels::numBuckets(n, rate.bucket));
+    const size_t symbols = rate.entropy == EntropyStage::kRans ? kernels::ransMaxEncodedBytes(n)
+                                                               : kernels::packedBytes(n, rate.bits);
+    return kHeaderBytes + scales + symbols;
+  }
+
+  size_t encode(const float* x, int64_t n, const LayerRate& rate, uint64_t roundingKey,
+                uint8_t* out, size_t capacity) const override {
+    CDL_CHECK(n >= 0 && (x != nullptr || n == 0), "qsgd: bad input (n = ", n, ")");
+    const size_t bound = maxEncodedBytes(n, rate);
+    CDL_CHECK(capacity >= bound, "qsgd: output capacity ", capacity, " < ", bound);
+    const int64_t nb = kernels::numBuckets(n, rate.bucket);
+    uint8_t* sym = symbolScratch(n);
+    std::vector<float> scales(static_cast<size_t>(nb));
+    kernels::QuantizeParams qp;
+    qp.bits = rate.bits;
+    qp.bucket = rate.bucket;
+    qp.rounding = rate.rounding;
+    qp.key = roundingKey;
+    kernels::quantize(x, n, qp, sym, scales.data());
+
+    uint8_t* body = out + kHeaderBytes;
+    if (nb > 0) std::memcpy(body, scales.data(), scales.size() * 4);
+    uint8_t* stream = body + scales.size() * 4;
+    size_t streamBytes;
+    if (rate.entropy == EntropyStage::kRans) {
+      const size_t room = capacity - static_cast<size_t>(stream - out);
+      streamBytes = kernels::ransEncode(sym, n, stream, room);
+    } else {
+      kernels::packBits(sym, n, rate.bits, stream);
+      streamBytes = kernels::packedBytes(n, rate.bits);
+    }
+    PayloadHeader h;
+    h.codec = CodecId::kQsgd;
+    h.numel = static_cast<uint64_t>(n);
+    h.bits = static_cast<uint8_t>(rate.bits);
+    h.rounding = static_cast<uint8_t>(rate.rounding);
+    h.entropy = static_cast<uint8_t>(rate.entropy);
+    h.bucket = static_cast<uint32_t>(rate.bucket);
+    h.bodyBytes = scales.size() * 4 + streamBytes;
+    writeHeader(h, out);
+    return kHeaderBytes + h.bodyBytes;
+  }
+
+ protected:
+  void decodeBody(const PayloadHeader& h, const uint8_t* body, float* out, int64_t n,
+                  bool accumulate) const override {
+    CDL_CHECK(h.bits >= 1 && h.bits <= 8, "qsgd payload: bits = ", int(h.bits));
+    CDL_CHECK(h.bucket >= 1 && h.bucket <= (1u << 30), "qsgd payload: bucket = ", h.bucket);
+    CDL_CHECK(h.rounding <= 1 && h.entropy <= 1 && h.arg == 0,
+              "qsgd payload: bad rounding, entropy or argument field");
+    const int64_t nb = kernels::numBuckets(n, h.bucket);
+    const uint64_t scaleBytes = 4 * static_cast<uint64_t>(nb);
+    CDL_CHECK(h.bodyBytes >= scaleBytes, "qsgd payload: body of ", h.bodyBytes,
+              " bytes cannot hold ", nb, " scales");
+    std::vector<float> scales(static_cast<size_t>(nb));
+    if (nb > 0) std::memcpy(scales.data(), body, scaleBytes);
+    for (int64_t b = 0; b < nb; ++b) {
+      CDL_CHECK(std::isfinite(scales[b]) && scales[b] >= 0.0f, "qsgd payload: scale of bucket ", b,
+                " is ", scales[b]);
+    }
+    const uint8_t* stream = body + scaleBytes;
+    const size_t streamBytes = h.bodyBytes - scaleBytes;
+    const int alphabet = static_cast<int>(kernels::quantIntervals(h.bits)) + 1;
+    uint8_t* sym = symbolScratch(n);
+    if (h.entropy == static_cast<uint8_t>(EntropyStage::kRans)) {
+      kernels::ransDecode(stream, streamBytes, n, sym, alphabet);
+    } else {
+      CDL_CHECK(streamBytes == kernels::packedBytes(n, h.bits), "qsgd payload: ", streamBytes,
+                " packed bytes for ", n, " symbols of ", int(h.bits), " bits");
+      kernels::unpackBits(stream, n, h.bits, sym);
+      uint8_t maxSym = 0;
+      for (int64_t i = 0; i < n; ++i) maxSym = std::max(maxSym, sym[i]);
+      CDL_CHECK(n == 0 || maxSym < alphabet, "qsgd payload: symbol ", int(maxSym), " outside the ",
+                alphabet, " levels of ", int(h.bits), " bits");
+    }
+    kernels::dequantize(sym, scales.data(), n, h.bits, h.bucket, out, accumulate);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Codec> makeQsgdCodec() { return std::make_unique<QsgdCodec>(); }
+
+}  // namespace cdl::comm

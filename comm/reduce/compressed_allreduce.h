@@ -1,0 +1,60 @@
+#pragma once
+
+#include <cstdint>
+
+#include "comm/codec/codec.h"
+#include "comm/transport/communicator.h"
+
+namespace cdl::comm {
+
+// What one compressed allreduce cost this rank.
+struct AllreduceStats {
+  uint64_t wireBytes = 0;      // payload bytes this rank sent to other ranks
+  uint64_t fp32Bytes = 0;      // what a ring allreduce of fp32 would send: 2 (W-1)/W * 4n
+  double encodeSeconds = 0.0;  // encoding and error-feedback bookkeeping
+  double commSeconds = 0.0;    // waiting on collectives
+  double decodeSeconds = 0.0;  // decoding and summing
+};
+
+struct CompressedAllreduceOptions {
+  bool average = true;  // divide the sum by the number of ranks
+  // The error-feedback residual of this tensor (n floats) or null. When set, x + residual is
+  // compressed, and the residual becomes what this rank's first encoding lost.
+  float* residual = nullptr;
+  // Upper bound on how long each collective may take; zero or less: CDL_COMM_TIMEOUT.
+  double timeoutSeconds = 0.0;
+  // The stream of stochastic rounding, e.g. kernels::roundingKey(seed, step, bucket); the same on
+  // every rank.
+  uint64_t roundingKey = 0;
+};
+
+// What a ring allreduce of `bytes` sends from each of `size` ranks: 2 (W-1)/W * bytes.
+uint64_t ringAllreduceBytes(int size, double bytes);
+
+// w->wait() bounded by timeoutSeconds; zero or less: the Work's default (CDL_COMM_TIMEOUT).
+void waitWork(const std::shared_ptr<Work>& w, double timeoutSeconds);
+
+// The uncompressed path: sums x[0..n) over comm with its fp32 allreduce and divides by the number
+// of ranks when average is set. Adds the time to stats' comm and decode seconds and sets its
+// wireBytes to what the ring sends.
+void fp32Allreduce(Communicator& comm, float* x, int64_t n, bool average, double timeoutSeconds,
+                   AllreduceStats* stats);
+
+// Note [Compressed allreduce]
+// Summable codecs (quantizers) run scatter-reduce + allgather: x is cut into W chunks (W ranks;
+// boundaries on multiples of the codec's chunk alignment, qsgd's bucket, so no bucket straddles
+// two chunks), rank r
+// encodes chunk j for rank j, alltoallv moves the payloads, rank j decodes and sums its chunk's W
+// payloads in rank order, re-encodes the sum and allgathervs it; every rank, the owner too,
+// decodes the same bytes, so all replicas end bit-identical. Gather-only codecs (top-k) allgatherv
+// one payload per rank and every rank sums all of them in rank order. Stochastic rounding keys
+// differ per (rank, chunk, stage), derived from opt.roundingKey. A lossless codec (none) is the
+// communicator's own fp32 allreduce, without payloads. What the algorithm needs of the codec it
+// asks it (summable, lossless, chunkAlignment), never which codec it is. Each calling thread keeps
+// its payload buffers for the next call (their capacity is the largest bucket it has reduced). Must
+// be called by every rank of comm with the same n, codec and rate, from one thread per rank.
+void compressedAllreduce(Communicator& comm, const Codec& codec, const LayerRate& rate, float* x,
+                         int64_t n, const CompressedAllreduceOptions& opt = {},
+                         AllreduceStats* stats = nullptr);
+
+}  // namespace cdl::comm

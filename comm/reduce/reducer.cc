@@ -1,0 +1,251 @@
+#include "comm/reduce/reducer.h"
+
+#include <ATen/ops/empty_like.h>
+#include <fnmatch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <sstream>
+
+#include "comm/reduce/bucket_layout.h"
+#include "comm/reduce/replica_check.h"
+#include "kernels/base/error.h"
+
+namespace cdl::comm {
+namespace {
+
+std::string shapeString(const at::Tensor& t) {
+  std::ostringstream os;
+  os << "[";
+  for (int64_t d = 0; d < t.dim(); ++d) os << (d ? ", " : "") << t.size(d);
+  os << "]";
+  return os.str();
+}
+
+}  // namespace
+
+Reducer::Reducer(std::shared_ptr<Communicator> comm,
+                 std::vector<std::pair<std::string, at::Tensor>> params, ReducerOptions options)
+    : comm_(std::move(comm)), options_(std::move(options)) {
+  CDL_CHECK(comm_ != nullptr, "reducer: null communicator");
+  CDL_CHECK(comm_->memory() == MemoryKind::kHost,
+            "reducer: this reducer reduces CPU tensors, but the communicator takes device memory");
+  for (auto& [name, tensor] : params) {
+    CDL_CHECK(tensor.defined(), "reducer: parameter '", name, "' is undefined");
+    CDL_CHECK(tensor.scalar_type() == at::kFloat, "reducer: parameter '", name,
+              "' is not float32 (", tensor.scalar_type(), ")");
+    CDL_CHECK(tensor.device().is_cpu(), "reducer: parameter '", name, "' is on ", tensor.device(),
+              "; this reducer reduces CPU tensors");
+    CDL_CHECK(byName_.emplace(name, static_cast<int>(params_.size())).second,
+              "reducer: parameter name '", name, "' appears twice");
+    Param p;
+    p.name = name;
+    p.tensor = tensor;
+    p.numel = tensor.numel();
+    p.scheme = options_.scheme;
+    for (const auto& [pattern, spec] : options_.overrides) {
+      if (fnmatch(pattern.c_str(), name.c_str(), 0) == 0) {
+        p.scheme = spec;
+        break;
+      }
+    }
+    if (p.numel < options_.minCompressNumel) p.scheme = SchemeSpec{};
+    params_.push_back(std::move(p));
+  }
+  layOut();
+  checkReplicas();
+  for (int i = 0; i < static_cast<int>(params_.size()); ++i) {
+    if (!params_[i].tensor.requires_grad()) continue;
+    params_[i].hook =
+        params_[i].tensor.register_hook([this, i](const at::Tensor& grad) { onGradient(i, grad); });
+    params_[i].hooked = true;
+  }
+  thread_ = std::thread([this] { commLoop(); });
+}
+
+Reducer::~Reducer() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  for (Param& p : params_) {
+    if (p.hooked) p.tensor.remove_hook(p.hook);
+  }
+}
+
+void Reducer::layOut() {
+  std::vector<LayoutParam> layout;
+  for (const Param& p : params_) layout.push_back({p.numel, formatSchemeSpec(p.scheme)});
+  SchemeOptions so;
+  so.errorFeedback = options_.errorFeedback;
+  so.seed = options_.seed;
+  so.timeoutSeconds = options_.timeoutSeconds;
+  for (const BucketLayout& l :
+       layOutBuckets(layout, options_.firstBucketBytes, options_.bucketBytes)) {
+    Bucket& b = buckets_.emplace_back();
+    std::vector<BucketTensor> tensors;
+    for (size_t k = 0; k < l.params.size(); ++k) {
+      Param& p = params_[static_cast<size_t>(l.params[k])];
+      p.bucket = static_cast<int>(buckets_.size()) - 1;
+      p.offset = l.offsets[k];
+      b.params.push_back(l.params[k]);
+      const int64_t rows = p.tensor.dim() == 0 ? 1 : p.tensor.size(0);
+      tensors.push_back({p.name, l.params[k], p.offset, rows, rows > 0 ? p.numel / rows : 0});
+    }
+    b.data.resize(static_cast<size_t>(l.numel));
+    b.pending = static_cast<int>(b.params.size());
+    b.scheme = makeScheme(params_[static_cast<size_t>(l.params[0])].scheme, std::move(tensors), so);
+  }
+  bucketReady_.assign(buckets_.size(), false);
+}
+
+void Reducer::checkReplicas() {
+  std::vector<std::string> items;
+  for (const Param& p : params_) {
+    items.push_back(p.name + " " + shapeString(p.tensor) + " " + formatSchemeSpec(p.scheme));
+  }
+  requireSameOnEveryRank(*comm_, items, "reducer: parameter",
+                         "every rank must build the same model with the same codec settings",
+                         options_.timeoutSeconds);
+}
+
+void Reducer::onGradient(int index, const at::Tensor& grad) {
+  Param& p = params_[index];
+  CDL_CHECK(grad.scalar_type() == at::kFloat && grad.device().is_cpu() && grad.numel() == p.numel,
+            "reducer: gradient of '", p.name, "' is not a CPU float32 tensor of ", p.numel,
+            " elements");
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    CDL_CHECK(!p.ready, "reducer: '", p.name,
+              "' got a second gradient before finalize(); call finalize() after every backward");
+    p.ready = true;
+  }
+  // The bucket is not in flight while one of its gradients is missing, so the copy needs no lock.
+  const at::Tensor g = grad.contiguous();
+  std::memcpy(buckets_[p.bucket].data.data() + p.offset, g.data_ptr<float>(),
+              static_cast<size_t>(p.numel) * sizeof(float));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    markReadyLocked(index);
+  }
+  cv_.notify_all();
+}
+
+void Reducer::markReadyLocked(int index) {
+  Bucket& b = buckets_[params_[index].bucket];
+  if (--b.pending == 0) bucketReady_[params_[index].bucket] = true;
+}
+
+void Reducer::commLoop() {
+  const int nb = static_cast<int>(buckets_.size());
+  while (true) {
+    int b;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] {
+        return stop_ || (!stepDone_ && nextBucket_ < nb && bucketReady_[nextBucket_]);
+      });
+      if (stop_) return;
+      b = nextBucket_;
+    }
+    AllreduceStats st;
+    std::exception_ptr error;
+    try {
+      reduceBucket(b, &st);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      running_.buckets.push_back(st);
+      running_.wireBytes += st.wireBytes;
+      running_.fp32Bytes += st.fp32Bytes;
+      running_.encodeSeconds += st.encodeSeconds;
+      running_.commSeconds += st.commSeconds;
+      running_.decodeSeconds += st.decodeSeconds;
+      ++nextBucket_;
+      if (error) {
+        // Stop issuing collectives this step: the peers' waits time out and report it too.
+        error_ = error;
+        stepDone_ = true;
+      } else if (nextBucket_ == nb) {
+        stepDone_ = true;
+      }
+    }
+    cv_.notify_all();
+  }
+}
+
+void Reducer::reduceBucket(int b, AllreduceStats* st) {
+  Bucket& bucket = buckets_[static_cast<size_t>(b)];
+  bucket.scheme->reduce(*comm_, bucket.data.data(), b, step_, st);
+}
+
+void Reducer::finalize() {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (error_) std::rethrow_exception(error_);
+  // Parameters without a gradient this step (unused in the forward pass) count as zero.
+  for (int i = 0; i < static_cast<int>(params_.size()); ++i) {
+    Param& p = params_[i];
+    if (p.ready) continue;
+    p.ready = true;
+    std::fill_n(buckets_[p.bucket].data.data() + p.offset, p.numel, 0.0f);
+    markReadyLocked(i);
+  }
+  cv_.notify_all();
+  cv_.wait(lock, [&] { return stepDone_ || buckets_.empty(); });
+  if (error_) std::rethrow_exception(error_);
+  for (Param& p : params_) {
+    at::Tensor& grad = p.tensor.mutable_grad();
+    if (!grad.defined() || !grad.is_contiguous() || grad.scalar_type() != at::kFloat) {
+      grad = at::empty_like(p.tensor, at::MemoryFormat::Contiguous);
+    }
+    std::memcpy(grad.data_ptr<float>(), buckets_[p.bucket].data.data() + p.offset,
+                static_cast<size_t>(p.numel) * sizeof(float));
+    p.ready = false;
+  }
+  for (Bucket& b : buckets_) b.pending = static_cast<int>(b.params.size());
+  std::fill(bucketReady_.begin(), bucketReady_.end(), false);
+  stats_ = std::move(running_);
+  running_ = ReducerStepStats{};
+  nextBucket_ = 0;
+  stepDone_ = false;
+  ++step_;
+}
+
+void Reducer::setStep(uint64_t step) {
+  std::lock_guard<std::mutex> lock(mu_);
+  CDL_CHECK(nextBucket_ == 0 && std::none_of(params_.begin(), params_.end(),
+                                             [](const Param& p) { return p.ready; }),
+            "reducer: setStep() in the middle of a step");
+  step_ = step;
+}
+
+const SchemeSpec& Reducer::schemeOf(const std::string& name) const {
+  auto it = byName_.find(name);
+  CDL_CHECK(it != byName_.end(), "reducer: no parameter named '", name, "'");
+  return params_[static_cast<size_t>(it->second)].scheme;
+}
+
+SchemeState Reducer::schemeState() const {
+  SchemeState out;
+  for (const Bucket& b : buckets_) b.scheme->saveState(&out);
+  return out;
+}
+
+void Reducer::restoreSchemeState(const SchemeState& state) {
+  for (const auto& [name, fields] : state) {
+    CDL_CHECK(byName_.count(name), "reducer: the saved state names unknown tensor '", name, "'");
+  }
+  for (const Param& p : params_) {
+    CDL_CHECK(state.count(p.name), "reducer: the saved state lacks tensor '", p.name, "'");
+  }
+  // Check everything before changing anything.
+  for (const Bucket& b : buckets_) b.scheme->checkState(state);
+  for (Bucket& b : buckets_) b.scheme->loadState(state);
+}
+
+}  // namespace cdl::comm

@@ -1,0 +1,301 @@
+// Communicator over MPI: each call posts non-blocking MPI requests; Work::wait drives them with
+// MPI_Test, so a peer that never joins turns into a timeout error instead of a hang.
+#include "comm/transport/mpi_communicator.h"
+
+#include <algorithm>
+#include <atomic>
+#include <climits>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "comm/transport/ring_allreduce.h"
+#include "kernels/base/checks.h"
+#include "kernels/base/error.h"
+
+namespace cdl::comm {
+void abortMpi(int code) {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (initialized && !finalized) MPI_Abort(MPI_COMM_WORLD, code);
+}
+
+}  // namespace cdl::comm
+
+namespace cdl::comm {
+
+void initMpi(int* argc, char*** argv) {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  int provided = 0;
+  if (!initialized) {
+    CDL_MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided));
+  } else {
+    MPI_Query_thread(&provided);
+  }
+  CDL_CHECK(provided >= MPI_THREAD_MULTIPLE, "MPI provides thread level ", provided,
+            " but cdl needs MPI_THREAD_MULTIPLE; use an MPI built with thread support");
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  setProcessRank(rank);
+}
+
+void finalizeMpi() {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (initialized && !finalized) MPI_Finalize();
+}
+
+namespace {
+
+// A Work made of phases: each phase posts requests; the next one starts when they complete.
+class MpiWork : public Work {
+ public:
+  using Phase = std::function<void(std::vector<MPI_Request>&)>;
+
+  MpiWork(std::string what, std::vector<Phase> phases)
+      : Work(std::move(what)), phases_(std::move(phases)) {
+    advance();
+  }
+
+ protected:
+  bool polled() const override { return true; }
+  bool poll() override {
+    std::lock_guard<std::mutex> lock(pollMu_);
+    if (finished_) return true;
+    try {
+      while (true) {
+        int flag = 0;
+        if (!requests_.empty()) {
+          CDL_MPI_CHECK(MPI_Testall(static_cast<int>(requests_.size()), requests_.data(), &flag,
+                                    MPI_STATUSES_IGNORE));
+          if (!flag) return false;
+        }
+        requests_.clear();
+        if (next_ == phases_.size()) break;
+        advance();
+      }
+      finished_ = true;
+      finish();
+    } catch (...) {
+      finished_ = true;
+      finish(std::current_exception());
+    }
+    return true;
+  }
+
+ private:
+  void advance() { phases_[next_++](requests_); }
+
+  std::vector<Phase> phases_;
+  size_t next_ = 0;
+  std::vector<MPI_Request> requests_;
+  std::mutex pollMu_;
+  bool finished_ = false;
+};
+
+int checkedInt(size_t v, const char* what) {
+  CDL_CHECK(v <= static_cast<size_t>(INT_MAX), what, ": ", v,
+            " bytes exceed MPI's int count; split the buffer");
+  return static_cast<int>(v);
+}
+
+class MpiCommunicator : public Communicator {
+ public:
+  MpiCommunicator(MPI_Comm comm, const CollectiveOptions& options) : options_(options) {
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    CDL_CHECK(initialized, "MPI is not initialized; call cdl::comm::initMpi first");
+    CDL_MPI_CHECK(MPI_Comm_dup(comm, &comm_));
+    MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &size_);
+  }
+  ~MpiCommunicator() override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Comm_free(&comm_);
+  }
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  MemoryKind memory() const override { return MemoryKind::kHost; }
+
+  std::shared_ptr<Work> allreduce(float* data, int64_t n) override {
+    CDL_CHECK(n >= 0 && (data != nullptr || n == 0), "allreduce: bad buffer (n = ", n, ")");
+    // Every rank decides alike: the buffers of one collective have the same length everywhere.
+    if (useRing(options_, size_, n)) {
+      const uint64_t seq = seq_++;
+      return ringAllreduce(*this, data, n, seq,
+                           "allreduce of " + std::to_string(n) + " floats (ring)" + where(seq));
+    }
+    MPI_Comm comm = comm_;
+    return make("allreduce of " + std::to_string(n) + " floats",
+                {[=](std::vector<MPI_Request>& reqs) {
+                  // MPI counts are ints: larger buffers go as several reductions (at least one,
+                  // so that an empty buffer still matches its peers' call).
+                  const int64_t chunks = std::max<int64_t>(1, (n + INT_MAX - 1) / INT_MAX);
+                  for (int64_t c = 0; c < chunks; ++c) {
+                    const int64_t off = c * INT_MAX;
+                    const int count = static_cast<int>(std::min<int64_t>(INT_MAX, n - off));
+                    reqs.emplace_back();
+                    CDL_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, data + off, count, MPI_FLOAT,
+                                                 MPI_SUM, comm, &reqs.back()));
+                  }
+                }});
+  }
+
+  std::shared_ptr<Work> allgatherv(const Bytes& send, Bytes* recv,
+                                   std::vector<size_t>* sizes) override {
+    auto counts = std::make_shared<std::vector<uint64_t>>(size_);
+    auto icounts = std::make_shared<std::vector<int>>(size_);
+    auto displs = std::make_shared<std::vector<int>>(size_);
+    auto mine = std::make_shared<uint64_t>(send.size());
+    MPI_Comm comm = comm_;
+    return make("allgatherv of " + std::to_string(send.size()) + " bytes",
+                {[=](std::vector<MPI_Request>& reqs) {
+                   reqs.emplace_back();
+                   CDL_MPI_CHECK(MPI_Iallgather(mine.get(), 1, MPI_UINT64_T, counts->data(), 1,
+                                                MPI_UINT64_T, comm, &reqs.back()));
+                 },
+                 [=, &send](std::vector<MPI_Request>& reqs) {
+                   size_t total = 0;
+                   sizes->assign(counts->begin(), counts->end());
+                   for (size_t r = 0; r < counts->size(); ++r) {
+                     (*icounts)[r] = checkedInt((*counts)[r], "allgatherv");
+                     (*displs)[r] = checkedInt(total, "allgatherv");
+                     total += (*counts)[r];
+                   }
+                   recv->resize(total);
+                   reqs.emplace_back();
+                   CDL_MPI_CHECK(MPI_Iallgatherv(send.data(), checkedInt(send.size(), "allgatherv"),
+                                                 MPI_BYTE, recv->data(), icounts->data(),
+                                                 displs->data(), MPI_BYTE, comm, &reqs.back()));
+                 }});
+  }
+
+  std::shared_ptr<Work> alltoallv(const std::vector<Bytes>& send,
+                                  std::vector<Bytes>* recv) override {
+    CDL_CHECK(static_cast<int>(send.size()) == size_, "alltoallv: ", send.size(),
+              " send buffers for ", size_, " ranks");
+    struct State {
+      std::vector<uint64_t> sendCounts, recvCounts;
+    };
+    auto st = std::make_shared<State>();
+    st->sendCounts.resize(size_);
+    st->recvCounts.resize(size_);
+    for (int r = 0; r < size_; ++r) st->sendCounts[r] = send[r].size();
+    MPI_Comm comm = comm_;
+    const int n = size_, me = rank_;
+    // Every rank issues collectives in the same order, so the sequence number is the same on all
+    // of them; as the tag it keeps the messages of collectives in flight together apart.
+    const uint64_t seq = seq_++;
+    const int tag = static_cast<int>(seq % kTagSpace);
+    return std::make_shared<MpiWork>(
+        "alltoallv" + where(seq),
+        std::vector<MpiWork::Phase>{
+            [=](std::vector<MPI_Request>& reqs) {
+              reqs.emplace_back();
+              CDL_MPI_CHECK(MPI_Ialltoall(st->sendCounts.data(), 1, MPI_UINT64_T,
+                                          st->recvCounts.data(), 1, MPI_UINT64_T, comm,
+                                          &reqs.back()));
+            },
+            // The payloads go point to point, straight from the send buffers into the receive
+            // buffers (which keep their capacity from earlier calls).
+            [=, &send](std::vector<MPI_Request>& reqs) {
+              recv->resize(n);
+              for (int r = 0; r < n; ++r) {
+                const int count = checkedInt(st->recvCounts[r], "alltoallv");
+                checkedInt(st->sendCounts[r], "alltoallv");
+                (*recv)[r].resize(static_cast<size_t>(count));
+                if (r == me) {
+                  std::copy(send[r].begin(), send[r].end(), (*recv)[r].begin());
+                  continue;
+                }
+                reqs.emplace_back();
+                CDL_MPI_CHECK(
+                    MPI_Irecv((*recv)[r].data(), count, MPI_BYTE, r, tag, comm, &reqs.back()));
+              }
+              for (int k = 1; k < n; ++k) {
+                const int r = (me + k) % n;  // spread the sends: not everyone to rank 0 first
+                reqs.emplace_back();
+                CDL_MPI_CHECK(MPI_Isend(send[r].data(), static_cast<int>(send[r].size()), MPI_BYTE,
+                                        r, tag, comm, &reqs.back()));
+              }
+            }});
+  }
+
+  std::shared_ptr<Work> broadcast(Bytes* data, int root) override {
+    CDL_CHECK(root >= 0 && root < size_, "broadcast: root ", root, " outside ", size_, " ranks");
+    auto len = std::make_shared<uint64_t>(data->size());
+    MPI_Comm comm = comm_;
+    return make("broadcast from rank " + std::to_string(root),
+                {[=](std::vector<MPI_Request>& reqs) {
+                   reqs.emplace_back();
+                   CDL_MPI_CHECK(MPI_Ibcast(len.get(), 1, MPI_UINT64_T, root, comm, &reqs.back()));
+                 },
+                 [=](std::vector<MPI_Request>& reqs) {
+                   data->resize(*len);
+                   reqs.emplace_back();
+                   CDL_MPI_CHECK(MPI_Ibcast(data->data(), checkedInt(*len, "broadcast"), MPI_BYTE,
+                                            root, comm, &reqs.back()));
+                 }});
+  }
+
+  std::shared_ptr<Work> barrier() override {
+    MPI_Comm comm = comm_;
+    return make("barrier", {[=](std::vector<MPI_Request>& reqs) {
+                  reqs.emplace_back();
+                  CDL_MPI_CHECK(MPI_Ibarrier(comm, &reqs.back()));
+                }});
+  }
+
+  std::shared_ptr<Work> sendRecv(const void* send, size_t sendBytes, int to, void* recv,
+                                 size_t recvBytes, int from, uint64_t tag) override {
+    CDL_CHECK(to >= 0 && to < size_ && from >= 0 && from < size_, "sendRecv: peers ", to, " and ",
+              from, " outside ", size_, " ranks");
+    const int sendCount = checkedInt(sendBytes, "sendRecv"),
+              recvCount = checkedInt(recvBytes, "sendRecv");
+    const int mpiTag = static_cast<int>(tag % kTagSpace);
+    MPI_Comm comm = comm_;
+    return std::make_shared<MpiWork>(
+        "sendRecv of " + std::to_string(sendBytes) + " bytes to rank " + std::to_string(to) +
+            " and " + std::to_string(recvBytes) + " from rank " + std::to_string(from) + " (tag " +
+            std::to_string(tag) + " on rank " + std::to_string(rank_) + ")",
+        std::vector<MpiWork::Phase>{[=](std::vector<MPI_Request>& reqs) {
+          reqs.resize(2);
+          CDL_MPI_CHECK(MPI_Irecv(recv, recvCount, MPI_BYTE, from, mpiTag, comm, &reqs[0]));
+          CDL_MPI_CHECK(MPI_Isend(send, sendCount, MPI_BYTE, to, mpiTag, comm, &reqs[1]));
+        }});
+  }
+
+ private:
+  std::string where(uint64_t seq) const {
+    return " (collective #" + std::to_string(seq) + " on rank " + std::to_string(rank_) + " of " +
+           std::to_string(size_) + ")";
+  }
+
+  // A collective: numbered in issue order, the same on every rank (the number is also the tag of
+  // its point-to-point messages).
+  std::shared_ptr<Work> make(const std::string& what, std::vector<MpiWork::Phase> phases) {
+    return std::make_shared<MpiWork>(what + where(seq_++), std::move(phases));
+  }
+
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  static constexpr uint64_t kTagSpace = 32768;  // MPI guarantees tags up to 32767
+  CollectiveOptions options_;
+  int rank_ = 0;
+  int size_ = 1;
+  std::atomic<uint64_t> seq_{0};  // collectives issued so far
+};
+
+}  // namespace
+
+std::shared_ptr<Communicator> makeMpiCommunicator(MPI_Comm comm, const CollectiveOptions& options) {
+  return std::make_shared<MpiCommunicator>(comm, options);
+}
+
+}  // namespace cdl::comm

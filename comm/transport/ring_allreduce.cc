@@ -1,0 +1,53 @@
+#include "comm/transport/ring_allreduce.h"
+
+#include <climits>
+#include <vector>
+
+#include "kernels/base/error.h"
+
+namespace cdl::comm {
+
+bool useRing(const CollectiveOptions& options, int size, int64_t n) {
+  return size > 2 && n >= options.ringMinFloats && n / size < INT_MAX - 1;
+}
+
+std::shared_ptr<Work> ringAllreduce(Communicator& comm, float* data, int64_t n, uint64_t tag,
+                                    const std::string& what) {
+  CDL_CHECK(comm.memory() == MemoryKind::kHost, what, ": the ring adds on the host; this ",
+            "communicator takes device memory");
+  CDL_CHECK(n >= 0 && (data != nullptr || n == 0), what, ": bad buffer (n = ", n, ")");
+  const int p = comm.size(), me = comm.rank();
+  const int right = (me + 1) % p, left = (me + p - 1) % p;
+  auto begin = [n, p](int c) { return n * c / p; };  // chunk c is [begin(c), begin(c + 1))
+  auto chunk = [p](int c) { return ((c % p) + p) % p; };
+  auto bytes = [begin](int c) { return static_cast<size_t>(begin(c + 1) - begin(c)) * 4; };
+  auto tmp = std::make_shared<std::vector<float>>(static_cast<size_t>(n / p + 1));
+  Communicator* c = &comm;
+  // One step: send chunk sendC to the right, receive chunk recvC from the left into recvTo.
+  auto exchange = [=](int sendC, int recvC, float* recvTo) {
+    return std::vector<std::shared_ptr<Work>>{
+        c->sendRecv(data + begin(sendC), bytes(sendC), right, recvTo, bytes(recvC), left, tag)};
+  };
+  auto addReceived = [=](int ch) {
+    float* dst = data + begin(ch);
+    const float* src = tmp->data();
+    const int64_t len = begin(ch + 1) - begin(ch);
+    for (int64_t i = 0; i < len; ++i) dst[i] += src[i];
+  };
+  std::vector<PhasedWork::Phase> phases;
+  for (int s = 0; s < p - 1; ++s) {  // reduce-scatter
+    phases.push_back([=] {
+      if (s > 0) addReceived(chunk(me - s));
+      return exchange(chunk(me - s), chunk(me - s - 1), tmp->data());
+    });
+  }
+  for (int s = 0; s < p - 1; ++s) {  // allgather: this rank finished chunk me + 1
+    phases.push_back([=] {
+      if (s == 0) addReceived(chunk(me - (p - 1)));
+      return exchange(chunk(me + 1 - s), chunk(me - s), data + begin(chunk(me - s)));
+    });
+  }
+  return std::make_shared<PhasedWork>(what, std::move(phases));
+}
+
+}  // namespace cdl::comm

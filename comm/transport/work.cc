@@ -1,0 +1,107 @@
+#include "comm/transport/work.h"
+
+#include <thread>
+
+#include "kernels/base/error.h"
+#include "kernels/base/knobs.h"
+
+namespace cdl::comm {
+
+void Work::finish(std::exception_ptr error) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (done_) return;
+    done_ = true;
+    error_ = std::move(error);
+  }
+  cv_.notify_all();
+}
+
+bool Work::completed() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (done_) return true;
+  }
+  return poll();
+}
+
+void Work::wait() { wait(std::chrono::duration<double>(knobSeconds(kKnobCommTimeout))); }
+
+void Work::wait(std::chrono::duration<double> timeout) {
+  using Clock = std::chrono::steady_clock;
+  const bool forever = timeout.count() <= 0.0;
+  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(timeout);
+  auto timedOut = [&] {
+    const std::string who = missing();
+    CDL_THROW(what_, " did not complete within ", timeout.count(), " s",
+              who.empty() ? std::string() : " (" + who + ")",
+              "; a rank may have failed or skipped it (CDL_COMM_TIMEOUT sets the limit)");
+  };
+  if (polled()) {
+    // Drive progress ourselves; yield so that oversubscribed ranks still get the core.
+    for (uint64_t spins = 0; !poll(); ++spins) {
+      if ((spins & 255) == 0 && !forever && Clock::now() >= deadline) timedOut();
+      std::this_thread::yield();
+    }
+  } else {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (forever) {
+      cv_.wait(lock, [this] { return done_; });
+    } else if (!cv_.wait_until(lock, deadline, [this] { return done_; })) {
+      lock.unlock();
+      timedOut();
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (error_) std::rethrow_exception(error_);
+}
+
+PhasedWork::PhasedWork(std::string what, std::vector<Phase> phases)
+    : Work(std::move(what)), phases_(std::move(phases)) {
+  std::lock_guard<std::mutex> lock(pollMu_);
+  start();
+}
+
+void PhasedWork::start() {
+  try {
+    if (next_ < phases_.size()) pending_ = phases_[next_++]();
+  } catch (...) {
+    finished_ = true;
+    finish(std::current_exception());
+  }
+}
+
+bool PhasedWork::poll() {
+  std::lock_guard<std::mutex> lock(pollMu_);
+  while (!finished_) {
+    for (const auto& w : pending_) {
+      if (!w->completed()) return false;
+    }
+    try {
+      // Every sub-Work has completed: waiting returns at once, rethrowing a failure.
+      for (const auto& w : pending_) w->wait(std::chrono::duration<double>(0));
+    } catch (...) {
+      finished_ = true;
+      finish(std::current_exception());
+      break;
+    }
+    pending_.clear();
+    if (next_ == phases_.size()) {
+      finished_ = true;
+      finish();
+      break;
+    }
+    start();
+  }
+  return true;
+}
+
+std::string PhasedWork::missing() const {
+  std::lock_guard<std::mutex> lock(pollMu_);
+  for (const auto& w : pending_) {
+    if (!w->completed()) return "step " + std::to_string(next_) + " waits for " + w->what();
+  }
+  return {};
+}
+
+}  // namespace cdl::comm

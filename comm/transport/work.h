@@ -1,0 +1,80 @@
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace cdl::comm {
+
+// An operation in flight (a collective, a bucket's reduction). Whoever runs it calls finish(),
+// with the error if it failed; whoever waits gets that error rethrown. A wait that outlasts its
+// timeout throws a cdl::Error naming the operation and, where known, the ranks it is waiting for,
+// so a job never hangs silently.
+class Work {
+ public:
+  explicit Work(std::string what) : what_(std::move(what)) {}
+  virtual ~Work() = default;
+  Work(const Work&) = delete;
+  Work& operator=(const Work&) = delete;
+
+  // Waits up to CDL_COMM_TIMEOUT seconds (Note [Knobs]).
+  void wait();
+  // Waits up to `timeout` (zero or less: forever). Rethrows the operation's error.
+  void wait(std::chrono::duration<double> timeout);
+  bool completed();
+
+  // What the operation is, e.g. "allreduce of 1000 floats (collective #12)".
+  const std::string& what() const { return what_; }
+
+  // Marks the operation done; the first call wins.
+  void finish(std::exception_ptr error = nullptr);
+
+ protected:
+  // Progress hook for operations that complete by polling (MPI requests, CUDA events): called by
+  // wait() and completed() with no lock held; returns true once the operation is done (after
+  // calling finish()). Such subclasses also return true from polled(), and wait() then drives
+  // poll() in a yielding loop, as MPI's own blocking calls do. The default leaves completion to
+  // finish() from another thread.
+  virtual bool poll() { return false; }
+  virtual bool polled() const { return false; }
+  // Who the operation still waits for ("ranks 2, 3 have not joined"), when known.
+  virtual std::string missing() const { return {}; }
+
+ private:
+  std::string what_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::exception_ptr error_;
+};
+
+// A Work made of phases run one after another: each phase starts operations (sub-Works, such as
+// the sendRecv steps of a ring) and the next phase starts once all of them have completed. The
+// first phase starts in the constructor; the others as the Work is polled (wait(), completed()).
+// A phase or sub-Work that fails fails the whole Work with its error.
+class PhasedWork : public Work {
+ public:
+  using Phase = std::function<std::vector<std::shared_ptr<Work>>()>;
+  PhasedWork(std::string what, std::vector<Phase> phases);
+
+ protected:
+  bool poll() override;
+  bool polled() const override { return true; }
+  std::string missing() const override;
+
+ private:
+  void start();  // runs phases_[next_], with pollMu_ held
+
+  std::vector<Phase> phases_;
+  size_t next_ = 0;
+  std::vector<std::shared_ptr<Work>> pending_;
+  mutable std::mutex pollMu_;
+  bool finished_ = false;
+};
+
+}  // namespace cdl::comm

@@ -1,0 +1,69 @@
+#include "kernels/base/knobs.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+
+#include "kernels/base/error.h"
+
+namespace cdl {
+namespace {
+
+// The raw value of a knob, read from the environment once per process (Note [Knobs]).
+std::string rawValue(const Knob& knob) {
+  static std::mutex mu;
+  static std::map<std::string, std::string> values;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = values.find(knob.name);
+  if (it == values.end()) {
+    const char* v = std::getenv(knob.name);
+    it = values.emplace(knob.name, (v && *v) ? std::string(v) : std::string(knob.defaultValue))
+             .first;
+  }
+  return it->second;
+}
+
+}  // namespace
+
+double knobSeconds(const Knob& knob) {
+  CDL_CHECK(knob.choices == nullptr, knob.name, " takes one of ", knob.choices,
+            ", not a number of seconds");
+  const std::string v = rawValue(knob);
+  char* end = nullptr;
+  const double s = std::strtod(v.c_str(), &end);
+  CDL_CHECK(!v.empty() && *end == '\0' && s >= 0.0, knob.name, "='", v,
+            "' is not a number of seconds (>= 0); ", knob.meaning);
+  return s;
+}
+
+std::string knobChoice(const Knob& knob) {
+  CDL_CHECK(knob.choices != nullptr, knob.name, " is a number, not a choice");
+  const std::string v = rawValue(knob);
+  const std::string choices = knob.choices;
+  size_t begin = 0;
+  while (begin <= choices.size()) {
+    const size_t end = std::min(choices.find('|', begin), choices.size());
+    if (choices.compare(begin, end - begin, v) == 0 && v.size() == end - begin) return v;
+    begin = end + 1;
+  }
+  CDL_THROW(knob.name, "='", v, "' is not one of ", choices, " (", knob.meaning, ")");
+}
+
+const Knob* findKnob(const std::string& name) {
+  for (const Knob* k : kAllKnobs) {
+    if (name == k->name) return k;
+  }
+  return nullptr;
+}
+
+std::vector<std::string> undeclaredKnobs(const std::vector<std::string>& environment) {
+  std::vector<std::string> out;
+  for (const std::string& entry : environment) {
+    const std::string name = entry.substr(0, entry.find('='));
+    if (name.rfind("CDL_", 0) == 0 && findKnob(name) == nullptr) out.push_back(name);
+  }
+  return out;
+}
+
+}  // namespace cdl

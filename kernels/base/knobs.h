@@ -1,0 +1,44 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace cdl {
+
+// Note [Knobs]
+// Every CDL_* environment variable cdl reads is declared here, once, with its default and meaning;
+// config files hold everything else. A knob is read from the environment the first time it is
+// asked for and that value holds for the rest of the process. A malformed value is an error that
+// names the variable, the value and what it takes, never a silent fallback. cdl-launch forwards
+// the declared knobs set in its environment to every rank and warns about CDL_* names that are
+// not declared (most likely typos).
+struct Knob {
+  const char* name;
+  const char* defaultValue;
+  const char* meaning;
+  // The values the knob takes, separated by '|', or nullptr for a number of seconds (>= 0).
+  const char* choices;
+};
+
+inline constexpr Knob kKnobCommTimeout = {
+    "CDL_COMM_TIMEOUT", "300",
+    "seconds a collective may take before it fails with an error naming it (0 = wait forever)",
+    nullptr};
+inline constexpr Knob kKnobLogLevel = {"CDL_LOG_LEVEL", "info", "log level of every rank",
+                                       "trace|debug|info|warn|error|critical|off"};
+
+inline constexpr const Knob* kAllKnobs[] = {&kKnobCommTimeout, &kKnobLogLevel};
+
+// The knob's value as a number of seconds (>= 0); its default when unset or empty. Throws
+// cdl::Error naming the variable when the value is not such a number or the knob takes choices.
+double knobSeconds(const Knob& knob);
+// The knob's value, one of its choices; its default when unset or empty. Throws cdl::Error naming
+// the variable and the choices when the value is not one of them.
+std::string knobChoice(const Knob& knob);
+
+// The declared knob of that name, or nullptr.
+const Knob* findKnob(const std::string& name);
+// Of NAME=VALUE entries (an environment), the names that start with CDL_ but are not declared.
+std::vector<std::string> undeclaredKnobs(const std::vector<std::string>& environment);
+
+}  // namespace cdl
