@@ -8,10 +8,11 @@
 #include <sstream>
 
 #include "kernels/base/error.h"
+#include "kernels/base/knobs.h"
 
 extern char** environ;
 
-namespace cdl::launch {
+namespace cdl::launcher {
 
 std::string shellQuote(const std::string& word) {
   if (!word.empty() &&
@@ -95,7 +96,7 @@ std::vector<std::string> mpirunCommand(const LaunchOptions& opt,
     cmd.push_back("--oversubscribe");  // one host: more ranks than cores is the user's choice
   }
   cmd.insert(cmd.end(), {"--bind-to", "none"});
-  if (opt.root) cmd.push_back("--allow-run-as-root");
+  if (opt.runAsRoot) cmd.push_back("--allow-run-as-root");
   for (const std::string& e : cdlEnv) cmd.insert(cmd.end(), {"-x", e});
   for (const std::string& e : opt.env) {
     checkEnvEntry(e);
@@ -172,13 +173,16 @@ std::string sbatchScript(const LaunchOptions& opt, const std::vector<std::string
   s << "if srun --mpi=list 2>&1 | grep -q pmix; then\n"
     << "  exec srun --mpi=pmix " << prog << "\n"
     << "else\n"
-    << "  exec mpirun --bind-to none " << (opt.root ? "--allow-run-as-root " : "")
+    << "  exec mpirun --bind-to none " << (opt.runAsRoot ? "--allow-run-as-root " : "")
     << joinCommand(opt.mpiArgs) << (opt.mpiArgs.empty() ? "" : " ") << prog << "\n"
     << "fi\n";
   return s.str();
 }
 
-std::vector<std::string> cdlEnvironment() {
+namespace {
+
+// The NAME=VALUE entries of this process's environment whose name starts with CDL_.
+std::vector<std::string> cdlEntries() {
   std::vector<std::string> out;
   for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
     const std::string entry = *e;
@@ -190,6 +194,23 @@ std::vector<std::string> cdlEnvironment() {
   return out;
 }
 
+}  // namespace
+
+std::vector<std::string> cdlEnvironment() {
+  std::vector<std::string> out;
+  for (const std::string& entry : cdlEntries()) {
+    const size_t eq = entry.find('=');
+    const Knob* knob = findKnob(entry.substr(0, eq));
+    if (knob == nullptr) continue;
+    const std::string value = entry.substr(eq + 1);
+    if (!value.empty()) checkKnobValue(*knob, value);  // empty: the rank takes the default
+    out.push_back(entry);
+  }
+  return out;
+}
+
+std::vector<std::string> undeclaredCdlVariables() { return undeclaredKnobs(cdlEntries()); }
+
 int failedRankOf(const std::string& line) {
   static const std::regex error("cdl-(train|bench): \\[rank ([0-9]+)\\]");
   std::smatch m;
@@ -197,4 +218,4 @@ int failedRankOf(const std::string& line) {
   return std::stoi(m[2].str());
 }
 
-}  // namespace cdl::launch
+}  // namespace cdl::launcher

@@ -3,7 +3,7 @@
 #include <string>
 #include <vector>
 
-namespace cdl::launch {
+namespace cdl::launcher {
 
 // What cdl-launch was asked to start (flags follow mpirun/torchrun habits).
 struct LaunchOptions {
@@ -16,7 +16,7 @@ struct LaunchOptions {
   std::vector<std::string> args;     // passed to the program (after --)
   std::vector<std::string> mpiArgs;  // passed to mpirun as they are (--mpi-arg, repeatable)
   std::vector<std::string> env;      // NAME or NAME=VALUE to forward to every rank (-x)
-  bool root = false;                 // running as root: OpenMPI wants --allow-run-as-root
+  bool runAsRoot = false;            // cdl-launch runs as root: OpenMPI wants --allow-run-as-root
   // Inside a SLURM allocation (salloc, sbatch): the allocation's nodes and slots are the hosts.
   bool inAllocation = false;
   bool srunPmix = false;  // in an allocation whose srun offers PMIx: launch with srun
@@ -66,11 +66,16 @@ std::vector<std::string> programCommand(const LaunchOptions& opt);
 // the cluster offers it, else mpirun inside the allocation. Every user string is quoted.
 std::string sbatchScript(const LaunchOptions& opt, const std::vector<std::string>& cdlEnv);
 
-// The CDL_* variables set in this process's environment, as NAME=VALUE.
+// The declared CDL_* knobs (Note [Knobs]) set in this process's environment, as NAME=VALUE: what
+// every rank gets. Throws cdl::Error naming the variable when a value is malformed, so that a bad
+// knob stops the launch before any rank starts.
 std::vector<std::string> cdlEnvironment();
+// The CDL_* names in this process's environment that are not declared knobs (typos, most
+// likely): cdl-launch warns about them and does not forward them.
+std::vector<std::string> undeclaredCdlVariables();
 
 // Scans a line of the job's stderr for cdl's error line, "cdl-train: [rank R] ..." (or
 // cdl-bench); returns R or -1.
 int failedRankOf(const std::string& line);
 
-}  // namespace cdl::launch
+}  // namespace cdl::launcher

@@ -16,6 +16,7 @@
 
 #include "core/config.h"
 #include "kernels/base/error.h"
+#include "kernels/base/knobs.h"
 #include "launcher/launch.h"
 
 namespace {
@@ -69,7 +70,7 @@ int runJob(const std::vector<std::string>& argv, int* failedRank, std::string* f
     std::fwrite(line, 1, static_cast<size_t>(len), stderr);
     if (*failedRank < 0) {
       const std::string text(line, static_cast<size_t>(len));
-      const int r = cdl::launch::failedRankOf(text);
+      const int r = cdl::launcher::failedRankOf(text);
       if (r >= 0) {
         *failedRank = r;
         *firstError = text.substr(0, text.find_last_not_of("\r\n") + 1);
@@ -97,11 +98,18 @@ bool srunOffersPmix() {
   return ::pclose(p) == 0 && text.find("pmix") != std::string::npos;
 }
 
+// "known: CDL_A, CDL_B" for the warning about undeclared CDL_* variables.
+std::string knownKnobs() {
+  std::string out = "known:";
+  for (const cdl::Knob* k : cdl::kAllKnobs) out += std::string(out.size() > 6 ? ", " : " ") + k->name;
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"cdl-launch: run cdl-train (or cdl-bench) on local ranks, hosts or SLURM"};
-  cdl::launch::LaunchOptions opt;
+  cdl::launcher::LaunchOptions opt;
   bool dryRun = false, slurm = false, wait = false;
   std::string script;
   app.add_option("config", opt.config, "Experiment config (YAML) for cdl-train");
@@ -158,7 +166,7 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   opt.args = rest;
-  opt.root = ::geteuid() == 0;
+  opt.runAsRoot = ::geteuid() == 0;
 
   try {
     if (opt.program.empty()) opt.program = selfDir() + (opt.bench ? "/cdl-bench" : "/cdl-train");
@@ -183,12 +191,16 @@ int main(int argc, char** argv) {
         opt.np = opt.nodes * opt.tasksPerNode;
       }
     }
-    const std::vector<std::string> env = cdl::launch::cdlEnvironment();
+    const std::vector<std::string> env = cdl::launcher::cdlEnvironment();
+    for (const std::string& name : cdl::launcher::undeclaredCdlVariables()) {
+      std::fprintf(stderr, "cdl-launch: warning: %s is not a cdl knob and is not forwarded (%s)\n",
+                   name.c_str(), knownKnobs().c_str());
+    }
     CDL_CHECK(!(slurm && opt.emulate > 0), "cdl-launch: --emulate runs here, not with --slurm");
     if (slurm) {
       char cwd[4096];
       if (::getcwd(cwd, sizeof(cwd)) != nullptr) opt.workDir = cwd;
-      const std::string text = cdl::launch::sbatchScript(opt, env);
+      const std::string text = cdl::launcher::sbatchScript(opt, env);
       if (dryRun) {
         std::fputs(text.c_str(), stdout);
         return 0;
@@ -202,7 +214,7 @@ int main(int argc, char** argv) {
       std::vector<std::string> cmd = {"sbatch", "--parsable"};
       if (wait) cmd.push_back("--wait");
       cmd.push_back(script);
-      std::fprintf(stderr, "cdl-launch: %s\n", cdl::launch::joinCommand(cmd).c_str());
+      std::fprintf(stderr, "cdl-launch: %s\n", cdl::launcher::joinCommand(cmd).c_str());
       int rank = -1;
       std::string first;
       const int rc = runJob(cmd, &rank, &first);
@@ -212,15 +224,15 @@ int main(int argc, char** argv) {
     if (opt.emulate > 0 && npOpt->count() == 0) opt.np = opt.emulate;
     opt.inAllocation = !slurm && std::getenv("SLURM_JOB_ID") != nullptr;
     opt.srunPmix = opt.inAllocation && srunOffersPmix();
-    std::vector<std::string> cmd = cdl::launch::launchCommand(opt, env);
-    if (opt.emulate > 0) cmd = cdl::launch::emulateCommand(opt, selfDir() + "/cdl-emulate", cmd);
-    CDL_CHECK(opt.emulate == 0 || opt.root || dryRun,
+    std::vector<std::string> cmd = cdl::launcher::launchCommand(opt, env);
+    if (opt.emulate > 0) cmd = cdl::launcher::emulateCommand(opt, selfDir() + "/cdl-emulate", cmd);
+    CDL_CHECK(opt.emulate == 0 || opt.runAsRoot || dryRun,
               "cdl-launch --emulate needs root (network namespaces and tc)");
     if (dryRun) {
-      std::printf("%s\n", cdl::launch::joinCommand(cmd).c_str());
+      std::printf("%s\n", cdl::launcher::joinCommand(cmd).c_str());
       return 0;
     }
-    std::fprintf(stderr, "cdl-launch: %s\n", cdl::launch::joinCommand(cmd).c_str());
+    std::fprintf(stderr, "cdl-launch: %s\n", cdl::launcher::joinCommand(cmd).c_str());
     int rank = -1;
     std::string first;
     const int rc = runJob(cmd, &rank, &first);

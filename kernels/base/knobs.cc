@@ -26,10 +26,11 @@ std::string rawValue(const Knob& knob) {
 
 }  // namespace
 
-double knobSeconds(const Knob& knob) {
+namespace {
+
+double parseSeconds(const Knob& knob, const std::string& v) {
   CDL_CHECK(knob.choices == nullptr, knob.name, " takes one of ", knob.choices,
             ", not a number of seconds");
-  const std::string v = rawValue(knob);
   char* end = nullptr;
   const double s = std::strtod(v.c_str(), &end);
   CDL_CHECK(!v.empty() && *end == '\0' && s >= 0.0, knob.name, "='", v,
@@ -37,17 +38,34 @@ double knobSeconds(const Knob& knob) {
   return s;
 }
 
-std::string knobChoice(const Knob& knob) {
+void checkChoice(const Knob& knob, const std::string& v) {
   CDL_CHECK(knob.choices != nullptr, knob.name, " is a number, not a choice");
-  const std::string v = rawValue(knob);
   const std::string choices = knob.choices;
   size_t begin = 0;
   while (begin <= choices.size()) {
     const size_t end = std::min(choices.find('|', begin), choices.size());
-    if (choices.compare(begin, end - begin, v) == 0 && v.size() == end - begin) return v;
+    if (choices.compare(begin, end - begin, v) == 0 && v.size() == end - begin) return;
     begin = end + 1;
   }
   CDL_THROW(knob.name, "='", v, "' is not one of ", choices, " (", knob.meaning, ")");
+}
+
+}  // namespace
+
+double knobSeconds(const Knob& knob) { return parseSeconds(knob, rawValue(knob)); }
+
+std::string knobChoice(const Knob& knob) {
+  const std::string v = rawValue(knob);
+  checkChoice(knob, v);
+  return v;
+}
+
+void checkKnobValue(const Knob& knob, const std::string& value) {
+  if (knob.choices != nullptr) {
+    checkChoice(knob, value);
+  } else {
+    parseSeconds(knob, value);
+  }
 }
 
 const Knob* findKnob(const std::string& name) {

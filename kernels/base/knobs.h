@@ -36,6 +36,10 @@ double knobSeconds(const Knob& knob);
 // the variable and the choices when the value is not one of them.
 std::string knobChoice(const Knob& knob);
 
+// Throws cdl::Error naming the variable unless value is valid for the knob (what knobSeconds or
+// knobChoice would accept).
+void checkKnobValue(const Knob& knob, const std::string& value);
+
 // The declared knob of that name, or nullptr.
 const Knob* findKnob(const std::string& name);
 // Of NAME=VALUE entries (an environment), the names that start with CDL_ but are not declared.

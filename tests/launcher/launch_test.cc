@@ -13,7 +13,7 @@
 
 #include "kernels/base/error.h"
 
-namespace cdl::launch {
+namespace cdl::launcher {
 namespace {
 
 // Runs a shell command line and returns its standard output.
@@ -90,7 +90,7 @@ TEST(MpirunCommand, HostsHostfilesAndPassThroughArguments) {
   LaunchOptions o = trainOptions();
   o.hosts = "node1:2,node2:2";
   o.mpiArgs = {"--mca", "btl_tcp_if_include", "eth0"};
-  o.root = true;
+  o.runAsRoot = true;
   const std::string cmd = joinCommand(mpirunCommand(o, {}));
   EXPECT_NE(cmd.find("-H node1:2,node2:2 --bind-to none --allow-run-as-root --mca "
                      "btl_tcp_if_include eth0 /opt/cdl"),
@@ -197,4 +197,4 @@ TEST(FailedRank, FindsCdlsErrorLinesOnly) {
 }
 
 }  // namespace
-}  // namespace cdl::launch
+}  // namespace cdl::launcher
