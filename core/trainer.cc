@@ -232,11 +232,11 @@ TrainResult train(const Config& cfg, std::shared_ptr<comm::Communicator> commPtr
   }
 
   ModelOptions mo;
-  mo.height = trainSet.rows;
-  mo.width = trainSet.cols;
+  mo.imageHeight = trainSet.rows;
+  mo.imageWidth = trainSet.cols;
   mo.classes = trainSet.classes;
   mo.hidden = cfg.model.hidden;
-  mo.base = cfg.model.width;
+  mo.width = cfg.model.width;
   std::shared_ptr<Net> model;
   {
     // Torch's default generator is process-wide: ranks that are threads of one process (tests)
