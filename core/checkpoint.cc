@@ -3,19 +3,16 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 #include <dirent.h>
-#include <fcntl.h>
 #include <torch/nn/module.h>
 #include <torch/optim/optimizer.h>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <sstream>
 
+#include "core/files.h"
 #include "kernels/base/error.h"
 
 namespace cdl::core {
@@ -40,13 +37,6 @@ at::Tensor bytesTensor(const std::string& s) {
   at::Tensor t = at::empty({static_cast<int64_t>(s.size())}, at::kByte);
   std::copy(s.begin(), s.end(), t.data_ptr<uint8_t>());
   return t;
-}
-
-void syncDir(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd < 0) return;
-  ::fsync(fd);
-  ::close(fd);
 }
 
 }  // namespace
@@ -84,7 +74,6 @@ std::string saveCheckpoint(const std::string& dir, const torch::nn::Module& mode
                            int64_t keep) {
   CDL_CHECK(keep >= 1, "checkpoint: keep = ", keep, ", must be >= 1");
   const std::string path = checkpointPath(dir, state.step, state.rank);
-  const std::string tmp = path + ".tmp";
   torch::serialize::OutputArchive archive;
   {
     torch::serialize::OutputArchive m;
@@ -113,33 +102,13 @@ std::string saveCheckpoint(const std::string& dir, const torch::nn::Module& mode
   archive.write("ef_names", bytesTensor(names));
   if (state.rngState.defined()) archive.write("rng", state.rngState);
 
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  CDL_CHECK(f != nullptr, "checkpoint: cannot create ", tmp, ": ", std::strerror(errno));
-  bool ok = true;
-  try {
+  // The archive streams straight into the file; a failure leaves the earlier checkpoints intact.
+  writeFileAtomically(path, [&](const ByteSink& sink) {
     archive.save_to([&](const void* data, size_t n) -> size_t {
-      if (n != 0 && std::fwrite(data, 1, n, f) != n) ok = false;
+      sink(data, n);
       return n;
     });
-  } catch (const std::exception& e) {
-    std::fclose(f);
-    std::remove(tmp.c_str());
-    CDL_THROW("checkpoint: serializing ", path, " failed: ", e.what());
-  }
-  ok = ok && std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
-  const int err = errno;
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok) {
-    std::remove(tmp.c_str());
-    CDL_THROW("checkpoint: writing ", tmp, " failed: ", std::strerror(err),
-              " (is the disk full?); the earlier checkpoints are intact");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int e = errno;
-    std::remove(tmp.c_str());
-    CDL_THROW("checkpoint: renaming ", tmp, " to ", path, " failed: ", std::strerror(e));
-  }
-  syncDir(dir);
+  });
   const std::vector<int64_t> steps = checkpointSteps(dir, state.rank);
   for (size_t k = 0; k + static_cast<size_t>(keep) < steps.size(); ++k) {
     std::remove(checkpointPath(dir, steps[k], state.rank).c_str());

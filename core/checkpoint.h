@@ -35,10 +35,9 @@ struct TrainState {
 // Note [Checkpoints]
 // Every rank writes its own file, <dir>/ckpt-<step, 10 digits>.rank<r>.pt (a LibTorch archive:
 // the model's parameters and buffers, the optimizer's state, and the TrainState), because the
-// error-feedback residuals differ per rank. A file is written to a temporary name in the same
-// folder, flushed to disk (fsync), renamed into place and the folder synced, so a crash leaves
-// either the old set of checkpoints or the new one, never a torn file. Only then are this rank's
-// checkpoints beyond the newest `keep` removed.
+// error-feedback residuals differ per rank. A file is written atomically (Note [Atomic writes] in
+// core/files.h), so a crash leaves either the old set of checkpoints or the new one, never a torn
+// file. Only then are this rank's checkpoints beyond the newest `keep` removed.
 
 // Writes a checkpoint and returns its path; throws cdl::Error naming the path on any failure
 // (the earlier checkpoints are untouched then).

@@ -22,10 +22,10 @@ class CheckedNet : public Net {
   CheckedNet(std::string name, const ModelOptions& opt) : name_(std::move(name)), opt_(opt) {}
 
   void checkInput(const torch::Tensor& x) const {
-    CDL_CHECK(x.dim() == 4 && x.size(1) == opt_.channels && x.size(2) == opt_.height &&
-                  x.size(3) == opt_.width,
-              "model '", name_, "' expects input [N, ", opt_.channels, ", ", opt_.height, ", ",
-              opt_.width, "], got ", x.sizes());
+    CDL_CHECK(x.dim() == 4 && x.size(1) == opt_.inputChannels && x.size(2) == opt_.imageHeight &&
+                  x.size(3) == opt_.imageWidth,
+              "model '", name_, "' expects input [N, ", opt_.inputChannels, ", ", opt_.imageHeight,
+              ", ", opt_.imageWidth, "], got ", x.sizes());
     CDL_CHECK(x.is_floating_point(), "model '", name_, "' expects a floating point input, got ",
               x.scalar_type());
   }
@@ -44,8 +44,8 @@ torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel, int64_t stride) 
 class Mlp : public CheckedNet {
  public:
   explicit Mlp(const ModelOptions& opt) : CheckedNet("mlp", opt) {
-    fc1_ = register_module("fc1",
-                           torch::nn::Linear(opt.channels * opt.height * opt.width, opt.hidden));
+    fc1_ = register_module(
+        "fc1", torch::nn::Linear(opt.inputChannels * opt.imageHeight * opt.imageWidth, opt.hidden));
     fc2_ = register_module("fc2", torch::nn::Linear(opt.hidden, opt.hidden));
     fc3_ = register_module("fc3", torch::nn::Linear(opt.hidden, opt.classes));
   }
@@ -64,12 +64,13 @@ class Mlp : public CheckedNet {
 class Cnn : public CheckedNet {
  public:
   explicit Cnn(const ModelOptions& opt) : CheckedNet("cnn", opt) {
-    conv1_ = register_module("conv1", conv(opt.channels, opt.base, 3, 1));
-    bn1_ = register_module("bn1", torch::nn::BatchNorm2d(opt.base));
-    conv2_ = register_module("conv2", conv(opt.base, 2 * opt.base, 3, 1));
-    bn2_ = register_module("bn2", torch::nn::BatchNorm2d(2 * opt.base));
+    conv1_ = register_module("conv1", conv(opt.inputChannels, opt.width, 3, 1));
+    bn1_ = register_module("bn1", torch::nn::BatchNorm2d(opt.width));
+    conv2_ = register_module("conv2", conv(opt.width, 2 * opt.width, 3, 1));
+    bn2_ = register_module("bn2", torch::nn::BatchNorm2d(2 * opt.width));
     fc1_ = register_module(
-        "fc1", torch::nn::Linear(2 * opt.base * (opt.height / 4) * (opt.width / 4), 128));
+        "fc1",
+        torch::nn::Linear(2 * opt.width * (opt.imageHeight / 4) * (opt.imageWidth / 4), 128));
     fc2_ = register_module("fc2", torch::nn::Linear(128, opt.classes));
   }
 
@@ -139,8 +140,8 @@ class ResNet20 : public CheckedNet {
  public:
   explicit ResNet20(const ModelOptions& opt) : CheckedNet("resnet20", opt) {
     constexpr int64_t kBlocksPerStage = 3;
-    const int64_t b = opt.base;
-    conv1_ = register_module("conv1", conv(opt.channels, b, 3, 1));
+    const int64_t b = opt.width;
+    conv1_ = register_module("conv1", conv(opt.inputChannels, b, 3, 1));
     bn1_ = register_module("bn1", torch::nn::BatchNorm2d(b));
     layer1_ = register_module("layer1", std::make_shared<Stage>(kBlocksPerStage, b, b, 1));
     layer2_ = register_module("layer2", std::make_shared<Stage>(kBlocksPerStage, b, 2 * b, 2));
@@ -172,20 +173,20 @@ void checkPositive(const std::string& model, const char* field, int64_t value) {
 std::shared_ptr<Net> makeModel(const std::string& name, const ModelOptions& opt) {
   const bool known = name == "mlp" || name == "cnn" || name == "resnet20";
   CDL_CHECK(known, "unknown model '", name, "' (known: mlp, cnn, resnet20)");
-  checkPositive(name, "channels", opt.channels);
-  checkPositive(name, "height", opt.height);
-  checkPositive(name, "width", opt.width);
+  checkPositive(name, "inputChannels", opt.inputChannels);
+  checkPositive(name, "imageHeight", opt.imageHeight);
+  checkPositive(name, "imageWidth", opt.imageWidth);
   checkPositive(name, "classes", opt.classes);
   if (name == "mlp") {
     checkPositive(name, "hidden", opt.hidden);
     return std::make_shared<Mlp>(opt);
   }
-  checkPositive(name, "base", opt.base);
+  checkPositive(name, "width", opt.width);
   if (name == "cnn") {
     // Two unpadded 2x2 poolings would silently drop rows and columns of any other size.
-    CDL_CHECK(opt.height % 4 == 0 && opt.width % 4 == 0,
-              "model 'cnn': height and width must be divisible by 4, got ", opt.height, "x",
-              opt.width);
+    CDL_CHECK(opt.imageHeight % 4 == 0 && opt.imageWidth % 4 == 0,
+              "model 'cnn': the image height and width must be divisible by 4, got ",
+              opt.imageHeight, "x", opt.imageWidth);
     return std::make_shared<Cnn>(opt);
   }
   return std::make_shared<ResNet20>(opt);

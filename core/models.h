@@ -7,34 +7,34 @@
 
 namespace cdl::core {
 
-// A classifier: images [batch, channels, height, width] (float) to logits [batch, classes].
-// Parameter names ("conv1.weight", "layer2.0.bn1.bias", ...) are deterministic and unique: the
-// gradient reducer and checkpoints use them as keys.
+// A classifier: images [batch, inputChannels, imageHeight, imageWidth] (float) to logits [batch,
+// classes]. Parameter names ("conv1.weight", "layer2.0.bn1.bias", ...) are deterministic and
+// unique: the gradient reducer and checkpoints use them as keys.
 class Net : public torch::nn::Module {
  public:
   // Throws cdl::Error naming the expected and the actual shape when x is not a floating point
-  // [N, channels, height, width] tensor of the options the model was built with.
+  // [N, inputChannels, imageHeight, imageWidth] tensor of the options the model was built with.
   virtual torch::Tensor forward(torch::Tensor x) = 0;
 };
 
 struct ModelOptions {
-  int64_t channels = 1;
-  int64_t height = 28;
-  int64_t width = 28;
+  int64_t inputChannels = 1;  // of the images
+  int64_t imageHeight = 28;
+  int64_t imageWidth = 28;
   int64_t classes = 10;
-  int64_t hidden = 256;  // mlp
-  int64_t base = 16;     // cnn, resnet20: channels of the first stage
+  int64_t hidden = 256;  // mlp: width of the hidden layers (config key model.hidden)
+  int64_t width = 16;    // cnn, resnet20: channels of the first stage (config key model.width)
 };
 
 // "mlp": flatten, two hidden layers of `hidden` with ReLU, linear out.
-// "cnn": two conv(3x3)-batchnorm-ReLU-maxpool(2) blocks (base, 2*base channels), a hidden linear
-//        layer of 128 with ReLU, linear out.
-// "resnet20": the CIFAR ResNet-20 layout (3 stages of 3 basic blocks, base, 2*base, 4*base
+// "cnn": two conv(3x3)-batchnorm-ReLU-maxpool(2) blocks (width, 2*width channels), a hidden
+//        linear layer of 128 with ReLU, linear out.
+// "resnet20": the CIFAR ResNet-20 layout (3 stages of 3 basic blocks, width, 2*width, 4*width
 //        channels, stride 2 between stages, batchnorm, global average pooling, linear out;
 //        projection shortcuts where the shape changes).
 // Parameters are initialized from torch's global generator (seed it first for reproducibility).
 // An unknown name is a cdl::Error listing the known ones; so are non-positive sizes, and for "cnn"
-// a height or width not divisible by 4.
+// an image height or width not divisible by 4.
 std::shared_ptr<Net> makeModel(const std::string& name, const ModelOptions& opt = {});
 
 }  // namespace cdl::core

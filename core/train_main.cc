@@ -11,6 +11,7 @@
 
 #include "comm/transport/mpi_communicator.h"
 #include "core/config.h"
+#include "core/metrics_log.h"
 #include "core/trainer.h"
 #include "kernels/base/error.h"
 #include "kernels/base/knobs.h"
@@ -69,7 +70,7 @@ int main(int argc, char** argv) {
             "done: test accuracy {:.2f}% after {} epochs ({} steps) in {:.1f} s; {:.1f} MB "
             "sent per rank, {:.1f}x less than fp32; {}/summary.json",
             100.0 * r.testAccuracy, r.epochs, r.steps, r.wallSeconds, r.wireBytes / 1e6,
-            r.wireBytes ? static_cast<double>(r.fp32WireBytes) / r.wireBytes : 1.0, r.runDir);
+            cdl::core::compressionRatio(r.fp32WireBytes, r.wireBytes), r.runDir);
       } else {
         spdlog::info("stopped at step {} with a checkpoint; continue with --resume", r.steps);
       }

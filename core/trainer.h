@@ -40,6 +40,9 @@ struct TrainResult {
 // every rank writes its checkpoints to <runs_dir>/<name>/checkpoints (Note [Checkpoints]). A
 // fresh run refuses a folder that already holds one (nothing written is overwritten); --resume
 // continues it, and with the same config gives the same metrics as an uninterrupted run.
+// train() is a sequence of parts, each testable alone: the run folder checks (run_folder.h), one
+// step (train_step.h), the epoch end (epoch_end.h), the metrics log (metrics_log.h), and the
+// replica's checkpoints (replica.h) over the atomic file writes of files.h.
 TrainResult train(const Config& config, std::shared_ptr<comm::Communicator> comm,
                   const TrainOptions& options = {});
 

@@ -18,17 +18,17 @@ namespace {
 // Small enough that every model runs a few training steps in well under a second.
 ModelOptions smallOptions() {
   ModelOptions opt;
-  opt.channels = 3;
-  opt.height = 8;
-  opt.width = 12;
+  opt.inputChannels = 3;
+  opt.imageHeight = 8;
+  opt.imageWidth = 12;
   opt.classes = 5;
   opt.hidden = 32;
-  opt.base = 4;
+  opt.width = 4;
   return opt;
 }
 
 torch::Tensor input(const ModelOptions& opt, int64_t n) {
-  return at::randn({n, opt.channels, opt.height, opt.width});
+  return at::randn({n, opt.inputChannels, opt.imageHeight, opt.imageWidth});
 }
 
 std::string errorOf(const std::function<void()>& fn) {
@@ -124,7 +124,7 @@ int64_t numel(const Net& net) {
 
 TEST(ModelsSizeTest, MlpParameterCountMatchesItsLayers) {
   const auto o = smallOptions();
-  const int64_t in = o.channels * o.height * o.width;
+  const int64_t in = o.inputChannels * o.imageHeight * o.imageWidth;
   const int64_t expected =
       (in + 1) * o.hidden + (o.hidden + 1) * o.hidden + (o.hidden + 1) * o.classes;
   EXPECT_EQ(numel(*makeModel("mlp", o)), expected);
@@ -132,9 +132,9 @@ TEST(ModelsSizeTest, MlpParameterCountMatchesItsLayers) {
 
 TEST(ModelsSizeTest, CnnParameterCountMatchesItsLayers) {
   const auto o = smallOptions();
-  const int64_t convs = o.channels * o.base * 9 + o.base * 2 * o.base * 9;  // no biases
-  const int64_t norms = 2 * o.base + 2 * (2 * o.base);                      // weight and bias
-  const int64_t fc1 = (2 * o.base * (o.height / 4) * (o.width / 4) + 1) * 128;
+  const int64_t convs = o.inputChannels * o.width * 9 + o.width * 2 * o.width * 9;  // no biases
+  const int64_t norms = 2 * o.width + 2 * (2 * o.width);  // weight and bias
+  const int64_t fc1 = (2 * o.width * (o.imageHeight / 4) * (o.imageWidth / 4) + 1) * 128;
   const int64_t fc2 = (128 + 1) * o.classes;
   EXPECT_EQ(numel(*makeModel("cnn", o)), convs + norms + fc1 + fc2);
 }
@@ -142,9 +142,9 @@ TEST(ModelsSizeTest, CnnParameterCountMatchesItsLayers) {
 // The CIFAR-10 ResNet-20 of the paper has 0.27M parameters.
 TEST(ModelsSizeTest, ResNet20OnCifarHasTheUsualSize) {
   ModelOptions o;
-  o.channels = 3;
-  o.height = 32;
-  o.width = 32;
+  o.inputChannels = 3;
+  o.imageHeight = 32;
+  o.imageWidth = 32;
   const int64_t n = numel(*makeModel("resnet20", o));
   EXPECT_GT(n, 260000);
   EXPECT_LT(n, 280000);
@@ -165,9 +165,10 @@ TEST(ModelsErrorTest, InvalidOptionsAreRejected) {
   };
   EXPECT_THROW(makeModel("mlp", with([](ModelOptions& o) { o.hidden = 0; })), Error);
   EXPECT_THROW(makeModel("mlp", with([](ModelOptions& o) { o.classes = -1; })), Error);
-  EXPECT_THROW(makeModel("resnet20", with([](ModelOptions& o) { o.base = 0; })), Error);
-  EXPECT_THROW(makeModel("resnet20", with([](ModelOptions& o) { o.channels = 0; })), Error);
-  const auto msg = errorOf([&] { makeModel("cnn", with([](ModelOptions& o) { o.height = 10; })); });
+  EXPECT_THROW(makeModel("resnet20", with([](ModelOptions& o) { o.width = 0; })), Error);
+  EXPECT_THROW(makeModel("resnet20", with([](ModelOptions& o) { o.inputChannels = 0; })), Error);
+  const auto msg =
+      errorOf([&] { makeModel("cnn", with([](ModelOptions& o) { o.imageHeight = 10; })); });
   EXPECT_NE(msg.find("divisible by 4"), std::string::npos) << msg;
 }
 

@@ -1,0 +1,32 @@
+#include "core/batch.h"
+
+#include <ATen/ops/empty.h>
+
+namespace cdl::core {
+namespace {
+
+// Fashion-MNIST's pixel mean and standard deviation (of x / 255 over the train split).
+constexpr float kPixelMean = 0.2860f;
+constexpr float kPixelStd = 0.3530f;
+
+}  // namespace
+
+std::pair<at::Tensor, at::Tensor> makeBatch(const ImageSet& set, const std::vector<int64_t>& idx,
+                                            size_t begin, size_t end) {
+  const int64_t n = static_cast<int64_t>(end - begin), pix = set.rows * set.cols;
+  at::Tensor x = at::empty({n, 1, set.rows, set.cols}, at::kFloat);
+  at::Tensor y = at::empty({n}, at::kLong);
+  float* xp = x.data_ptr<float>();
+  int64_t* yp = y.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t k = idx[begin + static_cast<size_t>(i)];
+    const uint8_t* src = set.pixels.data() + k * pix;
+    for (int64_t j = 0; j < pix; ++j) {
+      xp[i * pix + j] = (static_cast<float>(src[j]) * (1.0f / 255.0f) - kPixelMean) / kPixelStd;
+    }
+    yp[i] = set.labels[static_cast<size_t>(k)];
+  }
+  return {x, y};
+}
+
+}  // namespace cdl::core

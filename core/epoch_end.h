@@ -1,0 +1,55 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "comm/transport/communicator.h"
+#include "core/checkpoint.h"
+#include "core/config.h"
+#include "core/data.h"
+#include "core/metrics_log.h"
+#include "core/replica.h"
+
+namespace cdl::core {
+
+struct Evaluation {
+  double loss = 0.0;      // mean cross-entropy over the test set
+  double accuracy = 0.0;  // fraction classified right
+};
+
+// Collective. The model's loss and accuracy on the whole test set: each rank evaluates its shard
+// (evalShard) in eval mode and the sums are added over the ranks. Leaves the model in train mode.
+Evaluation evaluate(Net& model, const ImageSet& test, comm::Communicator& c);
+
+// Whether a checkpoint is written after `step`: on every checkpoint.every_steps-th step, when
+// the run stops (--stop-after) or is done, and at an epoch end with checkpoint.every_epoch.
+bool checkpointDue(const Config::Checkpoint& ck, int64_t step, bool epochEnd, bool stopping,
+                   bool runDone);
+
+// Whether --stop-after (stopAfterSteps > 0) stops the run once `step` steps are done.
+inline bool stopsAfter(int64_t stopAfterSteps, int64_t step) {
+  return stopAfterSteps > 0 && step >= stopAfterSteps;
+}
+
+// What the end of an epoch needs. A rate planner re-plans here.
+struct EpochEndSetup {
+  const Replica& replica;
+  const ImageSet& testSet;
+  MetricsLog& metrics;
+  const Config::Checkpoint& checkpoint;
+  std::string checkpointDir;
+  int64_t totalSteps;
+  int64_t stopAfterSteps;  // TrainOptions::stopAfterSteps
+};
+
+struct EpochEndResult {
+  Evaluation test;
+  bool stop = false;  // --stop-after stops the run before it is done
+};
+
+// Collective. Ends epoch state.epoch after its last step: takes rank 0's batch-norm buffers,
+// evaluates the test set, writes the epoch record, moves state to the first batch of the next
+// epoch and writes a checkpoint when one is due (checkpointDue).
+EpochEndResult endEpoch(const EpochEndSetup& e, TrainState& state);
+
+}  // namespace cdl::core

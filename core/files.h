@@ -1,0 +1,53 @@
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <string>
+
+namespace cdl::core {
+
+// Note [Atomic writes]
+// Every file a run writes whole (config.yaml, summary.json, checkpoints) goes through
+// writeFileAtomically: the bytes go to <path>.tmp in the same folder, which is flushed and
+// fsynced, renamed over path, and the folder is fsynced. A reader, or a crash at any moment,
+// sees either the previous file or the new one, never a torn one. On a failure before the
+// rename the temporary file is removed and the previous file is left as it was.
+
+// Creates path and its missing parent folders (as mkdir -p); throws cdl::Error naming the folder
+// that cannot be created.
+void makeDirs(const std::string& path);
+
+// Whether anything (a file, a folder) exists at path.
+bool exists(const std::string& path);
+
+// Appends n bytes to the file being written. A failed write is remembered and reported by
+// writeFileAtomically once the producer returns (the sink itself never throws).
+using ByteSink = std::function<void(const void* data, size_t n)>;
+
+// Replaces path with the bytes `produce` hands to its sink (Note [Atomic writes]). Throws
+// cdl::Error naming the path and the errno text on any failure; a cdl::Error the producer throws
+// passes through as it is, any other exception is wrapped in one naming the path.
+void writeFileAtomically(const std::string& path,
+                         const std::function<void(const ByteSink&)>& produce);
+// The same with the whole text at once.
+void writeFileAtomically(const std::string& path, const std::string& text);
+
+// A file written by appending records (metrics.jsonl): each append is one write() of the whole
+// record followed by fsync, so a crash loses at most the record being written.
+class AppendFile {
+ public:
+  // Opens (creating if needed) path for appending; throws cdl::Error naming it on failure.
+  explicit AppendFile(const std::string& path);
+  ~AppendFile();
+  AppendFile(const AppendFile&) = delete;
+  AppendFile& operator=(const AppendFile&) = delete;
+
+  // Appends text and makes it durable; throws cdl::Error naming the path and the errno text.
+  void append(const std::string& text);
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+}  // namespace cdl::core

@@ -1,0 +1,131 @@
+#include "core/metrics_log.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "core/collectives.h"
+#include "core/trainer.h"
+
+namespace cdl::core {
+
+using Clock = std::chrono::steady_clock;
+
+double compressionRatio(uint64_t fp32Bytes, uint64_t wireBytes) {
+  return wireBytes > 0 ? static_cast<double>(fp32Bytes) / static_cast<double>(wireBytes) : 1.0;
+}
+
+void MetricsWindow::add(const StepMetrics& m) {
+  wireBytes += m.wireBytes;
+  fp32Bytes += m.fp32Bytes;
+  loss += m.loss * static_cast<double>(m.count);
+  correct += m.correct;
+  count += static_cast<double>(m.count);
+  ++steps;
+}
+
+// A progress bar on stderr, redrawn in place.
+class MetricsLog::Progress {
+ public:
+  explicit Progress(int64_t total) : total_(total) {}
+  ~Progress() {
+    if (drawn_) std::fprintf(stderr, "\n");
+  }
+  void update(int64_t step, const std::string& text) {
+    constexpr int kWidth = 30;
+    const int filled = total_ > 0 ? static_cast<int>(kWidth * step / total_) : 0;
+    std::fprintf(stderr, "\r[%s%s] %lld/%lld %s", std::string(filled, '#').c_str(),
+                 std::string(kWidth - filled, '.').c_str(), static_cast<long long>(step),
+                 static_cast<long long>(total_), text.c_str());
+    std::fflush(stderr);
+    drawn_ = true;
+  }
+
+ private:
+  int64_t total_;
+  bool drawn_ = false;
+};
+
+MetricsLog::MetricsLog(comm::Communicator& comm, const std::string& path, bool progressBar,
+                       int64_t totalSteps)
+    : comm_(comm), totalSteps_(totalSteps) {
+  if (comm.rank() != 0) return;
+  file_ = std::make_unique<AppendFile>(path);
+  if (progressBar) progress_ = std::make_unique<Progress>(totalSteps);
+}
+
+MetricsLog::~MetricsLog() = default;
+
+void MetricsLog::addStep(const StepMetrics& m) { window_.add(m); }
+
+void MetricsLog::writeStep(int64_t step, int64_t epoch, double lr) {
+  const MetricsWindow& w = window_;
+  const std::vector<float> sums = sumOverRanks(
+      comm_,
+      {static_cast<float>(w.loss), static_cast<float>(w.correct), static_cast<float>(w.count)});
+  const double seconds = std::chrono::duration<double>(Clock::now() - w.start).count();
+  const double samplesPerSecond = sums[2] / std::max(seconds, 1e-9);
+  const double mbPerStep = w.wireBytes / 1e6 / w.steps;
+  const double ratio = compressionRatio(w.fp32Bytes, w.wireBytes);
+  // The loss and accuracy are float quotients of the float sums, as the records always had.
+  const float trainLoss = sums[0] / sums[2], trainAccuracy = sums[1] / sums[2];
+  if (file_) {
+    const nlohmann::json j = {{"kind", "step"},
+                              {"step", step},
+                              {"epoch", epoch},
+                              {"lr", lr},
+                              {"train_loss", trainLoss},
+                              {"train_accuracy", trainAccuracy},
+                              {"samples_per_s", samplesPerSecond},
+                              {"wire_mb_per_step", mbPerStep},
+                              {"compression_ratio", ratio}};
+    file_->append(j.dump() + "\n");
+    char text[200];
+    std::snprintf(text, sizeof(text),
+                  "epoch %lld loss %.4f acc %.3f %.0f samples/s %.3f MB/step wire (x%.1f)",
+                  static_cast<long long>(epoch), trainLoss, trainAccuracy, samplesPerSecond,
+                  mbPerStep, ratio);
+    if (progress_) {
+      progress_->update(step, text);
+    } else {
+      spdlog::info("step {}/{} {}", step, totalSteps_, text);
+    }
+  }
+  window_ = MetricsWindow{};
+}
+
+void MetricsLog::writeEpoch(int64_t epoch, int64_t step, double testLoss, double testAccuracy) {
+  if (!file_) return;
+  const nlohmann::json j = {{"kind", "epoch"},
+                            {"epoch", epoch},
+                            {"step", step},
+                            {"test_loss", testLoss},
+                            {"test_accuracy", testAccuracy}};
+  file_->append(j.dump() + "\n");
+}
+
+std::string summaryJson(const Config& cfg, const TrainResult& r, int ranks) {
+  const int64_t batch = cfg.train.batchSize;
+  const nlohmann::json summary = {
+      {"name", cfg.name},
+      {"test_accuracy", r.testAccuracy},
+      {"test_loss", r.testLoss},
+      {"epochs", r.epochs},
+      {"steps", r.steps},
+      {"wall_seconds", r.wallSeconds},
+      {"wire_bytes", r.wireBytes},
+      {"fp32_wire_bytes", r.fp32WireBytes},
+      {"compression_ratio", compressionRatio(r.fp32WireBytes, r.wireBytes)},
+      {"ranks", ranks},
+      {"batch_per_rank", batch},
+      {"global_batch", batch * ranks},
+      {"codec", cfg.comm.codec},
+      {"seed", cfg.seed},
+      {"config_hash", configHash(cfg)}};
+  return summary.dump(2) + "\n";
+}
+
+}  // namespace cdl::core

@@ -1,0 +1,79 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "comm/transport/communicator.h"
+#include "core/config.h"
+#include "core/files.h"
+
+namespace cdl::core {
+
+struct TrainResult;
+
+// fp32 / wire: how many times fewer bytes were sent than fp32 ring allreduces would have sent;
+// 1.0 when nothing was sent. The one definition behind every compression ratio cdl reports.
+double compressionRatio(uint64_t fp32Bytes, uint64_t wireBytes);
+
+// What one training step on this rank yields for the metrics.
+struct StepMetrics {
+  double lr = 0.0;         // the learning rate the step used
+  double loss = 0.0;       // mean cross-entropy of this rank's batch (before the update)
+  double correct = 0.0;    // examples of the batch the model classified right
+  int64_t count = 0;       // examples in the batch
+  uint64_t wireBytes = 0;  // gradient bytes this rank sent in the step
+  uint64_t fp32Bytes = 0;  // what fp32 ring allreduces would have sent
+};
+
+// The sums of a logging window (the steps since the last step record) on one rank.
+struct MetricsWindow {
+  double loss = 0.0;  // sum of loss * count
+  double correct = 0.0;
+  double count = 0.0;
+  uint64_t wireBytes = 0;
+  uint64_t fp32Bytes = 0;
+  int64_t steps = 0;
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+
+  void add(const StepMetrics& m);
+};
+
+// Note [Metrics log]
+// Rank 0 appends one JSON object per line to <run folder>/metrics.jsonl:
+//   {"kind":"step", step, epoch, lr, train_loss, train_accuracy, samples_per_s,
+//    wire_mb_per_step, compression_ratio}   every log.every_steps steps and at the last one; the
+//    loss and accuracy are over every rank's examples of the window, the bytes this rank's;
+//   {"kind":"epoch", epoch, step, test_loss, test_accuracy}   after each epoch's evaluation.
+// A finished run also gets summary.json (summaryJson). The other ranks take part in the sums and
+// write nothing.
+class MetricsLog {
+ public:
+  // Rank 0 opens path for appending (a resumed run continues the file) and draws a progress bar
+  // of totalSteps on stderr when progressBar is set, else logs a line per step record.
+  MetricsLog(comm::Communicator& comm, const std::string& path, bool progressBar,
+             int64_t totalSteps);
+  ~MetricsLog();
+
+  // Adds a step to the current window.
+  void addStep(const StepMetrics& m);
+  // Collective: sums the window over the ranks, writes the step record of `step` (the last of
+  // the window, in `epoch`, at learning rate lr), shows it, and starts a new window.
+  void writeStep(int64_t step, int64_t epoch, double lr);
+  // Writes the epoch record (rank 0; no collective).
+  void writeEpoch(int64_t epoch, int64_t step, double testLoss, double testAccuracy);
+
+ private:
+  class Progress;
+  comm::Communicator& comm_;
+  std::unique_ptr<AppendFile> file_;  // rank 0 only
+  std::unique_ptr<Progress> progress_;
+  int64_t totalSteps_;
+  MetricsWindow window_;
+};
+
+// The text of summary.json for a finished run of cfg on `ranks` ranks.
+std::string summaryJson(const Config& cfg, const TrainResult& result, int ranks);
+
+}  // namespace cdl::core

@@ -1,0 +1,66 @@
+#include "core/replica.h"
+
+#include <ATen/Context.h>
+#include <ATen/core/grad_mode.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <mutex>
+
+#include "comm/reduce/reducer.h"
+#include "core/models.h"
+#include "kernels/base/error.h"
+
+namespace cdl::core {
+
+void broadcastTensors(comm::Communicator& c, const std::vector<at::Tensor>& tensors) {
+  at::NoGradGuard noGrad;
+  for (const at::Tensor& t : tensors) {
+    CDL_CHECK(t.is_contiguous(), "broadcast of a non-contiguous tensor");
+    const size_t bytes = t.numel() * t.element_size();
+    auto* p = static_cast<uint8_t*>(t.data_ptr());
+    Bytes b(p, p + bytes);
+    c.broadcast(&b, 0)->wait();
+    CDL_CHECK(b.size() == bytes, "rank 0 has a tensor of ", b.size(), " bytes where this rank has ",
+              bytes, "; every rank must build the same model");
+    std::copy(b.begin(), b.end(), p);
+  }
+}
+
+std::string saveReplicaCheckpoint(const Replica& r, const std::string& dir, int64_t keep,
+                                  TrainState& state) {
+  broadcastTensors(r.comm, r.buffers);
+  state.schemeState = r.reducer.schemeState();
+  {
+    at::Generator gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    state.rngState = gen.get_state();
+  }
+  const std::string path = saveCheckpoint(dir, r.model, r.optimizer, state, keep);
+  spdlog::debug("wrote {}", path);
+  return path;
+}
+
+void restoreReplica(const Replica& r, const std::string& path, const std::string& runDir,
+                    TrainState& state) {
+  const TrainState loaded = loadCheckpoint(path, r.model, r.optimizer);
+  CDL_CHECK(loaded.worldSize == state.worldSize, "checkpoint ", path, " is from a run with ",
+            loaded.worldSize, " ranks; resume it with as many");
+  CDL_CHECK(loaded.configHash == state.configHash, "checkpoint ", path,
+            " was written with a different config; resume with the run's config.yaml (", runDir,
+            "/config.yaml)");
+  r.reducer.restoreSchemeState(loaded.schemeState);
+  r.reducer.setStep(static_cast<uint64_t>(loaded.step));
+  if (loaded.rngState.defined()) {
+    at::Generator gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(loaded.rngState);
+  }
+  state.step = loaded.step;
+  state.epoch = loaded.epoch;
+  state.batchInEpoch = loaded.batchInEpoch;
+  state.wireBytes = loaded.wireBytes;
+  state.fp32WireBytes = loaded.fp32WireBytes;
+}
+
+}  // namespace cdl::core

@@ -1,0 +1,35 @@
+#include "core/train_step.h"
+
+#include <ATen/ops/argmax.h>
+#include <ATen/ops/cross_entropy_loss.h>
+#include <torch/optim/optimizer.h>
+
+#include "comm/reduce/reducer.h"
+#include "core/models.h"
+#include "core/schedule.h"
+
+namespace cdl::core {
+
+StepMetrics trainStep(const StepSetup& s, int64_t step, const at::Tensor& x, const at::Tensor& y) {
+  const Config::Train& t = s.train;
+  const Replica& r = s.replica;
+  StepMetrics m;
+  m.lr = scheduledLr(t.schedule, t.lr, step, s.totalSteps, t.warmupSteps, t.stepEvery, t.stepGamma);
+  for (auto& group : r.optimizer.param_groups()) group.options().set_lr(m.lr);
+  r.optimizer.zero_grad();
+  const at::Tensor logits = r.model.forward(x);
+  const at::Tensor loss = at::cross_entropy_loss(logits, y);
+  loss.backward();
+  r.reducer.finalize();
+  r.optimizer.step();
+
+  const auto& stats = r.reducer.lastStats();
+  m.wireBytes = stats.wireBytes;
+  m.fp32Bytes = stats.fp32Bytes;
+  m.loss = loss.item<double>();
+  m.correct = at::argmax(logits, 1).eq(y).sum().item<double>();
+  m.count = y.size(0);
+  return m;
+}
+
+}  // namespace cdl::core

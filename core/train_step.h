@@ -1,0 +1,27 @@
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+
+#include "core/config.h"
+#include "core/metrics_log.h"
+#include "core/replica.h"
+
+namespace cdl::core {
+
+// What a training step needs besides its batch. A rate loss (CDL) adds its term's inputs here.
+struct StepSetup {
+  const Replica& replica;
+  const Config::Train& train;  // the learning-rate schedule
+  int64_t totalSteps;          // of the whole run (the schedule's length)
+};
+
+// Collective (through the reducer). Step `step` (0-based) of the run on the batch (x, y): sets
+// the scheduled learning rate on every parameter group, zeroes the gradients, runs forward, the
+// cross-entropy loss and backward, waits for the reducer's averaged gradients and steps the
+// optimizer. Returns the step's metrics: the loss and accuracy are of this rank's batch before
+// the update, the bytes those the reducer sent.
+StepMetrics trainStep(const StepSetup& s, int64_t step, const at::Tensor& x, const at::Tensor& y);
+
+}  // namespace cdl::core

@@ -1,0 +1,118 @@
+#include "core/metrics_log.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/trainer.h"
+#include "tests/support/thread_ranks.h"
+
+namespace cdl::core {
+namespace {
+
+TEST(CompressionRatio, IsFp32BytesOverWireBytes) {
+  EXPECT_DOUBLE_EQ(compressionRatio(1000, 250), 4.0);
+  EXPECT_DOUBLE_EQ(compressionRatio(100, 100), 1.0);
+  EXPECT_DOUBLE_EQ(compressionRatio(3, 2), 1.5);
+}
+
+// A run that sent nothing (one rank, or no gradients yet) reports 1x, never inf or nan.
+TEST(CompressionRatio, IsOneWhenNothingWasSent) {
+  EXPECT_DOUBLE_EQ(compressionRatio(0, 0), 1.0);
+  EXPECT_DOUBLE_EQ(compressionRatio(4096, 0), 1.0);
+}
+
+class MetricsLogTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/cdl_metrics_log_test_XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
+
+  std::vector<nlohmann::json> lines() const {
+    std::ifstream in(dir_ + "/metrics.jsonl");
+    std::vector<nlohmann::json> out;
+    for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
+    return out;
+  }
+
+  std::string dir_;
+};
+
+// The step record's loss and accuracy cover every rank's examples; the bytes are this rank's.
+TEST_F(MetricsLogTest, AStepRecordSumsTheWindowOverTheRanksAndOnlyRankZeroWrites) {
+  test::spawn(2, [&](int r, std::shared_ptr<comm::Communicator> c) {
+    MetricsLog log(*c, dir_ + "/metrics.jsonl", /*progressBar=*/false, /*totalSteps=*/10);
+    StepMetrics m;
+    m.lr = 0.1;
+    m.loss = r == 0 ? 1.0 : 3.0;  // mean over the batch
+    m.correct = r == 0 ? 2 : 4;
+    m.count = 4;
+    m.wireBytes = 100;
+    m.fp32Bytes = 400;
+    log.addStep(m);
+    log.addStep(m);
+    log.writeStep(2, 0, 0.1);
+    log.writeEpoch(0, 2, 0.5, 0.75);
+  });
+  const auto records = lines();
+  ASSERT_EQ(records.size(), 2u);
+  const auto& s = records[0];
+  EXPECT_EQ(s["kind"], "step");
+  EXPECT_EQ(s["step"], 2);
+  EXPECT_EQ(s["epoch"], 0);
+  EXPECT_DOUBLE_EQ(s["lr"].get<double>(), 0.1);
+  EXPECT_DOUBLE_EQ(s["train_loss"].get<double>(), 2.0);       // (2*4*1 + 2*4*3) / 16
+  EXPECT_DOUBLE_EQ(s["train_accuracy"].get<double>(), 0.75);  // (4 + 8) / 16
+  EXPECT_DOUBLE_EQ(s["wire_mb_per_step"].get<double>(), 100 / 1e6);
+  EXPECT_DOUBLE_EQ(s["compression_ratio"].get<double>(), 4.0);
+  EXPECT_TRUE(s.contains("samples_per_s"));
+  EXPECT_EQ(s.size(), 9u);
+  const nlohmann::json epoch = {
+      {"kind", "epoch"}, {"epoch", 0}, {"step", 2}, {"test_loss", 0.5}, {"test_accuracy", 0.75}};
+  EXPECT_EQ(records[1], epoch);
+}
+
+TEST_F(MetricsLogTest, AResumedRunAppendsToTheLog) {
+  test::spawn(1, [&](int, std::shared_ptr<comm::Communicator> c) {
+    MetricsLog(*c, dir_ + "/metrics.jsonl", false, 4).writeEpoch(0, 2, 1.0, 0.5);
+    MetricsLog(*c, dir_ + "/metrics.jsonl", false, 4).writeEpoch(1, 4, 0.5, 0.75);
+  });
+  const auto records = lines();
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[0]["epoch"], 0);
+  EXPECT_EQ(records[1]["epoch"], 1);
+}
+
+TEST(SummaryJson, HoldsTheRunsResultAndItsCompressionRatio) {
+  Config cfg;
+  cfg.name = "s";
+  cfg.train.batchSize = 32;
+  cfg.comm.codec = "qsgd:bits=4";
+  TrainResult r;
+  r.testAccuracy = 0.9;
+  r.epochs = 2;
+  r.steps = 40;
+  r.wireBytes = 1000;
+  r.fp32WireBytes = 8000;
+  const auto j = nlohmann::json::parse(summaryJson(cfg, r, 4));
+  EXPECT_EQ(j["name"], "s");
+  EXPECT_DOUBLE_EQ(j["test_accuracy"].get<double>(), 0.9);
+  EXPECT_DOUBLE_EQ(j["compression_ratio"].get<double>(), 8.0);
+  EXPECT_EQ(j["ranks"], 4);
+  EXPECT_EQ(j["batch_per_rank"], 32);
+  EXPECT_EQ(j["global_batch"], 128);
+  EXPECT_EQ(j["codec"], "qsgd:bits=4");
+  EXPECT_EQ(j["config_hash"], configHash(cfg));
+  EXPECT_EQ(j.size(), 15u);
+}
+
+}  // namespace
+}  // namespace cdl::core

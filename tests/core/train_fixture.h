@@ -1,0 +1,78 @@
+#pragma once
+
+#include <ATen/Parallel.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/trainer.h"
+#include "tests/support/thread_ranks.h"
+
+namespace cdl::core {
+
+// A temporary runs folder and small synthetic experiments trained on in-process ranks.
+class TrainFixture : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    at::set_num_threads(1);
+    char tmpl[] = "/tmp/cdl_trainer_test_XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
+
+  // A small, quick experiment on the synthetic set: 256 examples, batch 16 per rank.
+  Config smallConfig(const std::string& name, const std::string& codec = "none") const {
+    Config c;
+    c.name = name;
+    c.seed = 7;
+    c.data.dataset = "synthetic";
+    c.data.syntheticTrain = 256;
+    c.data.syntheticTest = 200;
+    c.model.name = "mlp";
+    c.model.hidden = 32;
+    c.train.epochs = 2;
+    c.train.batchSize = 16;
+    c.train.lr = 0.05;
+    c.train.warmupSteps = 2;
+    c.comm.codec = codec;
+    c.comm.minCompressNumel = 100;
+    c.log.runsDir = dir_;
+    c.log.everySteps = 4;
+    return c;
+  }
+
+  // Runs train() on `size` in-process ranks; returns rank 0's result.
+  TrainResult run(const Config& c, int size, const TrainOptions& opt = {}) {
+    std::vector<TrainResult> results(size);
+    test::spawn(size, [&](int r, std::shared_ptr<comm::Communicator> comm) {
+      results[r] = train(c, std::move(comm), opt);
+    });
+    return results[0];
+  }
+
+  std::vector<nlohmann::json> records(const std::string& name, const std::string& kind) const {
+    std::ifstream in(dir_ + "/" + name + "/metrics.jsonl");
+    std::vector<nlohmann::json> out;
+    std::string line;
+    while (std::getline(in, line)) {
+      auto j = nlohmann::json::parse(line);
+      if (j["kind"] == kind) out.push_back(j);
+    }
+    return out;
+  }
+
+  nlohmann::json summary(const std::string& name) const {
+    std::ifstream in(dir_ + "/" + name + "/summary.json");
+    return nlohmann::json::parse(in);
+  }
+
+  std::string dir_;
+};
+
+}  // namespace cdl::core
