@@ -75,21 +75,100 @@ void fp32Allreduce(Communicator& comm, float* x, int64_t n, bool average, double
   stats->decodeSeconds += since(t0);
 }
 
+namespace {
+
+// The gather path for codecs that are not summable (top-k): every rank's payload to every rank,
+// summed in rank order. t0 is when encoding began; returns when the final decode began.
+Clock::time_point gatherReduce(Communicator& comm, const Codec& codec, const LayerRate& rate,
+                               float* x, int64_t n, const CompressedAllreduceOptions& opt,
+                               Clock::time_point t0, AllreduceStats& st) {
+  const int size = comm.size(), rank = comm.rank();
+  Scratch& sc = scratch();
+  Bytes& mine = sc.mine;
+  encodeRange(codec, x, n, rate, chunkKey(opt.roundingKey, 0, rank, 0), &mine);
+  if (opt.residual) updateResidual(codec, mine, x, n, opt.residual);
+  st.encodeSeconds += since(t0);
+  t0 = Clock::now();
+  waitWork(comm.allgatherv(mine, &sc.all, &sc.sizes), opt.timeoutSeconds);
+  st.commSeconds += since(t0);
+  st.wireBytes += mine.size() * static_cast<uint64_t>(size - 1);
+  t0 = Clock::now();
+  size_t off = 0;
+  for (int r = 0; r < size; ++r) {
+    codec.decode(sc.all.data() + off, sc.sizes[r], x, n, /*accumulate=*/r > 0);
+    off += sc.sizes[r];
+  }
+  return t0;
+}
+
+// The scatter-reduce + allgather path for summable codecs (Note [Compressed allreduce]). t0 is
+// when encoding began; returns when the final decode began.
+Clock::time_point scatterReduce(Communicator& comm, const Codec& codec, const LayerRate& rate,
+                                float* x, int64_t n, const CompressedAllreduceOptions& opt,
+                                Clock::time_point t0, AllreduceStats& st) {
+  const int size = comm.size(), rank = comm.rank();
+  Scratch& sc = scratch();
+  // Chunk boundaries on multiples of the codec's alignment, so quantization buckets stay whole.
+  const int64_t align = std::max<int64_t>(1, codec.chunkAlignment(rate));
+  const int64_t units = (n + align - 1) / align;
+  std::vector<int64_t> begin(size + 1);
+  for (int r = 0; r <= size; ++r) begin[r] = std::min(n, units * r / size * align);
+  auto chunkLen = [&](int r) { return begin[r + 1] - begin[r]; };
+
+  sc.send.resize(size);
+  for (int r = 0; r < size; ++r) {
+    encodeRange(codec, x + begin[r], chunkLen(r), rate, chunkKey(opt.roundingKey, 1, rank, r),
+                &sc.send[r]);
+    if (opt.residual) {
+      updateResidual(codec, sc.send[r], x + begin[r], chunkLen(r), opt.residual + begin[r]);
+    }
+    if (r != rank) st.wireBytes += sc.send[r].size();
+  }
+  st.encodeSeconds += since(t0);
+  t0 = Clock::now();
+  waitWork(comm.alltoallv(sc.send, &sc.recv), opt.timeoutSeconds);
+  st.commSeconds += since(t0);
+
+  t0 = Clock::now();
+  float* mine = x + begin[rank];
+  const int64_t myLen = chunkLen(rank);
+  for (int r = 0; r < size; ++r) {
+    codec.decode(sc.recv[r].data(), sc.recv[r].size(), mine, myLen, /*accumulate=*/r > 0);
+  }
+  st.decodeSeconds += since(t0);
+  t0 = Clock::now();
+  Bytes& reduced = sc.mine;
+  encodeRange(codec, mine, myLen, rate, chunkKey(opt.roundingKey, 2, rank, rank), &reduced);
+  st.encodeSeconds += since(t0);
+  st.wireBytes += reduced.size() * static_cast<uint64_t>(size - 1);
+  t0 = Clock::now();
+  waitWork(comm.allgatherv(reduced, &sc.all, &sc.sizes), opt.timeoutSeconds);
+  st.commSeconds += since(t0);
+  t0 = Clock::now();
+  size_t off = 0;
+  for (int r = 0; r < size; ++r) {
+    codec.decode(sc.all.data() + off, sc.sizes[r], x + begin[r], chunkLen(r),
+                 /*accumulate=*/false);
+    off += sc.sizes[r];
+  }
+  return t0;
+}
+
+}  // namespace
+
 void compressedAllreduce(Communicator& comm, const Codec& codec, const LayerRate& rate, float* x,
                          int64_t n, const CompressedAllreduceOptions& opt, AllreduceStats* stats) {
   CDL_CHECK(n >= 0 && (x != nullptr || n == 0), "compressed allreduce: bad buffer (n = ", n, ")");
   AllreduceStats local;
   AllreduceStats& st = stats ? *stats : local;
   st = AllreduceStats{};
-  const int size = comm.size(), rank = comm.rank();
+  const int size = comm.size();
   st.fp32Bytes = ringAllreduceBytes(size, 4.0 * static_cast<double>(n));
 
   auto t0 = Clock::now();
   if (opt.residual) {
     for (int64_t i = 0; i < n; ++i) x[i] += opt.residual[i];
   }
-  Scratch& sc = scratch();
-
   if (codec.lossless()) {
     // Lossless: the communicator's own fp32 allreduce, and nothing left for the residual.
     if (opt.residual) std::fill_n(opt.residual, n, 0.0f);
@@ -97,72 +176,8 @@ void compressedAllreduce(Communicator& comm, const Codec& codec, const LayerRate
     fp32Allreduce(comm, x, n, opt.average, opt.timeoutSeconds, &st);
     return;
   }
-
-  if (!codec.summable()) {
-    Bytes& mine = sc.mine;
-    encodeRange(codec, x, n, rate, chunkKey(opt.roundingKey, 0, rank, 0), &mine);
-    if (opt.residual) updateResidual(codec, mine, x, n, opt.residual);
-    st.encodeSeconds += since(t0);
-    t0 = Clock::now();
-    Bytes& all = sc.all;
-    std::vector<size_t>& sizes = sc.sizes;
-    waitWork(comm.allgatherv(mine, &all, &sizes), opt.timeoutSeconds);
-    st.commSeconds += since(t0);
-    st.wireBytes += mine.size() * static_cast<uint64_t>(size - 1);
-    t0 = Clock::now();
-    size_t off = 0;
-    for (int r = 0; r < size; ++r) {
-      codec.decode(all.data() + off, sizes[r], x, n, /*accumulate=*/r > 0);
-      off += sizes[r];
-    }
-  } else {
-    // Chunk boundaries on multiples of the bucket, so quantization buckets stay whole.
-    const int64_t align = std::max<int64_t>(1, codec.chunkAlignment(rate));
-    const int64_t units = (n + align - 1) / align;
-    std::vector<int64_t> begin(size + 1);
-    for (int r = 0; r <= size; ++r) begin[r] = std::min(n, units * r / size * align);
-    auto chunkLen = [&](int r) { return begin[r + 1] - begin[r]; };
-
-    std::vector<Bytes>& send = sc.send;
-    send.resize(size);
-    for (int r = 0; r < size; ++r) {
-      encodeRange(codec, x + begin[r], chunkLen(r), rate, chunkKey(opt.roundingKey, 1, rank, r),
-                  &send[r]);
-      if (opt.residual) {
-        updateResidual(codec, send[r], x + begin[r], chunkLen(r), opt.residual + begin[r]);
-      }
-      if (r != rank) st.wireBytes += send[r].size();
-    }
-    st.encodeSeconds += since(t0);
-    t0 = Clock::now();
-    std::vector<Bytes>& recv = sc.recv;
-    waitWork(comm.alltoallv(send, &recv), opt.timeoutSeconds);
-    st.commSeconds += since(t0);
-
-    t0 = Clock::now();
-    float* mine = x + begin[rank];
-    const int64_t myLen = chunkLen(rank);
-    for (int r = 0; r < size; ++r) {
-      codec.decode(recv[r].data(), recv[r].size(), mine, myLen, /*accumulate=*/r > 0);
-    }
-    st.decodeSeconds += since(t0);
-    t0 = Clock::now();
-    Bytes& reduced = sc.mine;
-    encodeRange(codec, mine, myLen, rate, chunkKey(opt.roundingKey, 2, rank, rank), &reduced);
-    st.encodeSeconds += since(t0);
-    st.wireBytes += reduced.size() * static_cast<uint64_t>(size - 1);
-    t0 = Clock::now();
-    Bytes& all = sc.all;
-    std::vector<size_t>& sizes = sc.sizes;
-    waitWork(comm.allgatherv(reduced, &all, &sizes), opt.timeoutSeconds);
-    st.commSeconds += since(t0);
-    t0 = Clock::now();
-    size_t off = 0;
-    for (int r = 0; r < size; ++r) {
-      codec.decode(all.data() + off, sizes[r], x + begin[r], chunkLen(r), /*accumulate=*/false);
-      off += sizes[r];
-    }
-  }
+  t0 = codec.summable() ? scatterReduce(comm, codec, rate, x, n, opt, t0, st)
+                        : gatherReduce(comm, codec, rate, x, n, opt, t0, st);
   if (opt.average && size > 1) {
     const float inv = 1.0f / static_cast<float>(size);
     for (int64_t i = 0; i < n; ++i) x[i] *= inv;

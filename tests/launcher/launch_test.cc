@@ -196,5 +196,28 @@ TEST(FailedRank, FindsCdlsErrorLinesOnly) {
   EXPECT_EQ(failedRankOf("MPI_ABORT was invoked on rank 0"), -1);
 }
 
+TEST(Knobs, DeclaredKnobsAreForwardedAndTyposAreReportedNotForwarded) {
+  ::setenv("CDL_LOG_LEVEL", "debug", 1);
+  ::setenv("CDL_LOG_LEVL", "debug", 1);
+  const auto env = cdlEnvironment();
+  EXPECT_NE(std::find(env.begin(), env.end(), "CDL_LOG_LEVEL=debug"), env.end());
+  for (const std::string& e : env) EXPECT_EQ(e.rfind("CDL_LOG_LEVL", 0), std::string::npos) << e;
+  const auto unknown = undeclaredCdlVariables();
+  EXPECT_NE(std::find(unknown.begin(), unknown.end(), "CDL_LOG_LEVL"), unknown.end());
+  ::unsetenv("CDL_LOG_LEVL");
+  ::unsetenv("CDL_LOG_LEVEL");
+}
+
+TEST(Knobs, AMalformedKnobStopsTheLaunchNamingIt) {
+  ::setenv("CDL_COMM_TIMEOUT", "ten", 1);
+  try {
+    cdlEnvironment();
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("CDL_COMM_TIMEOUT='ten'"), std::string::npos) << e.what();
+  }
+  ::unsetenv("CDL_COMM_TIMEOUT");
+}
+
 }  // namespace
 }  // namespace cdl::launcher

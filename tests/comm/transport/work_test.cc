@@ -1,0 +1,106 @@
+#include "comm/transport/work.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <string>
+#include <thread>
+
+#include "kernels/base/error.h"
+
+namespace cdl::comm {
+namespace {
+
+std::exception_ptr errorNamed(const std::string& what) {
+  try {
+    CDL_THROW(what);
+  } catch (...) {
+    return std::current_exception();
+  }
+}
+
+TEST(Work, WaitRethrowsTheErrorTheOperationFinishedWith) {
+  Work w("allreduce of 4 floats");
+  w.finish(errorNamed("peer 2 sent garbage"));
+  w.finish();  // the first finish wins
+  EXPECT_TRUE(w.completed());
+  try {
+    w.wait(std::chrono::seconds(1));
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("peer 2 sent garbage"), std::string::npos);
+  }
+}
+
+TEST(Work, AWaitThatOutlastsItsTimeoutNamesTheOperation) {
+  Work w("barrier (collective #7)");
+  try {
+    w.wait(std::chrono::milliseconds(20));
+    ADD_FAILURE() << "no timeout";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("barrier (collective #7) did not complete"), std::string::npos) << m;
+    EXPECT_NE(m.find("CDL_COMM_TIMEOUT"), std::string::npos) << m;
+  }
+  EXPECT_FALSE(w.completed());
+}
+
+TEST(Work, AnotherThreadsFinishWakesTheWaiter) {
+  Work w("op");
+  std::thread t([&] { w.finish(); });
+  EXPECT_NO_THROW(w.wait(std::chrono::seconds(30)));
+  t.join();
+}
+
+TEST(PhasedWork, PhasesRunInOrderEachAfterTheOperationsOfTheLastCompleted) {
+  auto first = std::make_shared<Work>("first step");
+  std::vector<int> order;
+  PhasedWork w("two steps", {[&] {
+                               order.push_back(1);
+                               return std::vector<std::shared_ptr<Work>>{first};
+                             },
+                             [&] {
+                               order.push_back(2);
+                               return std::vector<std::shared_ptr<Work>>{};
+                             }});
+  EXPECT_FALSE(w.completed());
+  EXPECT_EQ(order, std::vector<int>{1});
+  first->finish();
+  EXPECT_TRUE(w.completed());
+  EXPECT_EQ(order, (std::vector<int>{1, 2}));
+  EXPECT_NO_THROW(w.wait(std::chrono::seconds(1)));
+}
+
+TEST(PhasedWork, AFailedStepFailsTheWholeWorkAndLaterPhasesDoNotRun) {
+  auto step = std::make_shared<Work>("step");
+  bool ranSecond = false;
+  PhasedWork w("ring", {[&] { return std::vector<std::shared_ptr<Work>>{step}; },
+                        [&] {
+                          ranSecond = true;
+                          return std::vector<std::shared_ptr<Work>>{};
+                        }});
+  step->finish(errorNamed("rank 1 vanished"));
+  EXPECT_THROW(w.wait(std::chrono::seconds(1)), Error);
+  EXPECT_FALSE(ranSecond);
+}
+
+TEST(PhasedWork, ATimeoutNamesTheStepStillPending) {
+  auto step = std::make_shared<Work>("receive of 8 bytes from rank 2");
+  PhasedWork w("allreduce (ring)", {[&] { return std::vector<std::shared_ptr<Work>>{step}; }});
+  try {
+    w.wait(std::chrono::milliseconds(20));
+    ADD_FAILURE() << "no timeout";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("receive of 8 bytes from rank 2"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(PhasedWork, APhaseThatThrowsFailsTheWork) {
+  PhasedWork w("bad", {[]() -> std::vector<std::shared_ptr<Work>> { CDL_THROW("cannot post"); }});
+  EXPECT_TRUE(w.completed());
+  EXPECT_THROW(w.wait(std::chrono::seconds(1)), Error);
+}
+
+}  // namespace
+}  // namespace cdl::comm

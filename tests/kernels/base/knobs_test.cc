@@ -1,0 +1,76 @@
+#include "kernels/base/knobs.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <set>
+#include <string>
+
+#include "kernels/base/error.h"
+
+namespace cdl {
+namespace {
+
+std::string errorOf(const Knob& knob, const std::string& value) {
+  try {
+    checkKnobValue(knob, value);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(Knobs, EveryKnobIsDeclaredOnceWithAMeaningAndADefaultItAccepts) {
+  std::set<std::string> names;
+  for (const Knob* k : kAllKnobs) {
+    EXPECT_EQ(std::string(k->name).rfind("CDL_", 0), 0u) << k->name;
+    EXPECT_TRUE(names.insert(k->name).second) << k->name << " is declared twice";
+    EXPECT_GT(std::string(k->meaning).size(), 10u) << k->name;
+    EXPECT_NO_THROW(checkKnobValue(*k, k->defaultValue)) << k->name;
+    EXPECT_EQ(findKnob(k->name), k);
+  }
+  EXPECT_EQ(findKnob("CDL_NO_SUCH_KNOB"), nullptr);
+}
+
+TEST(Knobs, ATypoInTheLogLevelIsAnErrorNamingTheVariableAndTheChoices) {
+  const std::string e = errorOf(kKnobLogLevel, "inf");
+  EXPECT_NE(e.find("CDL_LOG_LEVEL='inf'"), std::string::npos) << e;
+  EXPECT_NE(e.find("debug"), std::string::npos) << e;
+  EXPECT_NE(errorOf(kKnobLogLevel, "infoo"), "no error");
+  EXPECT_NE(errorOf(kKnobLogLevel, "in"), "no error");
+  for (const char* level : {"trace", "debug", "info", "warn", "error", "critical", "off"}) {
+    EXPECT_EQ(errorOf(kKnobLogLevel, level), "no error") << level;
+  }
+}
+
+TEST(Knobs, MalformedSecondsAreAnErrorNamingTheVariable) {
+  for (const char* bad : {"abc", "-1", "5s", "1e"}) {
+    const std::string e = errorOf(kKnobCommTimeout, bad);
+    EXPECT_NE(e.find("CDL_COMM_TIMEOUT"), std::string::npos) << bad << ": " << e;
+  }
+  EXPECT_EQ(errorOf(kKnobCommTimeout, "0"), "no error");
+  EXPECT_EQ(errorOf(kKnobCommTimeout, "2.5"), "no error");
+}
+
+TEST(Knobs, AValueIsReadOnceAndHoldsForTheProcess) {
+  ::setenv("CDL_COMM_TIMEOUT", "7", 1);
+  EXPECT_EQ(knobSeconds(kKnobCommTimeout), 7.0);
+  ::setenv("CDL_COMM_TIMEOUT", "9", 1);
+  EXPECT_EQ(knobSeconds(kKnobCommTimeout), 7.0);
+  ::unsetenv("CDL_COMM_TIMEOUT");
+}
+
+TEST(Knobs, AMalformedValueInTheEnvironmentFailsWhereItIsRead) {
+  ::setenv("CDL_LOG_LEVEL", "loud", 1);
+  EXPECT_THROW(knobChoice(kKnobLogLevel), Error);
+  ::unsetenv("CDL_LOG_LEVEL");
+}
+
+TEST(Knobs, UndeclaredCdlNamesAreReportedAndOthersIgnored) {
+  const auto names = undeclaredKnobs(
+      {"CDL_COMM_TIMEOUT=3", "CDL_LOG_LEVL=debug", "PATH=/bin", "CDL_FOO", "XCDL_BAR=1"});
+  EXPECT_EQ(names, (std::vector<std::string>{"CDL_LOG_LEVL", "CDL_FOO"}));
+}
+
+}  // namespace
+}  // namespace cdl
