@@ -1,4 +1,4 @@
-# Finds the dependencies of DESIGN §2, all from Debian packages (scripts/install-deps.sh).
+# Finds the dependencies, all from Debian packages (scripts/install-deps.sh).
 find_package(Threads REQUIRED)
 find_package(PkgConfig REQUIRED)
 

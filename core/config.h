@@ -61,7 +61,7 @@ struct Config {
   } train;
 
   struct Comm {
-    std::string codec = "none";  // codec spec (comm/codec.h), or powersgd:rank=R
+    std::string codec = "none";  // a scheme spec (comm/reduce/scheme.h): codec or powersgd:rank=R
     bool errorFeedback = true;
     double bucketMb = 25.0;
     double firstBucketMb = 1.0;

@@ -101,7 +101,8 @@ bool srunOffersPmix() {
 // "known: CDL_A, CDL_B" for the warning about undeclared CDL_* variables.
 std::string knownKnobs() {
   std::string out = "known:";
-  for (const cdl::Knob* k : cdl::kAllKnobs) out += std::string(out.size() > 6 ? ", " : " ") + k->name;
+  for (const cdl::Knob* k : cdl::kAllKnobs)
+    out += std::string(out.size() > 6 ? ", " : " ") + k->name;
   return out;
 }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Debian packages cdl builds, tests and runs with (DESIGN §2). Idempotent: only what is
+# Installs the Debian packages cdl builds, tests and runs with (README). Idempotent: only what is
 # missing is installed. Set CDL_DEPS_EXTRA to add packages (for example the SLURM daemons for tests).
 set -euo pipefail
 

@@ -22,9 +22,10 @@ struct CollectiveOptions {
 };
 
 // A group of ranks that exchange data. Every rank must issue the same collectives in the same
-// order (DESIGN §3, collective order); each call returns at once with a Work, and the buffers it
-// names must stay alive and untouched until that Work's wait() returns. Errors — a mismatched
-// collective, a peer that never arrives — surface from wait() as cdl::Error.
+// order (from one thread per rank, as the Reducer does, not in the order gradients happen to be
+// ready); each call returns at once with a Work, and the buffers it names must stay alive and
+// untouched until that Work's wait() returns. Errors — a mismatched collective, a peer that never
+// arrives — surface from wait() as cdl::Error.
 class Communicator {
  public:
   virtual ~Communicator() = default;
