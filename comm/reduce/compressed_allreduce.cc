@@ -53,6 +53,13 @@ uint64_t ringAllreduceBytes(int size, double bytes) {
   return static_cast<uint64_t>(2.0 * (size - 1) / size * bytes);
 }
 
+AllreduceStats& startStats(AllreduceStats* stats, AllreduceStats* local, int size, int64_t n) {
+  AllreduceStats& st = stats ? *stats : *local;
+  st = AllreduceStats{};
+  st.fp32Bytes = ringAllreduceBytes(size, 4.0 * static_cast<double>(n));
+  return st;
+}
+
 void waitWork(const std::shared_ptr<Work>& w, double timeoutSeconds) {
   if (timeoutSeconds > 0.0) {
     w->wait(std::chrono::duration<double>(timeoutSeconds));
@@ -160,10 +167,8 @@ void compressedAllreduce(Communicator& comm, const Codec& codec, const LayerRate
                          int64_t n, const CompressedAllreduceOptions& opt, AllreduceStats* stats) {
   CDL_CHECK(n >= 0 && (x != nullptr || n == 0), "compressed allreduce: bad buffer (n = ", n, ")");
   AllreduceStats local;
-  AllreduceStats& st = stats ? *stats : local;
-  st = AllreduceStats{};
+  AllreduceStats& st = startStats(stats, &local, comm.size(), n);
   const int size = comm.size();
-  st.fp32Bytes = ringAllreduceBytes(size, 4.0 * static_cast<double>(n));
 
   auto t0 = Clock::now();
   if (opt.residual) {

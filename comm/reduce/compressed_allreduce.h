@@ -31,6 +31,10 @@ struct CompressedAllreduceOptions {
 // What a ring allreduce of `bytes` sends from each of `size` ranks: 2 (W-1)/W * bytes.
 uint64_t ringAllreduceBytes(int size, double bytes);
 
+// The statistics an allreduce of n floats over `size` ranks fills in: *stats, or *local when stats
+// is null, reset and with fp32Bytes set to what a ring allreduce of fp32 would send.
+AllreduceStats& startStats(AllreduceStats* stats, AllreduceStats* local, int size, int64_t n);
+
 // w->wait() bounded by timeoutSeconds; zero or less: the Work's default (CDL_COMM_TIMEOUT).
 void waitWork(const std::shared_ptr<Work>& w, double timeoutSeconds);
 

@@ -362,10 +362,8 @@ void powerSgdAllreduce(Communicator& comm, PowerSgdState& state, float* grad, in
   const int64_t n = rows * cols;
   CDL_CHECK(grad != nullptr || n == 0, "PowerSGD on '", name, "': null gradient");
   AllreduceStats local;
-  AllreduceStats& st = stats ? *stats : local;
-  st = AllreduceStats{};
+  AllreduceStats& st = startStats(stats, &local, comm.size(), n);
   const int size = comm.size();
-  st.fp32Bytes = ringAllreduceBytes(size, 4.0 * static_cast<double>(n));
   auto t0 = Clock::now();
   std::vector<float>& residual = state.residual_;
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "kernels/base/error.h"
+#include "tests/support/temp_dir.h"
 
 namespace cdl::core {
 namespace {
@@ -75,16 +76,7 @@ slurm:
   output: runs/%x-%j.out
 )";
 
-// The message of the cdl::Error that f throws ("" and a failure when it throws none).
-std::string errorOf(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const cdl::Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a cdl::Error";
-  return "";
-}
+using test::errorOf;
 
 std::string errorOfYaml(const std::string& yaml, const std::vector<std::string>& sets = {}) {
   return errorOf([&] { parseConfig(yaml, "test.yaml", sets); });
@@ -106,20 +98,14 @@ void leaves(const YAML::Node& n, const std::string& prefix,
 
 class ConfigFileTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string templ = (fs::temp_directory_path() / "cdl_config_test.XXXXXX").string();
-    ASSERT_NE(mkdtemp(templ.data()), nullptr);
-    dir_ = templ;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   std::string write(const std::string& name, const std::string& text) {
     const fs::path p = dir_ / name;
     std::ofstream(p) << text;
     return p.string();
   }
 
-  fs::path dir_;
+  test::TempDir tmp_;
+  fs::path dir_ = tmp_.path();
 };
 
 TEST_F(ConfigFileTest, EmptyFileMeansAllDefaults) {

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "kernels/base/error.h"
+#include "tests/support/temp_dir.h"
 
 namespace cdl::core {
 namespace {
@@ -22,13 +23,6 @@ using ::testing::HasSubstr;
 
 class FilesTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/cdl_files_test_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
-
   static std::string read(const std::string& path) {
     std::ifstream in(path);
     std::stringstream s;
@@ -36,17 +30,10 @@ class FilesTest : public ::testing::Test {
     return s.str();
   }
 
-  static std::string errorOf(const std::function<void()>& fn) {
-    try {
-      fn();
-    } catch (const Error& e) {
-      return e.what();
-    }
-    ADD_FAILURE() << "expected a cdl::Error";
-    return "";
-  }
+  static std::string errorOf(const std::function<void()>& fn) { return test::errorOf(fn); }
 
-  std::string dir_;
+  test::TempDir tmp_{"cdl_files_test"};
+  std::string dir_ = tmp_.path();
 };
 
 TEST_F(FilesTest, MakeDirsCreatesEveryMissingParentAndAcceptsExistingOnes) {

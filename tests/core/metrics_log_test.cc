@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/trainer.h"
+#include "tests/support/temp_dir.h"
 #include "tests/support/thread_ranks.h"
 
 namespace cdl::core {
@@ -29,13 +30,6 @@ TEST(CompressionRatio, IsOneWhenNothingWasSent) {
 
 class MetricsLogTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/cdl_metrics_log_test_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
-
   std::vector<nlohmann::json> lines() const {
     std::ifstream in(dir_ + "/metrics.jsonl");
     std::vector<nlohmann::json> out;
@@ -43,7 +37,8 @@ class MetricsLogTest : public ::testing::Test {
     return out;
   }
 
-  std::string dir_;
+  test::TempDir tmp_;
+  std::string dir_ = tmp_.path();
 };
 
 // The step record's loss and accuracy cover every rank's examples; the bytes are this rank's.

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels/base/error.h"
+#include "tests/support/temp_dir.h"
 
 namespace cdl::core {
 namespace {
@@ -31,15 +32,7 @@ torch::Tensor input(const ModelOptions& opt, int64_t n) {
   return at::randn({n, opt.inputChannels, opt.imageHeight, opt.imageWidth});
 }
 
-std::string errorOf(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a cdl::Error";
-  return "";
-}
+using test::errorOf;
 
 class ModelsTest : public ::testing::TestWithParam<std::string> {};
 

@@ -12,6 +12,7 @@
 
 #include "core/files.h"
 #include "kernels/base/error.h"
+#include "tests/support/temp_dir.h"
 #include "tests/support/thread_ranks.h"
 
 namespace cdl::core {
@@ -21,13 +22,6 @@ using ::testing::HasSubstr;
 
 class RunFolderTest : public ::testing::TestWithParam<int> {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/cdl_run_folder_test_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
-
   int size() const { return GetParam(); }
 
   // Runs checkRunFolder on every rank with the steps stepsOf(rank); returns how many ranks threw
@@ -46,7 +40,8 @@ class RunFolderTest : public ::testing::TestWithParam<int> {
     return n;
   }
 
-  std::string dir_;
+  test::TempDir tmp_;
+  std::string dir_ = tmp_.path();
 };
 
 TEST_P(RunFolderTest, AFreshRunInAnEmptyFolderIsAccepted) {

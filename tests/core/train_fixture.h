@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/trainer.h"
+#include "tests/support/temp_dir.h"
 #include "tests/support/thread_ranks.h"
 
 namespace cdl::core {
@@ -18,13 +19,7 @@ namespace cdl::core {
 // A temporary runs folder and small synthetic experiments trained on in-process ranks.
 class TrainFixture : public ::testing::Test {
  protected:
-  void SetUp() override {
-    at::set_num_threads(1);
-    char tmpl[] = "/tmp/cdl_trainer_test_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
+  void SetUp() override { at::set_num_threads(1); }
 
   // A small, quick experiment on the synthetic set: 256 examples, batch 16 per rank.
   Config smallConfig(const std::string& name, const std::string& codec = "none") const {
@@ -72,7 +67,8 @@ class TrainFixture : public ::testing::Test {
     return nlohmann::json::parse(in);
   }
 
-  std::string dir_;
+  test::TempDir tmp_;
+  std::string dir_ = tmp_.path();
 };
 
 }  // namespace cdl::core
