@@ -111,6 +111,24 @@ TEST_F(NcclOneRank, AllreduceRejectsAHostPointerWithAClearError) {
   EXPECT_NE(msg.find("device pointer"), std::string::npos) << msg;
 }
 
+TEST_F(NcclOneRank, StatesDeviceMemoryAndSendRecvToItselfMovesDeviceBytes) {
+  EXPECT_EQ(comm_->memory(), MemoryKind::kDevice);
+  const std::vector<float> input = pattern(1000, 0.25f);
+  DeviceFloats from(1000), to(1000);
+  from.upload(input);
+  comm_->sendRecv(from.get(), 4000, 0, to.get(), 4000, 0, 1)->wait(kWait);
+  EXPECT_EQ(to.download(), input);
+}
+
+TEST_F(NcclOneRank, SendRecvRejectsAHostPointerAtTheCall) {
+  std::vector<float> host(16, 1.0f);
+  DeviceFloats dev(16);
+  const std::string msg =
+      errorOf([&] { comm_->sendRecv(host.data(), 64, 0, dev.get(), 64, 0, 0); });
+  EXPECT_NE(msg.find("sendRecv on the NCCL communicator needs a device pointer"), std::string::npos)
+      << msg;
+}
+
 TEST_F(NcclOneRank, ByteCollectivesRoundTripIncludingEmptyAndLargeBuffers) {
   for (size_t n : {size_t{0}, size_t{3}, (size_t{1} << 20) + 1}) {
     const Bytes mine = bytesOf(n, 7);
