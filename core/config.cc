@@ -74,6 +74,17 @@ constexpr Key kSchema[] = {
     {"model.hidden", CDL_FIELD(model.hidden), atLeast(1)},
     {"model.width", CDL_FIELD(model.width), atLeast(1)},
 
+    {"cdl.mode", CDL_FIELD(cdl.mode), oneOf("none|cdl|rcdl")},
+    {"cdl.weight_bits", CDL_FIELD(cdl.weightBits), within(1, 8, false, false)},
+    {"cdl.act_bits", CDL_FIELD(cdl.actBits), within(1, 8, false, false)},
+    {"cdl.first_last_bits", CDL_FIELD(cdl.firstLastBits), within(1, 8, false, false)},
+    {"cdl.lambda_w", CDL_FIELD(cdl.lambdaW), atLeast(0)},
+    {"cdl.lambda_a", CDL_FIELD(cdl.lambdaA), atLeast(0)},
+    {"cdl.kappa", CDL_FIELD(cdl.kappa), within(0, 20, true, false)},
+    {"cdl.train_kappa", CDL_FIELD(cdl.trainKappa), {}},
+    {"cdl.window", CDL_FIELD(cdl.window), within(1, 256, false, false)},
+    {"cdl.rate_warmup_steps", CDL_FIELD(cdl.rateWarmupSteps), atLeast(0)},
+
     {"train.epochs", CDL_FIELD(train.epochs), atLeast(1)},
     {"train.batch_size", CDL_FIELD(train.batchSize), atLeast(1)},
     {"train.max_steps", CDL_FIELD(train.maxSteps), atLeast(0)},

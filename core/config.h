@@ -44,6 +44,22 @@ struct Config {
     int64_t width = 16;        // cnn, resnet20: channels of the first stage
   } model;
 
+  // Coded Deep Learning (Note [CDL quantizer]): quantized, entropy-constrained weights and
+  // activations, trained with loss = cross-entropy + lambdaW * bits per weight + lambdaA * bits per
+  // activation element (each the rate of the quantized tensors, weighted by their sizes).
+  struct Cdl {
+    std::string mode = "none";  // none | cdl | rcdl
+    int64_t weightBits = 6;
+    int64_t actBits = 6;
+    int64_t firstLastBits = 8;  // the weights of the first and last layers
+    double lambdaW = 0.0;
+    double lambdaA = 0.0;
+    double kappa = 2.0;  // alpha q^2: how sharply P(i | x) peaks
+    bool trainKappa = false;
+    int64_t window = 5;           // levels in P's window
+    int64_t rateWarmupSteps = 0;  // the rate terms ramp up linearly over these first steps
+  } cdl;
+
   struct Train {
     int64_t epochs = 5;
     int64_t batchSize = 64;         // per rank; the global batch is batchSize * ranks

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/batch.h"
+#include "core/cdl_training.h"
 #include "core/collectives.h"
 #include "core/models.h"
 
@@ -42,11 +43,21 @@ EpochEndResult endEpoch(const EpochEndSetup& e, TrainState& state) {
   const Replica& r = e.replica;
   broadcastTensors(r.comm, r.buffers);
   EpochEndResult out;
+  if (r.cdl) r.cdl->setCounting(true);
   out.test = evaluate(r.model, e.testSet, r.comm);
-  e.metrics.writeEpoch(state.epoch, state.step, out.test.loss, out.test.accuracy);
+  if (r.cdl) {
+    r.cdl->setCounting(false);
+    out.cdl = r.cdl->report();
+  }
+  e.metrics.writeEpoch(state.epoch, state.step, out.test.loss, out.test.accuracy,
+                       r.cdl ? &out.cdl : nullptr);
   if (r.comm.rank() == 0) {
     spdlog::info("epoch {} done at step {}: test loss {:.4f}, test accuracy {:.2f}%", state.epoch,
                  state.step, out.test.loss, 100.0 * out.test.accuracy);
+    if (r.cdl) {
+      spdlog::info("CDL: {:.3f} bits/weight ({:.3f} coded), model {} bytes coded",
+                   out.cdl.bitsPerWeight, out.cdl.codedBitsPerWeight, out.cdl.modelCodedBytes());
+    }
   }
   ++state.epoch;
   state.batchInEpoch = 0;

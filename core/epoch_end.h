@@ -4,6 +4,7 @@
 #include <string>
 
 #include "comm/transport/communicator.h"
+#include "core/cdl_report.h"
 #include "core/checkpoint.h"
 #include "core/config.h"
 #include "core/data.h"
@@ -45,6 +46,7 @@ struct EpochEndSetup {
 struct EpochEndResult {
   Evaluation test;
   bool stop = false;  // --stop-after stops the run before it is done
+  CdlReport cdl;      // a CDL model's report (Replica::cdl), else empty
 };
 
 // Collective. Ends epoch state.epoch after its last step: takes rank 0's batch-norm buffers,

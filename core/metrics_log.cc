@@ -24,6 +24,8 @@ void MetricsWindow::add(const StepMetrics& m) {
   loss += m.loss * static_cast<double>(m.count);
   correct += m.correct;
   count += static_cast<double>(m.count);
+  weightBits = m.weightBits;
+  activationBits = m.activationBits;
   ++steps;
 }
 
@@ -73,15 +75,19 @@ void MetricsLog::writeStep(int64_t step, int64_t epoch, double lr) {
   // The loss and accuracy are float quotients of the float sums, as the records always had.
   const float trainLoss = sums[0] / sums[2], trainAccuracy = sums[1] / sums[2];
   if (file_) {
-    const nlohmann::json j = {{"kind", "step"},
-                              {"step", step},
-                              {"epoch", epoch},
-                              {"lr", lr},
-                              {"train_loss", trainLoss},
-                              {"train_accuracy", trainAccuracy},
-                              {"samples_per_s", samplesPerSecond},
-                              {"wire_mb_per_step", mbPerStep},
-                              {"compression_ratio", ratio}};
+    nlohmann::json j = {{"kind", "step"},
+                        {"step", step},
+                        {"epoch", epoch},
+                        {"lr", lr},
+                        {"train_loss", trainLoss},
+                        {"train_accuracy", trainAccuracy},
+                        {"samples_per_s", samplesPerSecond},
+                        {"wire_mb_per_step", mbPerStep},
+                        {"compression_ratio", ratio}};
+    if (cdl_) {
+      j["weight_bits"] = w.weightBits;
+      j["activation_bits"] = w.activationBits;
+    }
     file_->append(j.dump() + "\n");
     char text[200];
     std::snprintf(text, sizeof(text),
@@ -97,34 +103,64 @@ void MetricsLog::writeStep(int64_t step, int64_t epoch, double lr) {
   window_ = MetricsWindow{};
 }
 
-void MetricsLog::writeEpoch(int64_t epoch, int64_t step, double testLoss, double testAccuracy) {
+namespace {
+
+nlohmann::json cdlJson(const CdlReport& r) {
+  nlohmann::json weights = nlohmann::json::array(), activations = nlohmann::json::array();
+  for (const CdlWeightReport& w : r.weights) {
+    weights.push_back({{"name", w.name},
+                       {"numel", w.numel},
+                       {"bits", w.bits},
+                       {"step", w.step},
+                       {"entropy_bits", w.entropyBits},
+                       {"coded_bytes", w.codedBytes}});
+  }
+  for (const CdlActivationReport& a : r.activations) {
+    activations.push_back(
+        {{"name", a.name}, {"bits", a.bits}, {"step", a.step}, {"entropy_bits", a.entropyBits}});
+  }
+  return {{"bits_per_weight", r.bitsPerWeight},
+          {"coded_bits_per_weight", r.codedBitsPerWeight},
+          {"model_coded_bytes", r.modelCodedBytes()},
+          {"weights", weights},
+          {"activations", activations}};
+}
+
+}  // namespace
+
+void MetricsLog::writeEpoch(int64_t epoch, int64_t step, double testLoss, double testAccuracy,
+                            const CdlReport* cdl) {
   if (!file_) return;
-  const nlohmann::json j = {{"kind", "epoch"},
-                            {"epoch", epoch},
-                            {"step", step},
-                            {"test_loss", testLoss},
-                            {"test_accuracy", testAccuracy}};
+  nlohmann::json j = {{"kind", "epoch"},
+                      {"epoch", epoch},
+                      {"step", step},
+                      {"test_loss", testLoss},
+                      {"test_accuracy", testAccuracy}};
+  if (cdl) j["cdl"] = cdlJson(*cdl);
   file_->append(j.dump() + "\n");
 }
 
 std::string summaryJson(const Config& cfg, const TrainResult& r, int ranks) {
   const int64_t batch = cfg.train.batchSize;
-  const nlohmann::json summary = {
-      {"name", cfg.name},
-      {"test_accuracy", r.testAccuracy},
-      {"test_loss", r.testLoss},
-      {"epochs", r.epochs},
-      {"steps", r.steps},
-      {"wall_seconds", r.wallSeconds},
-      {"wire_bytes", r.wireBytes},
-      {"fp32_wire_bytes", r.fp32WireBytes},
-      {"compression_ratio", compressionRatio(r.fp32WireBytes, r.wireBytes)},
-      {"ranks", ranks},
-      {"batch_per_rank", batch},
-      {"global_batch", batch * ranks},
-      {"codec", cfg.comm.codec},
-      {"seed", cfg.seed},
-      {"config_hash", configHash(cfg)}};
+  nlohmann::json summary = {{"name", cfg.name},
+                            {"test_accuracy", r.testAccuracy},
+                            {"test_loss", r.testLoss},
+                            {"epochs", r.epochs},
+                            {"steps", r.steps},
+                            {"wall_seconds", r.wallSeconds},
+                            {"wire_bytes", r.wireBytes},
+                            {"fp32_wire_bytes", r.fp32WireBytes},
+                            {"compression_ratio", compressionRatio(r.fp32WireBytes, r.wireBytes)},
+                            {"ranks", ranks},
+                            {"batch_per_rank", batch},
+                            {"global_batch", batch * ranks},
+                            {"codec", cfg.comm.codec},
+                            {"seed", cfg.seed},
+                            {"config_hash", configHash(cfg)}};
+  if (r.cdl) {
+    summary["model_bits_per_weight"] = r.modelBitsPerWeight;
+    summary["model_coded_bytes"] = r.modelCodedBytes;
+  }
   return summary.dump(2) + "\n";
 }
 

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "comm/transport/communicator.h"
+#include "core/cdl_report.h"
 #include "core/config.h"
 #include "core/files.h"
 
@@ -19,12 +20,14 @@ double compressionRatio(uint64_t fp32Bytes, uint64_t wireBytes);
 
 // What one training step on this rank yields for the metrics.
 struct StepMetrics {
-  double lr = 0.0;         // the learning rate the step used
-  double loss = 0.0;       // mean cross-entropy of this rank's batch (before the update)
-  double correct = 0.0;    // examples of the batch the model classified right
-  int64_t count = 0;       // examples in the batch
-  uint64_t wireBytes = 0;  // gradient bytes this rank sent in the step
-  uint64_t fp32Bytes = 0;  // what fp32 ring allreduces would have sent
+  double lr = 0.0;              // the learning rate the step used
+  double loss = 0.0;            // mean cross-entropy of this rank's batch (before the update)
+  double correct = 0.0;         // examples of the batch the model classified right
+  int64_t count = 0;            // examples in the batch
+  uint64_t wireBytes = 0;       // gradient bytes this rank sent in the step
+  uint64_t fp32Bytes = 0;       // what fp32 ring allreduces would have sent
+  double weightBits = 0.0;      // CDL: bits per weight of the step's forward pass
+  double activationBits = 0.0;  // CDL: bits per activation element
 };
 
 // The sums of a logging window (the steps since the last step record) on one rank.
@@ -35,6 +38,7 @@ struct MetricsWindow {
   uint64_t wireBytes = 0;
   uint64_t fp32Bytes = 0;
   int64_t steps = 0;
+  double weightBits = 0.0, activationBits = 0.0;  // CDL: of the window's last step
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
 
   void add(const StepMetrics& m);
@@ -46,6 +50,9 @@ struct MetricsWindow {
 //    wire_mb_per_step, compression_ratio}   every log.every_steps steps and at the last one; the
 //    loss and accuracy are over every rank's examples of the window, the bytes this rank's;
 //   {"kind":"epoch", epoch, step, test_loss, test_accuracy}   after each epoch's evaluation.
+// A CDL model's step records add weight_bits and activation_bits (the rates of the window's last
+// step), its epoch records a "cdl" object: bits_per_weight, coded_bits_per_weight,
+// model_coded_bytes, and per quantized weight and activation its bits, step and entropy.
 // A finished run also gets summary.json (summaryJson). The other ranks take part in the sums and
 // write nothing.
 class MetricsLog {
@@ -61,8 +68,11 @@ class MetricsLog {
   // Collective: sums the window over the ranks, writes the step record of `step` (the last of
   // the window, in `epoch`, at learning rate lr), shows it, and starts a new window.
   void writeStep(int64_t step, int64_t epoch, double lr);
-  // Writes the epoch record (rank 0; no collective).
-  void writeEpoch(int64_t epoch, int64_t step, double testLoss, double testAccuracy);
+  // Writes the epoch record (rank 0; no collective), with a CDL model's report when given.
+  void writeEpoch(int64_t epoch, int64_t step, double testLoss, double testAccuracy,
+                  const CdlReport* cdl = nullptr);
+  // Step records of a CDL model carry the rates.
+  void setCdl(bool on) { cdl_ = on; }
 
  private:
   class Progress;
@@ -71,6 +81,7 @@ class MetricsLog {
   std::unique_ptr<Progress> progress_;
   int64_t totalSteps_;
   MetricsWindow window_;
+  bool cdl_ = false;
 };
 
 // The text of summary.json for a finished run of cfg on `ranks` ranks.

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/cdl_layers.h"
 #include "kernels/base/error.h"
 
 namespace cdl::core {
@@ -35,95 +36,156 @@ class CheckedNet : public Net {
   ModelOptions opt_;
 };
 
-// Bias-free because every convolution here feeds a batchnorm, whose shift makes a bias redundant.
-torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel, int64_t stride) {
-  return torch::nn::Conv2d(
-      torch::nn::Conv2dOptions(in, out, kernel).stride(stride).padding(kernel / 2).bias(false));
-}
+using Linear = std::shared_ptr<QLinearImpl>;
+using Conv = std::shared_ptr<QConv2dImpl>;
+
+// Makes the layers of a model, quantized as its CDL options say (plain torch layers otherwise).
+class Layers {
+ public:
+  explicit Layers(const CdlModelOptions& cdl) : cdl_(cdl) {}
+
+  // `edge`: the model's first or last layer, which keeps firstLastBits.
+  Linear linear(int64_t in, int64_t out, bool edge = false) const {
+    const QuantizerOptions q = weightOptions(edge);
+    return std::make_shared<QLinearImpl>(torch::nn::LinearOptions(in, out),
+                                         cdl_.enabled ? &q : nullptr);
+  }
+
+  // Bias-free because every convolution here feeds a batchnorm, whose shift makes a bias
+  // redundant.
+  Conv conv(int64_t in, int64_t out, int64_t kernel, int64_t stride, bool edge = false) const {
+    const QuantizerOptions q = weightOptions(edge);
+    return std::make_shared<QConv2dImpl>(
+        torch::nn::Conv2dOptions(in, out, kernel).stride(stride).padding(kernel / 2).bias(false),
+        cdl_.enabled ? &q : nullptr);
+  }
+
+  // The quantizer of a ReLU's output, registered on `owner` as "aq<k>" (k counts from 1), or an
+  // empty one without CDL.
+  Quantizer activation(torch::nn::Module& owner) {
+    if (!cdl_.enabled) return Quantizer(nullptr);
+    QuantizerOptions q = common();
+    q.bits = cdl_.actBits;
+    q.isSigned = false;
+    q.activation = true;
+    return owner.register_module("aq" + std::to_string(++activations_), Quantizer(q));
+  }
+
+ private:
+  QuantizerOptions common() const {
+    QuantizerOptions q;
+    q.kappa = cdl_.kappa;
+    q.trainKappa = cdl_.trainKappa;
+    q.window = cdl_.window;
+    return q;
+  }
+  QuantizerOptions weightOptions(bool edge) const {
+    QuantizerOptions q = common();
+    q.bits = edge ? cdl_.firstLastBits : cdl_.weightBits;
+    return q;
+  }
+
+  CdlModelOptions cdl_;
+  int activations_ = 0;
+};
 
 class Mlp : public CheckedNet {
  public:
   explicit Mlp(const ModelOptions& opt) : CheckedNet("mlp", opt) {
+    Layers l(opt.cdl);
     fc1_ = register_module(
-        "fc1", torch::nn::Linear(opt.inputChannels * opt.imageHeight * opt.imageWidth, opt.hidden));
-    fc2_ = register_module("fc2", torch::nn::Linear(opt.hidden, opt.hidden));
-    fc3_ = register_module("fc3", torch::nn::Linear(opt.hidden, opt.classes));
+        "fc1", l.linear(opt.inputChannels * opt.imageHeight * opt.imageWidth, opt.hidden, true));
+    fc2_ = register_module("fc2", l.linear(opt.hidden, opt.hidden));
+    fc3_ = register_module("fc3", l.linear(opt.hidden, opt.classes, true));
+    aq1_ = l.activation(*this);
+    aq2_ = l.activation(*this);
   }
 
   torch::Tensor forward(torch::Tensor x) override {
     checkInput(x);
-    x = fc1_(x.flatten(1)).relu();
-    x = fc2_(x).relu();
-    return fc3_(x);
+    x = quantized(aq1_, fc1_->forward(x.flatten(1)).relu());
+    x = quantized(aq2_, fc2_->forward(x).relu());
+    return fc3_->forward(x);
   }
 
  private:
-  torch::nn::Linear fc1_{nullptr}, fc2_{nullptr}, fc3_{nullptr};
+  Linear fc1_, fc2_, fc3_;
+  Quantizer aq1_{nullptr}, aq2_{nullptr};
 };
 
 class Cnn : public CheckedNet {
  public:
   explicit Cnn(const ModelOptions& opt) : CheckedNet("cnn", opt) {
-    conv1_ = register_module("conv1", conv(opt.inputChannels, opt.width, 3, 1));
+    Layers l(opt.cdl);
+    conv1_ = register_module("conv1", l.conv(opt.inputChannels, opt.width, 3, 1, true));
     bn1_ = register_module("bn1", torch::nn::BatchNorm2d(opt.width));
-    conv2_ = register_module("conv2", conv(opt.width, 2 * opt.width, 3, 1));
+    conv2_ = register_module("conv2", l.conv(opt.width, 2 * opt.width, 3, 1));
     bn2_ = register_module("bn2", torch::nn::BatchNorm2d(2 * opt.width));
     fc1_ = register_module(
-        "fc1",
-        torch::nn::Linear(2 * opt.width * (opt.imageHeight / 4) * (opt.imageWidth / 4), 128));
-    fc2_ = register_module("fc2", torch::nn::Linear(128, opt.classes));
+        "fc1", l.linear(2 * opt.width * (opt.imageHeight / 4) * (opt.imageWidth / 4), 128));
+    fc2_ = register_module("fc2", l.linear(128, opt.classes, true));
+    aq1_ = l.activation(*this);
+    aq2_ = l.activation(*this);
+    aq3_ = l.activation(*this);
   }
 
+  // Activations are quantized where the next layer reads them: after the pooling (which commutes
+  // with nearest-level quantization and leaves a quarter of the elements).
   torch::Tensor forward(torch::Tensor x) override {
     checkInput(x);
-    x = at::max_pool2d(bn1_(conv1_(x)).relu(), {2, 2});
-    x = at::max_pool2d(bn2_(conv2_(x)).relu(), {2, 2});
-    x = fc1_(x.flatten(1)).relu();
-    return fc2_(x);
+    x = quantized(aq1_, at::max_pool2d(bn1_(conv1_->forward(x)).relu(), {2, 2}));
+    x = quantized(aq2_, at::max_pool2d(bn2_(conv2_->forward(x)).relu(), {2, 2}));
+    x = quantized(aq3_, fc1_->forward(x.flatten(1)).relu());
+    return fc2_->forward(x);
   }
 
  private:
-  torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr};
+  Conv conv1_, conv2_;
   torch::nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr};
-  torch::nn::Linear fc1_{nullptr}, fc2_{nullptr};
+  Linear fc1_, fc2_;
+  Quantizer aq1_{nullptr}, aq2_{nullptr}, aq3_{nullptr};
 };
 
 // conv-bn-relu-conv-bn plus a shortcut; where the shape changes the shortcut is a strided 1x1
 // convolution with batchnorm (option B of the ResNet paper).
 class BasicBlock : public torch::nn::Module {
  public:
-  BasicBlock(int64_t in, int64_t out, int64_t stride) {
-    conv1_ = register_module("conv1", conv(in, out, 3, stride));
+  BasicBlock(int64_t in, int64_t out, int64_t stride, const CdlModelOptions& cdl) {
+    Layers l(cdl);
+    conv1_ = register_module("conv1", l.conv(in, out, 3, stride));
     bn1_ = register_module("bn1", torch::nn::BatchNorm2d(out));
-    conv2_ = register_module("conv2", conv(out, out, 3, 1));
+    conv2_ = register_module("conv2", l.conv(out, out, 3, 1));
     bn2_ = register_module("bn2", torch::nn::BatchNorm2d(out));
     if (stride != 1 || in != out) {
-      shortcut_conv_ = register_module("shortcut_conv", conv(in, out, 1, stride));
+      shortcut_conv_ = register_module("shortcut_conv", l.conv(in, out, 1, stride));
       shortcut_bn_ = register_module("shortcut_bn", torch::nn::BatchNorm2d(out));
     }
+    aq1_ = l.activation(*this);
+    aq2_ = l.activation(*this);
   }
 
   torch::Tensor forward(const torch::Tensor& x) {
-    auto y = bn1_(conv1_(x)).relu();
-    y = bn2_(conv2_(y));
-    auto shortcut = shortcut_conv_ ? shortcut_bn_(shortcut_conv_(x)) : x;
-    return (y + shortcut).relu();
+    auto y = quantized(aq1_, bn1_(conv1_->forward(x)).relu());
+    y = bn2_(conv2_->forward(y));
+    auto shortcut = shortcut_conv_ ? shortcut_bn_(shortcut_conv_->forward(x)) : x;
+    return quantized(aq2_, (y + shortcut).relu());
   }
 
  private:
-  torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr}, shortcut_conv_{nullptr};
+  Conv conv1_, conv2_, shortcut_conv_;
   torch::nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr}, shortcut_bn_{nullptr};
+  Quantizer aq1_{nullptr}, aq2_{nullptr};
 };
 
 // A stage of blocks named "0", "1", ... (module names may not contain dots, so nesting is what
 // yields parameter names like "layer2.0.conv1.weight").
 class Stage : public torch::nn::Module {
  public:
-  Stage(int64_t blocks, int64_t in, int64_t out, int64_t stride) {
+  Stage(int64_t blocks, int64_t in, int64_t out, int64_t stride, const CdlModelOptions& cdl) {
     for (int64_t i = 0; i < blocks; ++i) {
       blocks_.push_back(register_module(
           std::to_string(i),
-          std::make_shared<BasicBlock>(i == 0 ? in : out, out, i == 0 ? stride : 1)));
+          std::make_shared<BasicBlock>(i == 0 ? in : out, out, i == 0 ? stride : 1, cdl)));
     }
   }
 
@@ -141,27 +203,32 @@ class ResNet20 : public CheckedNet {
   explicit ResNet20(const ModelOptions& opt) : CheckedNet("resnet20", opt) {
     constexpr int64_t kBlocksPerStage = 3;
     const int64_t b = opt.width;
-    conv1_ = register_module("conv1", conv(opt.inputChannels, b, 3, 1));
+    const CdlModelOptions& cdl = opt.cdl;
+    Layers l(cdl);
+    conv1_ = register_module("conv1", l.conv(opt.inputChannels, b, 3, 1, true));
     bn1_ = register_module("bn1", torch::nn::BatchNorm2d(b));
-    layer1_ = register_module("layer1", std::make_shared<Stage>(kBlocksPerStage, b, b, 1));
-    layer2_ = register_module("layer2", std::make_shared<Stage>(kBlocksPerStage, b, 2 * b, 2));
-    layer3_ = register_module("layer3", std::make_shared<Stage>(kBlocksPerStage, 2 * b, 4 * b, 2));
-    fc_ = register_module("fc", torch::nn::Linear(4 * b, opt.classes));
+    layer1_ = register_module("layer1", std::make_shared<Stage>(kBlocksPerStage, b, b, 1, cdl));
+    layer2_ = register_module("layer2", std::make_shared<Stage>(kBlocksPerStage, b, 2 * b, 2, cdl));
+    layer3_ =
+        register_module("layer3", std::make_shared<Stage>(kBlocksPerStage, 2 * b, 4 * b, 2, cdl));
+    fc_ = register_module("fc", l.linear(4 * b, opt.classes, true));
+    aq1_ = l.activation(*this);
   }
 
   torch::Tensor forward(torch::Tensor x) override {
     checkInput(x);
-    x = bn1_(conv1_(x)).relu();
+    x = quantized(aq1_, bn1_(conv1_->forward(x)).relu());
     x = layer3_->forward(layer2_->forward(layer1_->forward(x)));
     x = at::adaptive_avg_pool2d(x, {1, 1}).flatten(1);
-    return fc_(x);
+    return fc_->forward(x);
   }
 
  private:
-  torch::nn::Conv2d conv1_{nullptr};
+  Conv conv1_;
   torch::nn::BatchNorm2d bn1_{nullptr};
   std::shared_ptr<Stage> layer1_, layer2_, layer3_;
-  torch::nn::Linear fc_{nullptr};
+  Linear fc_;
+  Quantizer aq1_{nullptr};
 };
 
 void checkPositive(const std::string& model, const char* field, int64_t value) {

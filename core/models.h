@@ -17,6 +17,19 @@ class Net : public torch::nn::Module {
   virtual torch::Tensor forward(torch::Tensor x) = 0;
 };
 
+// A model's Coded Deep Learning variant (Note [CDL quantizer]): every convolution and linear
+// layer's weight quantized (the first and last with firstLastBits), every ReLU's output quantized
+// with unsigned levels.
+struct CdlModelOptions {
+  bool enabled = false;
+  int weightBits = 6;
+  int actBits = 6;
+  int firstLastBits = 8;
+  double kappa = 2.0;
+  bool trainKappa = false;
+  int window = 5;
+};
+
 struct ModelOptions {
   int64_t inputChannels = 1;  // of the images
   int64_t imageHeight = 28;
@@ -24,6 +37,7 @@ struct ModelOptions {
   int64_t classes = 10;
   int64_t hidden = 256;  // mlp: width of the hidden layers (config key model.hidden)
   int64_t width = 16;    // cnn, resnet20: channels of the first stage (config key model.width)
+  CdlModelOptions cdl;
 };
 
 // "mlp": flatten, two hidden layers of `hidden` with ReLU, linear out.
@@ -32,7 +46,9 @@ struct ModelOptions {
 // "resnet20": the CIFAR ResNet-20 layout (3 stages of 3 basic blocks, width, 2*width, 4*width
 //        channels, stride 2 between stages, batchnorm, global average pooling, linear out;
 //        projection shortcuts where the shape changes).
-// Parameters are initialized from torch's global generator (seed it first for reproducibility).
+// Parameters are initialized from torch's global generator (seed it first for reproducibility), the
+// same way with CDL on or off. With opt.cdl.enabled the quantizers are submodules: "wq" of each
+// layer (parameter "conv1.wq.step", ...) and "aq1", "aq2", ... after the ReLUs.
 // An unknown name is a cdl::Error listing the known ones; so are non-positive sizes, and for "cnn"
 // an image height or width not divisible by 4.
 std::shared_ptr<Net> makeModel(const std::string& name, const ModelOptions& opt = {});

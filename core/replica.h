@@ -19,6 +19,7 @@ class Reducer;
 namespace cdl::core {
 
 class Net;
+class CdlTraining;
 
 // What one rank trains, owned by train(): the training step, the epoch end and the checkpoints
 // work on it. Every rank holds the same model and optimizer state (Note [Training loop]).
@@ -28,6 +29,7 @@ struct Replica {
   torch::optim::Optimizer& optimizer;
   comm::Reducer& reducer;           // averages the gradients; holds the error-feedback state
   std::vector<at::Tensor> buffers;  // the model's buffers (batch-norm running statistics)
+  CdlTraining* cdl = nullptr;       // the rate loss and quantizers of a CDL model, else null
 };
 
 // Collective: copies rank 0's bytes of every tensor into every rank's. The tensors must be

@@ -71,6 +71,10 @@ int main(int argc, char** argv) {
             "sent per rank, {:.1f}x less than fp32; {}/summary.json",
             100.0 * r.testAccuracy, r.epochs, r.steps, r.wallSeconds, r.wireBytes / 1e6,
             cdl::core::compressionRatio(r.fp32WireBytes, r.wireBytes), r.runDir);
+        if (r.cdl) {
+          spdlog::info("coded model: {} bytes, {:.3f} bits per quantized weight", r.modelCodedBytes,
+                       r.modelBitsPerWeight);
+        }
       } else {
         spdlog::info("stopped at step {} with a checkpoint; continue with --resume", r.steps);
       }

@@ -5,6 +5,7 @@
 #include <torch/optim/optimizer.h>
 
 #include "comm/reduce/reducer.h"
+#include "core/cdl_training.h"
 #include "core/models.h"
 #include "core/schedule.h"
 
@@ -17,9 +18,17 @@ StepMetrics trainStep(const StepSetup& s, int64_t step, const at::Tensor& x, con
   m.lr = scheduledLr(t.schedule, t.lr, step, s.totalSteps, t.warmupSteps, t.stepEvery, t.stepGamma);
   for (auto& group : r.optimizer.param_groups()) group.options().set_lr(m.lr);
   r.optimizer.zero_grad();
+  if (r.cdl) r.cdl->setStep(step);
   const at::Tensor logits = r.model.forward(x);
   const at::Tensor loss = at::cross_entropy_loss(logits, y);
-  loss.backward();
+  if (r.cdl) {
+    const CdlTraining::Rate rate = r.cdl->rate(step);
+    (loss + rate.loss).backward();
+    m.weightBits = rate.weightBits;
+    m.activationBits = rate.activationBits;
+  } else {
+    loss.backward();
+  }
   r.reducer.finalize();
   r.optimizer.step();
 

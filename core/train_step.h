@@ -19,9 +19,9 @@ struct StepSetup {
 
 // Collective (through the reducer). Step `step` (0-based) of the run on the batch (x, y): sets
 // the scheduled learning rate on every parameter group, zeroes the gradients, runs forward, the
-// cross-entropy loss and backward, waits for the reducer's averaged gradients and steps the
-// optimizer. Returns the step's metrics: the loss and accuracy are of this rank's batch before
-// the update, the bytes those the reducer sent.
+// cross-entropy loss (plus a CDL model's rate term) and backward, waits for the reducer's
+// averaged gradients and steps the optimizer. Returns the step's metrics: the loss and accuracy are
+// of this rank's batch before the update, the bytes those the reducer sent.
 StepMetrics trainStep(const StepSetup& s, int64_t step, const at::Tensor& x, const at::Tensor& y);
 
 }  // namespace cdl::core

@@ -16,6 +16,7 @@
 #include "comm/reduce/reducer.h"
 #include "comm/reduce/scheme.h"
 #include "core/batch.h"
+#include "core/cdl_training.h"
 #include "core/checkpoint.h"
 #include "core/data.h"
 #include "core/epoch_end.h"
@@ -52,6 +53,7 @@ std::shared_ptr<Net> buildModel(const Config& cfg, const ImageSet& set) {
   mo.classes = set.classes;
   mo.hidden = cfg.model.hidden;
   mo.width = cfg.model.width;
+  mo.cdl = cdlModelOptions(cfg.cdl);
   // Torch's default generator is process-wide: ranks that are threads of one process (tests)
   // take turns, so each draws the whole sequence of the seed.
   static std::mutex initMu;
@@ -193,7 +195,9 @@ TrainResult train(const Config& cfg, std::shared_ptr<comm::Communicator> commPtr
   auto optimizer = makeOptimizer(cfg.train, *model);
   const RunLength len = runLength(cfg, data.train.count, c.size());
   comm::Reducer reducer(commPtr, named, reducerOptions(cfg));
-  const Replica replica{c, *model, *optimizer, reducer, model->buffers()};
+  std::unique_ptr<CdlTraining> cdl;
+  if (cfg.cdl.mode != "none") cdl = std::make_unique<CdlTraining>(cfg.cdl, cfg.seed, *model, c);
+  const Replica replica{c, *model, *optimizer, reducer, model->buffers(), cdl.get()};
 
   TrainState state;
   state.worldSize = c.size();
@@ -208,6 +212,7 @@ TrainResult train(const Config& cfg, std::shared_ptr<comm::Communicator> commPtr
   broadcastTensors(c, replica.buffers);
 
   MetricsLog metrics(c, result.runDir + "/metrics.jsonl", options.progressBar, len.totalSteps);
+  metrics.setCdl(cdl != nullptr);
   if (c.rank() == 0) logStart(cfg, *model, c.size(), len);
   const StepSetup stepSetup{replica, cfg.train, len.totalSteps};
   const EpochSetup epoch{cfg, data.train, len, stepSetup, metrics, ckptDir, options.stopAfterSteps};
@@ -219,6 +224,8 @@ TrainResult train(const Config& cfg, std::shared_ptr<comm::Communicator> commPtr
     if (trainEpoch(epoch, state)) break;
     const EpochEndResult end = endEpoch(epochEnd, state);
     last = end.test;
+    result.modelBitsPerWeight = end.cdl.bitsPerWeight;
+    result.modelCodedBytes = end.cdl.modelCodedBytes();
     result.epochs = state.epoch;
     if (end.stop) break;
   }
@@ -230,6 +237,7 @@ TrainResult train(const Config& cfg, std::shared_ptr<comm::Communicator> commPtr
   result.wallSeconds = std::chrono::duration<double>(Clock::now() - start).count();
   result.wireBytes = state.wireBytes;
   result.fp32WireBytes = state.fp32WireBytes;
+  result.cdl = cdl != nullptr;
   if (c.rank() == 0 && result.finished) {
     writeFileAtomically(result.runDir + "/summary.json", summaryJson(cfg, result, c.size()));
   }

@@ -27,6 +27,10 @@ struct TrainResult {
   uint64_t wireBytes = 0;      // gradient bytes this rank sent over the whole run
   uint64_t fp32WireBytes = 0;  // what ring allreduces of fp32 gradients would have sent
   std::string runDir;
+  // A CDL model (cdl.mode): its weights' mean entropy and its coded size after the last epoch.
+  bool cdl = false;
+  double modelBitsPerWeight = 0.0;
+  uint64_t modelCodedBytes = 0;
 };
 
 // Note [Training loop]

@@ -1,0 +1,59 @@
+#include "core/cdl_layers.h"
+
+#include <ATen/ops/linear.h>
+#include <torch/nn/module.h>
+
+namespace cdl::core {
+
+QLinearImpl::QLinearImpl(const torch::nn::LinearOptions& options,
+                         const QuantizerOptions* weightQuantizer)
+    : torch::nn::LinearImpl(options) {
+  if (weightQuantizer == nullptr) return;
+  wq_ = register_module("wq", Quantizer(*weightQuantizer));
+  wq_->initFromWeight(weight);
+}
+
+at::Tensor QLinearImpl::forward(const at::Tensor& x) {
+  return at::linear(x, quantized(wq_, weight), bias);
+}
+
+QConv2dImpl::QConv2dImpl(const torch::nn::Conv2dOptions& options,
+                         const QuantizerOptions* weightQuantizer)
+    : torch::nn::Conv2dImpl(options) {
+  if (weightQuantizer == nullptr) return;
+  wq_ = register_module("wq", Quantizer(*weightQuantizer));
+  wq_->initFromWeight(weight);
+}
+
+at::Tensor QConv2dImpl::forward(const at::Tensor& x) {
+  return _conv_forward(x, quantized(wq_, weight));
+}
+
+std::vector<std::pair<std::string, Quantizer>> quantizersOf(torch::nn::Module& model) {
+  std::vector<std::pair<std::string, Quantizer>> out;
+  for (const auto& item : model.named_modules()) {
+    if (auto q = std::dynamic_pointer_cast<QuantizerImpl>(item.value())) {
+      out.emplace_back(item.key(), Quantizer(q));
+    }
+  }
+  return out;
+}
+
+std::vector<QuantizedWeight> quantizedWeightsOf(torch::nn::Module& model) {
+  std::vector<QuantizedWeight> out;
+  for (const auto& item : model.named_modules()) {
+    const std::string prefix = item.key().empty() ? "" : item.key() + ".";
+    if (auto l = std::dynamic_pointer_cast<QLinearImpl>(item.value())) {
+      if (!l->weightQuantizer().is_empty()) {
+        out.push_back({prefix + "weight", l->weightQuantizer(), l->weight});
+      }
+    } else if (auto c = std::dynamic_pointer_cast<QConv2dImpl>(item.value())) {
+      if (!c->weightQuantizer().is_empty()) {
+        out.push_back({prefix + "weight", c->weightQuantizer(), c->weight});
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace cdl::core

@@ -1,0 +1,140 @@
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+namespace cdl::core {
+
+// Note [CDL quantizer]
+// The probabilistic quantizer of Coded Deep Learning (Yang & Hamidi, 2025). Levels are a_i = i q
+// with a trainable step q per tensor: signed i in [-2^(b-1), 2^(b-1) - 1] for weights, unsigned
+// i in [0, 2^b - 1] for activations after ReLU. Given x, level i has probability
+//   P(i | x) = softmax_i(-alpha (x - a_i)^2) = softmax_i(-kappa (x / q - i)^2),  kappa = alpha q^2,
+// taken over a window of W levels centred on round(x / q) (and moved inside the range at its
+// edges), never over all 2^b levels. Q_d(x) = sum_i a_i P(i | x) is the soft quantizer, whose
+// derivative is dQ_d/dx = 2 alpha Var_P[a]. CDL's forward pass outputs a sample a_i, i ~ P (drawn
+// from a counter-based stream keyed by (seed, step, tensor), so runs and resumes reproduce it),
+// and its backward pass uses the gradient of Q_d (Q_d + (sample - Q_d).detach()); R-CDL outputs
+// Q_d itself; evaluation outputs the nearest level. The rate of a tensor is the entropy, in bits
+// per element, of its marginal pmf Pbar(i) = mean_j P(i | x_j), differentiable through P. Under
+// data parallelism an activation's pmf is the histogram summed over the ranks, so every rank's
+// rate is the global one (the gradient flows through this rank's share).
+//
+// kappa is kept in [kKappaMin, kKappaMax] (a large one makes the gradient explode) and q above
+// zero; their gradients are scaled by 1 / sqrt(elements * top level index), as LSQ does for q,
+// since they sum over every element of the tensor. A weight's q starts at LSQ's 2 mean|w| /
+// sqrt(2^(b-1)); an activation's at 2 mean|x| / sqrt(2^b - 1) over the first training batch of
+// every rank.
+
+constexpr double kKappaMin = 0.05;
+constexpr double kKappaMax = 20.0;
+
+// The level indices [lo, hi] of b bits.
+struct LevelRange {
+  int64_t lo = 0;
+  int64_t hi = 0;
+  int64_t count() const { return hi - lo + 1; }
+};
+LevelRange levelRange(int bits, bool isSigned);
+
+// The soft quantization of x at step q (a 1-element tensor) and kappa (1-element) over a window
+// of `window` levels (odd; at most range.count() are used).
+struct SoftQuantization {
+  at::Tensor levels;  // float [..., W]: the level indices of each element's window
+  at::Tensor probs;   // [..., W]: P(i | x) over the window
+  at::Tensor soft;    // Q_d(x), the shape of x
+};
+SoftQuantization softQuantize(const at::Tensor& x, const at::Tensor& step, const at::Tensor& kappa,
+                              LevelRange range, int window);
+
+// Draws one level per element from s's probabilities: uniform draws of stream `key` (draw j for
+// element j in row-major order) through the inverse CDF. Returns the level indices (float, the
+// shape of s.soft).
+at::Tensor sampleLevels(const SoftQuantization& s, uint64_t key);
+
+// The nearest level index of every element of x at step q, clamped to the range (float).
+at::Tensor nearestLevels(const at::Tensor& x, const at::Tensor& step, LevelRange range);
+
+// The summed probability mass of every level over all elements (range.count() entries),
+// differentiable through s.probs.
+at::Tensor levelMass(const SoftQuantization& s, LevelRange range);
+
+// The entropy in bits of the pmf mass / total (entries >= 0), differentiable through mass.
+at::Tensor entropyBits(const at::Tensor& mass, double total);
+
+enum class CdlMode { kCdl, kRcdl };
+
+// What every quantizer of a model shares.
+struct CdlContext {
+  CdlMode mode = CdlMode::kCdl;
+  uint64_t seed = 0;
+  uint64_t step = 0;  // the training step: keys CDL's samples
+  // Sums a small vector over the data-parallel ranks, in place (an allreduce); empty: one rank.
+  // Called in training forward passes only, by every rank in the same order.
+  std::function<void(std::vector<float>&)> sumOverRanks;
+};
+
+struct QuantizerOptions {
+  int bits = 6;             // 1..8
+  bool isSigned = true;     // weights: signed levels; activations after ReLU: unsigned
+  bool activation = false;  // an activation: q starts from data, the pmf is summed over ranks
+  double kappa = 2.0;       // alpha q^2, in (0, kKappaMax]
+  bool trainKappa = false;  // kappa a parameter (else a buffer)
+  int window = 5;           // levels in P's window, >= 1
+};
+
+// The quantizer as a module: parameter "step", "kappa" (a parameter when trained, else a buffer)
+// and buffer "initialized" (1 once q has its start). Training forward passes quantize as CDL or
+// R-CDL and record the rate; evaluation quantizes to the nearest level and, while counting, adds
+// the levels to a histogram.
+class QuantizerImpl : public torch::nn::Module {
+ public:
+  explicit QuantizerImpl(const QuantizerOptions& options);
+
+  at::Tensor forward(const at::Tensor& x);
+
+  // Joins a model's quantizers: `id` (distinct per quantizer of the model) keys the samples.
+  void attach(std::shared_ptr<CdlContext> context, uint64_t id);
+  // Sets q from x as a weight's start (LSQ) and marks it initialized.
+  void initFromWeight(const at::Tensor& w);
+
+  const QuantizerOptions& options() const { return options_; }
+  LevelRange range() const { return range_; }
+  // The step q and the clamped kappa in use.
+  double stepValue() const;
+  double kappaValue() const;
+
+  // The rate (entropy of the marginal pmf, bits per element; a differentiable scalar) of the last
+  // training forward pass, and the element count it was over (all ranks' for activations).
+  const at::Tensor& rate() const { return rate_; }
+  double rateElements() const { return rateElements_; }
+
+  // Nearest-level indices of x, shifted to 0..range().count()-1, as bytes (for coding).
+  std::vector<uint8_t> symbols(const at::Tensor& x) const;
+
+  // Evaluation histograms: while counting, every eval forward pass adds its nearest levels.
+  void setCounting(bool on);
+  const std::vector<double>& counts() const { return counts_; }
+
+ private:
+  void initFromBatch(const at::Tensor& x);
+
+  QuantizerOptions options_;
+  LevelRange range_;
+  at::Tensor step_, kappa_, initialized_;
+  std::shared_ptr<CdlContext> context_;
+  uint64_t id_ = 0;
+  at::Tensor rate_;
+  double rateElements_ = 0.0;
+  bool counting_ = false;
+  std::vector<double> counts_;
+};
+TORCH_MODULE(Quantizer);
+
+}  // namespace cdl::core

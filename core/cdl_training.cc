@@ -1,0 +1,150 @@
+#include "core/cdl_training.h"
+
+#include <ATen/ops/zeros.h>
+#include <torch/nn/module.h>
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "core/models.h"
+#include "kernels/base/error.h"
+#include "kernels/histogram.h"
+#include "kernels/rans.h"
+
+namespace cdl::core {
+namespace {
+
+// Entropy in bits per element of a histogram.
+double entropyOf(const std::vector<double>& counts) {
+  double total = 0.0;
+  for (double c : counts) total += c;
+  if (total <= 0) return 0.0;
+  double h = 0.0;
+  for (double c : counts) {
+    if (c > 0) h -= c / total * std::log2(c / total);
+  }
+  return h;
+}
+
+// The size-weighted mean rate of the quantizers' last forward pass (a scalar tensor; 0 without
+// quantizers) and its value.
+std::pair<at::Tensor, double> meanRate(const std::vector<std::pair<std::string, Quantizer>>& qs) {
+  at::Tensor sum;
+  double elements = 0.0;
+  for (const auto& [name, q] : qs) {
+    CDL_CHECK(q->rate().defined(), "CDL: quantizer '", name, "' has no rate (no training forward)");
+    const at::Tensor term = q->rate() * q->rateElements();
+    sum = sum.defined() ? sum + term : term;
+    elements += q->rateElements();
+  }
+  if (!sum.defined() || elements <= 0) return {at::zeros({}), 0.0};
+  const at::Tensor mean = sum / elements;
+  return {mean, mean.item<double>()};
+}
+
+}  // namespace
+
+CdlModelOptions cdlModelOptions(const Config::Cdl& cfg) {
+  CdlModelOptions o;
+  o.enabled = cfg.mode != "none";
+  o.weightBits = static_cast<int>(cfg.weightBits);
+  o.actBits = static_cast<int>(cfg.actBits);
+  o.firstLastBits = static_cast<int>(cfg.firstLastBits);
+  o.kappa = cfg.kappa;
+  o.trainKappa = cfg.trainKappa;
+  o.window = static_cast<int>(cfg.window);
+  return o;
+}
+
+CdlTraining::CdlTraining(const Config::Cdl& cfg, uint64_t seed, Net& model,
+                         comm::Communicator& comm)
+    : cfg_(cfg), model_(model), comm_(comm), context_(std::make_shared<CdlContext>()) {
+  CDL_CHECK(cfg.mode == "cdl" || cfg.mode == "rcdl", "config key cdl.mode: '", cfg.mode,
+            "' is not a CDL mode (cdl or rcdl)");
+  context_->mode = cfg.mode == "cdl" ? CdlMode::kCdl : CdlMode::kRcdl;
+  context_->seed = seed;
+  comm::Communicator* c = &comm_;
+  context_->sumOverRanks = [c](std::vector<float>& v) {
+    if (c->size() > 1) c->allreduce(v.data(), static_cast<int64_t>(v.size()))->wait();
+  };
+  uint64_t id = 0;
+  for (auto& [name, q] : quantizersOf(model)) {
+    q->attach(context_, id++);
+    (q->options().activation ? activationQuantizers_ : weightQuantizers_).emplace_back(name, q);
+  }
+  CDL_CHECK(!weightQuantizers_.empty(), "CDL: the model has no quantized layers");
+}
+
+void CdlTraining::setStep(int64_t step) { context_->step = static_cast<uint64_t>(step); }
+
+CdlTraining::Rate CdlTraining::rate(int64_t step) const {
+  const auto [weights, weightBits] = meanRate(weightQuantizers_);
+  const auto [activations, activationBits] = meanRate(activationQuantizers_);
+  const double ramp =
+      cfg_.rateWarmupSteps > 0
+          ? std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(cfg_.rateWarmupSteps))
+          : 1.0;
+  Rate r;
+  r.loss = (weights * cfg_.lambdaW + activations * cfg_.lambdaA) * ramp;
+  r.weightBits = weightBits;
+  r.activationBits = activationBits;
+  return r;
+}
+
+void CdlTraining::setCounting(bool on) {
+  for (auto& [name, q] : activationQuantizers_) q->setCounting(on);
+}
+
+CdlReport CdlTraining::report() const {
+  CdlReport out;
+  std::set<std::string> quantized;
+  double weighted = 0.0;
+  int64_t total = 0;
+  for (const QuantizedWeight& w : quantizedWeightsOf(model_)) {
+    const std::vector<uint8_t> sym = w.quantizer->symbols(w.weight);
+    uint64_t counts[256];
+    kernels::histogram(sym.data(), static_cast<int64_t>(sym.size()), counts);
+    std::vector<uint8_t> coded(kernels::ransMaxEncodedBytes(static_cast<int64_t>(sym.size())));
+    CdlWeightReport r;
+    r.name = w.name;
+    r.numel = static_cast<int64_t>(sym.size());
+    r.bits = w.quantizer->options().bits;
+    r.step = w.quantizer->stepValue();
+    r.entropyBits = sym.empty() ? 0.0 : kernels::entropyBits(counts) / sym.size();
+    r.codedBytes = kernels::ransEncode(sym.data(), r.numel, coded.data(), coded.size());
+    weighted += r.entropyBits * r.numel;
+    total += r.numel;
+    out.codedWeightBytes += r.codedBytes;
+    quantized.insert(w.name);
+    out.weights.push_back(r);
+  }
+  out.bitsPerWeight = total > 0 ? weighted / total : 0.0;
+  out.codedBitsPerWeight = total > 0 ? 8.0 * out.codedWeightBytes / total : 0.0;
+  for (const auto& p : model_.named_parameters()) {
+    if (!quantized.count(p.key())) out.otherBytes += 4 * p.value().numel();
+  }
+  for (const auto& b : model_.named_buffers()) {
+    if (b.value().is_floating_point()) out.otherBytes += 4 * b.value().numel();
+  }
+  // One allreduce of every activation histogram.
+  std::vector<float> all;
+  for (const auto& [name, q] : activationQuantizers_) {
+    all.insert(all.end(), q->counts().begin(), q->counts().end());
+  }
+  context_->sumOverRanks(all);
+  size_t at = 0;
+  for (const auto& [name, q] : activationQuantizers_) {
+    const size_t n = q->counts().size();
+    CdlActivationReport r;
+    r.name = name;
+    r.bits = q->options().bits;
+    r.step = q->stepValue();
+    r.entropyBits = entropyOf(std::vector<double>(all.begin() + at, all.begin() + at + n));
+    at += n;
+    out.activations.push_back(r);
+  }
+  return out;
+}
+
+}  // namespace cdl::core

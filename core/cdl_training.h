@@ -1,0 +1,58 @@
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "comm/transport/communicator.h"
+#include "core/cdl_layers.h"
+#include "core/cdl_quantizer.h"
+#include "core/cdl_report.h"
+#include "core/config.h"
+#include "core/models.h"
+
+namespace cdl::core {
+
+// The CDL side of a training run: the model's quantizers joined to one context (their sample
+// streams keyed by the run's seed and step, the activation histograms summed over the ranks of
+// comm), the rate loss, and the epoch report.
+class CdlTraining {
+ public:
+  // The model must have been built with CDL on (ModelOptions::cdl).
+  CdlTraining(const Config::Cdl& cfg, uint64_t seed, Net& model, comm::Communicator& comm);
+
+  // The step the next forward pass belongs to (keys CDL's samples).
+  void setStep(int64_t step);
+
+  struct Rate {
+    at::Tensor loss;              // the term to add to the cross-entropy (a differentiable scalar)
+    double weightBits = 0.0;      // bits per weight of the last forward pass
+    double activationBits = 0.0;  // bits per activation element of the last forward pass
+  };
+  // The rate term of the last training forward pass at `step`: ramp * (lambda_w * bits per weight
+  // + lambda_a * bits per activation element), each a size-weighted mean over the quantized
+  // tensors; ramp grows linearly from 0 to 1 over cdl.rate_warmup_steps.
+  Rate rate(int64_t step) const;
+
+  // Evaluation counts the activations' nearest levels while on (setCounting(true) clears them).
+  void setCounting(bool on);
+  // Collective (sums the activation counts over the ranks): the weights' entropies and coded
+  // sizes, the activations' entropies, the coded model size.
+  CdlReport report() const;
+
+ private:
+  Config::Cdl cfg_;
+  Net& model_;
+  comm::Communicator& comm_;
+  std::shared_ptr<CdlContext> context_;
+  std::vector<std::pair<std::string, Quantizer>> weightQuantizers_, activationQuantizers_;
+};
+
+// The model options' CDL part from a config.
+CdlModelOptions cdlModelOptions(const Config::Cdl& cfg);
+
+}  // namespace cdl::core
