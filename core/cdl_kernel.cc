@@ -148,8 +148,8 @@ class FusedFunction : public torch::autograd::Function<FusedFunction> {
       }
       const float dMeanDu = 2.0f * kappa * var;
       gxp[j] = gyp[j] * dMeanDu + rateU / q;
-      gq += static_cast<double>(gyp[j]) * (win.mean - u * dMeanDu) -
-            static_cast<double>(rateU) * u / q;
+      // The masses pass no gradient to q (Note [CDL quantizer]).
+      gq += static_cast<double>(gyp[j]) * (win.mean - u * dMeanDu);
       float dMeanDk = 0.0f, rateK = 0.0f;
       for (int k = 0; k < s.w; ++k) {
         const float a = static_cast<float>(win.first + k), d = u - a;

@@ -87,7 +87,7 @@ QuantizerImpl::QuantizerImpl(const QuantizerOptions& options)
   CDL_CHECK(options.window >= 1, "quantizer: window = ", options.window, " (must be >= 1)");
   CDL_CHECK(options.kappa > 0 && options.kappa <= kKappaMax, "quantizer: kappa = ", options.kappa,
             " (must be in (0, ", kKappaMax, "])");
-  step_ = register_parameter("step", at::ones({1}));
+  logStep_ = register_parameter("log_step", at::zeros({1}));
   const at::Tensor kappa = at::full({1}, options.kappa);
   kappa_ =
       options.trainKappa ? register_parameter("kappa", kappa) : register_buffer("kappa", kappa);
@@ -104,7 +104,7 @@ void QuantizerImpl::initFromWeight(const at::Tensor& w) {
   at::NoGradGuard noGrad;
   const double mean = w.abs().mean().item<double>();
   const double q = 2.0 * mean / std::sqrt(static_cast<double>(range_.hi > 0 ? range_.hi + 1 : 1));
-  step_.fill_(q > 0 ? q : 1.0 / static_cast<double>(range_.count()));
+  logStep_.fill_(std::log(q > 0 ? q : 1.0 / static_cast<double>(range_.count())));
   initialized_.fill_(1.0);
 }
 
@@ -114,11 +114,13 @@ void QuantizerImpl::initFromBatch(const at::Tensor& x) {
   if (context_ && context_->sumOverRanks) context_->sumOverRanks(sums);
   const double mean = sums[1] > 0 ? sums[0] / sums[1] : 0.0;
   const double q = 2.0 * mean / std::sqrt(static_cast<double>(range_.hi));
-  step_.fill_(q > 0 ? q : 1.0 / static_cast<double>(range_.count()));
+  logStep_.fill_(std::log(q > 0 ? q : 1.0 / static_cast<double>(range_.count())));
   initialized_.fill_(1.0);
 }
 
-double QuantizerImpl::stepValue() const { return step_.clamp_min(kMinStep).item<double>(); }
+at::Tensor QuantizerImpl::step() const { return logStep_.exp(); }
+
+double QuantizerImpl::stepValue() const { return step().item<double>(); }
 
 double QuantizerImpl::kappaValue() const {
   return kappa_.clamp(kKappaMin, kKappaMax).item<double>();
@@ -126,7 +128,7 @@ double QuantizerImpl::kappaValue() const {
 
 at::Tensor QuantizerImpl::forward(const at::Tensor& x) {
   if (!is_training()) {
-    const at::Tensor levels = nearestLevels(x, step_, range_);
+    const at::Tensor levels = nearestLevels(x, step(), range_);
     if (counting_) {
       const at::Tensor l = levels.detach().contiguous();
       const float* p = l.data_ptr<float>();
@@ -134,7 +136,7 @@ at::Tensor QuantizerImpl::forward(const at::Tensor& x) {
         counts_[static_cast<size_t>(static_cast<int64_t>(p[j]) - range_.lo)] += 1.0;
       }
     }
-    return levels * step_.clamp_min(kMinStep);
+    return levels * step();
   }
   CDL_CHECK(context_ != nullptr, "quantizer: not attached to a model's CDL context");
   if (initialized_.item<float>() == 0.0f) initFromBatch(x);
@@ -142,7 +144,7 @@ at::Tensor QuantizerImpl::forward(const at::Tensor& x) {
   // sqrt(elements * top level) to stay comparable to the weights' gradients.
   const double g = 1.0 / std::sqrt(static_cast<double>(std::max<int64_t>(1, x.numel())) *
                                    static_cast<double>(std::max<int64_t>(1, range_.hi)));
-  const at::Tensor step = scaleGradient(step_, g);
+  const at::Tensor step = scaleGradient(logStep_, g).exp();
   const at::Tensor kappa = options_.trainKappa ? scaleGradient(kappa_, g) : kappa_;
   const uint64_t key = kernels::roundingKey(context_->seed ^ kSampleStream, context_->step, id_);
   const FusedQuantization f =
@@ -167,7 +169,7 @@ at::Tensor QuantizerImpl::forward(const at::Tensor& x) {
 
 std::vector<uint8_t> QuantizerImpl::symbols(const at::Tensor& x) const {
   at::NoGradGuard noGrad;
-  const at::Tensor l = (nearestLevels(x, step_, range_) - static_cast<double>(range_.lo))
+  const at::Tensor l = (nearestLevels(x, step(), range_) - static_cast<double>(range_.lo))
                            .contiguous()
                            .to(at::kFloat);
   const float* p = l.data_ptr<float>();

@@ -26,11 +26,15 @@ namespace cdl::core {
 // data parallelism an activation's pmf is the histogram summed over the ranks, so every rank's
 // rate is the global one (the gradient flows through this rank's share).
 //
-// kappa is kept in [kKappaMin, kKappaMax] (a large one makes the gradient explode) and q above
-// zero; their gradients are scaled by 1 / sqrt(elements * top level index), as LSQ does for q,
-// since they sum over every element of the tensor. A weight's q starts at LSQ's 2 mean|w| /
-// sqrt(2^(b-1)); an activation's at 2 mean|x| / sqrt(2^b - 1) over the first training batch of
-// every rank.
+// The rate's gradient reaches x and kappa but not q: through q the rate would be cheapest to cut
+// by growing the step until every element sits on level 0, which kills the layer within a few
+// dozen steps (seen on the Fashion-MNIST CNN at lambda_w = 0.05); q follows the task loss, as in
+// LSQ, and the rate moves the values onto fewer levels. kappa is kept in
+// [kKappaMin, kKappaMax] (a large one makes the gradient explode) and q = exp(log_step) above zero
+// (a plain q parameter can be pushed through zero by momentum and stays dead there); their
+// gradients are scaled by 1 / sqrt(elements * top level index), as LSQ does for q, since they sum
+// over every element of the tensor. A weight's q starts at LSQ's 2 mean|w| / sqrt(2^(b-1)); an
+// activation's at 2 mean|x| / sqrt(2^b - 1) over the first training batch of every rank.
 
 constexpr double kKappaMin = 0.05;
 constexpr double kKappaMax = 20.0;
@@ -89,10 +93,11 @@ struct QuantizerOptions {
   int window = 5;           // levels in P's window, >= 1
 };
 
-// The quantizer as a module: parameter "step", "kappa" (a parameter when trained, else a buffer)
-// and buffer "initialized" (1 once q has its start). Training forward passes quantize as CDL or
-// R-CDL and record the rate; evaluation quantizes to the nearest level and, while counting, adds
-// the levels to a histogram.
+// The quantizer as a module: parameter "log_step" (q = exp(log_step), so it stays positive),
+// "kappa" (a parameter when trained, else a buffer) and buffer "initialized" (1 once q has its
+// start). The trainer keeps weight decay off these parameters. Training forward passes quantize as
+// CDL or R-CDL and record the rate; evaluation quantizes to the nearest level and, while counting,
+// adds the levels to a histogram.
 class QuantizerImpl : public torch::nn::Module {
  public:
   explicit QuantizerImpl(const QuantizerOptions& options);
@@ -127,7 +132,8 @@ class QuantizerImpl : public torch::nn::Module {
 
   QuantizerOptions options_;
   LevelRange range_;
-  at::Tensor step_, kappa_, initialized_;
+  at::Tensor step() const;  // exp(log_step)
+  at::Tensor logStep_, kappa_, initialized_;
   std::shared_ptr<CdlContext> context_;
   uint64_t id_ = 0;
   at::Tensor rate_;

@@ -16,6 +16,7 @@
 #include "comm/reduce/reducer.h"
 #include "comm/reduce/scheme.h"
 #include "core/batch.h"
+#include "core/cdl_layers.h"
 #include "core/cdl_training.h"
 #include "core/checkpoint.h"
 #include "core/data.h"
@@ -62,17 +63,52 @@ std::shared_ptr<Net> buildModel(const Config& cfg, const ImageSet& set) {
   return makeModel(cfg.model.name, mo);
 }
 
+// The parameters in optimizer groups: one group, or, for a CDL model, a second one of the
+// quantizers' parameters (steps, kappas), which take no weight decay.
+std::vector<torch::optim::OptimizerParamGroup> parameterGroups(
+    Net& model, const torch::optim::OptimizerOptions& defaults, double weightDecay,
+    void (*setDecay)(torch::optim::OptimizerOptions&, double)) {
+  std::vector<at::Tensor> quantizer;
+  for (auto& [name, q] : quantizersOf(model)) {
+    for (const at::Tensor& p : q->parameters()) quantizer.push_back(p);
+  }
+  std::vector<at::Tensor> rest;
+  for (const at::Tensor& p : model.parameters()) {
+    const bool isQuantizer = std::any_of(quantizer.begin(), quantizer.end(),
+                                         [&](const at::Tensor& t) { return t.is_same(p); });
+    if (!isQuantizer) rest.push_back(p);
+  }
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  auto options = defaults.clone();
+  setDecay(*options, weightDecay);
+  groups.emplace_back(rest, std::move(options));
+  if (!quantizer.empty()) {
+    auto noDecay = defaults.clone();
+    setDecay(*noDecay, 0.0);
+    groups.emplace_back(quantizer, std::move(noDecay));
+  }
+  return groups;
+}
+
 std::unique_ptr<torch::optim::Optimizer> makeOptimizer(const Config::Train& t, Net& model) {
   if (t.optimizer == "sgd") {
-    return std::make_unique<torch::optim::SGD>(model.parameters(),
-                                               torch::optim::SGDOptions(t.lr)
-                                                   .momentum(t.momentum)
-                                                   .nesterov(t.nesterov && t.momentum > 0)
-                                                   .weight_decay(t.weightDecay));
+    const auto defaults = torch::optim::SGDOptions(t.lr)
+                              .momentum(t.momentum)
+                              .nesterov(t.nesterov && t.momentum > 0)
+                              .weight_decay(t.weightDecay);
+    auto setDecay = [](torch::optim::OptimizerOptions& o, double d) {
+      static_cast<torch::optim::SGDOptions&>(o).weight_decay(d);
+    };
+    return std::make_unique<torch::optim::SGD>(
+        parameterGroups(model, defaults, t.weightDecay, setDecay), defaults);
   }
   if (t.optimizer == "adam") {
+    const auto defaults = torch::optim::AdamOptions(t.lr).weight_decay(t.weightDecay);
+    auto setDecay = [](torch::optim::OptimizerOptions& o, double d) {
+      static_cast<torch::optim::AdamOptions&>(o).weight_decay(d);
+    };
     return std::make_unique<torch::optim::Adam>(
-        model.parameters(), torch::optim::AdamOptions(t.lr).weight_decay(t.weightDecay));
+        parameterGroups(model, defaults, t.weightDecay, setDecay), defaults);
   }
   CDL_THROW("config key train.optimizer: unknown optimizer '", t.optimizer, "'");
 }

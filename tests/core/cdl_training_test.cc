@@ -60,8 +60,9 @@ TEST(CdlTraining, WithoutCdlTheModelsAreThePlainOnes) {
 }
 
 // A few SGD steps of a small CDL CNN on one fixed batch: the loss stays finite and, with a rate
-// term, the weights' bits fall.
-double bitsAfterTraining(const std::string& mode, double lambdaW, int steps) {
+// term, the weights' bits fall. *firstLoss and *lastLoss get the loss of the first and last step.
+double bitsAfterTraining(const std::string& mode, double lambdaW, int steps,
+                         double* firstLoss = nullptr, double* lastLoss = nullptr) {
   at::manual_seed(5);
   auto model = makeModel("cnn", cdlOptions(mode));
   auto comm = comm::makeLocalGroup(1)[0];
@@ -78,6 +79,8 @@ double bitsAfterTraining(const std::string& mode, double lambdaW, int steps) {
     const at::Tensor loss = at::cross_entropy_loss(model->forward(x), y);
     const CdlTraining::Rate rate = cdl.rate(s);
     EXPECT_TRUE(std::isfinite(loss.item<double>())) << "step " << s;
+    if (s == 0 && firstLoss) *firstLoss = loss.item<double>();
+    if (lastLoss) *lastLoss = loss.item<double>();
     (loss + rate.loss).backward();
     for (const auto& p : model->parameters()) {
       if (p.grad().defined()) {
@@ -94,6 +97,14 @@ double bitsAfterTraining(const std::string& mode, double lambdaW, int steps) {
   }
   cdl.setCounting(false);
   return cdl.report().bitsPerWeight;
+}
+
+TEST(CdlTraining, CdlAndRcdlFitAFixedBatch) {
+  for (const char* mode : {"cdl", "rcdl"}) {
+    double first = 0, last = 0;
+    bitsAfterTraining(mode, 0.0, 40, &first, &last);
+    EXPECT_LT(last, 0.5 * first) << mode << ": loss " << first << " -> " << last;
+  }
 }
 
 TEST(CdlTraining, TheRateTermLowersTheBitsPerWeight) {
