@@ -150,5 +150,29 @@ TEST(CdlQuantizer, TheFusedKernelEqualsTheReferenceAndItsGradients) {
   }
 }
 
+TEST(CdlQuantizer, TheModuleSamplesReproduciblyPerStepAndQuantizesToTheNearestLevelInEval) {
+  QuantizerOptions o;
+  o.bits = 4;
+  Quantizer q(o);
+  q->initFromWeight(at::full({4}, 0.5f));
+  auto ctx = std::make_shared<CdlContext>();
+  ctx->seed = 3;
+  q->attach(ctx, 0);
+  const at::Tensor x = at::randn({2000}) * 0.3;
+  auto sample = [&](uint64_t step) {
+    ctx->step = step;
+    return q->forward(x).detach();
+  };
+  EXPECT_TRUE(at::equal(sample(5), sample(5)));
+  EXPECT_FALSE(at::equal(sample(5), sample(6)));
+  EXPECT_TRUE(q->rate().defined());
+  EXPECT_GT(q->rate().item<double>(), 0.0);
+  q->eval();
+  const double step = q->stepValue();
+  const at::Tensor nearest = at::round(x / step).clamp(-8, 7) * step;
+  EXPECT_LT((q->forward(x) - nearest).abs().max().item<double>(), 1e-6);
+  EXPECT_EQ(q->symbols(x).size(), 2000u);
+}
+
 }  // namespace
 }  // namespace cdl::core

@@ -208,6 +208,18 @@ TEST(ConfigTest, HashChangesWhenAnyValueChanges) {
 
 // The slurm section says where a job runs, not what it computes: a resubmission with more time or
 // another partition must still resume the run's checkpoints.
+TEST(Config, BadCdlSettingsNameTheKey) {
+  EXPECT_THAT(errorOfYaml("cdl:\n  weight_bits: 9\n"), HasSubstr("cdl.weight_bits"));
+  EXPECT_THAT(errorOfYaml("cdl:\n  act_bits: 0\n"), HasSubstr("cdl.act_bits"));
+  EXPECT_THAT(errorOfYaml("cdl:\n  kappa: 0\n"), HasSubstr("cdl.kappa"));
+  EXPECT_THAT(errorOfYaml("cdl:\n  kappa: -1\n"), HasSubstr("cdl.kappa"));
+  EXPECT_THAT(errorOfYaml("cdl:\n  lambda_w: -0.1\n"), HasSubstr("cdl.lambda_w"));
+  EXPECT_THAT(errorOfYaml("cdl:\n  lambda_a: -1\n"), HasSubstr("cdl.lambda_a"));
+  EXPECT_THAT(errorOfYaml("cdl:\n  window: 0\n"), HasSubstr("cdl.window"));
+  EXPECT_THAT(errorOfYaml("cdl:\n  mode: lsq\n"), HasSubstr("cdl.mode"));
+  EXPECT_NO_THROW(parseConfig("cdl:\n  mode: rcdl\n  lambda_w: 2\n", "test.yaml"));
+}
+
 TEST(ConfigTest, HashIgnoresTheSlurmSection) {
   const Config base;
   Config c;
