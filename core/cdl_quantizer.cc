@@ -133,7 +133,9 @@ at::Tensor QuantizerImpl::forward(const at::Tensor& x) {
       const at::Tensor l = levels.detach().contiguous();
       const float* p = l.data_ptr<float>();
       for (int64_t j = 0, n = l.numel(); j < n; ++j) {
-        counts_[static_cast<size_t>(static_cast<int64_t>(p[j]) - range_.lo)] += 1.0;
+        if (std::isfinite(p[j])) {  // levels are clamped to the range; NaN is not counted
+          counts_[static_cast<size_t>(static_cast<int64_t>(p[j]) - range_.lo)] += 1.0;
+        }
       }
     }
     return levels * step();

@@ -48,13 +48,18 @@ TEST(CdlQuantizer, WindowedSoftQuantizerEqualsAllLevelsWhereFarLevelsHaveNoMass)
   }
 }
 
-TEST(CdlQuantizer, BackwardEqualsFiniteDifferencesOfTheSoftQuantizer) {
-  const LevelRange r = levelRange(3, false);
+// For activations (unsigned levels, x >= 0) and weights (signed levels, x of both signs).
+class SoftQuantizerGradient : public ::testing::TestWithParam<bool> {};
+
+TEST_P(SoftQuantizerGradient, BackwardEqualsFiniteDifferences) {
+  const bool isSigned = GetParam();
+  const LevelRange r = levelRange(3, isSigned);
   for (double kappa : {0.5, 2.0, 6.0}) {
     for (int window : {3, 5}) {
       // Points away from the half-integers of x / q, where the window moves (and the windowed
       // Q_d jumps by the mass of the levels it trades, a difference quotient's blind spot).
-      at::Tensor x = (at::arange(23, at::kDouble) * 0.0291 + 0.0137).set_requires_grad(true);
+      at::Tensor x = (at::arange(23, at::kDouble) * 0.0291 + (isSigned ? -0.3363 : 0.0137))
+                         .set_requires_grad(true);
       at::Tensor q = scalar(0.1, true);
       const SoftQuantization s = softQuantize(x, q, scalar(kappa), r, window);
       s.soft.sum().backward();
@@ -83,6 +88,8 @@ TEST(CdlQuantizer, BackwardEqualsFiniteDifferencesOfTheSoftQuantizer) {
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(WeightsAndActivations, SoftQuantizerGradient, ::testing::Bool());
 
 TEST(CdlQuantizer, SamplesAreUnbiasedForTheSoftQuantizerAndReproducible) {
   const LevelRange r = levelRange(4, true);

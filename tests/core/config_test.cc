@@ -35,6 +35,17 @@ model:
   name: resnet20
   hidden: 64
   width: 8
+cdl:
+  mode: rcdl
+  weight_bits: 3
+  act_bits: 4
+  first_last_bits: 7
+  lambda_w: 0.5
+  lambda_a: 0.25
+  kappa: 3.5
+  train_kappa: true
+  window: 3
+  rate_warmup_steps: 50
 train:
   epochs: 2
   batch_size: 32
@@ -126,6 +137,16 @@ TEST_F(ConfigFileTest, FullFileSetsEveryKey) {
   EXPECT_EQ(c.model.name, "resnet20");
   EXPECT_EQ(c.model.hidden, 64);
   EXPECT_EQ(c.model.width, 8);
+  EXPECT_EQ(c.cdl.mode, "rcdl");
+  EXPECT_EQ(c.cdl.weightBits, 3);
+  EXPECT_EQ(c.cdl.actBits, 4);
+  EXPECT_EQ(c.cdl.firstLastBits, 7);
+  EXPECT_EQ(c.cdl.lambdaW, 0.5);
+  EXPECT_EQ(c.cdl.lambdaA, 0.25);
+  EXPECT_EQ(c.cdl.kappa, 3.5);
+  EXPECT_TRUE(c.cdl.trainKappa);
+  EXPECT_EQ(c.cdl.window, 3);
+  EXPECT_EQ(c.cdl.rateWarmupSteps, 50);
   EXPECT_EQ(c.train.epochs, 2);
   EXPECT_EQ(c.train.batchSize, 32);
   EXPECT_EQ(c.train.maxSteps, 10);
