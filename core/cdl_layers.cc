@@ -5,13 +5,22 @@
 
 namespace cdl::core {
 
+namespace {
+
+// The weight quantizer "wq" of owner, started from its weight w; empty without options.
+Quantizer weightQuantizerOf(torch::nn::Module& owner, const QuantizerOptions* options,
+                            const at::Tensor& w) {
+  if (options == nullptr) return Quantizer(nullptr);
+  Quantizer q = owner.register_module("wq", Quantizer(*options));
+  q->initFromWeight(w);
+  return q;
+}
+
+}  // namespace
+
 QLinearImpl::QLinearImpl(const torch::nn::LinearOptions& options,
                          const QuantizerOptions* weightQuantizer)
-    : torch::nn::LinearImpl(options) {
-  if (weightQuantizer == nullptr) return;
-  wq_ = register_module("wq", Quantizer(*weightQuantizer));
-  wq_->initFromWeight(weight);
-}
+    : torch::nn::LinearImpl(options), wq_(weightQuantizerOf(*this, weightQuantizer, weight)) {}
 
 at::Tensor QLinearImpl::forward(const at::Tensor& x) {
   return at::linear(x, quantized(wq_, weight), bias);
@@ -19,11 +28,7 @@ at::Tensor QLinearImpl::forward(const at::Tensor& x) {
 
 QConv2dImpl::QConv2dImpl(const torch::nn::Conv2dOptions& options,
                          const QuantizerOptions* weightQuantizer)
-    : torch::nn::Conv2dImpl(options) {
-  if (weightQuantizer == nullptr) return;
-  wq_ = register_module("wq", Quantizer(*weightQuantizer));
-  wq_->initFromWeight(weight);
-}
+    : torch::nn::Conv2dImpl(options), wq_(weightQuantizerOf(*this, weightQuantizer, weight)) {}
 
 at::Tensor QConv2dImpl::forward(const at::Tensor& x) {
   return _conv_forward(x, quantized(wq_, weight));

@@ -25,7 +25,7 @@ class QLinearImpl : public torch::nn::LinearImpl {
   const Quantizer& weightQuantizer() const { return wq_; }
 
  private:
-  Quantizer wq_{nullptr};
+  Quantizer wq_;
 };
 
 // The same for a 2-D convolution.
@@ -36,7 +36,7 @@ class QConv2dImpl : public torch::nn::Conv2dImpl {
   const Quantizer& weightQuantizer() const { return wq_; }
 
  private:
-  Quantizer wq_{nullptr};
+  Quantizer wq_;
 };
 
 // x through the activation quantizer q, or x itself when q is empty.

@@ -27,14 +27,8 @@ TEST_F(CdlTrainerTest, AnInterruptedAndResumedCdlRunMatchesAnUninterruptedOne) {
   for (const std::string mode : {"cdl", "rcdl"}) {
     SCOPED_TRACE(mode);
     const TrainResult a = run(cdlConfig("whole_" + mode, mode, 0.5), 2);
-    const Config c = cdlConfig("parts_" + mode, mode, 0.5);
-    TrainOptions stop;
-    stop.stopAfterSteps = 12;  // in the middle of the second epoch
-    EXPECT_FALSE(run(c, 2, stop).finished);
-    TrainOptions resume;
-    resume.resume = true;
-    const TrainResult b = run(c, 2, resume);
-    EXPECT_TRUE(b.finished);
+    // Stopped in the middle of the second epoch.
+    const TrainResult b = runInterrupted(cdlConfig("parts_" + mode, mode, 0.5), 2, 12);
     EXPECT_EQ(b.testAccuracy, a.testAccuracy);
     EXPECT_EQ(b.testLoss, a.testLoss);
     EXPECT_EQ(b.modelCodedBytes, a.modelCodedBytes);

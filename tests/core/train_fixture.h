@@ -51,6 +51,21 @@ class TrainFixture : public ::testing::Test {
     return results[0];
   }
 
+  // Runs c on `size` ranks stopped after `stopAfter` steps (checking that it stopped), then
+  // resumed to the end; returns the resumed run's result.
+  TrainResult runInterrupted(const Config& c, int size, int64_t stopAfter) {
+    TrainOptions stop;
+    stop.stopAfterSteps = stopAfter;
+    const TrainResult first = run(c, size, stop);
+    EXPECT_FALSE(first.finished);
+    EXPECT_EQ(first.steps, stopAfter);
+    TrainOptions resume;
+    resume.resume = true;
+    const TrainResult last = run(c, size, resume);
+    EXPECT_TRUE(last.finished);
+    return last;
+  }
+
   std::vector<nlohmann::json> records(const std::string& name, const std::string& kind) const {
     std::ifstream in(dir_ + "/" + name + "/metrics.jsonl");
     std::vector<nlohmann::json> out;

@@ -58,16 +58,8 @@ TEST_F(TrainerTest, AnInterruptedAndResumedRunMatchesAnUninterruptedOne) {
     const std::string whole = "whole" + std::to_string(codec.size());
     const std::string parts = "parts" + std::to_string(codec.size());
     const TrainResult a = run(smallConfig(whole, codec), 2);
-    Config c = smallConfig(parts, codec);
-    TrainOptions stop;
-    stop.stopAfterSteps = 12;  // in the middle of the second epoch, on a logging step
-    const TrainResult first = run(c, 2, stop);
-    EXPECT_FALSE(first.finished);
-    EXPECT_EQ(first.steps, 12);
-    TrainOptions resume;
-    resume.resume = true;
-    const TrainResult b = run(c, 2, resume);
-    EXPECT_TRUE(b.finished);
+    // Stopped in the middle of the second epoch, on a logging step.
+    const TrainResult b = runInterrupted(smallConfig(parts, codec), 2, 12);
     EXPECT_EQ(b.testAccuracy, a.testAccuracy);
     EXPECT_EQ(b.testLoss, a.testLoss);
     EXPECT_EQ(b.wireBytes, a.wireBytes);
