@@ -15,16 +15,15 @@
 namespace cdl::core {
 namespace {
 
-// Entropy in bits per element of a histogram.
-double entropyOf(const std::vector<double>& counts) {
-  double total = 0.0;
-  for (double c : counts) total += c;
-  if (total <= 0) return 0.0;
-  double h = 0.0;
-  for (double c : counts) {
-    if (c > 0) h -= c / total * std::log2(c / total);
+// Bits per element of a histogram of at most 256 levels (kernels::entropyBits on its counts).
+double entropyOf(std::vector<float>::const_iterator begin, std::vector<float>::const_iterator end) {
+  uint64_t counts[256] = {};
+  uint64_t total = 0;
+  for (size_t s = 0; begin + s != end; ++s) {
+    counts[s] = static_cast<uint64_t>(std::llround(begin[s]));
+    total += counts[s];
   }
-  return h;
+  return total > 0 ? kernels::entropyBits(counts) / static_cast<double>(total) : 0.0;
 }
 
 // The size-weighted mean rate of the quantizers' last forward pass (a scalar tensor; 0 without
@@ -140,7 +139,7 @@ CdlReport CdlTraining::report() const {
     r.name = name;
     r.bits = q->options().bits;
     r.step = q->stepValue();
-    r.entropyBits = entropyOf(std::vector<double>(all.begin() + at, all.begin() + at + n));
+    r.entropyBits = entropyOf(all.cbegin() + at, all.cbegin() + at + n);
     at += n;
     out.activations.push_back(r);
   }
