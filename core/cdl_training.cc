@@ -7,6 +7,7 @@
 #include <cmath>
 #include <set>
 
+#include "core/collectives.h"
 #include "core/models.h"
 #include "kernels/base/error.h"
 #include "kernels/histogram.h"
@@ -64,9 +65,7 @@ CdlTraining::CdlTraining(const Config::Cdl& cfg, uint64_t seed, Net& model,
   context_->mode = cfg.mode == "cdl" ? CdlMode::kCdl : CdlMode::kRcdl;
   context_->seed = seed;
   comm::Communicator* c = &comm_;
-  context_->sumOverRanks = [c](std::vector<float>& v) {
-    if (c->size() > 1) c->allreduce(v.data(), static_cast<int64_t>(v.size()))->wait();
-  };
+  context_->sumOverRanks = [c](std::vector<float>& v) { v = sumOverRanks(*c, std::move(v)); };
   uint64_t id = 0;
   for (auto& [name, q] : quantizersOf(model)) {
     q->attach(context_, id++);

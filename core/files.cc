@@ -9,6 +9,7 @@
 #include <cstring>
 #include <exception>
 
+#include "kernels/base/checks.h"
 #include "kernels/base/error.h"
 
 namespace cdl::core {
@@ -17,8 +18,8 @@ namespace {
 // fsyncs a folder, so that a rename inside it survives a crash. File systems that cannot sync a
 // folder (EINVAL) order the rename by themselves.
 void syncDir(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  CDL_CHECK(fd >= 0, "cannot open folder ", dir, " to sync it: ", std::strerror(errno));
+  const int fd = CDL_SYS_CHECK(::open(dir.c_str(), O_RDONLY | O_DIRECTORY), "cannot open folder ",
+                               dir, " to sync it");
   const int rc = ::fsync(fd);
   const int err = errno;
   ::close(fd);
@@ -93,8 +94,8 @@ void writeFileAtomically(const std::string& path, const std::string& text) {
 }
 
 AppendFile::AppendFile(const std::string& path) : path_(path) {
-  fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-  CDL_CHECK(fd_ >= 0, "cannot open ", path, " for writing: ", std::strerror(errno));
+  fd_ = CDL_SYS_CHECK(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644),
+                      "cannot open ", path, " for writing");
 }
 
 AppendFile::~AppendFile() {
@@ -105,12 +106,12 @@ void AppendFile::append(const std::string& text) {
   // One write() normally takes the whole record; the loop only finishes a short write.
   size_t done = 0;
   while (done < text.size()) {
-    const ssize_t n = ::write(fd_, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    CDL_CHECK(n > 0, "cannot append to ", path_, ": ", std::strerror(n < 0 ? errno : EIO));
+    const ssize_t n = CDL_SYS_CHECK(::write(fd_, text.data() + done, text.size() - done),
+                                    "cannot append to ", path_);
+    CDL_CHECK(n > 0, "cannot append to ", path_, ": ", std::strerror(EIO));
     done += static_cast<size_t>(n);
   }
-  CDL_CHECK(::fsync(fd_) == 0, "cannot sync ", path_, ": ", std::strerror(errno));
+  CDL_SYS_CHECK(::fsync(fd_), "cannot sync ", path_);
 }
 
 }  // namespace cdl::core

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "kernels/base/checks.h"
 #include "kernels/base/error.h"
 #include "kernels/base/knobs.h"
 #include "launcher/launch.h"
@@ -40,9 +41,8 @@ std::string selfDir() {
 // Remembers the first of cdl's per-rank error lines on the way.
 int runJob(const std::vector<std::string>& argv, int* failedRank, std::string* firstError) {
   int pipeFd[2];
-  CDL_CHECK(::pipe(pipeFd) == 0, "cdl-launch: pipe: ", std::strerror(errno));
-  child = ::fork();
-  CDL_CHECK(child >= 0, "cdl-launch: fork: ", std::strerror(errno));
+  CDL_SYS_CHECK(::pipe(pipeFd), "cdl-launch: cannot start the job");
+  child = CDL_SYS_CHECK(::fork(), "cdl-launch: cannot start the job");
   if (child == 0) {
     ::dup2(pipeFd[1], STDERR_FILENO);
     ::close(pipeFd[0]);
