@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "kernels/base/error.h"
 #include "kernels/bitpack.h"
@@ -17,6 +18,8 @@ constexpr size_t kHeaderBytes = 4;
 constexpr int kMinLogBlock = 8;
 constexpr int kMaxLogBlock = 30;
 constexpr int kMaxProbBits = 15;
+// Pieces in which ransDecodeChunks hands over packed and constant streams.
+constexpr int64_t kChunkSymbols = int64_t{1} << 16;
 
 void checkOptions(const RansOptions& opt) {
   CDL_CHECK(opt.probBits >= 1 && opt.probBits <= kMaxProbBits, "rans: probBits = ", opt.probBits,
@@ -70,36 +73,48 @@ size_t encodeRans(const uint8_t* sym, int64_t n, const uint16_t* freq, int alpha
   return pos;
 }
 
-void decodeRans(const uint8_t* in, size_t len, int64_t n, uint8_t* sym, int maxAlphabet) {
-  const int probBits = in[1];
-  const int logBlock = in[2];
-  const int alphabet = in[3] + 1;
-  CDL_CHECK(probBits >= 1 && probBits <= kMaxProbBits, "rans stream: probBits = ", probBits,
+// A rans-mode stream, its header, frequency table and block table checked against n.
+struct RansLayout {
+  int probBits = 0;
+  int logBlock = 0;
+  int alphabet = 0;
+  uint16_t freq[256] = {};
+  uint64_t blocks = 0;
+  const uint8_t* table = nullptr;  // u32 bytes per block
+  const uint8_t* data = nullptr;   // the first block
+};
+
+RansLayout parseRans(const uint8_t* in, size_t len, int64_t n, int maxAlphabet) {
+  RansLayout r;
+  r.probBits = in[1];
+  r.logBlock = in[2];
+  r.alphabet = in[3] + 1;
+  CDL_CHECK(r.probBits >= 1 && r.probBits <= kMaxProbBits, "rans stream: probBits = ", r.probBits,
             ", must be in 1..", kMaxProbBits);
-  CDL_CHECK(logBlock >= kMinLogBlock && logBlock <= kMaxLogBlock,
-            "rans stream: logBlock = ", logBlock, ", must be in ", kMinLogBlock, "..",
+  CDL_CHECK(r.logBlock >= kMinLogBlock && r.logBlock <= kMaxLogBlock,
+            "rans stream: logBlock = ", r.logBlock, ", must be in ", kMinLogBlock, "..",
             kMaxLogBlock);
-  CDL_CHECK(alphabet <= maxAlphabet, "rans stream: alphabet of ", alphabet,
+  CDL_CHECK(r.alphabet <= maxAlphabet, "rans stream: alphabet of ", r.alphabet,
             " symbols exceeds the expected ", maxAlphabet);
   size_t pos = kHeaderBytes;
-  CDL_CHECK(len - pos >= 2 * size_t(alphabet), "rans stream: ", len,
-            " bytes cannot hold the frequency table of ", alphabet, " symbols");
-  uint16_t freq[256];
+  CDL_CHECK(len - pos >= 2 * size_t(r.alphabet), "rans stream: ", len,
+            " bytes cannot hold the frequency table of ", r.alphabet, " symbols");
   uint32_t sum = 0;
-  for (int s = 0; s < alphabet; ++s, pos += 2) {
-    freq[s] = loadLE<uint16_t>(in + pos);
-    sum += freq[s];
+  for (int s = 0; s < r.alphabet; ++s, pos += 2) {
+    r.freq[s] = loadLE<uint16_t>(in + pos);
+    sum += r.freq[s];
   }
-  CDL_CHECK(sum == (1u << probBits), "rans stream: frequencies sum to ", sum, ", not 2^", probBits);
+  CDL_CHECK(sum == (1u << r.probBits), "rans stream: frequencies sum to ", sum, ", not 2^",
+            r.probBits);
 
-  const uint64_t blocks = blockCount(n, logBlock);
-  CDL_CHECK((len - pos) / 4 >= blocks, "rans stream: ", len, " bytes cannot hold the table of ",
-            blocks, " blocks that ", n, " symbols need");
-  const uint8_t* table = in + pos;
-  pos += 4 * blocks;
+  r.blocks = blockCount(n, r.logBlock);
+  CDL_CHECK((len - pos) / 4 >= r.blocks, "rans stream: ", len, " bytes cannot hold the table of ",
+            r.blocks, " blocks that ", n, " symbols need");
+  r.table = in + pos;
+  pos += 4 * r.blocks;
   uint64_t total = 0;
-  for (uint64_t b = 0; b < blocks; ++b) {
-    const uint32_t bytes = loadLE<uint32_t>(table + 4 * b);
+  for (uint64_t b = 0; b < r.blocks; ++b) {
+    const uint32_t bytes = loadLE<uint32_t>(r.table + 4 * b);
     CDL_CHECK(bytes >= detail::kRansStateBytes && bytes % 2 == 0, "rans block ", b, ": size ",
               bytes, " is not 128 bytes of states plus whole 16-bit words");
     total += bytes;
@@ -108,20 +123,30 @@ void decodeRans(const uint8_t* in, size_t len, int64_t n, uint8_t* sym, int maxA
   }
   CDL_CHECK(total == len - pos, "rans stream: blocks take ", total, " bytes but ", len - pos,
             " follow the block table");
+  r.data = in + pos;
+  return r;
+}
 
+// Decodes every block of r in order: symbols [first, first + count) go to out(first, count), and
+// done(first, count) follows each block.
+template <typename Out, typename Done>
+void decodeBlocks(const RansLayout& r, int64_t n, Out&& out, Done&& done) {
   detail::RansDecodeTable dec;
-  detail::buildDecodeTable(freq, alphabet, probBits, &dec);
-  const int64_t blockLen = int64_t{1} << logBlock;
-  for (uint64_t b = 0; b < blocks; ++b) {
+  detail::buildDecodeTable(r.freq, r.alphabet, r.probBits, &dec);
+  const int64_t blockLen = int64_t{1} << r.logBlock;
+  const uint8_t* pos = r.data;
+  for (uint64_t b = 0; b < r.blocks; ++b) {
     const int64_t first = static_cast<int64_t>(b) * blockLen;
-    const uint32_t bytes = loadLE<uint32_t>(table + 4 * b);
-    detail::decodeBlock(in + pos, bytes, std::min(blockLen, n - first), dec, sym + first,
-                        static_cast<int64_t>(b));
+    const int64_t count = std::min(blockLen, n - first);
+    const uint32_t bytes = loadLE<uint32_t>(r.table + 4 * b);
+    detail::decodeBlock(pos, bytes, count, dec, out(first, count), static_cast<int64_t>(b));
+    done(first, count);
     pos += bytes;
   }
 }
 
-void decodePacked(const uint8_t* in, size_t len, int64_t n, uint8_t* sym, int maxAlphabet) {
+// Checks a packed stream of n symbols and returns its bit width.
+int checkPacked(const uint8_t* in, size_t len, int64_t n) {
   const int width = in[1];
   CDL_CHECK(width >= 1 && width <= 8, "packed stream: bit width ", width, ", must be in 1..8");
   const size_t bytes = packedBytes(n, width);
@@ -131,13 +156,41 @@ void decodePacked(const uint8_t* in, size_t len, int64_t n, uint8_t* sym, int ma
   const uint64_t usedBits = (static_cast<uint64_t>(n) * width) % 8;
   CDL_CHECK(usedBits == 0 || (in[len - 1] >> usedBits) == 0,
             "packed stream: padding bits of the last byte are not zero");
-  unpackBits(in + kHeaderBytes, n, width, sym);
-  if ((1 << width) > maxAlphabet) {
-    for (int64_t i = 0; i < n; ++i) {
-      CDL_CHECK(sym[i] < maxAlphabet, "packed stream: symbol ", int(sym[i]), " at index ", i,
-                " is not below ", maxAlphabet);
-    }
+  return width;
+}
+
+// Unpacks symbols [first, first + count) of a checked packed stream; first is a multiple of 8.
+void unpackRange(const uint8_t* in, int width, int64_t first, int64_t count, int maxAlphabet,
+                 uint8_t* sym) {
+  unpackBits(in + kHeaderBytes + static_cast<size_t>(first / 8) * width, count, width, sym);
+  if ((1 << width) <= maxAlphabet) return;
+  for (int64_t i = 0; i < count; ++i) {
+    CDL_CHECK(sym[i] < maxAlphabet, "packed stream: symbol ", int(sym[i]), " at index ", first + i,
+              " is not below ", maxAlphabet);
   }
+}
+
+// Checks the arguments and the 4-byte header common to every mode; returns the mode.
+int checkStream(const uint8_t* in, size_t len, int64_t n, int maxAlphabet, bool haveOut) {
+  CDL_CHECK(n >= 0, "rans: element count ", n, " is negative");
+  CDL_CHECK(maxAlphabet >= 1 && maxAlphabet <= 256, "rans: maxAlphabet = ", maxAlphabet,
+            ", must be in 1..256");
+  CDL_CHECK((in != nullptr || len == 0) && (haveOut || n == 0), "rans: null buffer for ", n,
+            " symbols");
+  CDL_CHECK(len >= kHeaderBytes, "rans stream: ", len, " bytes, shorter than its ", kHeaderBytes,
+            "-byte header");
+  const int mode = in[0];
+  CDL_CHECK(mode == kPacked || mode == kRans || mode == kConstant, "rans stream: unknown mode ",
+            mode);
+  CDL_CHECK(mode == kRans || (in[2] == 0 && in[3] == 0), "rans stream: mode ", mode,
+            " with nonzero logBlock or alphabet bytes");
+  if (mode == kConstant) {
+    CDL_CHECK(len == kHeaderBytes, "constant stream: ", len - kHeaderBytes,
+              " bytes after the header, expected none");
+    CDL_CHECK(in[1] < maxAlphabet, "constant stream: symbol ", int(in[1]), " is not below ",
+              maxAlphabet);
+  }
+  return mode;
 }
 
 }  // namespace
@@ -196,30 +249,41 @@ size_t ransEncode(const uint8_t* sym, int64_t n, uint8_t* out, size_t capacity,
 }
 
 void ransDecode(const uint8_t* in, size_t len, int64_t n, uint8_t* sym, int maxAlphabet) {
-  CDL_CHECK(n >= 0, "rans: element count ", n, " is negative");
-  CDL_CHECK(maxAlphabet >= 1 && maxAlphabet <= 256, "rans: maxAlphabet = ", maxAlphabet,
-            ", must be in 1..256");
-  CDL_CHECK((in != nullptr || len == 0) && (sym != nullptr || n == 0), "rans: null buffer for ", n,
-            " symbols");
-  CDL_CHECK(len >= kHeaderBytes, "rans stream: ", len, " bytes, shorter than its ", kHeaderBytes,
-            "-byte header");
-  const int mode = in[0];
-  CDL_CHECK(mode == kPacked || mode == kRans || mode == kConstant, "rans stream: unknown mode ",
-            mode);
-  CDL_CHECK(mode == kRans || (in[2] == 0 && in[3] == 0), "rans stream: mode ", mode,
-            " with nonzero logBlock or alphabet bytes");
-  switch (mode) {
+  switch (checkStream(in, len, n, maxAlphabet, sym != nullptr)) {
     case kConstant:
-      CDL_CHECK(len == kHeaderBytes, "constant stream: ", len - kHeaderBytes,
-                " bytes after the header, expected none");
-      CDL_CHECK(in[1] < maxAlphabet, "constant stream: symbol ", int(in[1]), " is not below ",
-                maxAlphabet);
       if (n > 0) std::memset(sym, in[1], static_cast<size_t>(n));
       return;
     case kPacked:
-      return decodePacked(in, len, n, sym, maxAlphabet);
+      return unpackRange(in, checkPacked(in, len, n), 0, n, maxAlphabet, sym);
     default:
-      return decodeRans(in, len, n, sym, maxAlphabet);
+      decodeBlocks(
+          parseRans(in, len, n, maxAlphabet), n,
+          [&](int64_t first, int64_t) { return sym + first; }, [](int64_t, int64_t) {});
+  }
+}
+
+void ransDecodeChunks(const uint8_t* in, size_t len, int64_t n, int maxAlphabet,
+                      const SymbolSink& sink) {
+  const int mode = checkStream(in, len, n, maxAlphabet, true);
+  std::vector<uint8_t> buf;
+  if (mode == kRans) {
+    const RansLayout r = parseRans(in, len, n, maxAlphabet);
+    buf.resize(static_cast<size_t>(std::min(n, int64_t{1} << r.logBlock)));
+    decodeBlocks(
+        r, n, [&](int64_t, int64_t) { return buf.data(); },
+        [&](int64_t first, int64_t count) { sink(buf.data(), first, count); });
+    return;
+  }
+  const int width = mode == kPacked ? checkPacked(in, len, n) : 0;
+  buf.resize(static_cast<size_t>(std::min(n, kChunkSymbols)));
+  for (int64_t first = 0; first < n; first += kChunkSymbols) {
+    const int64_t count = std::min(kChunkSymbols, n - first);
+    if (mode == kPacked) {
+      unpackRange(in, width, first, count, maxAlphabet, buf.data());
+    } else {
+      std::memset(buf.data(), in[1], static_cast<size_t>(count));
+    }
+    sink(buf.data(), first, count);
   }
 }
 

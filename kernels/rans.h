@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 
 namespace cdl::kernels {
 
@@ -61,5 +62,15 @@ size_t ransEncode(const uint8_t* sym, int64_t n, uint8_t* out, size_t capacity,
 // words left over or missing, wrong final states, symbols out of range); never reads or writes
 // outside in[0..len) and sym[0..n).
 void ransDecode(const uint8_t* in, size_t len, int64_t n, uint8_t* sym, int maxAlphabet = 256);
+
+// Receives symbols [first, first + count) of a stream; sym is valid only during the call.
+using SymbolSink = std::function<void(const uint8_t* sym, int64_t first, int64_t count)>;
+
+// Decodes the same stream as ransDecode, with the same checks, but hands the symbols to `sink`
+// in order, in pieces of at most one block (2^logBlock symbols; 2^16 for packed and constant
+// streams), so a caller can consume n symbols holding only one piece. The block table and sizes
+// are checked before the first piece; a corrupt block throws when it is reached.
+void ransDecodeChunks(const uint8_t* in, size_t len, int64_t n, int maxAlphabet,
+                      const SymbolSink& sink);
 
 }  // namespace cdl::kernels

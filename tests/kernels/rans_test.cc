@@ -218,6 +218,32 @@ TEST(Rans, RoundTripIsLosslessForEveryBlockSizeAndPrecision) {
   }
 }
 
+// A consumer that streams (inference straight from a coded model) sees the same symbols, in
+// order, in pieces no longer than a block, whatever the stream's mode.
+TEST(Rans, ChunkedDecodingHandsOverEverySymbolInOrderInBlockSizedPieces) {
+  for (const Bytes& sym : {makeSymbols(Dist::kLaplace15, 100003, 3),
+                           makeSymbols(Dist::kBytes, 70001), Bytes(150000, 4), Bytes()}) {
+    const int64_t n = static_cast<int64_t>(sym.size());
+    const Bytes out = encode(sym, {12, 10});
+    Bytes got;
+    int64_t maxPiece = 0;
+    ransDecodeChunks(out.data(), out.size(), n, 256,
+                     [&](const uint8_t* s, int64_t first, int64_t count) {
+                       ASSERT_EQ(first, static_cast<int64_t>(got.size()));
+                       got.insert(got.end(), s, s + count);
+                       maxPiece = std::max(maxPiece, count);
+                     });
+    EXPECT_EQ(got, sym) << "mode " << int(out[0]);
+    EXPECT_LE(maxPiece, out[0] == kModeRans ? 1024 : 65536);
+  }
+  const Bytes out = encode(makeSymbols(Dist::kLaplace15, 5000), {12, 10});
+  for (size_t len = 0; len < out.size(); len += 37) {
+    EXPECT_THROW(
+        ransDecodeChunks(out.data(), len, 5000, 256, [](const uint8_t*, int64_t, int64_t) {}),
+        Error);
+  }
+}
+
 TEST(Rans, ProbBitsIsRaisedJustEnoughForTheDistinctSymbols) {
   const Bytes sym = makeSymbols(Dist::kLaplace15, 50000);  // 15 distinct symbols
   EXPECT_EQ(encode(sym, {1, 18})[1], 4);
