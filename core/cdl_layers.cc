@@ -23,6 +23,19 @@ QLinearImpl::QLinearImpl(const torch::nn::LinearOptions& options,
     : torch::nn::LinearImpl(options), wq_(weightQuantizerOf(*this, weightQuantizer, weight)) {}
 
 at::Tensor QLinearImpl::forward(const at::Tensor& x) {
+  if (!is_training() && x.dim() == 2) {
+    if (indexed_ != nullptr) return exactLinear(x, *indexed_, bias);
+    if (!wq_.is_empty()) {
+      IndexedWeight w{weight.size(0),
+                      weight.size(1),
+                      static_cast<int>(wq_->range().lo),
+                      wq_->options().bits,
+                      static_cast<float>(wq_->stepValue()),
+                      wq_->symbols(weight),
+                      {}};
+      return exactLinear(x, w, bias);
+    }
+  }
   return at::linear(x, quantized(wq_, weight), bias);
 }
 

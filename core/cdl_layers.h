@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/cdl_quantizer.h"
+#include "core/exact_linear.h"
 
 namespace torch::nn {
 class Module;
@@ -17,15 +18,19 @@ namespace cdl::core {
 
 // A linear layer whose weight may be quantized (Note [CDL quantizer]): without a quantizer it is
 // torch's Linear, parameters, initialization and results alike; with one (submodule "wq") the
-// forward pass uses the quantized weight and the bias as it is.
+// forward pass uses the quantized weight and the bias as it is, and evaluation computes exactly
+// from the weight's levels (Note [Exact linear]). A layer given indexed weights (a model decoded
+// from a coded file) evaluates exactly from them instead, whether or not it has a quantizer.
 class QLinearImpl : public torch::nn::LinearImpl {
  public:
   QLinearImpl(const torch::nn::LinearOptions& options, const QuantizerOptions* weightQuantizer);
   at::Tensor forward(const at::Tensor& x);
   const Quantizer& weightQuantizer() const { return wq_; }
+  void setIndexedWeight(std::shared_ptr<const IndexedWeight> w) { indexed_ = std::move(w); }
 
  private:
   Quantizer wq_;
+  std::shared_ptr<const IndexedWeight> indexed_;
 };
 
 // The same for a 2-D convolution.

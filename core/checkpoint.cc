@@ -168,4 +168,24 @@ TrainState loadCheckpoint(const std::string& path, torch::nn::Module& model,
   return s;
 }
 
+void loadCheckpointWeights(const std::string& path, torch::nn::Module& model) {
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(path);
+    at::Tensor meta;
+    archive.read("meta", meta);
+    CDL_CHECK(meta.scalar_type() == at::kLong && meta.numel() == 9, "bad metadata");
+    const int64_t format = meta.data_ptr<int64_t>()[0];
+    CDL_CHECK(format == kFormat, "checkpoint format ", format, ", this build reads ", kFormat);
+    torch::serialize::InputArchive m;
+    archive.read("model", m);
+    model.load(m);
+  } catch (const Error& e) {
+    CDL_THROW("checkpoint ", path, ": ", e.what());
+  } catch (const std::exception& e) {
+    CDL_THROW("checkpoint ", path,
+              " cannot be read (truncated, corrupt or from another model?): ", e.what());
+  }
+}
+
 }  // namespace cdl::core

@@ -55,4 +55,8 @@ std::string checkpointPath(const std::string& dir, int64_t step, int rank);
 TrainState loadCheckpoint(const std::string& path, torch::nn::Module& model,
                           torch::optim::Optimizer& optimizer);
 
+// Loads only the model's parameters and buffers from a checkpoint (for export and inspection);
+// errors as loadCheckpoint.
+void loadCheckpointWeights(const std::string& path, torch::nn::Module& model);
+
 }  // namespace cdl::core

@@ -34,35 +34,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-struct DataSplits {
-  ImageSet train, test;
-};
-
-DataSplits loadData(const Config& cfg) {
-  if (cfg.data.dataset == "synthetic") {
-    return {makeSynthetic(cfg.data.syntheticTrain, cfg.seed * 2 + 1),
-            makeSynthetic(cfg.data.syntheticTest, cfg.seed * 2 + 2)};
-  }
-  return {loadFashionMnist(cfg.data.path, "train"), loadFashionMnist(cfg.data.path, "test")};
-}
-
-// The config's model for images of `set`, initialized from the config's seed.
-std::shared_ptr<Net> buildModel(const Config& cfg, const ImageSet& set) {
-  ModelOptions mo;
-  mo.imageHeight = set.rows;
-  mo.imageWidth = set.cols;
-  mo.classes = set.classes;
-  mo.hidden = cfg.model.hidden;
-  mo.width = cfg.model.width;
-  mo.cdl = cdlModelOptions(cfg.cdl);
-  // Torch's default generator is process-wide: ranks that are threads of one process (tests)
-  // take turns, so each draws the whole sequence of the seed.
-  static std::mutex initMu;
-  std::lock_guard<std::mutex> lock(initMu);
-  at::manual_seed(cfg.seed);
-  return makeModel(cfg.model.name, mo);
-}
-
 // The parameters in optimizer groups: one group, or, for a CDL model, a second one of the
 // quantizers' parameters (steps, kappas), which take no weight decay.
 std::vector<torch::optim::OptimizerParamGroup> parameterGroups(
@@ -210,6 +181,35 @@ void logStart(const Config& cfg, Net& model, int size, const RunLength& len) {
 }
 
 }  // namespace
+
+DataSplits loadData(const Config& cfg) {
+  if (cfg.data.dataset == "synthetic") {
+    return {makeSynthetic(cfg.data.syntheticTrain, cfg.seed * 2 + 1),
+            makeSynthetic(cfg.data.syntheticTest, cfg.seed * 2 + 2)};
+  }
+  return {loadFashionMnist(cfg.data.path, "train"), loadFashionMnist(cfg.data.path, "test")};
+}
+
+ModelOptions modelOptions(const Config& cfg, const ImageSet& set) {
+  ModelOptions mo;
+  mo.imageHeight = set.rows;
+  mo.imageWidth = set.cols;
+  mo.classes = set.classes;
+  mo.hidden = cfg.model.hidden;
+  mo.width = cfg.model.width;
+  mo.cdl = cdlModelOptions(cfg.cdl);
+  return mo;
+}
+
+std::shared_ptr<Net> buildModel(const Config& cfg, const ImageSet& set) {
+  const ModelOptions mo = modelOptions(cfg, set);
+  // Torch's default generator is process-wide: ranks that are threads of one process (tests)
+  // take turns, so each draws the whole sequence of the seed.
+  static std::mutex initMu;
+  std::lock_guard<std::mutex> lock(initMu);
+  at::manual_seed(cfg.seed);
+  return makeModel(cfg.model.name, mo);
+}
 
 TrainResult train(const Config& cfg, std::shared_ptr<comm::Communicator> commPtr,
                   const TrainOptions& options) {

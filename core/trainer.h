@@ -6,6 +6,8 @@
 
 #include "comm/transport/communicator.h"
 #include "core/config.h"
+#include "core/data.h"
+#include "core/models.h"
 
 namespace cdl::core {
 
@@ -32,6 +34,18 @@ struct TrainResult {
   double modelBitsPerWeight = 0.0;
   uint64_t modelCodedBytes = 0;
 };
+
+struct DataSplits {
+  ImageSet train, test;
+};
+
+// The config's data set (Fashion-MNIST from data.path, or the synthetic one it names).
+DataSplits loadData(const Config& cfg);
+
+// The options of the config's model for images of `set`.
+ModelOptions modelOptions(const Config& cfg, const ImageSet& set);
+// The config's model for images of `set`, initialized from the config's seed.
+std::shared_ptr<Net> buildModel(const Config& cfg, const ImageSet& set);
 
 // Note [Training loop]
 // Data-parallel SGD on `comm`'s ranks: every rank builds the same model from the config's seed

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Builds the payload-decoding fuzz target with clang (libFuzzer, ASan, UBSan) in build-fuzz/ and
-# runs it briefly from a corpus of valid payloads. CDL_FUZZ_SECONDS sets the run time (default 20).
+# Builds the fuzz targets with clang (libFuzzer, ASan, UBSan) in build-fuzz/ and runs each briefly
+# from a corpus of valid inputs: payload decoding, then coded model files. CDL_FUZZ_SECONDS sets
+# the run time of each (default 15).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${CDL_FUZZ_BUILD:-build-fuzz}
-seconds=${CDL_FUZZ_SECONDS:-20}
+seconds=${CDL_FUZZ_SECONDS:-15}
 
 if ! command -v clang++ >/dev/null 2>&1; then
   echo "fuzz-smoke: clang++ is missing (scripts/install-deps.sh installs it)" >&2
@@ -13,7 +14,7 @@ fi
 mkdir -p "$dir"
 log="$dir/build.log"
 if ! { test -f "$dir/build.ninja" || CC=clang CXX=clang++ cmake -S . -B "$dir" -G Ninja -DCDL_FUZZ=ON; } \
-    >"$log" 2>&1 || ! cmake --build "$dir" -j 2 --target payload_fuzz make_fuzz_seeds >>"$log" 2>&1; then
+    >"$log" 2>&1 || ! cmake --build "$dir" -j 2 --target payload_fuzz make_fuzz_seeds model_file_fuzz make_model_seeds >>"$log" 2>&1; then
   cat "$log" >&2
   echo "fuzz-smoke: building the fuzz target failed (log above, kept in $log)" >&2
   exit 1
@@ -26,5 +27,13 @@ echo "fuzz-smoke: $(ls "$corpus" | wc -l) seeds, ${seconds}s of sanitized fuzzin
 "$dir/bin/payload_fuzz" -max_total_time="$seconds" -max_len=65536 -print_final_stats=1 \
   -artifact_prefix="$dir/" \
   "$corpus" 2>&1 | tail -n 12
+
+models="$dir/model-corpus"
+rm -rf "$models" && mkdir -p "$models"
+"$dir/bin/make_model_seeds" "$models"
+echo "fuzz-smoke: $(ls "$models" | wc -l) seeds, ${seconds}s of sanitized fuzzing of model files"
+"$dir/bin/model_file_fuzz" -max_total_time="$seconds" -max_len=65536 -print_final_stats=1 \
+  -artifact_prefix="$dir/" \
+  "$models" 2>&1 | tail -n 12
 # libFuzzer exits non-zero on a crash, leak or sanitizer report; pipefail carries it here.
 echo "fuzz-smoke: no crash"

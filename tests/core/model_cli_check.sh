@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# cdl-model end to end on real runs: model_cli_check.sh CDL_TRAIN CDL_MODEL CONFIG
+# Trains a CDL and a plain model of CONFIG on the synthetic set (2 ranks, 3 steps, so the accuracy
+# is far from 100% and its equality tells), exports both,
+# and checks that the file's accuracy equals the run's own (CDL: exactly; also streamed and in
+# canonical order), that inspect reports the file's real size, and that a model without CDL needs
+# --bits and a truncated file is one clear error.
+set -euo pipefail
+train=$1 model=$2 config=$3
+tmp=$(mktemp -d /tmp/cdl_model_check.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "model_cli_check: $*" >&2; exit 1; }
+run() {
+  mpirun --oversubscribe --allow-run-as-root --mca btl_vader_single_copy_mechanism none -np 2 \
+    "$train" "$config" --set log.runs_dir="$tmp" --set data.dataset=synthetic \
+    --set train.epochs=1 --set train.max_steps=3 "$@" >"$tmp/train.log" 2>&1 || { cat "$tmp/train.log"; fail "training failed"; }
+}
+field() { sed -n "s/.*\"$1\": *\([-0-9.eE+]*\).*/\1/p" | head -n 1; }
+
+run --set name=cdl --set cdl.mode=cdl
+run --set name=plain
+want=$(field test_accuracy <"$tmp/cdl/summary.json")
+[ -n "$want" ] || fail "no test_accuracy in the CDL run's summary.json"
+
+"$model" export "$tmp/cdl" -o "$tmp/cdl.cdlm"
+got=$("$model" eval "$tmp/cdl.cdlm" --json | field test_accuracy)
+[ "$got" = "$want" ] || fail "accuracy from the file $got != the run's $want"
+got=$("$model" eval "$tmp/cdl.cdlm" --json --stream | field test_accuracy)
+[ "$got" = "$want" ] || fail "accuracy streamed from the file $got != the run's $want"
+ckpt=$(ls "$tmp"/cdl/checkpoints/*.rank0.pt | tail -n 1)
+"$model" export "$ckpt" -o "$tmp/canonical.cdlm" --canonical-order
+got=$("$model" eval "$tmp/canonical.cdlm" --json | field test_accuracy)
+[ "$got" = "$want" ] || fail "accuracy in canonical order $got != the run's $want"
+[ "$(stat -c %s "$tmp/canonical.cdlm")" -lt "$(stat -c %s "$tmp/cdl.cdlm")" ] ||
+  fail "canonical order did not shrink the file"
+size=$("$model" inspect "$tmp/cdl.cdlm" --json | field file_bytes)
+[ "$size" = "$(stat -c %s "$tmp/cdl.cdlm")" ] || fail "inspect says $size bytes"
+"$model" inspect "$tmp/canonical.cdlm" | grep -q "row-multiset" || fail "inspect shows no row multiset"
+
+if "$model" export "$tmp/plain" -o "$tmp/plain.cdlm" 2>"$tmp/err"; then
+  fail "a model trained without CDL exported without --bits"
+fi
+grep -q "needs --bits" "$tmp/err" || fail "unclear error: $(cat "$tmp/err")"
+[ ! -e "$tmp/plain.cdlm" ] || fail "a failed export left a file"
+"$model" export "$tmp/plain" -o "$tmp/plain.cdlm" --bits 4
+acc=$("$model" eval "$tmp/plain.cdlm" --json | field test_accuracy)
+awk -v a="$acc" 'BEGIN { exit !(a > 0.2) }' || fail "4-bit model accuracy $acc"
+
+head -c 300 "$tmp/cdl.cdlm" >"$tmp/short.cdlm"
+if "$model" eval "$tmp/short.cdlm" 2>"$tmp/err"; then fail "a truncated file was evaluated"; fi
+[ "$(wc -l <"$tmp/err")" = 1 ] && grep -q "short.cdlm: .*truncated" "$tmp/err" ||
+  fail "unclear error for a truncated file: $(cat "$tmp/err")"
+echo "model_cli_check: accuracy $want from the run, the file, its stream and canonical order"
