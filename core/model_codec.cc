@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "core/cdl_layers.h"
 #include "core/files.h"
@@ -122,26 +123,30 @@ bool isLayerWeight(torch::nn::Module& model, const std::string& name, const at::
   return false;
 }
 
-// Gives the network's linear layers their indices from the file.
-void attachIndexedWeights(Net& net, const ModelFile& file, bool stream) {
+// Gives the network's linear layers their indices from the file; returns the names of the weights
+// that run straight from their streams (and need no fp32 copy).
+std::set<std::string> attachIndexedWeights(Net& net, const ModelFile& file, bool stream) {
+  std::set<std::string> streamed;
   for (const auto& m : net.named_modules()) {
     auto l = std::dynamic_pointer_cast<QLinearImpl>(m.value());
     if (l == nullptr) continue;
     const ModelTensor* t = file.find(m.key() + ".weight");
-    if (t == nullptr || t->kind != TensorKind::kQuantized) continue;
+    if (t == nullptr || t->kind != TensorKind::kQuantized || t->shape.size() != 2) continue;
     auto w = std::make_shared<IndexedWeight>();
     w->out = t->shape[0];
-    w->in = t->cols();
+    w->in = t->shape[1];
     w->lo = t->lowestLevel();
     w->bits = t->bits;
     w->step = t->step;
     if (stream && t->coder == TensorCoder::kRans) {
       w->coded = t->coded;
+      streamed.insert(t->name);
     } else {
       w->symbols = t->symbols.empty() ? decodeSymbols(*t) : t->symbols;
     }
     l->setIndexedWeight(std::move(w));
   }
+  return streamed;
 }
 
 at::Tensor valuesOf(const ModelTensor& t) {
@@ -224,6 +229,12 @@ ModelFile quantizeModel(Net& model, const ModelDescription& d, const ExportOptio
   at::NoGradGuard noGrad;
   std::map<std::string, QuantizedWeight> cdlWeights;
   for (QuantizedWeight& w : quantizedWeightsOf(model)) cdlWeights.emplace(w.name, w);
+  CDL_CHECK(opts.firstLastBits == 0 || (!cdl && opts.firstLastBits <= 8),
+            "export: --first-last-bits applies to post-training quantization, at 1..8 bits");
+  std::vector<std::string> layers;  // the convolution and linear weights, in module order
+  for (const auto& [name, t] : namedTensors(model)) {
+    if (isLayerWeight(model, name, t)) layers.push_back(name);
+  }
   ModelFile f;
   f.meta = describe(d);
   for (const auto& [name, t] : namedTensors(model)) {
@@ -235,7 +246,9 @@ ModelFile quantizeModel(Net& model, const ModelDescription& d, const ExportOptio
       m.isSigned = wq.options().isSigned;
       f.tensors.push_back(std::move(m));
     } else if (!cdl && isLayerWeight(model, name, t)) {
-      f.tensors.push_back(ptqTensor(name, t, opts.bits));
+      const bool end = name == layers.front() || name == layers.back();
+      f.tensors.push_back(
+          ptqTensor(name, t, end && opts.firstLastBits > 0 ? opts.firstLastBits : opts.bits));
     } else {
       f.tensors.push_back(plainTensor(name, t, opts.fp16));
     }
@@ -264,23 +277,27 @@ std::shared_ptr<Net> modelFromFile(const ModelFile& file, bool stream) {
   const ModelDescription d = parseDescription(file.meta);
   std::shared_ptr<Net> net = makeModel(d.model, d.options);
   at::NoGradGuard noGrad;
-  size_t matched = 0;
+  const std::set<std::string> streamed = attachIndexedWeights(*net, file, stream);
+  std::set<std::string> names;
   for (auto& [name, t] : namedTensors(*net)) {
     const ModelTensor* m = file.find(name);
     CDL_CHECK(m != nullptr, "model file: the ", d.model, " network has tensor '", name,
               "' but the file does not");
     CDL_CHECK(m->shape == t.sizes().vec(), "model file: tensor '", name, "' has shape ",
               at::IntArrayRef(m->shape), ", the ", d.model, " network's is ", t.sizes());
-    t.copy_(valuesOf(*m));
-    ++matched;
+    if (streamed.count(name) > 0) {
+      t.zero_();  // the layer reads its coded stream instead
+    } else {
+      t.copy_(valuesOf(*m));
+    }
+    names.insert(name);
   }
+  std::set<std::string> seen;
   for (const ModelTensor& m : file.tensors) {
-    bool known = false;
-    for (const auto& [name, t] : namedTensors(*net)) known = known || name == m.name;
-    CDL_CHECK(known, "model file: tensor '", m.name, "' is not part of the ", d.model, " network");
+    CDL_CHECK(names.count(m.name) == 1, "model file: tensor '", m.name, "' is not part of the ",
+              d.model, " network");
+    CDL_CHECK(seen.insert(m.name).second, "model file: tensor '", m.name, "' appears twice");
   }
-  CDL_CHECK(matched == file.tensors.size(), "model file: tensor names repeat");
-  attachIndexedWeights(*net, file, stream);
   net->eval();
   return net;
 }

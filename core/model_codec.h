@@ -31,6 +31,9 @@ struct ExportOptions {
   int bits = 0;            // post-training quantization at this many bits (1..8); 0 for CDL models
   bool canonical = false;  // Note [Canonical order] on the layers that allow it
   bool fp16 = false;       // float tensors (biases, batchnorm, steps) as fp16 instead of fp32
+  // Post-training quantization of the first and last layers' weights at this many bits (as CDL
+  // keeps them at cdl.first_last_bits); 0: at `bits` like the others.
+  int firstLastBits = 0;
 };
 
 // The model's coded form, every parameter and buffer in module order: a CDL model's quantized
@@ -49,7 +52,8 @@ std::vector<UnitGroup> canonicalGroups(const ModelDescription& d);
 
 // The network a file describes, with its tensors loaded (a tensor the network lacks, or one it
 // has that the file lacks or shapes differently, is a cdl::Error naming it). Its linear layers
-// evaluate exactly from the file's indices; with stream, straight from their coded streams.
+// evaluate exactly from the file's indices; with stream, straight from their coded streams (their
+// fp32 weight tensors are then left zero: nothing decodes into them).
 std::shared_ptr<Net> modelFromFile(const ModelFile& file, bool stream = false);
 
 // The .cdlm file at path, checked (cdl::Error naming the file and what is wrong).

@@ -30,6 +30,11 @@ class Writer {
     bytes_.resize(at + sizeof(T));
     storeLE<T>(bytes_.data() + at, v);
   }
+  // LEB128: 7 bits a byte, low bits first, the top bit set on every byte but the last.
+  void putVarint(uint64_t v) {
+    for (; v >= 0x80; v >>= 7) bytes_.push_back(static_cast<uint8_t>(v | 0x80));
+    bytes_.push_back(static_cast<uint8_t>(v));
+  }
   void putBytes(const void* p, size_t n) {
     const auto* b = static_cast<const uint8_t*>(p);
     bytes_.insert(bytes_.end(), b, b + n);
@@ -50,6 +55,19 @@ class Reader {
     const T v = loadLE<T>(p_);
     skip(sizeof(T));
     return v;
+  }
+  // A LEB128 value below 2^63 in at most 9 bytes, written in its shortest form.
+  uint64_t takeVarint(const char* what) {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 63; shift += 7) {
+      const uint8_t b = take<uint8_t>(what);
+      v |= static_cast<uint64_t>(b & 0x7f) << shift;
+      if ((b & 0x80) == 0) {
+        CDL_CHECK(b != 0 || shift == 0, "bad varint for ", what, ": not in its shortest form");
+        return v;
+      }
+    }
+    CDL_THROW("bad varint for ", what, ": longer than 9 bytes");
   }
   const uint8_t* takeBytes(size_t n, const char* what) {
     need(n, what);
@@ -180,10 +198,10 @@ void writeEntry(Writer& w, const ModelTensor& t, uint64_t offset) {
   w.put<uint8_t>(static_cast<uint8_t>(t.bits));
   w.put<uint8_t>(t.kind == TensorKind::kQuantized && t.isSigned ? 1 : 0);
   w.put<uint8_t>(static_cast<uint8_t>(t.shape.size()));
-  for (int64_t d : t.shape) w.put<int64_t>(d);
+  for (int64_t d : t.shape) w.putVarint(static_cast<uint64_t>(d));
   w.put<float>(t.step);
-  w.put<uint64_t>(offset);
-  w.put<uint64_t>(t.coded.size());
+  w.putVarint(offset);
+  w.putVarint(t.coded.size());
   w.put<uint64_t>(XXH64(t.coded.data(), t.coded.size(), 0));
 }
 
@@ -208,10 +226,12 @@ Entry readEntry(Reader& r) {
   const uint8_t dims = r.take<uint8_t>("a tensor's dimension count");
   CDL_CHECK(dims <= kMaxTensorDims, "tensor '", t.name, "': ", int(dims), " dimensions, at most ",
             kMaxTensorDims);
-  for (int d = 0; d < dims; ++d) t.shape.push_back(r.take<int64_t>("a tensor shape"));
+  for (int d = 0; d < dims; ++d) {
+    t.shape.push_back(static_cast<int64_t>(r.takeVarint("a tensor shape")));
+  }
   t.step = r.take<float>("a tensor step");
-  e.offset = r.take<uint64_t>("a tensor offset");
-  e.length = r.take<uint64_t>("a tensor length");
+  e.offset = r.takeVarint("a tensor offset");
+  e.length = r.takeVarint("a tensor length");
   e.hash = r.take<uint64_t>("a tensor hash");
   checkFields(t);
   CDL_CHECK(t.kind == TensorKind::kQuantized || t.isSigned == false, "tensor '", t.name,

@@ -21,20 +21,21 @@ namespace cdl::core {
 //          u8  coder    0 fp32, 1 fp16, 2 int64, 3 rANS index stream, 4 row-multiset index stream
 //          u8  bits     quantized: 1..8, else 0
 //          u8  signed   quantized: 1 for levels -2^(bits-1) .. 2^(bits-1)-1, 0 for 0 .. 2^bits-1
-//          u8  dims     0..8, then i64 shape[dims]
+//          u8  dims     0..8, then shape[dims]        (varints)
 //          f32 step     quantized: the step q > 0 (value = level * q), else 0
-//          u64 offset, u64 length   of its bytes within the payload
+//          offset, length   of its bytes within the payload (varints)
 //          u64 hash     xxhash64 of those bytes
 //   u64  xxhash64 of everything above
 //   the payload: every tensor's bytes, back to back in table order, and nothing after them.
 //
-// A quantized weight stores symbols s = level - lo (lo the lowest level), row-major: coder 3 is
-// Note [Interleaved rANS stream] over all of them; coder 4 is Note [Row multiset stream] with
-// rows = shape[0] and the remaining dimensions as columns, which keeps the rows but not their
-// order: the decoder gets them sorted lexicographically by their symbols (the file was written in
-// that order, Note [Canonical order]). Float tensors are fp32 or fp16, int64 tensors int64.
-// Decoding checks every field, both hashes and every stream, and throws cdl::Error saying what is
-// wrong; it never reads outside the bytes it is given.
+// A varint is LEB128 (7 bits a byte, low bits first, the top bit set on all but the last byte),
+// below 2^63 and in its shortest form. A quantized weight stores symbols s = level - lo (lo the
+// lowest level), row-major: coder 3 is Note [Interleaved rANS stream] over all of them; coder 4 is
+// Note [Row multiset stream] with rows = shape[0] and the remaining dimensions as columns, which
+// keeps the rows but not their order: the decoder gets them sorted lexicographically by their
+// symbols (the file was written in that order, Note [Canonical order]). Float tensors are fp32 or
+// fp16, int64 tensors int64. Decoding checks every field, both hashes and every stream, and throws
+// cdl::Error saying what is wrong; it never reads outside the bytes it is given.
 
 enum class TensorKind : uint8_t { kQuantized = 0, kFloat = 1, kInt64 = 2 };
 enum class TensorCoder : uint8_t { kFp32 = 0, kFp16 = 1, kInt64 = 2, kRans = 3, kRowMultiset = 4 };

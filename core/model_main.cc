@@ -127,6 +127,9 @@ int main(int argc, char** argv) {
   exp->add_option("--bits", ex.options.bits,
                   "Post-training quantization at B bits per weight (models trained without CDL)")
       ->check(CLI::Range(1, 8));
+  exp->add_option("--first-last-bits", ex.options.firstLastBits,
+                  "With --bits: the first and last layers' weights at this many bits instead")
+      ->check(CLI::Range(1, 8));
   exp->add_flag("--canonical-order", ex.options.canonical,
                 "Store hidden layers as multisets of their units (Note [Canonical order])");
   exp->add_flag("--fp16", ex.options.fp16, "Biases, batchnorm and steps as fp16 (default fp32)");

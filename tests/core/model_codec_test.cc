@@ -180,6 +180,21 @@ TEST(PostTrainingQuantization, EightBitsKeepsTheLogitsCloseAndFewerBitsShrinkThe
   }
 }
 
+TEST(PostTrainingQuantization, FirstAndLastLayersCanKeepMoreBits) {
+  ModelDescription d = description("cnn", false);
+  ExportOptions o{2, false, false, 8};
+  const ModelFile f = quantizeModel(*trainedModel(d), d, o);
+  for (const char* name : {"conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight"}) {
+    const bool end = std::string(name) == "conv1.weight" || std::string(name) == "fc2.weight";
+    EXPECT_EQ(f.find(name)->bits, end ? 8 : 2) << name;
+  }
+  ModelDescription c = description("cnn", true);
+  EXPECT_THAT(errorOf([&] {
+                quantizeModel(*trainedModel(c), c, {0, false, false, 8});
+              }),
+              HasSubstr("--first-last-bits applies to post-training quantization"));
+}
+
 TEST(ModelCodec, FilesThatDoNotFitTheirNetworkNameTheTensor) {
   ModelDescription d = description("cnn", false);
   auto net = trainedModel(d);

@@ -2,6 +2,7 @@
 
 // Small coded model files of every tensor kind and coder, for the model-file tests and the fuzz
 // seeds.
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -55,8 +56,8 @@ inline core::ModelFile sampleModelFile(int64_t rows = 24, int64_t cols = 10) {
   f.meta = R"({"model":"test"})";
   f.tensors.push_back(
       quantizedTensor("fc1.weight", rows, cols, 4, core::TensorCoder::kRans, rows, 1));
-  f.tensors.push_back(
-      quantizedTensor("fc2.weight", rows, cols, 3, core::TensorCoder::kRowMultiset, rows / 3, 2));
+  f.tensors.push_back(quantizedTensor("fc2.weight", rows, cols, 3, core::TensorCoder::kRowMultiset,
+                                      std::max<int64_t>(1, rows / 3), 2));
   f.tensors.push_back(floatTensor("fc1.bias", {rows}, core::TensorCoder::kFp32, 3));
   f.tensors.push_back(floatTensor("bn.weight", {rows}, core::TensorCoder::kFp16, 4));
   f.tensors.push_back(floatTensor("aq1.log_step", {}, core::TensorCoder::kFp32, 5));
