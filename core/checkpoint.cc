@@ -39,6 +39,36 @@ at::Tensor bytesTensor(const std::string& s) {
   return t;
 }
 
+std::string textOf(const at::Tensor& t, const char* what) {
+  CDL_CHECK(t.scalar_type() == at::kByte && t.dim() == 1, "bad ", what);
+  return std::string(reinterpret_cast<const char*>(t.data_ptr<uint8_t>()),
+                     static_cast<size_t>(t.numel()));
+}
+
+void readRateState(torch::serialize::InputArchive& archive, TrainState& s) {
+  at::Tensor plan, names, steps;
+  if (!archive.try_read("rate_plan", plan)) return;
+  std::istringstream lines(textOf(plan, "rate plan"));
+  for (std::string line; std::getline(lines, line);) {
+    const size_t tab = line.find('\t');
+    CDL_CHECK(tab != std::string::npos, "bad rate plan entry '", line, "'");
+    s.ratePlan[line.substr(0, tab)] = line.substr(tab + 1);
+  }
+  archive.read("cap_names", names);
+  std::istringstream capLines(textOf(names, "captured gradient names"));
+  int64_t i = 0;
+  for (std::string name; std::getline(capLines, name); ++i) {
+    at::Tensor t;
+    archive.read("cap" + std::to_string(i), t);
+    CDL_CHECK(t.scalar_type() == at::kFloat && t.dim() == 1, "bad captured gradients of '", name,
+              "'");
+    s.captured[name].assign(t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
+  }
+  archive.read("cap_steps", steps);
+  CDL_CHECK(steps.scalar_type() == at::kLong && steps.numel() == 1, "bad captured step count");
+  s.capturedSteps = steps.data_ptr<int64_t>()[0];
+}
+
 }  // namespace
 
 std::string checkpointPath(const std::string& dir, int64_t step, int rank) {
@@ -100,6 +130,18 @@ std::string saveCheckpoint(const std::string& dir, const torch::nn::Module& mode
     }
   }
   archive.write("ef_names", bytesTensor(names));
+  // Adaptive rates: "tensor<TAB>spec" lines; the captured sums as "cap<i>" in the order of
+  // "cap_names". Optional entries: checkpoints without them read as runs without a plan.
+  std::string plan, capNames;
+  for (const auto& [tensor, spec] : state.ratePlan) plan += tensor + "\t" + spec + "\n";
+  archive.write("rate_plan", bytesTensor(plan));
+  int64_t c = 0;
+  for (const auto& [tensor, sum] : state.captured) {
+    capNames += tensor + "\n";
+    archive.write("cap" + std::to_string(c++), floatTensor(sum));
+  }
+  archive.write("cap_names", bytesTensor(capNames));
+  archive.write("cap_steps", int64Tensor({state.capturedSteps}));
   if (state.rngState.defined()) archive.write("rng", state.rngState);
 
   // The archive streams straight into the file; a failure leaves the earlier checkpoints intact.
@@ -157,6 +199,7 @@ TrainState loadCheckpoint(const std::string& path, torch::nn::Module& model,
       const float* p = t.data_ptr<float>();
       s.schemeState[name.substr(0, tab)][name.substr(tab + 1)].assign(p, p + t.numel());
     }
+    readRateState(archive, s);
     at::Tensor rng;
     if (archive.try_read("rng", rng)) s.rngState = rng;
   } catch (const Error& e) {

@@ -29,6 +29,11 @@ struct TrainState {
   // This rank's reduction-scheme state by tensor and field: error-feedback residuals, PowerSGD's
   // warm starts (comm::Reducer::schemeState(), a comm::SchemeState).
   std::map<std::string, std::map<std::string, std::vector<float>>> schemeState;
+  // Adaptive rates (Note [Adaptive rates]): the plan in force (parameter to scheme spec), and
+  // the compensated gradients captured so far of the window before the next plan.
+  std::map<std::string, std::string> ratePlan;
+  std::map<std::string, std::vector<float>> captured;
+  int64_t capturedSteps = 0;
   at::Tensor rngState;  // torch's default CPU generator
 };
 

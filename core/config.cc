@@ -25,8 +25,9 @@ namespace {
 
 // See Note [Experiment config].
 
-using Field =
-    std::variant<bool*, int64_t*, uint64_t*, double*, std::string*, std::vector<CodecOverride>*>;
+using Strings = std::vector<std::string>;
+using Field = std::variant<bool*, int64_t*, uint64_t*, double*, std::string*, Strings*,
+                           std::vector<CodecOverride>*>;
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
@@ -53,7 +54,7 @@ constexpr Rule runName() { return {Rule::kRunName, 0, 0, false, false, {}}; }
 // One key of the schema. Its type is the alternative `field` returns; its default is that field
 // of a default-constructed Config, so config.h stays the one place defaults are written.
 struct Key {
-  std::string_view path;  // "section.key" as written in YAML; at most one level of sections
+  std::string_view path;  // "section.key" or "section.subsection.key" as written in YAML
   Field (*field)(Config&);
   Rule rule;
 };
@@ -106,6 +107,15 @@ constexpr Key kSchema[] = {
     {"comm.first_bucket_mb", CDL_FIELD(comm.firstBucketMb), above(0)},
     {"comm.min_compress_numel", CDL_FIELD(comm.minCompressNumel), atLeast(0)},
     {"comm.overrides", CDL_FIELD(comm.overrides), {}},
+    {"comm.adaptive.enabled", CDL_FIELD(comm.adaptive.enabled), {}},
+    {"comm.adaptive.alpha", CDL_FIELD(comm.adaptive.alpha), within(0, 1e6, true, false)},
+    {"comm.adaptive.warmup_steps", CDL_FIELD(comm.adaptive.warmupSteps), atLeast(0)},
+    {"comm.adaptive.every_steps", CDL_FIELD(comm.adaptive.everySteps), atLeast(1)},
+    {"comm.adaptive.window", CDL_FIELD(comm.adaptive.window), within(1, 10000, false, false)},
+    {"comm.adaptive.buckets", CDL_FIELD(comm.adaptive.buckets), within(1, 1e7, false, false)},
+    // Specs and family names are checked by the trainer, like comm.codec.
+    {"comm.adaptive.candidates", CDL_FIELD(comm.adaptive.candidates), {}},
+    {"comm.adaptive.families", CDL_FIELD(comm.adaptive.families), {}},
 
     {"checkpoint.every_steps", CDL_FIELD(checkpoint.everySteps), atLeast(0)},
     {"checkpoint.every_epoch", CDL_FIELD(checkpoint.everyEpoch), {}},
@@ -161,8 +171,11 @@ std::string namesUnder(std::string_view section) {
   for (const Key& k : kSchema) {
     std::string_view rest = k.path;
     if (!section.empty()) {
-      if (sectionOf(k.path) != section) continue;
-      rest = leafOf(k.path);
+      if (rest.size() <= section.size() || rest.substr(0, section.size()) != section ||
+          rest[section.size()] != '.') {
+        continue;
+      }
+      rest.remove_prefix(section.size() + 1);
     }
     const std::string_view name = rest.substr(0, rest.find('.'));
     if (names.empty() || names.back() != name) names.push_back(name);
@@ -220,6 +233,7 @@ const char* typeName(const Field& f) {
         if constexpr (std::is_same_v<T, uint64_t>) return "a non-negative integer";
         if constexpr (std::is_same_v<T, double>) return "a number";
         if constexpr (std::is_same_v<T, std::string>) return "a string";
+        if constexpr (std::is_same_v<T, Strings>) return "a list of strings";
         if constexpr (std::is_same_v<T, std::vector<CodecOverride>>) {
           return "a list of {pattern, codec} maps";
         }
@@ -307,6 +321,8 @@ class Applier {
             v = parseInteger<T>(plainScalar(k, f, n));
           } else if constexpr (std::is_same_v<T, std::string>) {
             if (n.IsScalar()) v = n.Scalar();
+          } else if constexpr (std::is_same_v<T, Strings>) {
+            v = parseStrings(n);
           } else {
             v = parseOverrides(k, n);
           }
@@ -315,6 +331,17 @@ class Applier {
           *p = std::move(*v);
         },
         f);
+  }
+
+  // A list of non-empty scalars; anything else is no list of strings.
+  static std::optional<Strings> parseStrings(const YAML::Node& n) {
+    if (!n.IsSequence()) return {};
+    Strings out;
+    for (size_t i = 0; i < n.size(); ++i) {
+      if (!n[i].IsScalar() || n[i].Scalar().empty()) return {};
+      out.push_back(n[i].Scalar());
+    }
+    return out;
   }
 
   std::vector<CodecOverride> parseOverrides(const Key& k, const YAML::Node& n) const {
@@ -407,6 +434,10 @@ void emitValue(YAML::Emitter& out, const Field& f) {
           std::string s = formatDouble(*p);
           if (s.find('.') == std::string::npos) s.insert(std::min(s.find('e'), s.size()), ".0");
           out << s;
+        } else if constexpr (std::is_same_v<T, Strings>) {
+          out << YAML::Flow << YAML::BeginSeq;
+          for (const auto& v : *p) out << v;
+          out << YAML::EndSeq;
         } else if constexpr (std::is_same_v<T, std::vector<CodecOverride>>) {
           if (p->empty()) out << YAML::Flow;  // "overrides: []" on one line
           out << YAML::BeginSeq;
@@ -465,19 +496,22 @@ Config loadConfig(const std::string& path, const std::vector<std::string>& overr
 std::string toYaml(const Config& c) {
   YAML::Emitter out;
   out << YAML::BeginMap;
-  std::string_view open;  // the section whose map is being written
+  std::vector<std::string_view> open;  // the sections whose maps are being written, outermost first
   for (const Key& k : kSchema) {
-    const std::string_view section = sectionOf(k.path);
-    if (section != open) {
-      if (!open.empty()) out << YAML::EndMap;
-      if (!section.empty())
-        out << YAML::Key << std::string(section) << YAML::Value << YAML::BeginMap;
-      open = section;
+    std::vector<std::string_view> want;
+    for (std::string_view s = sectionOf(k.path); !s.empty(); s = sectionOf(s)) {
+      want.insert(want.begin(), s);
+    }
+    size_t same = 0;
+    while (same < open.size() && same < want.size() && open[same] == want[same]) ++same;
+    for (; open.size() > same; open.pop_back()) out << YAML::EndMap;
+    for (; open.size() < want.size(); open.push_back(want[open.size()])) {
+      out << YAML::Key << std::string(leafOf(want[open.size()])) << YAML::Value << YAML::BeginMap;
     }
     out << YAML::Key << std::string(leafOf(k.path)) << YAML::Value;
     emitValue(out, fieldOf(k, c));
   }
-  if (!open.empty()) out << YAML::EndMap;
+  for (; !open.empty(); open.pop_back()) out << YAML::EndMap;
   out << YAML::EndMap;
   CDL_CHECK(out.good(), "cannot write the config as YAML: ", out.GetLastError());
   return std::string(out.c_str()) + "\n";

@@ -8,12 +8,13 @@ namespace cdl::core {
 
 // Note [Experiment config]
 // An experiment is one YAML file (configs/*.yaml) checked against a fixed schema (kSchema in
-// config.cc): every key has a dotted path ("train.lr"), a type (bool, int, float, string, or a
-// list of {pattern, codec} overrides) and a default. Loading starts from the defaults, applies the
-// file, then the command line's `--set path=value` overrides in order. An unknown key, a value of
-// the wrong type or out of range, or a malformed override is a cdl::Error naming the key and the
-// file (or "--set"). The resolved config (every key, defaults included) is written to the run
-// folder as YAML and reads back to the same config; its hash ties checkpoints to the config.
+// config.cc): every key has a dotted path ("train.lr", "comm.adaptive.alpha"), a type (bool,
+// int, float, string, a list of strings, or a list of {pattern, codec} overrides) and a default.
+// Loading starts from the defaults, applies the file, then the command line's `--set path=value`
+// overrides in order. An unknown key, a value of the wrong type or out of range, or a malformed
+// override is a cdl::Error naming the key and the file (or "--set"). The resolved config (every
+// key, defaults included) is written to the run folder as YAML and reads back to the same config;
+// its hash ties checkpoints to the config.
 //
 // Every field below has exactly one key in kSchema; toYaml, operator== and the loader all walk
 // that table, so a new field is added here (with its default) and there (with its rules).
@@ -83,6 +84,19 @@ struct Config {
     double firstBucketMb = 1.0;
     int64_t minCompressNumel = 4096;
     std::vector<CodecOverride> overrides;  // first matching pattern wins over `codec`
+    // Layerwise-adaptive rates, chosen the L-GreCo way (Note [Adaptive rates]).
+    struct Adaptive {
+      bool enabled = false;
+      double alpha = 1.0;         // error budget: alpha times the uniform scheme's total error
+      int64_t warmupSteps = 100;  // the first plan follows these steps
+      int64_t everySteps = 200;   // then a new plan every this many steps
+      int64_t window = 10;        // steps of compensated gradients each plan measures
+      int64_t buckets = 10000;    // error discretization of the dynamic program
+      // Scheme specs to choose among; empty: the grid of every family in `families`.
+      std::vector<std::string> candidates;
+      // qsgd | topk | powersgd; empty: the family of comm.codec.
+      std::vector<std::string> families;
+    } adaptive;
   } comm;
 
   struct Checkpoint {

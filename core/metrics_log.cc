@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "comm/reduce/adaptive_rates.h"
 #include "core/collectives.h"
 #include "core/trainer.h"
 
@@ -162,6 +163,41 @@ std::string summaryJson(const Config& cfg, const TrainResult& r, int ranks) {
     summary["model_coded_bytes"] = r.modelCodedBytes;
   }
   return summary.dump(2) + "\n";
+}
+
+void MetricsLog::writePlan(const comm::PlanReport& plan) {
+  if (comm_.rank() != 0) return;
+  nlohmann::json layers = nlohmann::json::array();
+  std::string table;
+  for (const comm::LayerChoice& l : plan.layers) {
+    layers.push_back({{"name", l.name},
+                      {"scheme", l.scheme},
+                      {"error", l.error},
+                      {"bytes", l.bytes},
+                      {"uniform_error", l.uniformError},
+                      {"uniform_bytes", l.uniformBytes}});
+    table += fmt::format("\n  {:<24} {:<40} {:>10} B (uniform {:>10} B)  error {:.4g} ({:.4g})",
+                         l.name, l.scheme, l.bytes, l.uniformBytes, l.error, l.uniformError);
+  }
+  if (file_) {
+    const nlohmann::json j = {{"kind", "plan"},
+                              {"step", plan.step},
+                              {"feasible", plan.feasible},
+                              {"budget", plan.budget},
+                              {"error", plan.error},
+                              {"uniform_error", plan.uniformError},
+                              {"bytes", plan.bytes},
+                              {"uniform_bytes", plan.uniformBytes},
+                              {"seconds", plan.seconds},
+                              {"layers", layers}};
+    file_->append(j.dump() + "\n");
+  }
+  spdlog::info(
+      "step {}: rate plan, {} B per step against {} uniform ({:.2f}x), error {:.4g} of a "
+      "budget {:.4g}, {:.3f} s{}",
+      plan.step, plan.bytes, plan.uniformBytes,
+      plan.bytes > 0 ? double(plan.uniformBytes) / double(plan.bytes) : 0.0, plan.error,
+      plan.budget, plan.seconds, table);
 }
 
 }  // namespace cdl::core

@@ -10,6 +10,10 @@
 #include "core/config.h"
 #include "core/files.h"
 
+namespace cdl::comm {
+struct PlanReport;
+}
+
 namespace cdl::core {
 
 struct TrainResult;
@@ -49,7 +53,10 @@ struct MetricsWindow {
 //   {"kind":"step", step, epoch, lr, train_loss, train_accuracy, samples_per_s,
 //    wire_mb_per_step, compression_ratio}   every log.every_steps steps and at the last one; the
 //    loss and accuracy are over every rank's examples of the window, the bytes this rank's;
-//   {"kind":"epoch", epoch, step, test_loss, test_accuracy}   after each epoch's evaluation.
+//   {"kind":"epoch", epoch, step, test_loss, test_accuracy}   after each epoch's evaluation;
+//   {"kind":"plan", step, feasible, budget, error, uniform_error, bytes, uniform_bytes, seconds,
+//    layers: [{name, scheme, error, bytes, uniform_error, uniform_bytes}]}   at every re-plan of
+//    the adaptive rates (bytes: predicted wire bytes per step of this rank).
 // A CDL model's step records add weight_bits and activation_bits (the rates of the window's last
 // step), its epoch records a "cdl" object: bits_per_weight, coded_bits_per_weight,
 // model_coded_bytes, and per quantized weight and activation its bits, step and entropy.
@@ -71,6 +78,8 @@ class MetricsLog {
   // Writes the epoch record (rank 0; no collective), with a CDL model's report when given.
   void writeEpoch(int64_t epoch, int64_t step, double testLoss, double testAccuracy,
                   const CdlReport* cdl = nullptr);
+  // Writes a re-plan of the adaptive rates (rank 0; no collective) and shows it as a table.
+  void writePlan(const comm::PlanReport& plan);
   // Step records of a CDL model carry the rates.
   void setCdl(bool on) { cdl_ = on; }
 

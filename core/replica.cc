@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <mutex>
 
+#include "comm/reduce/adaptive_rates.h"
 #include "comm/reduce/reducer.h"
 #include "core/models.h"
 #include "kernels/base/error.h"
@@ -31,6 +32,11 @@ std::string saveReplicaCheckpoint(const Replica& r, const std::string& dir, int6
                                   TrainState& state) {
   broadcastTensors(r.comm, r.buffers);
   state.schemeState = r.reducer.schemeState();
+  if (r.rates != nullptr) {
+    state.ratePlan = r.rates->plan();
+    state.captured = r.reducer.captured();
+    state.capturedSteps = r.reducer.capturedSteps();
+  }
   {
     at::Generator gen = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(gen.mutex());
@@ -49,7 +55,10 @@ void restoreReplica(const Replica& r, const std::string& path, const std::string
   CDL_CHECK(loaded.configHash == state.configHash, "checkpoint ", path,
             " was written with a different config; resume with the run's config.yaml (", runDir,
             "/config.yaml)");
+  // The plan first: it decides which schemes the saved state belongs to.
+  if (r.rates != nullptr) r.rates->restore(loaded.ratePlan, static_cast<uint64_t>(loaded.step));
   r.reducer.restoreSchemeState(loaded.schemeState);
+  if (r.rates != nullptr) r.reducer.setCaptured(loaded.captured, loaded.capturedSteps);
   r.reducer.setStep(static_cast<uint64_t>(loaded.step));
   if (loaded.rngState.defined()) {
     at::Generator gen = at::detail::getDefaultCPUGenerator();

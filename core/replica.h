@@ -14,7 +14,8 @@ class Optimizer;
 }
 namespace cdl::comm {
 class Reducer;
-}
+class AdaptiveRates;
+}  // namespace cdl::comm
 
 namespace cdl::core {
 
@@ -27,9 +28,10 @@ struct Replica {
   comm::Communicator& comm;
   Net& model;
   torch::optim::Optimizer& optimizer;
-  comm::Reducer& reducer;           // averages the gradients; holds the error-feedback state
-  std::vector<at::Tensor> buffers;  // the model's buffers (batch-norm running statistics)
-  CdlTraining* cdl = nullptr;       // the rate loss and quantizers of a CDL model, else null
+  comm::Reducer& reducer;                // averages the gradients; holds the error-feedback state
+  std::vector<at::Tensor> buffers;       // the model's buffers (batch-norm running statistics)
+  CdlTraining* cdl = nullptr;            // the rate loss and quantizers of a CDL model, else null
+  comm::AdaptiveRates* rates = nullptr;  // layerwise-adaptive schemes (comm.adaptive), else null
 };
 
 // Collective: copies rank 0's bytes of every tensor into every rank's. The tensors must be

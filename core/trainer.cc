@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "comm/reduce/adaptive_rates.h"
 #include "comm/reduce/reducer.h"
 #include "comm/reduce/scheme.h"
 #include "core/batch.h"
@@ -108,6 +109,38 @@ comm::ReducerOptions reducerOptions(const Config& cfg) {
   return o;
 }
 
+// The adaptive-rate options of the config (Note [Adaptive rates]); errors name the key.
+comm::AdaptiveOptions adaptiveOptions(const Config& cfg, const comm::SchemeSpec& uniform) {
+  const Config::Comm::Adaptive& a = cfg.comm.adaptive;
+  comm::AdaptiveOptions o;
+  o.alpha = a.alpha;
+  o.warmupSteps = a.warmupSteps;
+  o.everySteps = a.everySteps;
+  o.window = a.window;
+  o.buckets = static_cast<int>(a.buckets);
+  o.uniform = uniform;
+  for (size_t i = 0; i < a.candidates.size(); ++i) {
+    const std::string key = "comm.adaptive.candidates[" + std::to_string(i) + "]";
+    try {
+      o.candidates.push_back(comm::parseSchemeSpec(a.candidates[i]));
+    } catch (const Error& e) {
+      CDL_THROW("config key ", key, ": ", e.what());
+    }
+  }
+  o.named = !o.candidates.empty();
+  if (o.named) return o;
+  std::vector<std::string> families = a.families;
+  if (families.empty()) {
+    const std::string f = comm::familyOf(uniform);
+    CDL_CHECK(f == "qsgd" || f == "topk" || f == "powersgd",
+              "config key comm.adaptive.families: ", "empty, and comm.codec '", cfg.comm.codec,
+              "' is no family to choose within; name the families (qsgd, topk, powersgd)");
+    families = {f};
+  }
+  o.candidates = comm::candidateGrid(families, uniform, "config key comm.adaptive.families");
+  return o;
+}
+
 // How long the run is: every rank takes the same number of steps per epoch.
 struct RunLength {
   int64_t stepsPerEpoch = 0;
@@ -154,6 +187,10 @@ bool trainEpoch(const EpochSetup& e, TrainState& state) {
     state.wireBytes += m.wireBytes;
     state.fp32WireBytes += m.fp32Bytes;
     e.metrics.addStep(m);
+    if (comm::AdaptiveRates* rates = e.step.replica.rates) {
+      if (auto plan = rates->afterStep(static_cast<uint64_t>(state.step)))
+        e.metrics.writePlan(*plan);
+    }
     if (state.step % cfg.log.everySteps == 0 || state.step == len.totalSteps) {
       e.metrics.writeStep(state.step, state.epoch, m.lr);
     }
@@ -230,10 +267,15 @@ TrainResult train(const Config& cfg, std::shared_ptr<comm::Communicator> commPtr
   for (const auto& p : model->named_parameters()) named.emplace_back(p.key(), p.value());
   auto optimizer = makeOptimizer(cfg.train, *model);
   const RunLength len = runLength(cfg, data.train.count, c.size());
-  comm::Reducer reducer(commPtr, named, reducerOptions(cfg));
+  const comm::ReducerOptions ro = reducerOptions(cfg);
+  comm::Reducer reducer(commPtr, named, ro);
+  std::unique_ptr<comm::AdaptiveRates> rates;
+  if (cfg.comm.adaptive.enabled) {
+    rates = std::make_unique<comm::AdaptiveRates>(reducer, c, adaptiveOptions(cfg, ro.scheme));
+  }
   std::unique_ptr<CdlTraining> cdl;
   if (cfg.cdl.mode != "none") cdl = std::make_unique<CdlTraining>(cfg.cdl, cfg.seed, *model, c);
-  const Replica replica{c, *model, *optimizer, reducer, model->buffers(), cdl.get()};
+  const Replica replica{c, *model, *optimizer, reducer, model->buffers(), cdl.get(), rates.get()};
 
   TrainState state;
   state.worldSize = c.size();

@@ -164,7 +164,9 @@ CDL_TARGET_CLONES_NO_FMA void reconstruct(const float* pt, const float* qt, int 
 
 // A column of the initial Q: approximately Gaussian entries (the sum of four uniform draws, which
 // needs no libm and so gives the same bits everywhere), a pure function of (seed, k, j).
-void drawColumn(uint64_t seed, int k, int64_t cols, float* qk) {
+}  // namespace
+
+void drawPowerSgdColumn(uint64_t seed, int k, int64_t cols, float* qk) {
   const uint64_t key = kernels::mix64(seed ^ 0x50535344u);  // "PSGD"
   for (int64_t j = 0; j < cols; ++j) {
     const uint64_t c = 4 * (static_cast<uint64_t>(k) * static_cast<uint64_t>(cols) + j);
@@ -172,6 +174,8 @@ void drawColumn(uint64_t seed, int k, int64_t cols, float* qk) {
             (kernels::uniform01(key, c + 2) + kernels::uniform01(key, c + 3)) - 2.0f;
   }
 }
+
+namespace {
 
 void scaleColumn(float* x, int64_t n, double s) {
   for (int64_t i = 0; i < n; ++i) x[i] = static_cast<float>(double(x[i]) * s);
@@ -184,7 +188,7 @@ void prepareQ(float* qt, int r, int64_t cols, uint64_t seed) {
     float* qk = qt + k * cols;
     double norm = std::sqrt(dotLanesDouble(qk, qk, cols));
     if (!(norm > 0.0)) {
-      drawColumn(seed, k, cols, qk);
+      drawPowerSgdColumn(seed, k, cols, qk);
       norm = std::sqrt(dotLanesDouble(qk, qk, cols));
     }
     if (norm > 0.0) scaleColumn(qk, cols, 1.0 / norm);

@@ -24,6 +24,10 @@ struct PowerSgdOptions {
 // (rows + cols) * r >= rows * cols. Such tensors go through a plain allreduce.
 bool powerSgdCompresses(int64_t rows, int64_t cols, int rank);
 
+// Column k of the initial Q that `seed` draws for a matrix of `cols` columns (cols floats), the
+// same on every rank and machine: a state of a higher rank starts its extra columns from these.
+void drawPowerSgdColumn(uint64_t seed, int k, int64_t cols, float* qk);
+
 // Everything a PowerSgdState holds between steps, as plain vectors (for checkpoints).
 struct PowerSgdSnapshot {
   int64_t rows = 0;

@@ -140,16 +140,17 @@ void Reducer::markReadyLocked(int index) {
 }
 
 void Reducer::commLoop() {
-  const int nb = static_cast<int>(buckets_.size());
   while (true) {
-    int b;
+    int b, nb;
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] {
-        return stop_ || (!stepDone_ && nextBucket_ < nb && bucketReady_[nextBucket_]);
+        const int n = static_cast<int>(buckets_.size());
+        return stop_ || (!stepDone_ && nextBucket_ < n && bucketReady_[nextBucket_]);
       });
       if (stop_) return;
       b = nextBucket_;
+      nb = static_cast<int>(buckets_.size());
     }
     AllreduceStats st;
     std::exception_ptr error;
@@ -181,7 +182,23 @@ void Reducer::commLoop() {
 
 void Reducer::reduceBucket(int b, AllreduceStats* st) {
   Bucket& bucket = buckets_[static_cast<size_t>(b)];
+  if (capture_) captureBucket(b);
   bucket.scheme->reduce(*comm_, bucket.data.data(), b, step_, st);
+}
+
+void Reducer::captureBucket(int b) {
+  const Bucket& bucket = buckets_[static_cast<size_t>(b)];
+  SchemeState residuals;
+  bucket.scheme->saveState(&residuals);
+  for (int i : bucket.params) {
+    const Param& p = params_[static_cast<size_t>(i)];
+    if (p.numel < options_.minCompressNumel) continue;
+    std::vector<float>& sum = captured_[p.name];
+    sum.resize(static_cast<size_t>(p.numel), 0.0f);
+    const float* g = bucket.data.data() + p.offset;
+    const std::vector<float>& r = residuals[p.name]["residual"];
+    for (int64_t j = 0; j < p.numel; ++j) sum[j] += g[j] + (r.empty() ? 0.0f : r[j]);
+  }
 }
 
 void Reducer::finalize() {
@@ -211,6 +228,7 @@ void Reducer::finalize() {
   std::fill(bucketReady_.begin(), bucketReady_.end(), false);
   stats_ = std::move(running_);
   running_ = ReducerStepStats{};
+  if (capture_) ++capturedSteps_;
   nextBucket_ = 0;
   stepDone_ = false;
   ++step_;
@@ -246,6 +264,64 @@ void Reducer::restoreSchemeState(const SchemeState& state) {
   // Check everything before changing anything.
   for (const Bucket& b : buckets_) b.scheme->checkState(state);
   for (Bucket& b : buckets_) b.scheme->loadState(state);
+}
+
+std::vector<Reducer::Plannable> Reducer::plannable() const {
+  std::vector<Plannable> out;
+  for (const Param& p : params_) {
+    if (p.numel < options_.minCompressNumel) continue;
+    const int64_t rows = p.tensor.dim() == 0 ? 1 : p.tensor.size(0);
+    out.push_back({p.name, rows, rows > 0 ? p.numel / rows : 0});
+  }
+  return out;
+}
+
+void Reducer::setCapture(bool on) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (on && !capture_) {
+    captured_.clear();
+    capturedSteps_ = 0;
+  }
+  capture_ = on;
+}
+
+void Reducer::setCaptured(std::map<std::string, std::vector<float>> sums, int64_t steps) {
+  for (const auto& [name, sum] : sums) {
+    auto it = byName_.find(name);
+    CDL_CHECK(it != byName_.end(), "reducer: captured gradients of unknown tensor '", name, "'");
+    CDL_CHECK(static_cast<int64_t>(sum.size()) == params_[it->second].numel,
+              "reducer: captured gradients of '", name, "' have ", sum.size(), " values, expected ",
+              params_[it->second].numel);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  captured_ = std::move(sums);
+  capturedSteps_ = steps;
+}
+
+void Reducer::setSchemes(const std::map<std::string, SchemeSpec>& schemes) {
+  for (const auto& [name, spec] : schemes) {
+    CDL_CHECK(byName_.count(name), "reducer: a plan names unknown tensor '", name, "'");
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  CDL_CHECK(nextBucket_ == 0 && std::none_of(params_.begin(), params_.end(),
+                                             [](const Param& p) { return p.ready; }),
+            "reducer: setSchemes() in the middle of a step");
+  SchemeState state;
+  for (const Bucket& b : buckets_) b.scheme->saveState(&state);
+  for (Param& p : params_) {
+    auto it = schemes.find(p.name);
+    if (it == schemes.end() || p.numel < options_.minCompressNumel) continue;
+    const int64_t rows = p.tensor.dim() == 0 ? 1 : p.tensor.size(0);
+    adaptSchemeState(p.scheme, it->second, rows > 0 ? p.numel / rows : 0,
+                     powerSgdSeed(options_.seed, static_cast<int>(&p - params_.data())),
+                     state[p.name]);
+    p.scheme = it->second;
+  }
+  buckets_.clear();
+  layOut();
+  for (const Bucket& b : buckets_) b.scheme->checkState(state);
+  for (Bucket& b : buckets_) b.scheme->loadState(state);
+  checkReplicas();
 }
 
 }  // namespace cdl::comm

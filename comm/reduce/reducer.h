@@ -89,6 +89,29 @@ class Reducer {
   // non-finite tensor or field, and then leaves the current state as it was.
   void restoreSchemeState(const SchemeState& state);
 
+  // The parameters whose scheme a planner may choose (those not below minCompressNumel), in
+  // registration order, as rows x cols matrices (the first dimension by the rest).
+  struct Plannable {
+    std::string name;
+    int64_t rows = 0, cols = 0;
+  };
+  std::vector<Plannable> plannable() const;
+
+  // Collective, between steps. Gives the named parameters these schemes (the others keep
+  // theirs) and lays the buckets out anew. State carries over (Note [Scheme changes]): residuals
+  // stay with their tensor, PowerSGD's warm start too, truncated or padded when its rank changes.
+  // Every rank must pass the same schemes; a difference is an error naming the tensor.
+  void setSchemes(const std::map<std::string, SchemeSpec>& schemes);
+
+  // While on, every step adds each plannable parameter's compensated gradient (its gradient
+  // plus the error-feedback residual it is about to be compressed with) to a running sum.
+  void setCapture(bool on);
+  // The sums since capture last started, by parameter, and the number of steps summed.
+  const std::map<std::string, std::vector<float>>& captured() const { return captured_; }
+  int64_t capturedSteps() const { return capturedSteps_; }
+  // Replaces the sums (a resumed run continues a window).
+  void setCaptured(std::map<std::string, std::vector<float>> sums, int64_t steps);
+
  private:
   struct Param {
     std::string name;
@@ -114,6 +137,7 @@ class Reducer {
   void markReadyLocked(int index);
   void commLoop();
   void reduceBucket(int b, AllreduceStats* st);
+  void captureBucket(int b);
 
   std::shared_ptr<Communicator> comm_;
   ReducerOptions options_;
@@ -129,6 +153,9 @@ class Reducer {
   bool stop_ = false;
   uint64_t step_ = 0;
   std::exception_ptr error_;
+  bool capture_ = false;
+  std::map<std::string, std::vector<float>> captured_;
+  int64_t capturedSteps_ = 0;
   ReducerStepStats stats_, running_;
   std::thread thread_;
 };

@@ -136,7 +136,7 @@ class PowerSgdScheme : public ReductionScheme {
       PowerSgdOptions opt;
       opt.rank = spec_.rank;
       // The same stream on every rank, a different one for every tensor.
-      opt.seed = kernels::roundingKey(options_.seed, 0, static_cast<uint64_t>(t.index));
+      opt.seed = powerSgdSeed(options_.seed, t.index);
       opt.average = true;
       opt.errorFeedback = options_.errorFeedback;
       opt.timeoutSeconds = options_.timeoutSeconds;
@@ -196,6 +196,26 @@ class PowerSgdScheme : public ReductionScheme {
 };
 
 }  // namespace
+
+uint64_t powerSgdSeed(uint64_t seed, int index) {
+  return kernels::roundingKey(seed, 0, static_cast<uint64_t>(index));
+}
+
+void adaptSchemeState(const SchemeSpec& from, const SchemeSpec& to, int64_t cols, uint64_t seed,
+                      TensorState& state) {
+  if (to.scheme != SchemeId::kPowerSgd) {
+    state.erase("q");
+    return;
+  }
+  std::vector<float>& q = state["q"];  // empty unless `from` was PowerSGD and has stepped
+  if (from.scheme != SchemeId::kPowerSgd || q.empty() || from.rank == to.rank) return;
+  const size_t keep = static_cast<size_t>(std::min(from.rank, to.rank)) * cols;
+  q.resize(keep);
+  for (int k = from.rank; k < to.rank; ++k) {
+    q.resize(q.size() + static_cast<size_t>(cols));
+    drawPowerSgdColumn(seed, k, cols, q.data() + static_cast<size_t>(k) * cols);
+  }
+}
 
 std::unique_ptr<ReductionScheme> makeScheme(const SchemeSpec& spec,
                                             std::vector<BucketTensor> tensors,

@@ -79,6 +79,18 @@ class ReductionScheme {
   virtual void loadState(const SchemeState& in) = 0;
 };
 
+// Note [Scheme changes]
+// A planner moves a tensor from one scheme to another between steps; its state moves with it:
+// the error-feedback residual stays (every scheme keeps one per tensor, or none without error
+// feedback), PowerSGD's warm-start Q stays while the rank does, loses its last columns when the
+// rank drops, and gains the columns a fresh draw of the tensor's seed would have when it rises;
+// a payload scheme keeps no Q. Adapts `state` (one tensor's, as saveState wrote it) from `from` to
+// `to`; cols is the tensor's column count and seed the one its PowerSGD factors are drawn from.
+void adaptSchemeState(const SchemeSpec& from, const SchemeSpec& to, int64_t cols, uint64_t seed,
+                      TensorState& state);
+// The seed of a tensor's PowerSGD factors (registration index `index`).
+uint64_t powerSgdSeed(uint64_t seed, int index);
+
 // The scheme of spec for a bucket of these tensors (ascending, non-overlapping offsets).
 std::unique_ptr<ReductionScheme> makeScheme(const SchemeSpec& spec,
                                             std::vector<BucketTensor> tensors,

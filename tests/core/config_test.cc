@@ -70,6 +70,15 @@ comm:
     - {pattern: "fc*", codec: none}
     - pattern: conv1.weight
       codec: qsgd:bits=8
+  adaptive:
+    enabled: true
+    alpha: 0.8
+    warmup_steps: 7
+    every_steps: 9
+    window: 4
+    buckets: 500
+    candidates: ["qsgd:bits=3", "powersgd:rank=2"]
+    families: [qsgd, topk]
 checkpoint:
   every_steps: 20
   every_epoch: false
@@ -167,6 +176,15 @@ TEST_F(ConfigFileTest, FullFileSetsEveryKey) {
   EXPECT_EQ(c.comm.minCompressNumel, 0);
   EXPECT_EQ(c.comm.overrides,
             (std::vector<CodecOverride>{{"fc*", "none"}, {"conv1.weight", "qsgd:bits=8"}}));
+  EXPECT_TRUE(c.comm.adaptive.enabled);
+  EXPECT_EQ(c.comm.adaptive.alpha, 0.8);
+  EXPECT_EQ(c.comm.adaptive.warmupSteps, 7);
+  EXPECT_EQ(c.comm.adaptive.everySteps, 9);
+  EXPECT_EQ(c.comm.adaptive.window, 4);
+  EXPECT_EQ(c.comm.adaptive.buckets, 500);
+  EXPECT_EQ(c.comm.adaptive.candidates,
+            (std::vector<std::string>{"qsgd:bits=3", "powersgd:rank=2"}));
+  EXPECT_EQ(c.comm.adaptive.families, (std::vector<std::string>{"qsgd", "topk"}));
   EXPECT_EQ(c.checkpoint.everySteps, 20);
   EXPECT_FALSE(c.checkpoint.everyEpoch);
   EXPECT_EQ(c.checkpoint.keep, 1);
@@ -197,6 +215,10 @@ TEST(ConfigTest, ToYamlReadsBackToTheSameConfigAndHash) {
   c.log.runsDir = "null";
   c.comm.codec = "*x #y";
   c.comm.overrides = {{"~", "true"}, {"a: b", "123"}};
+  c.comm.adaptive.enabled = true;
+  c.comm.adaptive.alpha = 0.7;
+  c.comm.adaptive.families = {"qsgd", "powersgd"};
+  c.comm.adaptive.candidates = {"qsgd:bits=3", "a, b"};
   const std::string text = toYaml(c);
   const Config back = parseConfig(text, "resolved.yaml");
   EXPECT_EQ(back, c) << text;
@@ -218,6 +240,8 @@ TEST(ConfigTest, HashChangesWhenAnyValueChanges) {
         c.comm.overrides.push_back({"fc*", "none"});
       },
       [](Config& c) { c.log.everySteps = 51; },
+      [](Config& c) { c.comm.adaptive.families = {"topk"}; },
+      [](Config& c) { c.comm.adaptive.alpha = 2; },
   };
   for (size_t i = 0; i < edits.size(); ++i) {
     Config c;
@@ -367,6 +391,27 @@ TEST(ConfigTest, MalformedSetNamesTheOverride) {
   EXPECT_THAT(errorOfYaml("", {"train.lr="}), HasSubstr("--set 'train.lr='"));
   EXPECT_THAT(errorOfYaml("", {"train.epochs=0"}),
               AllOf(HasSubstr("--set 'train.epochs=0'"), HasSubstr(">= 1")));
+}
+
+// comm.adaptive is a section inside comm: nested in YAML, in --set paths and in the written config.
+TEST(ConfigTest, AdaptiveRatesAreASubsectionOfComm) {
+  const Config c = parseConfig(
+      "comm:\n  codec: qsgd\n  adaptive:\n    enabled: true\n    families: [qsgd, topk]\n",
+      "test.yaml", {"comm.adaptive.alpha=0.5", "comm.adaptive.candidates=[qsgd:bits=2]"});
+  EXPECT_TRUE(c.comm.adaptive.enabled);
+  EXPECT_EQ(c.comm.adaptive.families, (std::vector<std::string>{"qsgd", "topk"}));
+  EXPECT_EQ(c.comm.adaptive.candidates, (std::vector<std::string>{"qsgd:bits=2"}));
+  EXPECT_EQ(c.comm.adaptive.alpha, 0.5);
+  const std::string text = toYaml(c);
+  EXPECT_THAT(text, HasSubstr("\n  adaptive:\n    enabled: true\n"));
+  EXPECT_EQ(parseConfig(text, "resolved.yaml"), c);
+  EXPECT_THAT(errorOfYaml("comm:\n  adaptive:\n    alpha: 0\n"),
+              HasSubstr("comm.adaptive.alpha must be in (0, 1e+06], got 0"));
+  EXPECT_THAT(errorOfYaml("comm:\n  adaptive:\n    families: qsgd\n"),
+              HasSubstr("comm.adaptive.families must be a list of strings"));
+  EXPECT_THAT(errorOfYaml("comm:\n  adaptive:\n    alfa: 1\n"),
+              HasSubstr("unknown key 'comm.adaptive.alfa'"));
+  EXPECT_THAT(errorOfYaml("comm:\n  adaptiv: {}\n"), HasSubstr("adaptive"));
 }
 
 TEST(ConfigTest, OverridesAreAListOfPatternCodecMaps) {

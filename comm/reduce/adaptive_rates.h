@@ -1,0 +1,113 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "comm/reduce/rate_planner.h"
+#include "comm/reduce/reducer.h"
+#include "comm/reduce/scheme.h"
+#include "comm/transport/communicator.h"
+
+namespace cdl::comm {
+
+// Note [Adaptive rates]
+// Layerwise-adaptive compression the L-GreCo way (Alimohammadi et al., MLSys'24), for every
+// scheme family. After `warmupSteps` and then every `everySteps` steps, the Reducer captures each
+// plannable tensor's error-feedback-compensated gradient over the `window` steps before (their
+// mean); every candidate scheme is then applied to it for real: its error ||g - C(g)||_2 (qsgd and
+// top-k encoded and decoded, PowerSGD's rank-r approximation after two power iterations from its
+// seed) and its bytes on the wire per rank, from the actual coded size (scatter-reduce +
+// allgather for summable codecs: 2 (W-1)/W of the payload; allgather for top-k: W-1 payloads;
+// PowerSGD: its two fp32 allreduces of r (rows + cols) floats). The costs are averaged over the
+// ranks (an allreduce), rank 0 solves the knapsack of Note [Rate planner] with the uniform scheme
+// (comm.codec) as every layer's default, and broadcasts the choice, so every rank applies the same
+// plan bitwise; the Reducer switches schemes keeping their state (Note [Scheme changes]). A
+// candidate that does not apply to a layer (a PowerSGD rank at or above the smaller dimension, a
+// top-k density that keeps nothing) is skipped for it.
+
+struct AdaptiveOptions {
+  double alpha = 1.0;
+  int64_t warmupSteps = 100;
+  int64_t everySteps = 200;
+  int64_t window = 10;
+  int buckets = 10000;
+  SchemeSpec uniform;                  // every layer's default
+  std::vector<SchemeSpec> candidates;  // the uniform scheme is added when missing
+  // Whether the candidates were named one by one (each must then fit some layer) or are a
+  // family's grid (whose members that fit no layer, such as PowerSGD ranks beyond every layer's
+  // shape, are dropped).
+  bool named = false;
+};
+
+// The candidates of the named families ("qsgd", "topk", "powersgd"), with the uniform scheme's
+// rounding and entropy stage: qsgd bits 2..8 x buckets {128, 512, 1024, 4096}; top-k densities
+// 0.1% .. 10%, 7 log-spaced; PowerSGD ranks {1, 2, 4, 8, 16, 32}. An unknown family or an empty
+// list is a cdl::Error naming `key`.
+std::vector<SchemeSpec> candidateGrid(const std::vector<std::string>& families,
+                                      const SchemeSpec& uniform, const std::string& key);
+
+// The family of a scheme ("qsgd", "topk", "powersgd", or the codec's name).
+std::string familyOf(const SchemeSpec& spec);
+
+// What one candidate costs one tensor (rows x cols, g): ||g - C(g)||_2 and the bytes one rank of
+// `ranks` sends. Not valid when the candidate does not apply to the tensor, unless it is the
+// default (the uniform scheme), which is then costed as what really happens: PowerSGD falls back
+// to a plain fp32 allreduce.
+struct CandidateCost {
+  bool valid = true;
+  double error = 0.0;
+  int64_t bytes = 0;
+};
+CandidateCost measureCandidate(const float* g, int64_t rows, int64_t cols, const SchemeSpec& spec,
+                               int ranks, bool isDefault = false);
+
+// One re-plan, for the metrics and the log.
+struct LayerChoice {
+  std::string name;
+  std::string scheme;  // the chosen scheme's spec
+  double error = 0.0;  // measured, of the chosen and of the uniform scheme
+  int64_t bytes = 0;   // predicted wire bytes per step, of the chosen and of the uniform scheme
+  double uniformError = 0.0;
+  int64_t uniformBytes = 0;
+};
+struct PlanReport {
+  uint64_t step = 0;
+  bool feasible = false;
+  double budget = 0.0, error = 0.0, uniformError = 0.0;
+  int64_t bytes = 0, uniformBytes = 0;
+  double seconds = 0.0;  // measuring, planning and applying
+  std::vector<LayerChoice> layers;
+};
+
+// Drives the Reducer's schemes through training. Every rank holds one and calls it after every
+// finalized step, in step order.
+class AdaptiveRates {
+ public:
+  AdaptiveRates(Reducer& reducer, Communicator& comm, AdaptiveOptions options);
+
+  // Collective when a plan is due. `steps` is the number of steps finalized so far; turns
+  // capturing on for the window before the next plan, and at a plan measures, plans and applies
+  // it, returning its report.
+  std::optional<PlanReport> afterStep(uint64_t steps);
+
+  // The current plan (parameter name to scheme spec; empty before the first), for checkpoints.
+  const std::map<std::string, std::string>& plan() const { return plan_; }
+  // Restores a plan (and the Reducer's schemes) when resuming at `steps`; collective.
+  void restore(const std::map<std::string, std::string>& plan, uint64_t steps);
+
+ private:
+  bool planDue(uint64_t steps) const;
+  int defaultIndex() const;
+  PlanReport replan(uint64_t steps);
+  std::vector<std::vector<RateCandidate>> measure(std::vector<Reducer::Plannable>& layers);
+
+  Reducer& reducer_;
+  Communicator& comm_;
+  AdaptiveOptions options_;
+  std::map<std::string, std::string> plan_;
+};
+
+}  // namespace cdl::comm
