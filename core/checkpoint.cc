@@ -184,10 +184,7 @@ TrainState loadCheckpoint(const std::string& path, torch::nn::Module& model,
     s.fp32WireBytes = static_cast<uint64_t>(v[8]);
     at::Tensor names;
     archive.read("ef_names", names);
-    CDL_CHECK(names.scalar_type() == at::kByte, "bad error-feedback names");
-    const std::string all(reinterpret_cast<const char*>(names.data_ptr<uint8_t>()),
-                          static_cast<size_t>(names.numel()));
-    std::istringstream lines(all);
+    std::istringstream lines(textOf(names, "error-feedback names"));
     std::string name;
     for (int64_t i = 0; std::getline(lines, name); ++i) {
       const size_t tab = name.find('\t');

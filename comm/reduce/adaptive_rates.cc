@@ -78,9 +78,13 @@ std::vector<SchemeSpec> candidateGrid(const std::vector<std::string>& families,
       s.codec.rate = uniform.codec.codec == CodecId::kQsgd ? uniform.codec.rate : LayerRate{};
       for (int bits = 2; bits <= 8; ++bits) {
         for (int64_t bucket : {128, 512, 1024, 4096}) {
-          s.codec.rate.bits = bits;
-          s.codec.rate.bucket = bucket;
-          out.push_back(s);
+          for (kernels::Rounding r :
+               {kernels::Rounding::kStochastic, kernels::Rounding::kNearest}) {
+            s.codec.rate.bits = bits;
+            s.codec.rate.bucket = bucket;
+            s.codec.rate.rounding = r;
+            out.push_back(s);
+          }
         }
       }
     } else if (f == "topk") {
@@ -165,15 +169,17 @@ bool AdaptiveRates::planDue(uint64_t steps) const {
          (s - options_.warmupSteps) % options_.everySteps == 0;
 }
 
+bool AdaptiveRates::measuring(uint64_t steps) const {
+  for (int64_t k = 1; k <= options_.window; ++k) {
+    if (planDue(steps + static_cast<uint64_t>(k))) return true;
+  }
+  return false;
+}
+
 std::optional<PlanReport> AdaptiveRates::afterStep(uint64_t steps) {
   std::optional<PlanReport> report;
   if (planDue(steps) && reducer_.capturedSteps() > 0) report = replan(steps);
-  // Capture the `window` steps before the next plan.
-  bool inWindow = false;
-  for (int64_t k = 1; k <= options_.window && !inWindow; ++k) {
-    inWindow = planDue(steps + static_cast<uint64_t>(k));
-  }
-  reducer_.setCapture(inWindow);
+  reducer_.setCapture(measuring(steps));
   return report;
 }
 
@@ -249,11 +255,7 @@ void AdaptiveRates::restore(const std::map<std::string, std::string>& plan, uint
   for (const auto& [name, spec] : plan) schemes[name] = parseSchemeSpec(spec);
   if (!schemes.empty()) reducer_.setSchemes(schemes);
   plan_ = plan;
-  bool inWindow = false;
-  for (int64_t k = 1; k <= options_.window && !inWindow; ++k) {
-    inWindow = planDue(steps + static_cast<uint64_t>(k));
-  }
-  reducer_.setCapture(inWindow);
+  reducer_.setCapture(measuring(steps));
 }
 
 }  // namespace cdl::comm

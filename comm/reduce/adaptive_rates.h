@@ -43,8 +43,9 @@ struct AdaptiveOptions {
 };
 
 // The candidates of the named families ("qsgd", "topk", "powersgd"), with the uniform scheme's
-// rounding and entropy stage: qsgd bits 2..8 x buckets {128, 512, 1024, 4096}; top-k densities
-// 0.1% .. 10%, 7 log-spaced; PowerSGD ranks {1, 2, 4, 8, 16, 32}. An unknown family or an empty
+// entropy stage: qsgd bits 2..8 x buckets {128, 512, 1024, 4096} x stochastic or nearest rounding
+// (error feedback carries what nearest rounding's bias loses); top-k densities 0.1% .. 10%, 7
+// log-spaced; PowerSGD ranks {1, 2, 4, 8, 16, 32}. An unknown family or an empty
 // list is a cdl::Error naming `key`.
 std::vector<SchemeSpec> candidateGrid(const std::vector<std::string>& families,
                                       const SchemeSpec& uniform, const std::string& key);
@@ -100,6 +101,8 @@ class AdaptiveRates {
 
  private:
   bool planDue(uint64_t steps) const;
+  // Whether the step after `steps` finalized ones lies in the window of a plan.
+  bool measuring(uint64_t steps) const;
   int defaultIndex() const;
   PlanReport replan(uint64_t steps);
   std::vector<std::vector<RateCandidate>> measure(std::vector<Reducer::Plannable>& layers);

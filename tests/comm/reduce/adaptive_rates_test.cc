@@ -7,6 +7,7 @@
 #include <cmath>
 #include <map>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -37,15 +38,22 @@ std::string errorOf(const std::function<void()>& fn) {
   return "";
 }
 
-TEST(CandidateGrid, HoldsEachFamilysRatesWithTheUniformRoundingAndEntropy) {
-  const SchemeSpec uniform = parseSchemeSpec("qsgd:bits=4,rounding=nearest,entropy=rans");
+TEST(CandidateGrid, HoldsEachFamilysRatesWithTheUniformEntropyStage) {
+  const SchemeSpec uniform = parseSchemeSpec("qsgd:bits=4,entropy=none");
   const auto qsgd = candidateGrid({"qsgd"}, uniform, "k");
-  ASSERT_EQ(qsgd.size(), 28u);
-  for (const SchemeSpec& s : qsgd) EXPECT_EQ(s.codec.rate.rounding, kernels::Rounding::kNearest);
+  ASSERT_EQ(qsgd.size(), 56u);  // bits x buckets x roundings
+  std::set<std::string> distinct;
+  for (const SchemeSpec& s : qsgd) {
+    EXPECT_EQ(s.codec.rate.entropy, EntropyStage::kNone);
+    distinct.insert(formatSchemeSpec(s));
+  }
+  EXPECT_EQ(distinct.size(), 56u);
+  EXPECT_TRUE(distinct.count(
+      formatSchemeSpec(parseSchemeSpec("qsgd:bits=2,bucket=4096,rounding=nearest,entropy=none"))));
   const auto all = candidateGrid({"qsgd", "topk", "powersgd"}, uniform, "k");
-  ASSERT_EQ(all.size(), 28u + 7u + 6u);
-  EXPECT_EQ(formatSchemeSpec(all[28]), formatSchemeSpec(parseSchemeSpec("topk:density=0.001")));
-  EXPECT_NEAR(all[34].codec.rate.density, 0.1, 1e-12);
+  ASSERT_EQ(all.size(), 56u + 7u + 6u);
+  EXPECT_EQ(formatSchemeSpec(all[56]), formatSchemeSpec(parseSchemeSpec("topk:density=0.001")));
+  EXPECT_NEAR(all[62].codec.rate.density, 0.1, 1e-12);
   EXPECT_EQ(all.back().rank, 32);
   EXPECT_THAT(errorOf([&] {
                 candidateGrid({"qsgd", "lowrank"}, uniform, "comm.adaptive.families");
