@@ -118,7 +118,6 @@ comm::AdaptiveOptions adaptiveOptions(const Config& cfg, const comm::SchemeSpec&
   o.everySteps = a.everySteps;
   o.window = a.window;
   o.buckets = static_cast<int>(a.buckets);
-  o.uniform = uniform;
   for (size_t i = 0; i < a.candidates.size(); ++i) {
     const std::string key = "comm.adaptive.candidates[" + std::to_string(i) + "]";
     try {

@@ -128,39 +128,34 @@ CandidateCost measureCandidate(const float* g, int64_t rows, int64_t cols, const
 
 AdaptiveRates::AdaptiveRates(Reducer& reducer, Communicator& comm, AdaptiveOptions options)
     : reducer_(reducer), comm_(comm), options_(std::move(options)) {
-  const std::string uniform = formatSchemeSpec(options_.uniform);
-  bool hasUniform = false;
-  for (const SchemeSpec& c : options_.candidates) {
-    hasUniform = hasUniform || formatSchemeSpec(c) == uniform;
-  }
-  if (!hasUniform) options_.candidates.push_back(options_.uniform);
-  CDL_CHECK(options_.candidates.size() <= 255,
-            "comm.adaptive.candidates: ", options_.candidates.size(), " candidates, at most 255");
   const std::vector<Reducer::Plannable> layers = reducer_.plannable();
+  // Every layer's default: the scheme the config gives it (comm.codec or an override).
+  std::vector<std::string> defaults;
+  for (const auto& l : layers) defaults.push_back(formatSchemeSpec(reducer_.schemeOf(l.name)));
   auto fitsSome = [&](const SchemeSpec& c) {
-    if (layers.empty() || formatSchemeSpec(c) == uniform) return true;
-    for (const auto& l : layers) {
-      if (applies(c, l.rows, l.cols)) return true;
+    const std::string spec = formatSchemeSpec(c);
+    for (size_t l = 0; l < layers.size(); ++l) {
+      if (defaults[l] == spec || applies(c, layers[l].rows, layers[l].cols)) return true;
     }
     return false;
   };
   std::vector<SchemeSpec> kept;
+  std::map<std::string, int> index;
+  auto keep = [&](const SchemeSpec& c) {
+    if (index.emplace(formatSchemeSpec(c), static_cast<int>(kept.size())).second) kept.push_back(c);
+  };
   for (const SchemeSpec& c : options_.candidates) {
     CDL_CHECK(!options_.named || fitsSome(c), "comm.adaptive.candidates: '", formatSchemeSpec(c),
               "' applies to no layer of this model");
-    if (fitsSome(c)) kept.push_back(c);
+    if (fitsSome(c)) keep(c);
   }
+  for (const auto& l : layers) keep(reducer_.schemeOf(l.name));
+  CDL_CHECK(kept.size() <= 255, "comm.adaptive.candidates: ", kept.size(),
+            " candidates, at most 255");
   options_.candidates = std::move(kept);
+  for (const std::string& d : defaults) defaults_.push_back(index.at(d));
   reducer_.setCapture(false);
   afterStep(0);
-}
-
-int AdaptiveRates::defaultIndex() const {
-  const std::string uniform = formatSchemeSpec(options_.uniform);
-  for (size_t c = 0; c < options_.candidates.size(); ++c) {
-    if (formatSchemeSpec(options_.candidates[c]) == uniform) return static_cast<int>(c);
-  }
-  return 0;  // the constructor added it
 }
 
 bool AdaptiveRates::planDue(uint64_t steps) const {
@@ -198,7 +193,7 @@ std::vector<std::vector<RateCandidate>> AdaptiveRates::measure(
     for (size_t c = 0; c < k; ++c) {
       const CandidateCost cost =
           measureCandidate(g.data(), layers[l].rows, layers[l].cols, options_.candidates[c],
-                           comm_.size(), static_cast<int>(c) == defaultIndex());
+                           comm_.size(), static_cast<int>(c) == defaults_[l]);
       out[l][c].valid = cost.valid;
       costs[2 * (l * k + c)] = static_cast<float>(cost.error);
       costs[2 * (l * k + c) + 1] = static_cast<float>(cost.bytes);
@@ -219,9 +214,7 @@ PlanReport AdaptiveRates::replan(uint64_t steps) {
   const auto start = std::chrono::steady_clock::now();
   std::vector<Reducer::Plannable> layers = reducer_.plannable();
   const auto costs = measure(layers);
-  const int def = defaultIndex();
-  RatePlan plan =
-      planRates(costs, std::vector<int>(layers.size(), def), {options_.alpha, options_.buckets});
+  const RatePlan plan = planRates(costs, defaults_, {options_.alpha, options_.buckets});
   // Rank 0's plan for everyone: one byte per layer.
   Bytes choice(plan.choice.begin(), plan.choice.end());
   comm_.broadcast(&choice, 0)->wait();
@@ -234,7 +227,7 @@ PlanReport AdaptiveRates::replan(uint64_t steps) {
   std::map<std::string, SchemeSpec> schemes;
   for (size_t l = 0; l < layers.size(); ++l) {
     const RateCandidate& got = costs[l][choice[l]];
-    const RateCandidate& uni = costs[l][def];
+    const RateCandidate& uni = costs[l][defaults_[l]];
     schemes[layers[l].name] = options_.candidates[choice[l]];
     r.layers.push_back({layers[l].name, formatSchemeSpec(options_.candidates[choice[l]]), got.error,
                         got.bytes, uni.error, uni.bytes});
@@ -244,6 +237,7 @@ PlanReport AdaptiveRates::replan(uint64_t steps) {
     r.uniformBytes += uni.bytes;
   }
   reducer_.setSchemes(schemes);
+  reducer_.setCaptured({}, 0);  // used up; checkpoints need not carry it
   plan_.clear();
   for (const auto& [name, spec] : schemes) plan_[name] = formatSchemeSpec(spec);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -22,11 +22,11 @@ namespace cdl::comm {
 // seed) and its bytes on the wire per rank, from the actual coded size (scatter-reduce +
 // allgather for summable codecs: 2 (W-1)/W of the payload; allgather for top-k: W-1 payloads;
 // PowerSGD: its two fp32 allreduces of r (rows + cols) floats). The costs are averaged over the
-// ranks (an allreduce), rank 0 solves the knapsack of Note [Rate planner] with the uniform scheme
-// (comm.codec) as every layer's default, and broadcasts the choice, so every rank applies the same
-// plan bitwise; the Reducer switches schemes keeping their state (Note [Scheme changes]). A
-// candidate that does not apply to a layer (a PowerSGD rank at or above the smaller dimension, a
-// top-k density that keeps nothing) is skipped for it.
+// ranks (an allreduce), rank 0 solves the knapsack of Note [Rate planner] with the configured
+// scheme (comm.codec, or an override) as each layer's default, and broadcasts the choice, so every
+// rank applies the same plan bitwise; the Reducer switches schemes keeping their state (Note
+// [Scheme changes]). A candidate that does not apply to a layer (a PowerSGD rank at or above the
+// smaller dimension, a top-k density that keeps nothing) is skipped for it.
 
 struct AdaptiveOptions {
   double alpha = 1.0;
@@ -34,8 +34,9 @@ struct AdaptiveOptions {
   int64_t everySteps = 200;
   int64_t window = 10;
   int buckets = 10000;
-  SchemeSpec uniform;                  // every layer's default
-  std::vector<SchemeSpec> candidates;  // the uniform scheme is added when missing
+  // Every layer's default is the scheme the Reducer started it with (comm.codec, or an
+  // override); the defaults are added to the candidates when missing.
+  std::vector<SchemeSpec> candidates;
   // Whether the candidates were named one by one (each must then fit some layer) or are a
   // family's grid (whose members that fit no layer, such as PowerSGD ranks beyond every layer's
   // shape, are dropped).
@@ -55,8 +56,8 @@ std::string familyOf(const SchemeSpec& spec);
 
 // What one candidate costs one tensor (rows x cols, g): ||g - C(g)||_2 and the bytes one rank of
 // `ranks` sends. Not valid when the candidate does not apply to the tensor, unless it is the
-// default (the uniform scheme), which is then costed as what really happens: PowerSGD falls back
-// to a plain fp32 allreduce.
+// layer's default (its configured scheme), which is then costed as what really happens: PowerSGD
+// falls back to a plain fp32 allreduce.
 struct CandidateCost {
   bool valid = true;
   double error = 0.0;
@@ -110,6 +111,7 @@ class AdaptiveRates {
   Reducer& reducer_;
   Communicator& comm_;
   AdaptiveOptions options_;
+  std::vector<int> defaults_;  // per plannable layer: its default's candidate index
   std::map<std::string, std::string> plan_;
 };
 

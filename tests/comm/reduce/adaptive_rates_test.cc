@@ -166,7 +166,6 @@ TEST(AdaptiveRates, EveryRankAppliesTheSamePlanAndKeepsItsResiduals) {
     ao.warmupSteps = 3;
     ao.everySteps = 4;
     ao.window = 2;
-    ao.uniform = ro.scheme;
     ao.candidates = candidateGrid({"qsgd", "powersgd"}, ro.scheme, "k");
     AdaptiveRates rates(reducer, *comm, ao);
     for (int step = 0; step < 12; ++step) {
@@ -203,7 +202,6 @@ TEST(AdaptiveRates, ACandidateThatFitsNoLayerNamesTheKey) {
     ro.minCompressNumel = 100;
     Reducer reducer(comm, net.named(), ro);
     AdaptiveOptions ao;
-    ao.uniform = ro.scheme;
     ao.candidates = {parseSchemeSpec("powersgd:rank=64")};
     ao.named = true;
     EXPECT_THAT(errorOf([&] { AdaptiveRates(reducer, *comm, ao); }),
