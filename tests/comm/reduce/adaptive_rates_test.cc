@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -192,6 +193,32 @@ TEST(AdaptiveRates, EveryRankAppliesTheSamePlanAndKeepsItsResiduals) {
     EXPECT_EQ(plans[r], plans[0]);
     EXPECT_EQ(grads[r], grads[0]);
   }
+}
+
+// With nothing else to choose, a plan keeps every layer at its configured scheme, overrides too.
+TEST(AdaptiveRates, EachLayersDefaultIsItsConfiguredScheme) {
+  test::spawn(2, [&](int rank, std::shared_ptr<Communicator> comm) {
+    Layers net;
+    ReducerOptions ro;
+    ro.scheme = parseSchemeSpec("qsgd:bits=4");
+    ro.overrides = {{"b.*", parseSchemeSpec("qsgd:bits=8")}};
+    ro.minCompressNumel = 100;
+    Reducer reducer(comm, net.named(), ro);
+    AdaptiveOptions ao;
+    ao.warmupSteps = 2;
+    ao.window = 1;
+    AdaptiveRates rates(reducer, *comm, ao);
+    std::optional<PlanReport> report;
+    for (int step = 0; step < 2; ++step) {
+      net.backward(rank, step);
+      reducer.finalize();
+      report = rates.afterStep(step + 1);
+    }
+    ASSERT_TRUE(report.has_value());
+    EXPECT_EQ(report->bytes, report->uniformBytes);
+    EXPECT_EQ(rates.plan().at("a.weight"), formatSchemeSpec(parseSchemeSpec("qsgd:bits=4")));
+    EXPECT_EQ(rates.plan().at("b.weight"), formatSchemeSpec(parseSchemeSpec("qsgd:bits=8")));
+  });
 }
 
 TEST(AdaptiveRates, ACandidateThatFitsNoLayerNamesTheKey) {
