@@ -189,6 +189,7 @@ void MetricsLog::writePlan(const comm::PlanReport& plan) {
                               {"bytes", plan.bytes},
                               {"uniform_bytes", plan.uniformBytes},
                               {"seconds", plan.seconds},
+                              {"actual_bytes", plan.actualBytes},
                               {"layers", layers}};
     file_->append(j.dump() + "\n");
   }

@@ -55,8 +55,9 @@ struct MetricsWindow {
 //    loss and accuracy are over every rank's examples of the window, the bytes this rank's;
 //   {"kind":"epoch", epoch, step, test_loss, test_accuracy}   after each epoch's evaluation;
 //   {"kind":"plan", step, feasible, budget, error, uniform_error, bytes, uniform_bytes, seconds,
-//    layers: [{name, scheme, error, bytes, uniform_error, uniform_bytes}]}   at every re-plan of
-//    the adaptive rates (bytes: predicted wire bytes per step of this rank).
+//    actual_bytes, layers: [{name, scheme, error, bytes, uniform_error, uniform_bytes}]}   at
+//    every re-plan of the adaptive rates (bytes: predicted wire bytes per step of this rank's
+//    planned layers; actual_bytes: what the steps since the previous plan sent, every tensor).
 // A CDL model's step records add weight_bits and activation_bits (the rates of the window's last
 // step), its epoch records a "cdl" object: bits_per_weight, coded_bits_per_weight,
 // model_coded_bytes, and per quantized weight and activation its bits, step and entropy.

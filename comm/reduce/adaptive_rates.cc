@@ -173,7 +173,16 @@ bool AdaptiveRates::measuring(uint64_t steps) const {
 
 std::optional<PlanReport> AdaptiveRates::afterStep(uint64_t steps) {
   std::optional<PlanReport> report;
-  if (planDue(steps) && reducer_.capturedSteps() > 0) report = replan(steps);
+  if (steps > 0) {
+    sentSincePlan_ += reducer_.lastStats().wireBytes;
+    ++stepsSincePlan_;
+  }
+  if (planDue(steps) && reducer_.capturedSteps() > 0) {
+    report = replan(steps);
+    report->actualBytes =
+        static_cast<int64_t>(sentSincePlan_ / std::max<uint64_t>(1, stepsSincePlan_));
+    sentSincePlan_ = stepsSincePlan_ = 0;
+  }
   reducer_.setCapture(measuring(steps));
   return report;
 }

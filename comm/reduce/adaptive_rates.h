@@ -81,6 +81,9 @@ struct PlanReport {
   double budget = 0.0, error = 0.0, uniformError = 0.0;
   int64_t bytes = 0, uniformBytes = 0;
   double seconds = 0.0;  // measuring, planning and applying
+  // What the steps since the previous plan really sent, per step (this rank, every tensor,
+  // the uncompressed small ones too), to set against the previous plan's prediction.
+  int64_t actualBytes = 0;
   std::vector<LayerChoice> layers;
 };
 
@@ -112,6 +115,7 @@ class AdaptiveRates {
   Communicator& comm_;
   AdaptiveOptions options_;
   std::vector<int> defaults_;  // per plannable layer: its default's candidate index
+  uint64_t sentSincePlan_ = 0, stepsSincePlan_ = 0;
   std::map<std::string, std::string> plan_;
 };
 

@@ -38,6 +38,7 @@ TEST_F(AdaptiveTrainerTest, PlansAreWrittenAtTheirStepsAndNeverSendMoreThanUnifo
     EXPECT_TRUE(plans[i]["feasible"]);
     EXPECT_LE(plans[i]["bytes"].get<int64_t>(), plans[i]["uniform_bytes"].get<int64_t>());
     EXPECT_LE(plans[i]["error"].get<double>(), plans[i]["budget"].get<double>() * (1 + 1e-6));
+    EXPECT_GT(plans[i]["actual_bytes"].get<int64_t>(), 0);
     ASSERT_EQ(plans[i]["layers"].size(), 3u);  // the MLP's three weights; biases stay fp32
     EXPECT_EQ(plans[i]["layers"][0]["name"], "fc1.weight");
   }
