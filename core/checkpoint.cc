@@ -65,8 +65,10 @@ void readRateState(torch::serialize::InputArchive& archive, TrainState& s) {
     s.captured[name].assign(t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
   }
   archive.read("cap_steps", steps);
-  CDL_CHECK(steps.scalar_type() == at::kLong && steps.numel() == 1, "bad captured step count");
+  CDL_CHECK(steps.scalar_type() == at::kLong && steps.numel() == 3, "bad captured step count");
   s.capturedSteps = steps.data_ptr<int64_t>()[0];
+  s.sentSincePlan = static_cast<uint64_t>(steps.data_ptr<int64_t>()[1]);
+  s.stepsSincePlan = static_cast<uint64_t>(steps.data_ptr<int64_t>()[2]);
 }
 
 }  // namespace
@@ -141,7 +143,9 @@ std::string saveCheckpoint(const std::string& dir, const torch::nn::Module& mode
     archive.write("cap" + std::to_string(c++), floatTensor(sum));
   }
   archive.write("cap_names", bytesTensor(capNames));
-  archive.write("cap_steps", int64Tensor({state.capturedSteps}));
+  archive.write("cap_steps",
+                int64Tensor({state.capturedSteps, static_cast<int64_t>(state.sentSincePlan),
+                             static_cast<int64_t>(state.stepsSincePlan)}));
   if (state.rngState.defined()) archive.write("rng", state.rngState);
 
   // The archive streams straight into the file; a failure leaves the earlier checkpoints intact.

@@ -34,6 +34,7 @@ struct TrainState {
   std::map<std::string, std::string> ratePlan;
   std::map<std::string, std::vector<float>> captured;
   int64_t capturedSteps = 0;
+  uint64_t sentSincePlan = 0, stepsSincePlan = 0;  // for the next plan record's actual bytes
   at::Tensor rngState;  // torch's default CPU generator
 };
 

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <mutex>
+#include <tuple>
 
 #include "comm/reduce/adaptive_rates.h"
 #include "comm/reduce/reducer.h"
@@ -36,6 +37,7 @@ std::string saveReplicaCheckpoint(const Replica& r, const std::string& dir, int6
     state.ratePlan = r.rates->plan();
     state.captured = r.reducer.captured();
     state.capturedSteps = r.reducer.capturedSteps();
+    std::tie(state.sentSincePlan, state.stepsSincePlan) = r.rates->sinceLastPlan();
   }
   {
     at::Generator gen = at::detail::getDefaultCPUGenerator();
@@ -56,7 +58,10 @@ void restoreReplica(const Replica& r, const std::string& path, const std::string
             " was written with a different config; resume with the run's config.yaml (", runDir,
             "/config.yaml)");
   // The plan first: it decides which schemes the saved state belongs to.
-  if (r.rates != nullptr) r.rates->restore(loaded.ratePlan, static_cast<uint64_t>(loaded.step));
+  if (r.rates != nullptr) {
+    r.rates->restore(loaded.ratePlan, static_cast<uint64_t>(loaded.step),
+                     {loaded.sentSincePlan, loaded.stepsSincePlan});
+  }
   r.reducer.restoreSchemeState(loaded.schemeState);
   if (r.rates != nullptr) r.reducer.setCaptured(loaded.captured, loaded.capturedSteps);
   r.reducer.setStep(static_cast<uint64_t>(loaded.step));

@@ -253,7 +253,10 @@ PlanReport AdaptiveRates::replan(uint64_t steps) {
   return r;
 }
 
-void AdaptiveRates::restore(const std::map<std::string, std::string>& plan, uint64_t steps) {
+void AdaptiveRates::restore(const std::map<std::string, std::string>& plan, uint64_t steps,
+                            std::pair<uint64_t, uint64_t> since) {
+  sentSincePlan_ = since.first;
+  stepsSincePlan_ = since.second;
   std::map<std::string, SchemeSpec> schemes;
   for (const auto& [name, spec] : plan) schemes[name] = parseSchemeSpec(spec);
   if (!schemes.empty()) reducer_.setSchemes(schemes);

@@ -100,8 +100,12 @@ class AdaptiveRates {
 
   // The current plan (parameter name to scheme spec; empty before the first), for checkpoints.
   const std::map<std::string, std::string>& plan() const { return plan_; }
-  // Restores a plan (and the Reducer's schemes) when resuming at `steps`; collective.
-  void restore(const std::map<std::string, std::string>& plan, uint64_t steps);
+  // Bytes sent and steps taken since the last plan (for its successor's actual_bytes).
+  std::pair<uint64_t, uint64_t> sinceLastPlan() const { return {sentSincePlan_, stepsSincePlan_}; }
+  // Restores a plan (and the Reducer's schemes) and the counts of sinceLastPlan() when resuming
+  // at `steps`; collective.
+  void restore(const std::map<std::string, std::string>& plan, uint64_t steps,
+               std::pair<uint64_t, uint64_t> since);
 
  private:
   bool planDue(uint64_t steps) const;

@@ -58,6 +58,7 @@ TEST_F(AdaptiveTrainerTest, AResumeAcrossARePlanAndInsideAWindowIsExact) {
   for (size_t i = 0; i < pa.size(); ++i) {
     EXPECT_EQ(pa[i]["layers"], pb[i]["layers"]) << "plan " << i;
     EXPECT_EQ(pa[i]["error"], pb[i]["error"]) << "plan " << i;
+    EXPECT_EQ(pa[i]["actual_bytes"], pb[i]["actual_bytes"]) << "plan " << i;
   }
   const auto sa = records("whole", "step"), sb = records("parts", "step");
   ASSERT_EQ(sa.size(), sb.size());
