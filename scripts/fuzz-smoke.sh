@@ -20,20 +20,16 @@ if ! { test -f "$dir/build.ninja" || CC=clang CXX=clang++ cmake -S . -B "$dir" -
   exit 1
 fi
 
-corpus="$dir/corpus"
-rm -rf "$corpus" && mkdir -p "$corpus"
-"$dir/bin/make_fuzz_seeds" "$corpus"
-echo "fuzz-smoke: $(ls "$corpus" | wc -l) seeds, ${seconds}s of sanitized fuzzing of payload decoding"
-"$dir/bin/payload_fuzz" -max_total_time="$seconds" -max_len=65536 -print_final_stats=1 \
-  -artifact_prefix="$dir/" \
-  "$corpus" 2>&1 | tail -n 12
-
-models="$dir/model-corpus"
-rm -rf "$models" && mkdir -p "$models"
-"$dir/bin/make_model_seeds" "$models"
-echo "fuzz-smoke: $(ls "$models" | wc -l) seeds, ${seconds}s of sanitized fuzzing of model files"
-"$dir/bin/model_file_fuzz" -max_total_time="$seconds" -max_len=65536 -print_final_stats=1 \
-  -artifact_prefix="$dir/" \
-  "$models" 2>&1 | tail -n 12
+# fuzz TARGET SEEDER CORPUS WHAT: seeds CORPUS with SEEDER's valid inputs, then fuzzes TARGET.
+fuzz() {
+  local corpus="$dir/$3"
+  rm -rf "$corpus" && mkdir -p "$corpus"
+  "$dir/bin/$2" "$corpus"
+  echo "fuzz-smoke: $(ls "$corpus" | wc -l) seeds, ${seconds}s of sanitized fuzzing of $4"
+  "$dir/bin/$1" -max_total_time="$seconds" -max_len=65536 -print_final_stats=1 \
+    -artifact_prefix="$dir/" "$corpus" 2>&1 | tail -n 12
+}
+fuzz payload_fuzz make_fuzz_seeds corpus "payload decoding"
+fuzz model_file_fuzz make_model_seeds model-corpus "model files"
 # libFuzzer exits non-zero on a crash, leak or sanitizer report; pipefail carries it here.
 echo "fuzz-smoke: no crash"
