@@ -29,8 +29,11 @@ void Work::wait() { wait(std::chrono::duration<double>(knobSeconds(kKnobCommTime
 
 void Work::wait(std::chrono::duration<double> timeout) {
   using Clock = std::chrono::steady_clock;
-  const bool forever = timeout.count() <= 0.0;
-  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(timeout);
+  // Zero or less means no limit, and so does one past what the clock's deadline can hold.
+  const bool forever = !(timeout.count() > 0.0) || timeout.count() > kMaxKnobSeconds;
+  const auto deadline = forever
+                            ? Clock::time_point::max()
+                            : Clock::now() + std::chrono::duration_cast<Clock::duration>(timeout);
   auto timedOut = [&] {
     const std::string who = missing();
     CDL_THROW(what_, " did not complete within ", timeout.count(), " s",

@@ -31,10 +31,12 @@ namespace {
 double parseSeconds(const Knob& knob, const std::string& v) {
   CDL_CHECK(knob.choices == nullptr, knob.name, " takes one of ", knob.choices,
             ", not a number of seconds");
+  if (v == "none") return 0.0;
   char* end = nullptr;
   const double s = std::strtod(v.c_str(), &end);
-  CDL_CHECK(!v.empty() && *end == '\0' && s >= 0.0, knob.name, "='", v,
-            "' is not a number of seconds (>= 0); ", knob.meaning);
+  // Infinity and huge values would overflow a clock's deadline; NaN fails both comparisons.
+  CDL_CHECK(!v.empty() && *end == '\0' && s >= 0.0 && s <= kMaxKnobSeconds, knob.name, "='", v,
+            "' is not a number of seconds in [0, ", kMaxKnobSeconds, "] or none; ", knob.meaning);
   return s;
 }
 

@@ -16,21 +16,27 @@ struct Knob {
   const char* name;
   const char* defaultValue;
   const char* meaning;
-  // The values the knob takes, separated by '|', or nullptr for a number of seconds (>= 0).
+  // The values the knob takes, separated by '|', or nullptr for a number of seconds: 0 to
+  // kMaxKnobSeconds, or "none" (no limit, read as 0).
   const char* choices;
 };
 
 inline constexpr Knob kKnobCommTimeout = {
     "CDL_COMM_TIMEOUT", "300",
-    "seconds a collective may take before it fails with an error naming it (0 = wait forever)",
+    "seconds a collective may take before it fails with an error naming it (at most 1e7; 0 or "
+    "none = wait forever)",
     nullptr};
+
+// The longest number of seconds a knob takes (about 116 days): deadlines a clock can hold.
+inline constexpr double kMaxKnobSeconds = 1e7;
 inline constexpr Knob kKnobLogLevel = {"CDL_LOG_LEVEL", "info", "log level of every rank",
                                        "trace|debug|info|warn|error|critical|off"};
 
 inline constexpr const Knob* kAllKnobs[] = {&kKnobCommTimeout, &kKnobLogLevel};
 
-// The knob's value as a number of seconds (>= 0); its default when unset or empty. Throws
-// cdl::Error naming the variable when the value is not such a number or the knob takes choices.
+// The knob's value as a number of seconds (0 for "none"); its default when unset or empty.
+// Throws cdl::Error naming the variable when the value is not such a number (negative, above
+// kMaxKnobSeconds, not finite) or the knob takes choices.
 double knobSeconds(const Knob& knob);
 // The knob's value, one of its choices; its default when unset or empty. Throws cdl::Error naming
 // the variable and the choices when the value is not one of them.

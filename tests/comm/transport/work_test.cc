@@ -45,6 +45,18 @@ TEST(Work, AWaitThatOutlastsItsTimeoutNamesTheOperation) {
   EXPECT_FALSE(w.completed());
 }
 
+// A limit beyond what the clock's deadline can hold waits as if there were none, instead of
+// overflowing into a deadline already past.
+TEST(Work, AnEnormousTimeoutWaitsInsteadOfExpiringAtOnce) {
+  Work w("op");
+  std::thread t([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    w.finish();
+  });
+  EXPECT_NO_THROW(w.wait(std::chrono::duration<double>(1e12)));
+  t.join();
+}
+
 TEST(Work, AnotherThreadsFinishWakesTheWaiter) {
   Work w("op");
   std::thread t([&] { w.finish(); });
