@@ -110,17 +110,16 @@ std::vector<std::pair<std::string, at::Tensor>> namedTensors(torch::nn::Module& 
   return out;
 }
 
-bool isLayerWeight(torch::nn::Module& model, const std::string& name, const at::Tensor& t) {
-  if (t.dim() < 2 || name.size() < 7 || name.compare(name.size() - 7, 7, ".weight") != 0) {
-    return false;
-  }
-  const std::string owner = name.substr(0, name.size() - 7);
+// The weights of the model's convolution and linear layers, in module order.
+std::vector<std::string> layerWeights(torch::nn::Module& model) {
+  std::vector<std::string> out;
   for (const auto& m : model.named_modules()) {
-    if (m.key() != owner) continue;
-    return std::dynamic_pointer_cast<QLinearImpl>(m.value()) != nullptr ||
-           std::dynamic_pointer_cast<QConv2dImpl>(m.value()) != nullptr;
+    if (std::dynamic_pointer_cast<QLinearImpl>(m.value()) != nullptr ||
+        std::dynamic_pointer_cast<QConv2dImpl>(m.value()) != nullptr) {
+      out.push_back(m.key().empty() ? "weight" : m.key() + ".weight");
+    }
   }
-  return false;
+  return out;
 }
 
 // Gives the network's linear layers their indices from the file; returns the names of the weights
@@ -231,10 +230,8 @@ ModelFile quantizeModel(Net& model, const ModelDescription& d, const ExportOptio
   for (QuantizedWeight& w : quantizedWeightsOf(model)) cdlWeights.emplace(w.name, w);
   CDL_CHECK(opts.firstLastBits == 0 || (!cdl && opts.firstLastBits <= 8),
             "export: --first-last-bits applies to post-training quantization, at 1..8 bits");
-  std::vector<std::string> layers;  // the convolution and linear weights, in module order
-  for (const auto& [name, t] : namedTensors(model)) {
-    if (isLayerWeight(model, name, t)) layers.push_back(name);
-  }
+  const std::vector<std::string> layers = layerWeights(model);
+  const std::set<std::string> isLayer(layers.begin(), layers.end());
   ModelFile f;
   f.meta = describe(d);
   for (const auto& [name, t] : namedTensors(model)) {
@@ -245,7 +242,7 @@ ModelFile quantizeModel(Net& model, const ModelDescription& d, const ExportOptio
                                       static_cast<float>(wq.stepValue()), wq.symbols(t));
       m.isSigned = wq.options().isSigned;
       f.tensors.push_back(std::move(m));
-    } else if (!cdl && isLayerWeight(model, name, t)) {
+    } else if (!cdl && isLayer.count(name) > 0) {
       const bool end = name == layers.front() || name == layers.back();
       f.tensors.push_back(
           ptqTensor(name, t, end && opts.firstLastBits > 0 ? opts.firstLastBits : opts.bits));

@@ -152,6 +152,14 @@ struct Layers {
   }
 };
 
+// Both layers through 4-bit qsgd (neither is below the size threshold).
+ReducerOptions qsgd4() {
+  ReducerOptions ro;
+  ro.scheme = parseSchemeSpec("qsgd:bits=4");
+  ro.minCompressNumel = 100;
+  return ro;
+}
+
 TEST(AdaptiveRates, EveryRankAppliesTheSamePlanAndKeepsItsResiduals) {
   const int size = 3;
   std::vector<std::map<std::string, std::string>> plans(size);
@@ -159,9 +167,7 @@ TEST(AdaptiveRates, EveryRankAppliesTheSamePlanAndKeepsItsResiduals) {
   std::vector<std::vector<float>> grads(size);
   test::spawn(size, [&](int rank, std::shared_ptr<Communicator> comm) {
     Layers net;
-    ReducerOptions ro;
-    ro.scheme = parseSchemeSpec("qsgd:bits=4");
-    ro.minCompressNumel = 100;
+    ReducerOptions ro = qsgd4();
     Reducer reducer(comm, net.named(), ro);
     AdaptiveOptions ao;
     ao.warmupSteps = 3;
@@ -224,9 +230,7 @@ TEST(AdaptiveRates, EachLayersDefaultIsItsConfiguredScheme) {
 TEST(AdaptiveRates, ACandidateThatFitsNoLayerNamesTheKey) {
   test::spawn(1, [&](int, std::shared_ptr<Communicator> comm) {
     Layers net;
-    ReducerOptions ro;
-    ro.scheme = parseSchemeSpec("qsgd:bits=4");
-    ro.minCompressNumel = 100;
+    ReducerOptions ro = qsgd4();
     Reducer reducer(comm, net.named(), ro);
     AdaptiveOptions ao;
     ao.candidates = {parseSchemeSpec("powersgd:rank=64")};
