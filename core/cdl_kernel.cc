@@ -79,7 +79,8 @@ class FusedFunction : public torch::autograd::Function<FusedFunction> {
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
                                                 const at::Tensor& x, const at::Tensor& step,
                                                 const at::Tensor& kappa, int64_t lo, int64_t hi,
-                                                int64_t window, bool sample, int64_t key) {
+                                                int64_t window, bool sample, int64_t key,
+                                                int64_t counterBase) {
     const LevelRange range{lo, hi};
     bool stepClamped = false, kappaClamped = false;
     const Params s =
@@ -98,7 +99,8 @@ class FusedFunction : public torch::autograd::Function<FusedFunction> {
         continue;
       }
       // The first window slot whose cumulative mass reaches the draw (inverse CDF).
-      const float draw = kernels::uniform01(static_cast<uint64_t>(key), static_cast<uint64_t>(j));
+      const float draw = kernels::uniform01(static_cast<uint64_t>(key),
+                                              static_cast<uint64_t>(counterBase + j));
       float cdf = 0.0f;
       int k = 0;
       for (; k < s.w - 1; ++k) {
@@ -161,7 +163,7 @@ class FusedFunction : public torch::autograd::Function<FusedFunction> {
     }
     at::Tensor gStep = at::full({1}, stepClamped ? 0.0 : gq, saved[1].options());
     at::Tensor gKappa = at::full({1}, kappaClamped ? 0.0 : gk, saved[2].options());
-    return {gx,           gStep,        gKappa,       at::Tensor(),
+    return {gx,           gStep,        gKappa,       at::Tensor(), at::Tensor(),
             at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
@@ -170,13 +172,13 @@ class FusedFunction : public torch::autograd::Function<FusedFunction> {
 
 FusedQuantization fusedQuantize(const at::Tensor& x, const at::Tensor& step,
                                 const at::Tensor& kappa, LevelRange range, int window, bool sample,
-                                uint64_t key) {
+                                uint64_t key, int64_t counterBase) {
   CDL_CHECK(x.scalar_type() == at::kFloat && x.device().is_cpu(),
             "quantizer: a float32 CPU tensor is needed, got ", x.scalar_type(), " on ", x.device());
   CDL_CHECK(window >= 1 && window <= kMaxWindow, "quantizer: window = ", window, " (1..",
             kMaxWindow, ")");
   const auto out = FusedFunction::apply(x, step, kappa, range.lo, range.hi, window, sample,
-                                        static_cast<int64_t>(key));
+                                        static_cast<int64_t>(key), counterBase);
   return {out[0], out[1]};
 }
 

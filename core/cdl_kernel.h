@@ -9,8 +9,8 @@
 namespace cdl::core {
 
 // The fused CDL quantizer (Note [CDL quantizer]): one pass over x computes, per element, the
-// window's probabilities and either a sampled level (sample: CDL, draws of stream `key`) or Q_d
-// (R-CDL), and adds the probabilities to the level masses; the backward pass recomputes the window
+// window's probabilities and either a sampled level (sample: CDL, draw counterBase + j of stream
+// `key` for element j) or Q_d (R-CDL), and adds the probabilities to the level masses; the backward pass recomputes the window
 // and gives the gradients of Q_d with respect to x, step and kappa and of the masses with respect
 // to x and kappa (not step: the rate shapes the distribution, it does not grow q). It equals
 // softQuantize / sampleLevels / levelMass up to float rounding (tests check it), without their
@@ -21,6 +21,6 @@ struct FusedQuantization {
 };
 FusedQuantization fusedQuantize(const at::Tensor& x, const at::Tensor& step,
                                 const at::Tensor& kappa, LevelRange range, int window, bool sample,
-                                uint64_t key);
+                                uint64_t key, int64_t counterBase = 0);
 
 }  // namespace cdl::core

@@ -149,8 +149,10 @@ at::Tensor QuantizerImpl::forward(const at::Tensor& x) {
   const at::Tensor step = scaleGradient(logStep_, g).exp();
   const at::Tensor kappa = options_.trainKappa ? scaleGradient(kappa_, g) : kappa_;
   const uint64_t key = kernels::roundingKey(context_->seed ^ kSampleStream, context_->step, id_);
-  const FusedQuantization f =
-      fusedQuantize(x, step, kappa, range_, options_.window, context_->mode == CdlMode::kCdl, key);
+  const int64_t perExample = x.dim() > 0 && x.size(0) > 0 ? x.numel() / x.size(0) : 0;
+  const int64_t counterBase = options_.activation ? context_->exampleOffset * perExample : 0;
+  const FusedQuantization f = fusedQuantize(x, step, kappa, range_, options_.window,
+                                            context_->mode == CdlMode::kCdl, key, counterBase);
   at::Tensor mass = f.mass;
   double total = static_cast<double>(x.numel());
   if (options_.activation && context_->sumOverRanks) {

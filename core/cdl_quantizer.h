@@ -79,6 +79,9 @@ struct CdlContext {
   CdlMode mode = CdlMode::kCdl;
   uint64_t seed = 0;
   uint64_t step = 0;  // the training step: keys CDL's samples
+  // The first example of the forward pass within the step's batch (a pipeline's micro-batch):
+  // an activation's samples continue the batch's draws from there, as the unsplit pass draws.
+  int64_t exampleOffset = 0;
   // Sums a small vector over the data-parallel ranks, in place (an allreduce); empty: one rank.
   // Called in training forward passes only, by every rank in the same order.
   std::function<void(std::vector<float>&)> sumOverRanks;

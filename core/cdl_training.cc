@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <set>
 
 #include "core/collectives.h"
@@ -27,20 +28,23 @@ double entropyOf(std::vector<float>::const_iterator begin, std::vector<float>::c
   return total > 0 ? kernels::entropyBits(counts) / static_cast<double>(total) : 0.0;
 }
 
-// The size-weighted mean rate of the quantizers' last forward pass (a scalar tensor; 0 without
-// quantizers) and its value.
-std::pair<at::Tensor, double> meanRate(const std::vector<std::pair<std::string, Quantizer>>& qs) {
+// The sum of rate * elements over the quantizers' last forward pass (a scalar tensor; 0 without
+// quantizers), its value and the element count.
+struct RateSum {
   at::Tensor sum;
-  double elements = 0.0;
+  double value = 0.0, elements = 0.0;
+};
+RateSum rateSum(const std::vector<std::pair<std::string, Quantizer>>& qs) {
+  RateSum r;
   for (const auto& [name, q] : qs) {
     CDL_CHECK(q->rate().defined(), "CDL: quantizer '", name, "' has no rate (no training forward)");
     const at::Tensor term = q->rate() * q->rateElements();
-    sum = sum.defined() ? sum + term : term;
-    elements += q->rateElements();
+    r.sum = r.sum.defined() ? r.sum + term : term;
+    r.elements += q->rateElements();
   }
-  if (!sum.defined() || elements <= 0) return {at::zeros({}), 0.0};
-  const at::Tensor mean = sum / elements;
-  return {mean, mean.item<double>()};
+  if (!r.sum.defined()) r.sum = at::zeros({});
+  r.value = r.sum.item<double>();
+  return r;
 }
 
 }  // namespace
@@ -58,7 +62,7 @@ CdlModelOptions cdlModelOptions(const Config::Cdl& cfg) {
 }
 
 CdlTraining::CdlTraining(const Config::Cdl& cfg, uint64_t seed, Net& model,
-                         comm::Communicator& comm)
+                         comm::Communicator& comm, Net* idModel)
     : cfg_(cfg), model_(model), comm_(comm), context_(std::make_shared<CdlContext>()) {
   CDL_CHECK(cfg.mode == "cdl" || cfg.mode == "rcdl", "config key cdl.mode: '", cfg.mode,
             "' is not a CDL mode (cdl or rcdl)");
@@ -66,27 +70,49 @@ CdlTraining::CdlTraining(const Config::Cdl& cfg, uint64_t seed, Net& model,
   context_->seed = seed;
   comm::Communicator* c = &comm_;
   context_->sumOverRanks = [c](std::vector<float>& v) { v = sumOverRanks(*c, std::move(v)); };
-  uint64_t id = 0;
+  std::map<std::string, uint64_t> ids;
+  for (auto& [name, q] : quantizersOf(idModel ? *idModel : model)) ids.emplace(name, ids.size());
   for (auto& [name, q] : quantizersOf(model)) {
-    q->attach(context_, id++);
+    CDL_CHECK(ids.count(name), "CDL: quantizer '", name, "' is not part of the whole model");
+    q->attach(context_, ids.at(name));
     (q->options().activation ? activationQuantizers_ : weightQuantizers_).emplace_back(name, q);
   }
   CDL_CHECK(!weightQuantizers_.empty(), "CDL: the model has no quantized layers");
 }
 
-void CdlTraining::setStep(int64_t step) { context_->step = static_cast<uint64_t>(step); }
+void CdlTraining::setStep(int64_t step) {
+  context_->step = static_cast<uint64_t>(step);
+  context_->exampleOffset = 0;
+}
+
+void CdlTraining::setExampleOffset(int64_t offset) { context_->exampleOffset = offset; }
+
+CdlTraining::RateParts CdlTraining::rateParts() const {
+  const RateSum w = rateSum(weightQuantizers_), a = rateSum(activationQuantizers_);
+  return {w.sum, a.sum, w.value, w.elements, a.value, a.elements};
+}
 
 CdlTraining::Rate CdlTraining::rate(int64_t step) const {
-  const auto [weights, weightBits] = meanRate(weightQuantizers_);
-  const auto [activations, activationBits] = meanRate(activationQuantizers_);
+  const RateParts parts = rateParts();
+  return rate(step, parts, parts);
+}
+
+CdlTraining::Rate CdlTraining::rate(int64_t step, const RateParts& own,
+                                    const RateParts& all) const {
   const double ramp =
       cfg_.rateWarmupSteps > 0
           ? std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(cfg_.rateWarmupSteps))
           : 1.0;
+  const auto mean = [](const at::Tensor& sum, double elements) {
+    return elements > 0 ? sum / elements : at::zeros({});
+  };
   Rate r;
-  r.loss = (weights * cfg_.lambdaW + activations * cfg_.lambdaA) * ramp;
-  r.weightBits = weightBits;
-  r.activationBits = activationBits;
+  r.loss = (mean(own.weightSum, all.weightElements) * cfg_.lambdaW +
+            mean(own.activationSum, all.activationElements) * cfg_.lambdaA) *
+           ramp;
+  r.weightBits = all.weightElements > 0 ? all.weightBits / all.weightElements : 0.0;
+  r.activationBits =
+      all.activationElements > 0 ? all.activationBits / all.activationElements : 0.0;
   return r;
 }
 

@@ -22,11 +22,16 @@ namespace cdl::core {
 // comm), the rate loss, and the epoch report.
 class CdlTraining {
  public:
-  // The model must have been built with CDL on (ModelOptions::cdl).
-  CdlTraining(const Config::Cdl& cfg, uint64_t seed, Net& model, comm::Communicator& comm);
+  // The model must have been built with CDL on (ModelOptions::cdl). A pipeline stage passes the
+  // whole model as idModel: a quantizer's sample stream is then keyed by its place in the whole
+  // model, so the stage draws what the unsplit model would.
+  CdlTraining(const Config::Cdl& cfg, uint64_t seed, Net& model, comm::Communicator& comm,
+              Net* idModel = nullptr);
 
   // The step the next forward pass belongs to (keys CDL's samples).
   void setStep(int64_t step);
+  // The first example of the next forward pass within the step's batch (Note [Pipeline split]).
+  void setExampleOffset(int64_t offset);
 
   struct Rate {
     at::Tensor loss;              // the term to add to the cross-entropy (a differentiable scalar)
@@ -37,6 +42,19 @@ class CdlTraining {
   // + lambda_a * bits per activation element), each a size-weighted mean over the quantized
   // tensors; ramp grows linearly from 0 to 1 over cdl.rate_warmup_steps.
   Rate rate(int64_t step) const;
+
+  // The same in parts, for a model split into stages: the sums of rate * elements over this
+  // model's quantizers (differentiable) and their values and element counts...
+  struct RateParts {
+    at::Tensor weightSum, activationSum;
+    double weightBits = 0.0, weightElements = 0.0;  // the values: sum of bits * elements
+    double activationBits = 0.0, activationElements = 0.0;
+  };
+  RateParts rateParts() const;
+  // ...and the term of this model's quantizers when `all` holds the values summed over every
+  // stage: its sums divided by all's element counts, so the stages' terms add up to the unsplit
+  // model's; the bits reported are all's means.
+  Rate rate(int64_t step, const RateParts& own, const RateParts& all) const;
 
   // Evaluation counts the activations' nearest levels while on (setCounting(true) clears them).
   void setCounting(bool on);

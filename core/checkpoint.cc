@@ -71,6 +71,14 @@ void readRateState(torch::serialize::InputArchive& archive, TrainState& s) {
   s.stepsSincePlan = static_cast<uint64_t>(steps.data_ptr<int64_t>()[2]);
 }
 
+void readCutBytes(torch::serialize::InputArchive& archive, TrainState& s) {
+  at::Tensor t;
+  if (!archive.try_read("cut_bytes", t)) return;
+  CDL_CHECK(t.scalar_type() == at::kLong && t.numel() == 2, "bad cut byte counts");
+  s.cutWireBytes = static_cast<uint64_t>(t.data_ptr<int64_t>()[0]);
+  s.cutFp32Bytes = static_cast<uint64_t>(t.data_ptr<int64_t>()[1]);
+}
+
 }  // namespace
 
 std::string checkpointPath(const std::string& dir, int64_t step, int rank) {
@@ -146,6 +154,9 @@ std::string saveCheckpoint(const std::string& dir, const torch::nn::Module& mode
   archive.write("cap_steps",
                 int64Tensor({state.capturedSteps, static_cast<int64_t>(state.sentSincePlan),
                              static_cast<int64_t>(state.stepsSincePlan)}));
+  // Optional: checkpoints without it read as runs that sent nothing across a cut.
+  archive.write("cut_bytes", int64Tensor({static_cast<int64_t>(state.cutWireBytes),
+                                          static_cast<int64_t>(state.cutFp32Bytes)}));
   if (state.rngState.defined()) archive.write("rng", state.rngState);
 
   // The archive streams straight into the file; a failure leaves the earlier checkpoints intact.
@@ -201,6 +212,7 @@ TrainState loadCheckpoint(const std::string& path, torch::nn::Module& model,
       s.schemeState[name.substr(0, tab)][name.substr(tab + 1)].assign(p, p + t.numel());
     }
     readRateState(archive, s);
+    readCutBytes(archive, s);
     at::Tensor rng;
     if (archive.try_read("rng", rng)) s.rngState = rng;
   } catch (const Error& e) {

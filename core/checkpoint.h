@@ -35,6 +35,9 @@ struct TrainState {
   std::map<std::string, std::vector<float>> captured;
   int64_t capturedSteps = 0;
   uint64_t sentSincePlan = 0, stepsSincePlan = 0;  // for the next plan record's actual bytes
+  // A split model (Note [Pipeline split]): the bytes this rank has sent across its cuts so far
+  // (activations forward, their gradients backward), and what fp32 would have sent.
+  uint64_t cutWireBytes = 0, cutFp32Bytes = 0;
   at::Tensor rngState;  // torch's default CPU generator
 };
 

@@ -74,6 +74,12 @@ constexpr Key kSchema[] = {
     {"model.name", CDL_FIELD(model.name), oneOf("mlp|cnn|resnet20")},
     {"model.hidden", CDL_FIELD(model.hidden), atLeast(1)},
     {"model.width", CDL_FIELD(model.width), atLeast(1)},
+    {"model.split.stages", CDL_FIELD(model.split.stages), within(1, 64, false, false)},
+    // Segment names and codec specs are checked by the trainer, which knows the model.
+    {"model.split.cut_after", CDL_FIELD(model.split.cutAfter), {}},
+    {"model.split.micro_batches", CDL_FIELD(model.split.microBatches), within(1, 4096, false, false)},
+    {"model.split.activation_codec", CDL_FIELD(model.split.activationCodec), nonEmpty()},
+    {"model.split.gradient_codec", CDL_FIELD(model.split.gradientCodec), nonEmpty()},
 
     {"cdl.mode", CDL_FIELD(cdl.mode), oneOf("none|cdl|rcdl")},
     {"cdl.weight_bits", CDL_FIELD(cdl.weightBits), within(1, 8, false, false)},
@@ -515,6 +521,22 @@ std::string toYaml(const Config& c) {
   out << YAML::EndMap;
   CDL_CHECK(out.good(), "cannot write the config as YAML: ", out.GetLastError());
   return std::string(out.c_str()) + "\n";
+}
+
+std::string describeDifference(const Config& a, const Config& b) {
+  for (const Key& k : kSchema) {
+    const Field fa = fieldOf(k, a), fb = fieldOf(k, b);
+    const bool same = std::visit([&](auto* p) { return *p == *std::get<decltype(p)>(fb); }, fa);
+    if (same) continue;
+    const auto text = [&](const Field& f) {
+      YAML::Emitter out;
+      out << YAML::Flow;
+      emitValue(out, f);
+      return std::string(out.c_str());
+    };
+    return std::string(k.path) + " (" + text(fa) + " vs " + text(fb) + ")";
+  }
+  return {};
 }
 
 uint64_t configHash(const Config& c) {

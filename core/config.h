@@ -43,6 +43,19 @@ struct Config {
     std::string name = "cnn";  // mlp | cnn | resnet20
     int64_t hidden = 256;      // mlp: width of the hidden layers
     int64_t width = 16;        // cnn, resnet20: channels of the first stage
+    // A model split into pipeline stages (Note [Pipeline split]): -np = stages * data-parallel
+    // degree; every stage holds and trains only its own layers.
+    struct Split {
+      int64_t stages = 1;
+      std::vector<std::string> cutAfter;  // stages - 1 segment names, in model order
+      int64_t microBatches = 1;           // each step's batch goes through in this many parts
+      // Forward, what crosses a cut: "auto" (a CDL model's activation indices + rANS, fp16
+      // otherwise), "cdl" (the indices; CDL models only) or a codec spec ("none", "fp16",
+      // "qsgd:bits=8,entropy=rans", ...).
+      std::string activationCodec = "auto";
+      // Backward, the gradient of that activation: a codec spec.
+      std::string gradientCodec = "qsgd:bits=8,bucket=1024,rounding=stochastic,entropy=rans";
+    } split;
   } model;
 
   // Coded Deep Learning (Note [CDL quantizer]): quantized, entropy-constrained weights and
@@ -135,6 +148,9 @@ Config parseConfig(const std::string& yaml, const std::string& origin,
                    const std::vector<std::string>& overrides = {});
 // Every key of the schema, as YAML that parseConfig reads back to an equal config.
 std::string toYaml(const Config& c);
+// The first key whose value differs between a and b, as "key (A vs B)" with the values in YAML
+// flow style; empty when they are equal.
+std::string describeDifference(const Config& a, const Config& b);
 // xxhash64 of toYaml(c) with the slurm section at its defaults.
 uint64_t configHash(const Config& c);
 

@@ -12,6 +12,7 @@
 #include "core/cdl_training.h"
 #include "core/collectives.h"
 #include "core/models.h"
+#include "core/pipeline.h"
 
 namespace cdl::core {
 
@@ -44,14 +45,15 @@ EpochEndResult endEpoch(const EpochEndSetup& e, TrainState& state) {
   broadcastTensors(r.comm, r.buffers);
   EpochEndResult out;
   if (r.cdl) r.cdl->setCounting(true);
-  out.test = evaluate(r.model, e.testSet, r.comm);
+  out.test = r.pipeline ? r.pipeline->evaluate(e.testSet) : evaluate(r.model, e.testSet, r.comm);
   if (r.cdl) {
     r.cdl->setCounting(false);
     out.cdl = r.cdl->report();
+    if (r.pipeline) out.cdl = r.pipeline->joinReports(out.cdl);
   }
   e.metrics.writeEpoch(state.epoch, state.step, out.test.loss, out.test.accuracy,
                        r.cdl ? &out.cdl : nullptr);
-  if (r.comm.rank() == 0) {
+  if (r.pipeline ? r.pipeline->logs() : r.comm.rank() == 0) {
     spdlog::info("epoch {} done at step {}: test loss {:.4f}, test accuracy {:.2f}%", state.epoch,
                  state.step, out.test.loss, 100.0 * out.test.accuracy);
     if (r.cdl) {

@@ -27,6 +27,11 @@ void MetricsWindow::add(const StepMetrics& m) {
   count += static_cast<double>(m.count);
   weightBits = m.weightBits;
   activationBits = m.activationBits;
+  cutForwardBytes += static_cast<double>(m.cutForwardBytes);
+  cutForwardElements += static_cast<double>(m.cutForwardElements);
+  cutBackwardBytes += static_cast<double>(m.cutBackwardBytes);
+  cutBackwardElements += static_cast<double>(m.cutBackwardElements);
+  microBatches += static_cast<double>(m.microBatches);
   ++steps;
 }
 
@@ -66,9 +71,15 @@ void MetricsLog::addStep(const StepMetrics& m) { window_.add(m); }
 
 void MetricsLog::writeStep(int64_t step, int64_t epoch, double lr) {
   const MetricsWindow& w = window_;
-  const std::vector<float> sums = sumOverRanks(
-      comm_,
-      {static_cast<float>(w.loss), static_cast<float>(w.correct), static_cast<float>(w.count)});
+  std::vector<float> local = {static_cast<float>(w.loss), static_cast<float>(w.correct),
+                              static_cast<float>(w.count)};
+  if (split_) {
+    local.insert(local.end(),
+                 {static_cast<float>(w.cutForwardBytes), static_cast<float>(w.cutForwardElements),
+                  static_cast<float>(w.cutBackwardBytes), static_cast<float>(w.cutBackwardElements),
+                  static_cast<float>(w.microBatches)});
+  }
+  const std::vector<float> sums = sumOverRanks(comm_, std::move(local));
   const double seconds = std::chrono::duration<double>(Clock::now() - w.start).count();
   const double samplesPerSecond = sums[2] / std::max(seconds, 1e-9);
   const double mbPerStep = w.wireBytes / 1e6 / w.steps;
@@ -88,6 +99,13 @@ void MetricsLog::writeStep(int64_t step, int64_t epoch, double lr) {
     if (cdl_) {
       j["weight_bits"] = w.weightBits;
       j["activation_bits"] = w.activationBits;
+    }
+    if (split_) {
+      const auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
+      j["cut_forward_bytes"] = ratio(sums[3], sums[7]);
+      j["cut_backward_bytes"] = ratio(sums[5], sums[7]);
+      j["cut_forward_bits"] = 8.0 * ratio(sums[3], sums[4]);
+      j["cut_backward_bits"] = 8.0 * ratio(sums[5], sums[6]);
     }
     file_->append(j.dump() + "\n");
     char text[200];
@@ -154,10 +172,16 @@ std::string summaryJson(const Config& cfg, const TrainResult& r, int ranks) {
                             {"compression_ratio", compressionRatio(r.fp32WireBytes, r.wireBytes)},
                             {"ranks", ranks},
                             {"batch_per_rank", batch},
-                            {"global_batch", batch * ranks},
+                            {"global_batch", batch * (ranks / std::max<int64_t>(1, cfg.model.split.stages))},
                             {"codec", cfg.comm.codec},
                             {"seed", cfg.seed},
                             {"config_hash", configHash(cfg)}};
+  if (cfg.model.split.stages > 1) {
+    summary["stages"] = cfg.model.split.stages;
+    summary["micro_batches"] = cfg.model.split.microBatches;
+    summary["activation_wire_bytes"] = r.cutWireBytes;
+    summary["activation_fp32_bytes"] = r.cutFp32Bytes;
+  }
   if (r.cdl) {
     summary["model_bits_per_weight"] = r.modelBitsPerWeight;
     summary["model_coded_bytes"] = r.modelCodedBytes;

@@ -32,6 +32,11 @@ struct StepMetrics {
   uint64_t fp32Bytes = 0;       // what fp32 ring allreduces would have sent
   double weightBits = 0.0;      // CDL: bits per weight of the step's forward pass
   double activationBits = 0.0;  // CDL: bits per activation element
+  // A split model (Note [Pipeline split]): what this rank sent across its cuts.
+  uint64_t cutWireBytes = 0, cutFp32Bytes = 0;
+  uint64_t cutForwardBytes = 0, cutForwardElements = 0;    // activations
+  uint64_t cutBackwardBytes = 0, cutBackwardElements = 0;  // their gradients
+  int64_t microBatches = 0;  // micro-batches whose activations this rank sent
 };
 
 // The sums of a logging window (the steps since the last step record) on one rank.
@@ -43,6 +48,8 @@ struct MetricsWindow {
   uint64_t fp32Bytes = 0;
   int64_t steps = 0;
   double weightBits = 0.0, activationBits = 0.0;  // CDL: of the window's last step
+  double cutForwardBytes = 0, cutForwardElements = 0, cutBackwardBytes = 0,
+         cutBackwardElements = 0, microBatches = 0;
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
 
   void add(const StepMetrics& m);
@@ -59,7 +66,9 @@ struct MetricsWindow {
 //    every re-plan of the adaptive rates (bytes: predicted wire bytes per step of this rank's
 //    planned layers; actual_bytes: what the steps since the previous plan sent, every tensor).
 // A CDL model's step records add weight_bits and activation_bits (the rates of the window's last
-// step), its epoch records a "cdl" object: bits_per_weight, coded_bits_per_weight,
+// step). A split model's add, over every rank and cut of the window, cut_forward_bytes and
+// cut_backward_bytes (per micro-batch and cut: the activation, and its gradient, length prefixes
+// included) and cut_forward_bits and cut_backward_bits (per element). Its epoch records a "cdl" object: bits_per_weight, coded_bits_per_weight,
 // model_coded_bytes, and per quantized weight and activation its bits, step and entropy.
 // A finished run also gets summary.json (summaryJson). The other ranks take part in the sums and
 // write nothing.
@@ -81,8 +90,9 @@ class MetricsLog {
                   const CdlReport* cdl = nullptr);
   // Writes a re-plan of the adaptive rates (rank 0; no collective) and shows it as a table.
   void writePlan(const comm::PlanReport& plan);
-  // Step records of a CDL model carry the rates.
+  // Step records of a CDL model carry the rates; those of a split model the cuts' traffic.
   void setCdl(bool on) { cdl_ = on; }
+  void setSplit(bool on) { split_ = on; }
 
  private:
   class Progress;
@@ -92,6 +102,7 @@ class MetricsLog {
   int64_t totalSteps_;
   MetricsWindow window_;
   bool cdl_ = false;
+  bool split_ = false;
 };
 
 // The text of summary.json for a finished run of cfg on `ranks` ranks.

@@ -19,16 +19,30 @@ namespace {
 // Checks the input against the shape the layers were sized for, so that a mismatch reads as one
 // line naming both shapes instead of a matmul or convolution error from deep inside torch.
 class CheckedNet : public Net {
- protected:
-  CheckedNet(std::string name, const ModelOptions& opt) : name_(std::move(name)), opt_(opt) {}
-
-  void checkInput(const torch::Tensor& x) const {
+ public:
+  void checkInput(const torch::Tensor& x) const override {
     CDL_CHECK(x.dim() == 4 && x.size(1) == opt_.inputChannels && x.size(2) == opt_.imageHeight &&
                   x.size(3) == opt_.imageWidth,
               "model '", name_, "' expects input [N, ", opt_.inputChannels, ", ", opt_.imageHeight,
               ", ", opt_.imageWidth, "], got ", x.sizes());
     CDL_CHECK(x.is_floating_point(), "model '", name_, "' expects a floating point input, got ",
               x.scalar_type());
+  }
+
+ protected:
+  CheckedNet(std::string name, const ModelOptions& opt) : name_(std::move(name)), opt_(opt) {}
+
+  // Appends a segment running the named submodules (those that exist: quantizers only in CDL
+  // models) and ending with `output`.
+  void segment(std::string name, std::vector<std::string> modules,
+               std::function<torch::Tensor(const torch::Tensor&)> forward,
+               Quantizer output = Quantizer(nullptr)) {
+    std::vector<std::string> present;
+    const auto children = named_children();
+    for (std::string& m : modules) {
+      if (children.contains(m)) present.push_back(std::move(m));
+    }
+    segments_.push_back({std::move(name), std::move(present), std::move(forward), output});
   }
 
  private:
@@ -99,13 +113,14 @@ class Mlp : public CheckedNet {
     fc3_ = register_module("fc3", l.linear(opt.hidden, opt.classes, true));
     aq1_ = l.activation(*this);
     aq2_ = l.activation(*this);
-  }
-
-  torch::Tensor forward(torch::Tensor x) override {
-    checkInput(x);
-    x = quantized(aq1_, fc1_->forward(x.flatten(1)).relu());
-    x = quantized(aq2_, fc2_->forward(x).relu());
-    return fc3_->forward(x);
+    segment(
+        "fc1", {"fc1", "aq1"},
+        [this](const torch::Tensor& x) { return quantized(aq1_, fc1_->forward(x.flatten(1)).relu()); },
+        aq1_);
+    segment(
+        "fc2", {"fc2", "aq2"},
+        [this](const torch::Tensor& x) { return quantized(aq2_, fc2_->forward(x).relu()); }, aq2_);
+    segment("fc3", {"fc3"}, [this](const torch::Tensor& x) { return fc3_->forward(x); });
   }
 
  private:
@@ -127,16 +142,25 @@ class Cnn : public CheckedNet {
     aq1_ = l.activation(*this);
     aq2_ = l.activation(*this);
     aq3_ = l.activation(*this);
-  }
-
-  // Activations are quantized where the next layer reads them: after the pooling (which commutes
-  // with nearest-level quantization and leaves a quarter of the elements).
-  torch::Tensor forward(torch::Tensor x) override {
-    checkInput(x);
-    x = quantized(aq1_, at::max_pool2d(bn1_(conv1_->forward(x)).relu(), {2, 2}));
-    x = quantized(aq2_, at::max_pool2d(bn2_(conv2_->forward(x)).relu(), {2, 2}));
-    x = quantized(aq3_, fc1_->forward(x.flatten(1)).relu());
-    return fc2_->forward(x);
+    // Activations are quantized where the next layer reads them: after the pooling (which
+    // commutes with nearest-level quantization and leaves a quarter of the elements).
+    segment(
+        "conv1", {"conv1", "bn1", "aq1"},
+        [this](const torch::Tensor& x) {
+          return quantized(aq1_, at::max_pool2d(bn1_(conv1_->forward(x)).relu(), {2, 2}));
+        },
+        aq1_);
+    segment(
+        "conv2", {"conv2", "bn2", "aq2"},
+        [this](const torch::Tensor& x) {
+          return quantized(aq2_, at::max_pool2d(bn2_(conv2_->forward(x)).relu(), {2, 2}));
+        },
+        aq2_);
+    segment(
+        "fc1", {"fc1", "aq3"},
+        [this](const torch::Tensor& x) { return quantized(aq3_, fc1_->forward(x.flatten(1)).relu()); },
+        aq3_);
+    segment("fc2", {"fc2"}, [this](const torch::Tensor& x) { return fc2_->forward(x); });
   }
 
  private:
@@ -170,6 +194,7 @@ class BasicBlock : public torch::nn::Module {
     auto shortcut = shortcut_conv_ ? shortcut_bn_(shortcut_conv_->forward(x)) : x;
     return quantized(aq2_, (y + shortcut).relu());
   }
+  Quantizer output() const { return aq2_; }
 
  private:
   Conv conv1_, conv2_, shortcut_conv_;
@@ -193,6 +218,7 @@ class Stage : public torch::nn::Module {
     for (auto& block : blocks_) x = block->forward(x);
     return x;
   }
+  Quantizer output() const { return blocks_.back()->output(); }
 
  private:
   std::vector<std::shared_ptr<BasicBlock>> blocks_;
@@ -213,14 +239,20 @@ class ResNet20 : public CheckedNet {
         register_module("layer3", std::make_shared<Stage>(kBlocksPerStage, 2 * b, 4 * b, 2, cdl));
     fc_ = register_module("fc", l.linear(4 * b, opt.classes, true));
     aq1_ = l.activation(*this);
-  }
-
-  torch::Tensor forward(torch::Tensor x) override {
-    checkInput(x);
-    x = quantized(aq1_, bn1_(conv1_->forward(x)).relu());
-    x = layer3_->forward(layer2_->forward(layer1_->forward(x)));
-    x = at::adaptive_avg_pool2d(x, {1, 1}).flatten(1);
-    return fc_->forward(x);
+    segment(
+        "conv1", {"conv1", "bn1", "aq1"},
+        [this](const torch::Tensor& x) { return quantized(aq1_, bn1_(conv1_->forward(x)).relu()); },
+        aq1_);
+    for (const auto& [name, layer] : {std::pair{"layer1", &layer1_}, std::pair{"layer2", &layer2_},
+                                std::pair{"layer3", &layer3_}}) {
+      std::shared_ptr<Stage> stage = *layer;
+      segment(
+          name, {name}, [stage](const torch::Tensor& x) { return stage->forward(x); },
+          stage->output());
+    }
+    segment("fc", {"fc"}, [this](const torch::Tensor& x) {
+      return fc_->forward(at::adaptive_avg_pool2d(x, {1, 1}).flatten(1));
+    });
   }
 
  private:
@@ -236,6 +268,12 @@ void checkPositive(const std::string& model, const char* field, int64_t value) {
 }
 
 }  // namespace
+
+torch::Tensor Net::forward(torch::Tensor x) {
+  checkInput(x);
+  for (const Segment& s : segments_) x = s.forward(x);
+  return x;
+}
 
 std::shared_ptr<Net> makeModel(const std::string& name, const ModelOptions& opt) {
   const bool known = name == "mlp" || name == "cnn" || name == "resnet20";

@@ -2,19 +2,40 @@
 
 #include <torch/nn/module.h>
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
+
+#include "core/cdl_quantizer.h"
 
 namespace cdl::core {
 
 // A classifier: images [batch, inputChannels, imageHeight, imageWidth] (float) to logits [batch,
 // classes]. Parameter names ("conv1.weight", "layer2.0.bn1.bias", ...) are deterministic and
 // unique: the gradient reducer and checkpoints use them as keys.
+//
+// The forward pass is a chain of segments, the places between which a pipeline may cut the model
+// (Note [Pipeline split]): each names the direct submodules it runs and, in a CDL model, the
+// activation quantizer its output comes from.
+struct Segment {
+  std::string name;                  // what model.split.cut_after names: "conv2", "layer1", ...
+  std::vector<std::string> modules;  // the model's direct submodules it runs, in model order
+  std::function<torch::Tensor(const torch::Tensor&)> forward;
+  Quantizer output{nullptr};  // CDL: the quantizer of the segment's output, else empty
+};
+
 class Net : public torch::nn::Module {
  public:
   // Throws cdl::Error naming the expected and the actual shape when x is not a floating point
   // [N, inputChannels, imageHeight, imageWidth] tensor of the options the model was built with.
-  virtual torch::Tensor forward(torch::Tensor x) = 0;
+  virtual void checkInput(const torch::Tensor& x) const = 0;
+  // checkInput, then the segments in order.
+  virtual torch::Tensor forward(torch::Tensor x);
+  const std::vector<Segment>& segments() const { return segments_; }
+
+ protected:
+  std::vector<Segment> segments_;
 };
 
 // A model's Coded Deep Learning variant (Note [CDL quantizer]): every convolution and linear

@@ -75,6 +75,8 @@ void restoreReplica(const Replica& r, const std::string& path, const std::string
   state.batchInEpoch = loaded.batchInEpoch;
   state.wireBytes = loaded.wireBytes;
   state.fp32WireBytes = loaded.fp32WireBytes;
+  state.cutWireBytes = loaded.cutWireBytes;
+  state.cutFp32Bytes = loaded.cutFp32Bytes;
 }
 
 }  // namespace cdl::core

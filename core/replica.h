@@ -21,6 +21,7 @@ namespace cdl::core {
 
 class Net;
 class CdlTraining;
+class Pipeline;
 
 // What one rank trains, owned by train(): the training step, the epoch end and the checkpoints
 // work on it. Every rank holds the same model and optimizer state (Note [Training loop]).
@@ -32,6 +33,9 @@ struct Replica {
   std::vector<at::Tensor> buffers;       // the model's buffers (batch-norm running statistics)
   CdlTraining* cdl = nullptr;            // the rate loss and quantizers of a CDL model, else null
   comm::AdaptiveRates* rates = nullptr;  // layerwise-adaptive schemes (comm.adaptive), else null
+  // A split model's stage (Note [Pipeline split]), else null. `comm` is then the stage's
+  // data-parallel group and `model` the stage's part of the model.
+  Pipeline* pipeline = nullptr;
 };
 
 // Collective: copies rank 0's bytes of every tensor into every rank's. The tensors must be

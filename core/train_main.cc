@@ -13,6 +13,7 @@
 #include "core/config.h"
 #include "core/metrics_log.h"
 #include "core/trainer.h"
+#include "kernels/base/checks.h"
 #include "kernels/base/error.h"
 #include "kernels/base/knobs.h"
 
@@ -27,6 +28,29 @@ int localRanks() {
     }
   }
   return 1;
+}
+
+// The grid of the config's stages over MPI_COMM_WORLD (Note [Pipeline split]): the data-parallel
+// group of each stage and the pipeline group of each replica, split from the world.
+cdl::core::ProcessGrid makeGrid(std::shared_ptr<cdl::comm::Communicator> world,
+                                const cdl::core::Config& config) {
+  const int stages = static_cast<int>(config.model.split.stages);
+  cdl::core::checkGridSize(world->size(), stages);
+  cdl::core::requireSameConfig(*world, config);
+  if (stages == 1) return cdl::core::unsplitGrid(world);
+  cdl::core::ProcessGrid g;
+  g.world = world;
+  g.stages = stages;
+  const auto sub = [&](int color) {
+    MPI_Comm c = MPI_COMM_NULL;
+    CDL_MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, color, world->rank(), &c));
+    auto comm = cdl::comm::makeMpiCommunicator(c);
+    MPI_Comm_free(&c);
+    return comm;
+  };
+  g.data = sub(g.stage());
+  g.pipe = sub(g.replica());
+  return g;
 }
 
 }  // namespace
@@ -63,7 +87,7 @@ int main(int argc, char** argv) {
     if (rank == 0) spdlog::info("{} intra-op threads per rank", threads);
     options.progressBar = rank == 0 && ::isatty(STDERR_FILENO);
 
-    const cdl::core::TrainResult r = cdl::core::train(config, comm, options);
+    const cdl::core::TrainResult r = cdl::core::train(config, makeGrid(comm, config), options);
     if (rank == 0) {
       if (r.finished) {
         spdlog::info(

@@ -7,18 +7,27 @@
 #include "comm/reduce/reducer.h"
 #include "core/cdl_training.h"
 #include "core/models.h"
+#include "core/pipeline.h"
 #include "core/schedule.h"
 
 namespace cdl::core {
 
-StepMetrics trainStep(const StepSetup& s, int64_t step, const at::Tensor& x, const at::Tensor& y) {
+double beginStep(const StepSetup& s, int64_t step) {
   const Config::Train& t = s.train;
   const Replica& r = s.replica;
-  StepMetrics m;
-  m.lr = scheduledLr(t.schedule, t.lr, step, s.totalSteps, t.warmupSteps, t.stepEvery, t.stepGamma);
-  for (auto& group : r.optimizer.param_groups()) group.options().set_lr(m.lr);
+  const double lr =
+      scheduledLr(t.schedule, t.lr, step, s.totalSteps, t.warmupSteps, t.stepEvery, t.stepGamma);
+  for (auto& group : r.optimizer.param_groups()) group.options().set_lr(lr);
   r.optimizer.zero_grad();
   if (r.cdl) r.cdl->setStep(step);
+  return lr;
+}
+
+StepMetrics trainStep(const StepSetup& s, int64_t step, const at::Tensor& x, const at::Tensor& y) {
+  const Replica& r = s.replica;
+  if (r.pipeline) return r.pipeline->trainStep(s, step, x, y);
+  StepMetrics m;
+  m.lr = beginStep(s, step);
   const at::Tensor logits = r.model.forward(x);
   const at::Tensor loss = at::cross_entropy_loss(logits, y);
   if (r.cdl) {

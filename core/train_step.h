@@ -17,11 +17,16 @@ struct StepSetup {
   int64_t totalSteps;          // of the whole run (the schedule's length)
 };
 
+// The start of step `step` (0-based): sets the scheduled learning rate on every parameter group,
+// zeroes the gradients and keys a CDL model's samples; returns the learning rate.
+double beginStep(const StepSetup& s, int64_t step);
+
 // Collective (through the reducer). Step `step` (0-based) of the run on the batch (x, y): sets
 // the scheduled learning rate on every parameter group, zeroes the gradients, runs forward, the
 // cross-entropy loss (plus a CDL model's rate term) and backward, waits for the reducer's
 // averaged gradients and steps the optimizer. Returns the step's metrics: the loss and accuracy are
-// of this rank's batch before the update, the bytes those the reducer sent.
+// of this rank's batch before the update, the bytes those the reducer sent. A split model's step
+// is its pipeline's (Pipeline::trainStep).
 StepMetrics trainStep(const StepSetup& s, int64_t step, const at::Tensor& x, const at::Tensor& y);
 
 }  // namespace cdl::core

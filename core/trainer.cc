@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
+#include <tuple>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -25,6 +27,7 @@
 #include "core/files.h"
 #include "core/metrics_log.h"
 #include "core/models.h"
+#include "core/pipeline.h"
 #include "core/replica.h"
 #include "core/run_folder.h"
 #include "core/train_step.h"
@@ -185,6 +188,8 @@ bool trainEpoch(const EpochSetup& e, TrainState& state) {
     ++state.step;
     state.wireBytes += m.wireBytes;
     state.fp32WireBytes += m.fp32Bytes;
+    state.cutWireBytes += m.cutWireBytes;
+    state.cutFp32Bytes += m.cutFp32Bytes;
     e.metrics.addStep(m);
     if (comm::AdaptiveRates* rates = e.step.replica.rates) {
       if (auto plan = rates->afterStep(static_cast<uint64_t>(state.step)))
@@ -205,15 +210,44 @@ bool trainEpoch(const EpochSetup& e, TrainState& state) {
   return false;
 }
 
-void logStart(const Config& cfg, Net& model, int size, const RunLength& len) {
+void logStart(const Config& cfg, Net& model, int size, const RunLength& len,
+              const Pipeline* pipeline) {
   int64_t params = 0;
   for (const auto& p : model.parameters()) params += p.numel();
   const int64_t batch = cfg.train.batchSize;
+  const int64_t replicas = size / cfg.model.split.stages;
   spdlog::info(
-      "{}: model {} ({} parameters), {} ranks, batch {} per rank ({} global), {} steps "
+      "{}: model {} ({} parameters), {} ranks, batch {} per replica ({} global), {} steps "
       "of {} per epoch, codec {}, seed {}",
-      cfg.name, cfg.model.name, params, size, batch, batch * size, len.totalSteps,
+      cfg.name, cfg.model.name, params, size, batch, batch * replicas, len.totalSteps,
       len.stepsPerEpoch, cfg.comm.codec, cfg.seed);
+  if (pipeline != nullptr) {
+    std::string cuts;
+    for (const std::string& c : cfg.model.split.cutAfter) cuts += (cuts.empty() ? "" : ", ") + c;
+    spdlog::info("split: {} stages x {} replicas, cut after {}, {} micro-batches, activations {}, "
+                 "their gradients {}",
+                 cfg.model.split.stages, replicas, cuts, cfg.model.split.microBatches,
+                 cfg.model.split.activationCodec, cfg.model.split.gradientCodec);
+  }
+}
+
+// Collective over the world: the cut bytes of every rank's state, summed exactly.
+std::pair<uint64_t, uint64_t> sumOverJob(comm::Communicator& world, const TrainState& state) {
+  Bytes mine(16);
+  std::memcpy(mine.data(), &state.cutWireBytes, 8);
+  std::memcpy(mine.data() + 8, &state.cutFp32Bytes, 8);
+  Bytes all;
+  std::vector<size_t> sizes;
+  world.allgatherv(mine, &all, &sizes)->wait();
+  std::pair<uint64_t, uint64_t> sum{0, 0};
+  for (size_t at = 0; at + 16 <= all.size(); at += 16) {
+    uint64_t w = 0, f = 0;
+    std::memcpy(&w, all.data() + at, 8);
+    std::memcpy(&f, all.data() + at + 8, 8);
+    sum.first += w;
+    sum.second += f;
+  }
+  return sum;
 }
 
 }  // namespace
@@ -250,47 +284,73 @@ std::shared_ptr<Net> buildModel(const Config& cfg, const ImageSet& set) {
 TrainResult train(const Config& cfg, std::shared_ptr<comm::Communicator> commPtr,
                   const TrainOptions& options) {
   CDL_CHECK(commPtr != nullptr, "train: null communicator");
-  comm::Communicator& c = *commPtr;
+  CDL_CHECK(cfg.model.split.stages == 1, "config key model.split.stages: ", cfg.model.split.stages,
+            " stages need a grid of stages (cdl-train builds it from the config)");
+  return train(cfg, unsplitGrid(std::move(commPtr)), options);
+}
+
+TrainResult train(const Config& cfg, const ProcessGrid& grid, const TrainOptions& options) {
+  CDL_CHECK(grid.world != nullptr && grid.data != nullptr, "train: null communicator");
+  comm::Communicator& world = *grid.world;
+  CDL_CHECK(cfg.model.split.stages == grid.stages, "config key model.split.stages: ",
+            cfg.model.split.stages, " stages, but the ranks were grouped into ", grid.stages);
+  checkGridSize(world.size(), grid.stages);
+  requireSameConfig(world, cfg);
+  const bool split = grid.stages > 1;
+  comm::Communicator& c = *grid.data;  // the data-parallel group of this rank's stage
   const auto start = Clock::now();
   TrainResult result;
   result.runDir = runFolder(cfg);
   const std::string ckptDir = checkpointFolder(result.runDir);
-  const std::vector<int64_t> steps = checkpointSteps(ckptDir, c.rank());
-  checkRunFolder(c, result.runDir, steps, options.resume);
+  const std::vector<int64_t> steps = checkpointSteps(ckptDir, world.rank());
+  checkRunFolder(world, result.runDir, steps, options.resume);
   makeDirs(ckptDir);
-  if (c.rank() == 0) writeFileAtomically(result.runDir + "/config.yaml", toYaml(cfg));
+  if (world.rank() == 0) writeFileAtomically(result.runDir + "/config.yaml", toYaml(cfg));
 
   const DataSplits data = loadData(cfg);
-  const std::shared_ptr<Net> model = buildModel(cfg, data.train);
+  const std::shared_ptr<Net> whole = buildModel(cfg, data.train);
+  std::shared_ptr<Net> model = whole;
+  if (split) {
+    const auto bounds = stageSegments(*whole, cfg.model.split);
+    const auto [first, last] = bounds[static_cast<size_t>(grid.stage())];
+    model = makeStageNet(whole, first, last);
+  }
   std::vector<std::pair<std::string, at::Tensor>> named;
   for (const auto& p : model->named_parameters()) named.emplace_back(p.key(), p.value());
   auto optimizer = makeOptimizer(cfg.train, *model);
   const RunLength len = runLength(cfg, data.train.count, c.size());
   const comm::ReducerOptions ro = reducerOptions(cfg);
-  comm::Reducer reducer(commPtr, named, ro);
+  comm::Reducer reducer(grid.data, named, ro);
   std::unique_ptr<comm::AdaptiveRates> rates;
   if (cfg.comm.adaptive.enabled) {
     rates = std::make_unique<comm::AdaptiveRates>(reducer, c, adaptiveOptions(cfg, ro.scheme));
   }
   std::unique_ptr<CdlTraining> cdl;
-  if (cfg.cdl.mode != "none") cdl = std::make_unique<CdlTraining>(cfg.cdl, cfg.seed, *model, c);
-  const Replica replica{c, *model, *optimizer, reducer, model->buffers(), cdl.get(), rates.get()};
+  if (cfg.cdl.mode != "none") {
+    cdl = std::make_unique<CdlTraining>(cfg.cdl, cfg.seed, *model, c, whole.get());
+  }
+  std::unique_ptr<Pipeline> pipeline;
+  if (split) pipeline = std::make_unique<Pipeline>(cfg, grid, whole, *model);
+  const Replica replica{c,          *model,      *optimizer,     reducer,
+                        model->buffers(), cdl.get(), rates.get(), pipeline.get()};
 
   TrainState state;
-  state.worldSize = c.size();
-  state.rank = c.rank();
+  state.worldSize = world.size();
+  state.rank = world.rank();
   state.configHash = configHash(cfg);
   if (options.resume) {
-    const std::string path = checkpointPath(ckptDir, commonResumeStep(c, steps), c.rank());
+    const std::string path =
+        checkpointPath(ckptDir, commonResumeStep(world, steps), world.rank());
     restoreReplica(replica, path, result.runDir, state);
     spdlog::info("resumed from {} (step {}, epoch {})", path, state.step, state.epoch);
   }
   broadcastTensors(c, model->parameters());
   broadcastTensors(c, replica.buffers);
 
-  MetricsLog metrics(c, result.runDir + "/metrics.jsonl", options.progressBar, len.totalSteps);
+  MetricsLog metrics(world, result.runDir + "/metrics.jsonl", options.progressBar, len.totalSteps);
   metrics.setCdl(cdl != nullptr);
-  if (c.rank() == 0) logStart(cfg, *model, c.size(), len);
+  metrics.setSplit(split);
+  if (world.rank() == 0) logStart(cfg, *whole, world.size(), len, pipeline.get());
   const StepSetup stepSetup{replica, cfg.train, len.totalSteps};
   const EpochSetup epoch{cfg, data.train, len, stepSetup, metrics, ckptDir, options.stopAfterSteps};
   const EpochEndSetup epochEnd{
@@ -314,9 +374,10 @@ TrainResult train(const Config& cfg, std::shared_ptr<comm::Communicator> commPtr
   result.wallSeconds = std::chrono::duration<double>(Clock::now() - start).count();
   result.wireBytes = state.wireBytes;
   result.fp32WireBytes = state.fp32WireBytes;
+  if (split) std::tie(result.cutWireBytes, result.cutFp32Bytes) = sumOverJob(world, state);
   result.cdl = cdl != nullptr;
-  if (c.rank() == 0 && result.finished) {
-    writeFileAtomically(result.runDir + "/summary.json", summaryJson(cfg, result, c.size()));
+  if (world.rank() == 0 && result.finished) {
+    writeFileAtomically(result.runDir + "/summary.json", summaryJson(cfg, result, world.size()));
   }
   return result;
 }

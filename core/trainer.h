@@ -8,6 +8,7 @@
 #include "core/config.h"
 #include "core/data.h"
 #include "core/models.h"
+#include "core/pipeline.h"
 
 namespace cdl::core {
 
@@ -28,6 +29,9 @@ struct TrainResult {
   double wallSeconds = 0.0;
   uint64_t wireBytes = 0;      // gradient bytes this rank sent over the whole run
   uint64_t fp32WireBytes = 0;  // what ring allreduces of fp32 gradients would have sent
+  // A split model: the bytes every rank of the job sent across the cuts over the whole run
+  // (activations and their gradients), and what fp32 tensors would have taken.
+  uint64_t cutWireBytes = 0, cutFp32Bytes = 0;
   std::string runDir;
   // A CDL model (cdl.mode): its weights' mean entropy and its coded size after the last epoch.
   bool cdl = false;
@@ -63,5 +67,9 @@ std::shared_ptr<Net> buildModel(const Config& cfg, const ImageSet& set);
 // replica's checkpoints (replica.h) over the atomic file writes of files.h.
 TrainResult train(const Config& config, std::shared_ptr<comm::Communicator> comm,
                   const TrainOptions& options = {});
+// The same on a grid of pipeline stages x data-parallel replicas (Note [Pipeline split]): each
+// rank trains its stage of the model; an unsplit config runs on grid.world as above. A config
+// whose model.split.stages differs from the grid's is a cdl::Error.
+TrainResult train(const Config& config, const ProcessGrid& grid, const TrainOptions& options = {});
 
 }  // namespace cdl::core

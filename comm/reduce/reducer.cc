@@ -117,16 +117,25 @@ void Reducer::onGradient(int index, const at::Tensor& grad) {
   CDL_CHECK(grad.scalar_type() == at::kFloat && grad.device().is_cpu() && grad.numel() == p.numel,
             "reducer: gradient of '", p.name, "' is not a CPU float32 tensor of ", p.numel,
             " elements");
+  int arrived = 0;
+  bool last = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    CDL_CHECK(!p.ready, "reducer: '", p.name,
-              "' got a second gradient before finalize(); call finalize() after every backward");
-    p.ready = true;
+    CDL_CHECK(!p.ready, "reducer: '", p.name, "' got more than ", backwardsPerStep_,
+              " gradient(s) before finalize(); call finalize() after every step's backward passes");
+    arrived = p.arrived++;
+    p.ready = last = p.arrived == backwardsPerStep_;
   }
   // The bucket is not in flight while one of its gradients is missing, so the copy needs no lock.
   const at::Tensor g = grad.contiguous();
-  std::memcpy(buckets_[p.bucket].data.data() + p.offset, g.data_ptr<float>(),
-              static_cast<size_t>(p.numel) * sizeof(float));
+  float* dst = buckets_[p.bucket].data.data() + p.offset;
+  const float* src = g.data_ptr<float>();
+  if (arrived == 0) {
+    std::memcpy(dst, src, static_cast<size_t>(p.numel) * sizeof(float));
+  } else {
+    for (int64_t i = 0; i < p.numel; ++i) dst[i] += src[i];
+  }
+  if (!last) return;
   {
     std::lock_guard<std::mutex> lock(mu_);
     markReadyLocked(index);
@@ -209,7 +218,7 @@ void Reducer::finalize() {
     Param& p = params_[i];
     if (p.ready) continue;
     p.ready = true;
-    std::fill_n(buckets_[p.bucket].data.data() + p.offset, p.numel, 0.0f);
+    if (p.arrived == 0) std::fill_n(buckets_[p.bucket].data.data() + p.offset, p.numel, 0.0f);
     markReadyLocked(i);
   }
   cv_.notify_all();
@@ -223,6 +232,7 @@ void Reducer::finalize() {
     std::memcpy(grad.data_ptr<float>(), buckets_[p.bucket].data.data() + p.offset,
                 static_cast<size_t>(p.numel) * sizeof(float));
     p.ready = false;
+    p.arrived = 0;
   }
   for (Bucket& b : buckets_) b.pending = static_cast<int>(b.params.size());
   std::fill(bucketReady_.begin(), bucketReady_.end(), false);
@@ -240,6 +250,15 @@ void Reducer::setStep(uint64_t step) {
                                              [](const Param& p) { return p.ready; }),
             "reducer: setStep() in the middle of a step");
   step_ = step;
+}
+
+void Reducer::setBackwardsPerStep(int n) {
+  std::lock_guard<std::mutex> lock(mu_);
+  CDL_CHECK(n >= 1, "reducer: ", n, " backward passes per step; at least 1");
+  CDL_CHECK(nextBucket_ == 0 && std::none_of(params_.begin(), params_.end(),
+                                             [](const Param& p) { return p.arrived > 0; }),
+            "reducer: setBackwardsPerStep() in the middle of a step");
+  backwardsPerStep_ = n;
 }
 
 const SchemeSpec& Reducer::schemeOf(const std::string& name) const {

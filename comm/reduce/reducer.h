@@ -75,6 +75,11 @@ class Reducer {
   uint64_t step() const { return step_; }
   void setStep(uint64_t step);
 
+  // Between steps: the coming steps' gradients arrive over this many backward passes (a
+  // pipeline's micro-batches; 1 by default). A parameter's gradients are summed in the order they
+  // arrive and its bucket is reduced after its last one.
+  void setBackwardsPerStep(int n);
+
   // Statistics of the last finalized step.
   const ReducerStepStats& lastStats() const { return stats_; }
 
@@ -121,6 +126,7 @@ class Reducer {
     int64_t offset = 0;  // in the bucket
     int64_t numel = 0;
     bool ready = false;
+    int arrived = 0;  // gradients summed into the bucket this step
     bool hooked = false;
     unsigned hook = 0;
   };
@@ -152,6 +158,7 @@ class Reducer {
   bool stepDone_ = false;
   bool stop_ = false;
   uint64_t step_ = 0;
+  int backwardsPerStep_ = 1;
   std::exception_ptr error_;
   bool capture_ = false;
   std::map<std::string, std::vector<float>> captured_;
