@@ -14,6 +14,7 @@
 #include "core/files.h"
 #include "core/model_codec.h"
 #include "core/model_report.h"
+#include "core/pipeline.h"
 #include "core/run_folder.h"
 #include "core/trainer.h"
 #include "kernels/base/error.h"
@@ -55,7 +56,24 @@ int runExport(const ExportArgs& a) {
   const cdl::core::Config cfg = cdl::core::loadConfig(runDir + "/config.yaml");
   const cdl::core::DataSplits data = cdl::core::loadData(cfg);
   auto net = cdl::core::buildModel(cfg, data.test);
-  cdl::core::loadCheckpointWeights(checkpoint, *net);
+  if (cfg.model.split.stages == 1) {
+    cdl::core::loadCheckpointWeights(checkpoint, *net);
+  } else {
+    // A split run (Note [Pipeline split]): stage s of replica 0 is rank s; each rank's checkpoint
+    // of the same step holds its stage's layers.
+    const std::string suffix = ".rank0.pt";
+    CDL_CHECK(checkpoint.size() > suffix.size() &&
+                  checkpoint.compare(checkpoint.size() - suffix.size(), suffix.size(), suffix) == 0,
+              checkpoint, " is not a checkpoint of rank 0; a split run exports from rank 0's");
+    const std::string stem = checkpoint.substr(0, checkpoint.size() - suffix.size());
+    const auto bounds = cdl::core::stageSegments(*net, cfg.model.split);
+    for (size_t s = 0; s < bounds.size(); ++s) {
+      const std::string path = stem + ".rank" + std::to_string(s) + ".pt";
+      CDL_CHECK(cdl::core::exists(path), "stage ", s, " of the split run has no checkpoint ", path);
+      cdl::core::loadCheckpointWeights(path,
+                                       *cdl::core::makeStageNet(net, bounds[s].first, bounds[s].second));
+    }
+  }
   cdl::core::ModelDescription d;
   d.model = cfg.model.name;
   d.options = cdl::core::modelOptions(cfg, data.test);

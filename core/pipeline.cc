@@ -339,6 +339,17 @@ Pipeline::~Pipeline() {
   }
 }
 
+Bytes Pipeline::encode(const CutCodec& codec, const at::Tensor& x, uint64_t key,
+                       const std::string& what) const {
+  try {
+    return codec.encode(x, key);
+  } catch (const Error& e) {
+    const std::string& cut = &codec == backwardOut_.get() ? cutIn_ : cutOut_;
+    CDL_THROW("stage ", stage_, " of replica ", grid_.replica(), ": coding ", what,
+              " at the cut after '", cut, "' (", codec.describe(), "): ", bareMessage(e.what()));
+  }
+}
+
 void Pipeline::post(int toStage, Bytes message, uint64_t tag) {
   auto o = std::make_unique<Outgoing>();
   o->length = message.size();
@@ -437,7 +448,8 @@ StepMetrics Pipeline::trainStep(const StepSetup& s, int64_t step, const at::Tens
     } else {
       const uint64_t key = kernels::roundingKey(seed_ ^ kCutStream, static_cast<uint64_t>(step),
                                                 static_cast<uint64_t>(2 * k));
-      post(stage_ + 1, forwardOut_->encode(out, key), kForward);
+      post(stage_ + 1, encode(*forwardOut_, out, key, "the activation of " + prefix + std::to_string(k)),
+           kForward);
       stats_.forwardElements += static_cast<uint64_t>(out.numel());
       stats_.fp32Bytes += 4 * static_cast<uint64_t>(out.numel());
       outputs[k] = out;
@@ -486,7 +498,8 @@ StepMetrics Pipeline::trainStep(const StepSetup& s, int64_t step, const at::Tens
       CDL_CHECK(g.defined(), "stage ", stage_, ": no gradient reached the input of micro-batch ", k);
       const uint64_t key = kernels::roundingKey(seed_ ^ kCutStream, static_cast<uint64_t>(step),
                                                 static_cast<uint64_t>(2 * k + 1));
-      post(stage_ - 1, backwardOut_->encode(g, key), kBackward);
+      post(stage_ - 1, encode(*backwardOut_, g, key, "the gradient of " + prefix + std::to_string(k)),
+           kBackward);
       stats_.backwardElements += static_cast<uint64_t>(g.numel());
       stats_.fp32Bytes += 4 * static_cast<uint64_t>(g.numel());
     }
@@ -533,7 +546,8 @@ Evaluation Pipeline::evaluate(const ImageSet& test) {
       } else {
         const uint64_t key = kernels::roundingKey(seed_ ^ kCutStream ^ 1,
                                                   std::numeric_limits<uint64_t>::max(), i);
-        post(stage_ + 1, forwardOut_->encode(out, key), kForward);
+        post(stage_ + 1, encode(*forwardOut_, out, key, "the activation of test batch " + std::to_string(i)),
+             kForward);
       }
     }
     drain();

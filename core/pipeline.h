@@ -154,6 +154,8 @@ class Pipeline {
 
  private:
   struct Outgoing;
+  Bytes encode(const CutCodec& codec, const at::Tensor& x, uint64_t key,
+               const std::string& what) const;
   void post(int toStage, Bytes message, uint64_t tag);
   Bytes receive(int fromStage, uint64_t tag, const std::string& what);
   void progress();

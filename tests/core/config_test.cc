@@ -35,6 +35,12 @@ model:
   name: resnet20
   hidden: 64
   width: 8
+  split:
+    stages: 3
+    cut_after: [layer1, layer2]
+    micro_batches: 4
+    activation_codec: "qsgd:bits=6"
+    gradient_codec: fp16
 cdl:
   mode: rcdl
   weight_bits: 3
@@ -146,6 +152,11 @@ TEST_F(ConfigFileTest, FullFileSetsEveryKey) {
   EXPECT_EQ(c.model.name, "resnet20");
   EXPECT_EQ(c.model.hidden, 64);
   EXPECT_EQ(c.model.width, 8);
+  EXPECT_EQ(c.model.split.stages, 3);
+  EXPECT_EQ(c.model.split.cutAfter, (std::vector<std::string>{"layer1", "layer2"}));
+  EXPECT_EQ(c.model.split.microBatches, 4);
+  EXPECT_EQ(c.model.split.activationCodec, "qsgd:bits=6");
+  EXPECT_EQ(c.model.split.gradientCodec, "fp16");
   EXPECT_EQ(c.cdl.mode, "rcdl");
   EXPECT_EQ(c.cdl.weightBits, 3);
   EXPECT_EQ(c.cdl.actBits, 4);
@@ -201,6 +212,17 @@ TEST_F(ConfigFileTest, FullFileSetsEveryKey) {
     ASSERT_TRUE(full.count(key)) << key;
     EXPECT_NE(full[key], value) << key << " is not set by the full file";
   }
+}
+
+TEST(ConfigTest, DescribeDifferenceNamesTheFirstDifferingKeyWithBothValues) {
+  const Config a = parseConfig(kFullYaml, "a.yaml");
+  EXPECT_EQ(describeDifference(a, a), "");
+  Config b = a;
+  b.model.split.cutAfter = {"layer2", "layer3"};
+  b.train.lr = 0.5;
+  EXPECT_EQ(describeDifference(a, b), "model.split.cut_after ([layer1, layer2] vs [layer2, layer3])");
+  b.model.split = a.model.split;
+  EXPECT_EQ(describeDifference(a, b), "train.lr (0.001 vs 0.5)");
 }
 
 TEST(ConfigTest, ToYamlReadsBackToTheSameConfigAndHash) {
