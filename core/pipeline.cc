@@ -328,14 +328,12 @@ Pipeline::Pipeline(const Config& cfg, const ProcessGrid& grid, std::shared_ptr<N
 }
 
 Pipeline::~Pipeline() {
-  // A step that failed may leave sends in flight: their buffers must outlive them.
+  // After a failed step sends may still be in flight, and a peer may yet read their buffers: those
+  // are left allocated rather than waited for, so that the error surfaces at once.
   for (auto& o : outgoing_) {
-    for (auto& w : o->works) {
-      try {
-        w->wait();
-      } catch (...) {
-      }
-    }
+    const bool done = std::all_of(o->works.begin(), o->works.end(),
+                                  [](const auto& w) { return w->completed(); });
+    if (!done) static_cast<void>(o.release());
   }
 }
 

@@ -338,6 +338,21 @@ TEST_F(SplitTrainTest, AnInterruptedSplitRunResumesExactly) {
   EXPECT_EQ(s["activation_wire_bytes"], fullSummary["activation_wire_bytes"]);
 }
 
+// Each stage plans its own layers' rates within its data-parallel group.
+TEST_F(SplitTrainTest, AdaptiveRatesPlanEachStagesLayers) {
+  Config c = splitConfig("adaptive", "mlp", 2, {"fc1"}, 2);
+  c.comm.codec = "qsgd:bits=4";
+  c.comm.adaptive.enabled = true;
+  c.comm.adaptive.warmupSteps = 4;
+  c.comm.adaptive.everySteps = 8;
+  c.comm.adaptive.window = 2;
+  const auto results = runSplit(c, 4);
+  const auto plans = records("adaptive", "plan");
+  ASSERT_FALSE(plans.empty());
+  for (const auto& l : plans.front()["layers"]) EXPECT_EQ(l["name"], "fc1.weight");  // stage 0's
+  EXPECT_GT(summary("adaptive")["test_accuracy"].get<double>(), 0.5);
+}
+
 TEST_F(SplitTrainTest, ConfigsThatDifferAcrossRanksNameTheStageAndKey) {
   const Config c = splitConfig("differ", "mlp", 2, {"fc1"}, 2);
   std::vector<Config> perRank(4, c);
