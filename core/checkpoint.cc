@@ -8,8 +8,13 @@
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 
+#include <xxhash.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <memory>
+#include <cstring>
 #include <sstream>
 
 #include "core/files.h"
@@ -18,8 +23,33 @@
 namespace cdl::core {
 namespace {
 
-// 2: scheme state as (tensor, field) entries; 1 had one flat name per vector.
-constexpr int64_t kFormat = 2;
+// 3: the content hash trailer; 2: scheme state as (tensor, field) entries; 1 had one flat name
+// per vector.
+constexpr int64_t kFormat = 3;
+constexpr char kTrailerMagic[8] = {'C', 'D', 'L', 'C', 'K', 'P', 'T', '3'};
+constexpr size_t kTrailerBytes = 16;  // xxhash64 of everything before it, then the magic
+
+// The archive bytes of a checkpoint file after its trailer is checked; errors say what is wrong.
+std::string readVerified(const std::string& path) {
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
+  CDL_CHECK(f, "checkpoint ", path, " cannot be opened: ", std::strerror(errno));
+  std::string bytes;
+  char buf[1 << 16];
+  for (size_t n; (n = std::fread(buf, 1, sizeof(buf), f.get())) > 0;) bytes.append(buf, n);
+  CDL_CHECK(!std::ferror(f.get()), "checkpoint ", path, " cannot be read: ", std::strerror(errno));
+  CDL_CHECK(bytes.size() >= kTrailerBytes &&
+                std::memcmp(bytes.data() + bytes.size() - 8, kTrailerMagic, 8) == 0,
+            "checkpoint ", path, " is truncated or not a cdl checkpoint of format ", kFormat,
+            " (no content hash at its end)");
+  const size_t body = bytes.size() - kTrailerBytes;
+  uint64_t stored = 0;
+  std::memcpy(&stored, bytes.data() + body, 8);
+  const uint64_t actual = XXH64(bytes.data(), body, 0);
+  CDL_CHECK(stored == actual, "checkpoint ", path, " is corrupt: its content hash is ", std::hex,
+            actual, ", the file says ", stored);
+  bytes.resize(body);
+  return bytes;
+}
 
 at::Tensor int64Tensor(const std::vector<int64_t>& v) {
   at::Tensor t = at::empty({static_cast<int64_t>(v.size())}, at::kLong);
@@ -110,9 +140,7 @@ std::vector<int64_t> checkpointSteps(const std::string& dir, int rank) {
 }
 
 std::string saveCheckpoint(const std::string& dir, const torch::nn::Module& model,
-                           const torch::optim::Optimizer& optimizer, const TrainState& state,
-                           int64_t keep) {
-  CDL_CHECK(keep >= 1, "checkpoint: keep = ", keep, ", must be >= 1");
+                           const torch::optim::Optimizer& optimizer, const TrainState& state) {
   const std::string path = checkpointPath(dir, state.step, state.rank);
   torch::serialize::OutputArchive archive;
   {
@@ -159,26 +187,54 @@ std::string saveCheckpoint(const std::string& dir, const torch::nn::Module& mode
                                           static_cast<int64_t>(state.cutFp32Bytes)}));
   if (state.rngState.defined()) archive.write("rng", state.rngState);
 
-  // The archive streams straight into the file; a failure leaves the earlier checkpoints intact.
+  // The archive streams straight into the file, hashed on the way; a failure leaves the earlier
+  // checkpoints intact.
   writeFileAtomically(path, [&](const ByteSink& sink) {
-    archive.save_to([&](const void* data, size_t n) -> size_t {
-      sink(data, n);
-      return n;
-    });
+    XXH64_state_t* h = XXH64_createState();
+    CDL_CHECK(h != nullptr, "checkpoint ", path, ": out of memory");
+    XXH64_reset(h, 0);
+    try {
+      archive.save_to([&](const void* data, size_t n) -> size_t {
+        XXH64_update(h, data, n);
+        sink(data, n);
+        return n;
+      });
+    } catch (...) {
+      XXH64_freeState(h);
+      throw;
+    }
+    const uint64_t hash = XXH64_digest(h);
+    XXH64_freeState(h);
+    sink(&hash, sizeof(hash));
+    sink(kTrailerMagic, sizeof(kTrailerMagic));
   });
-  const std::vector<int64_t> steps = checkpointSteps(dir, state.rank);
-  for (size_t k = 0; k + static_cast<size_t>(keep) < steps.size(); ++k) {
-    std::remove(checkpointPath(dir, steps[k], state.rank).c_str());
-  }
   return path;
+}
+
+void pruneCheckpoints(const std::string& dir, int rank, int64_t keep) {
+  CDL_CHECK(keep >= 1, "checkpoint: keep = ", keep, ", must be >= 1");
+  const std::vector<int64_t> steps = checkpointSteps(dir, rank);
+  for (size_t k = 0; k + static_cast<size_t>(keep) < steps.size(); ++k) {
+    std::remove(checkpointPath(dir, steps[k], rank).c_str());
+  }
+}
+
+std::string checkpointProblem(const std::string& path) {
+  try {
+    readVerified(path);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return {};
 }
 
 TrainState loadCheckpoint(const std::string& path, torch::nn::Module& model,
                           torch::optim::Optimizer& optimizer) {
   TrainState s;
+  const std::string bytes = readVerified(path);
   try {
     torch::serialize::InputArchive archive;
-    archive.load_from(path);
+    archive.load_from(bytes.data(), bytes.size());
     torch::serialize::InputArchive m, o;
     archive.read("model", m);
     model.load(m);
@@ -225,9 +281,10 @@ TrainState loadCheckpoint(const std::string& path, torch::nn::Module& model,
 }
 
 void loadCheckpointWeights(const std::string& path, torch::nn::Module& model) {
+  const std::string bytes = readVerified(path);
   try {
     torch::serialize::InputArchive archive;
-    archive.load_from(path);
+    archive.load_from(bytes.data(), bytes.size());
     at::Tensor meta;
     archive.read("meta", meta);
     CDL_CHECK(meta.scalar_type() == at::kLong && meta.numel() == 9, "bad metadata");

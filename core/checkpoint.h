@@ -46,13 +46,21 @@ struct TrainState {
 // the model's parameters and buffers, the optimizer's state, and the TrainState), because the
 // error-feedback residuals differ per rank. A file is written atomically (Note [Atomic writes] in
 // core/files.h), so a crash leaves either the old set of checkpoints or the new one, never a torn
-// file. Only then are this rank's checkpoints beyond the newest `keep` removed.
+// file, and it ends with the xxhash64 of its content, checked before anything of it is used, so a
+// corrupt file is refused by name. Old checkpoints are pruned only once every rank has written
+// the new step (saveReplicaCheckpoint), so no single crash leaves the ranks without a common step;
+// --resume takes the newest step that every rank holds intact (commonResumeStep).
 
 // Writes a checkpoint and returns its path; throws cdl::Error naming the path on any failure
-// (the earlier checkpoints are untouched then).
+// (the earlier checkpoints are untouched then). Removes nothing.
 std::string saveCheckpoint(const std::string& dir, const torch::nn::Module& model,
-                           const torch::optim::Optimizer& optimizer, const TrainState& state,
-                           int64_t keep);
+                           const torch::optim::Optimizer& optimizer, const TrainState& state);
+
+// Removes this rank's checkpoints in dir beyond the newest `keep`.
+void pruneCheckpoints(const std::string& dir, int rank, int64_t keep);
+
+// Empty when the checkpoint file is intact (its content hash matches), else what is wrong with it.
+std::string checkpointProblem(const std::string& path);
 
 // The steps of this rank's checkpoints in dir, oldest first (empty when there are none).
 std::vector<int64_t> checkpointSteps(const std::string& dir, int rank);

@@ -38,15 +38,6 @@ constexpr int kMaxDims = 8;
 constexpr uint64_t kMaxMessage = uint64_t{1} << 31;
 constexpr uint64_t kCutStream = 0x6375745f73747265ULL;  // keys stochastic rounding at cuts
 
-// A cdl::Error's message without its "[rank R] file.cc:LINE: " prefix, to be wrapped in another.
-std::string bareMessage(const std::string& what) {
-  if (what.empty() || what[0] != '[') return what;
-  const size_t rank = what.find("] ");
-  if (rank == std::string::npos) return what;
-  const size_t loc = what.find(": ", rank + 2);
-  return loc == std::string::npos ? what : what.substr(loc + 2);
-}
-
 template <typename T>
 void put(Bytes& b, T v) {
   const size_t at = b.size();
@@ -210,7 +201,7 @@ CutCodec::CutCodec(const std::string& spec, Quantizer quantizer, const std::stri
   try {
     spec_ = comm::parseCodecSpec(spec == "auto" ? "fp16" : spec);
   } catch (const Error& e) {
-    CDL_THROW("config key ", key, ": ", bareMessage(e.what()));
+    CDL_THROW("config key ", key, ": ", errorBody(e.what()));
   }
   codec_ = comm::makeCodec(spec_.codec);
 }
@@ -344,7 +335,7 @@ Bytes Pipeline::encode(const CutCodec& codec, const at::Tensor& x, uint64_t key,
   } catch (const Error& e) {
     const std::string& cut = &codec == backwardOut_.get() ? cutIn_ : cutOut_;
     CDL_THROW("stage ", stage_, " of replica ", grid_.replica(), ": coding ", what,
-              " at the cut after '", cut, "' (", codec.describe(), "): ", bareMessage(e.what()));
+              " at the cut after '", cut, "' (", codec.describe(), "): ", errorBody(e.what()));
   }
 }
 
@@ -376,7 +367,7 @@ Bytes Pipeline::receive(int fromStage, uint64_t tag, const std::string& what) {
   } catch (const Error& e) {
     CDL_THROW("stage ", stage_, " of replica ", grid_.replica(), ": ", what, " from stage ",
               fromStage, " (rank ", grid_.replica() * stages_ + fromStage,
-              "): ", bareMessage(e.what()));
+              "): ", errorBody(e.what()));
   }
 }
 
@@ -397,7 +388,7 @@ void Pipeline::drain() {
         w->wait();
       } catch (const Error& e) {
         CDL_THROW("stage ", stage_, " of replica ", grid_.replica(), ": ", o->what, ": ",
-                  bareMessage(e.what()));
+                  errorBody(e.what()));
       }
     }
   }

@@ -44,8 +44,13 @@ std::string saveReplicaCheckpoint(const Replica& r, const std::string& dir, int6
     std::lock_guard<std::mutex> lock(gen.mutex());
     state.rngState = gen.get_state();
   }
-  const std::string path = saveCheckpoint(dir, r.model, r.optimizer, state, keep);
+  const std::string path = saveCheckpoint(dir, r.model, r.optimizer, state);
   spdlog::debug("wrote {}", path);
+  // A rank that failed to write never joins: the others keep their older checkpoints.
+  comm::Communicator& job = r.world != nullptr ? *r.world : r.comm;
+  std::vector<float> written{1.0f};
+  job.allreduce(written.data(), 1)->wait();
+  pruneCheckpoints(dir, state.rank, keep);
   return path;
 }
 

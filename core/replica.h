@@ -36,6 +36,8 @@ struct Replica {
   // A split model's stage (Note [Pipeline split]), else null. `comm` is then the stage's
   // data-parallel group and `model` the stage's part of the model.
   Pipeline* pipeline = nullptr;
+  // Every rank of the job (checkpoints are confirmed across it); null: `comm` is the job.
+  comm::Communicator* world = nullptr;
 };
 
 // Collective: copies rank 0's bytes of every tensor into every rank's. The tensors must be
@@ -43,7 +45,8 @@ struct Replica {
 void broadcastTensors(comm::Communicator& c, const std::vector<at::Tensor>& tensors);
 
 // Collective (it takes rank 0's buffers first): writes this rank's checkpoint of state to dir,
-// keeping its newest `keep`, and returns the path. Fills state's error feedback (from the
+// then, once every rank of the job has written its own (a collective), keeps this rank's newest
+// `keep`, and returns the path. Fills state's error feedback (from the
 // reducer) and generator state (torch's default CPU generator) before writing.
 std::string saveReplicaCheckpoint(const Replica& r, const std::string& dir, int64_t keep,
                                   TrainState& state);

@@ -1,7 +1,12 @@
 #include "core/run_folder.h"
 
-#include <algorithm>
+#include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "core/checkpoint.h"
 #include "core/collectives.h"
 #include "core/files.h"
 #include "kernels/base/error.h"
@@ -26,14 +31,53 @@ void checkRunFolder(comm::Communicator& c, const std::string& runDir,
   }
 }
 
-int64_t commonResumeStep(comm::Communicator& c, const std::vector<int64_t>& steps) {
-  // A rank without checkpoints still joins (with -1, which no rank holds, so all of them throw).
-  std::vector<float> all(static_cast<size_t>(c.size()), 0.0f);
-  all[static_cast<size_t>(c.rank())] = steps.empty() ? -1.0f : static_cast<float>(steps.back());
-  all = sumOverRanks(c, all);
-  const int64_t common = static_cast<int64_t>(*std::min_element(all.begin(), all.end()));
-  CDL_CHECK(std::find(steps.begin(), steps.end(), common) != steps.end(), "--resume: rank ",
-            c.rank(), " has no checkpoint of step ", common, " (the newest all ranks share)");
+int64_t commonResumeStep(comm::Communicator& c, const std::string& dir,
+                         const std::vector<int64_t>& steps) {
+  std::vector<int64_t> intact;
+  std::vector<std::pair<int64_t, std::string>> broken;
+  for (const int64_t s : steps) {
+    std::string problem = checkpointProblem(checkpointPath(dir, s, c.rank()));
+    if (problem.empty()) {
+      intact.push_back(s);
+    } else {
+      broken.emplace_back(s, std::move(problem));
+    }
+  }
+  Bytes mine(intact.size() * sizeof(int64_t));
+  if (!intact.empty()) std::memcpy(mine.data(), intact.data(), mine.size());
+  Bytes all;
+  std::vector<size_t> sizes;
+  c.allgatherv(mine, &all, &sizes)->wait();
+  std::vector<std::vector<int64_t>> byRank(sizes.size());
+  for (size_t r = 0, at = 0; r < sizes.size(); at += sizes[r++]) {
+    byRank[r].resize(sizes[r] / sizeof(int64_t));
+    if (sizes[r] > 0) std::memcpy(byRank[r].data(), all.data() + at, sizes[r]);
+  }
+  int64_t common = -1;
+  for (const int64_t s : byRank[0]) {
+    const bool everywhere = std::all_of(byRank.begin(), byRank.end(), [&](const auto& v) {
+      return std::find(v.begin(), v.end(), s) != v.end();
+    });
+    if (everywhere) common = std::max(common, s);
+  }
+  for (const auto& [s, problem] : broken) {
+    if (s > common) spdlog::warn("{}; it is skipped", errorBody(problem));
+  }
+  if (common < 0) {
+    std::string held;
+    for (size_t r = 0; r < byRank.size(); ++r) {
+      held += "; rank " + std::to_string(r) + ":";
+      for (const int64_t s : byRank[r]) held += " " + std::to_string(s);
+      if (byRank[r].empty()) held += " none";
+    }
+    CDL_THROW("--resume: no step of which every rank holds an intact checkpoint in ", dir,
+              " (intact steps", held, ")");
+  }
+  if (!intact.empty() && intact.back() > common) {
+    spdlog::warn("--resume: resuming from step {}, the newest that every rank holds intact (this "
+                 "rank also holds step {})",
+                 common, intact.back());
+  }
   return common;
 }
 

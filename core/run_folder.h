@@ -27,10 +27,11 @@ std::string checkpointFolder(const std::string& runDir);
 void checkRunFolder(comm::Communicator& c, const std::string& runDir,
                     const std::vector<int64_t>& steps, bool resume);
 
-// Collective. The step to resume from: the smallest of the ranks' newest checkpoint steps (the
-// newest that every rank can hold). `steps` are this rank's, oldest first; throws cdl::Error on
-// a rank that lacks that step (it kept too few checkpoints; on every rank when one has none).
-// Steps are exchanged as floats, exact up to 2^24.
-int64_t commonResumeStep(comm::Communicator& c, const std::vector<int64_t>& steps);
+// Collective. The step to resume from: the newest step of which every rank holds an intact
+// checkpoint in dir (checkpointProblem). `steps` are this rank's, oldest first. A newer file that
+// is corrupt is skipped with a warning naming it and what is wrong; when no step is intact on
+// every rank, every rank throws cdl::Error listing each rank's intact steps.
+int64_t commonResumeStep(comm::Communicator& c, const std::string& dir,
+                         const std::vector<int64_t>& steps);
 
 }  // namespace cdl::core

@@ -332,7 +332,7 @@ TrainResult train(const Config& cfg, const ProcessGrid& grid, const TrainOptions
   std::unique_ptr<Pipeline> pipeline;
   if (split) pipeline = std::make_unique<Pipeline>(cfg, grid, whole, *model);
   const Replica replica{c,          *model,      *optimizer,     reducer,
-                        model->buffers(), cdl.get(), rates.get(), pipeline.get()};
+                        model->buffers(), cdl.get(), rates.get(), pipeline.get(), &world};
 
   TrainState state;
   state.worldSize = world.size();
@@ -340,7 +340,7 @@ TrainResult train(const Config& cfg, const ProcessGrid& grid, const TrainOptions
   state.configHash = configHash(cfg);
   if (options.resume) {
     const std::string path =
-        checkpointPath(ckptDir, commonResumeStep(world, steps), world.rank());
+        checkpointPath(ckptDir, commonResumeStep(world, ckptDir, steps), world.rank());
     restoreReplica(replica, path, result.runDir, state);
     spdlog::info("resumed from {} (step {}, epoch {})", path, state.step, state.epoch);
   }

@@ -14,6 +14,23 @@ void setProcessRank(int rank) { gProcessRank.store(rank); }
 
 int currentRank() { return tThreadRank >= 0 ? tThreadRank : gProcessRank.load(); }
 
+std::string errorBody(const std::string& what) {
+  size_t at = 0;
+  if (what.compare(0, 6, "[rank ") == 0) {
+    const size_t close = what.find("] ");
+    if (close == std::string::npos) return what;
+    at = close + 2;
+  }
+  // "file.cc:LINE: "
+  const size_t colon = what.find(':', at);
+  if (colon == std::string::npos || colon == at) return what;
+  size_t digits = colon + 1;
+  while (digits < what.size() && what[digits] >= '0' && what[digits] <= '9') ++digits;
+  if (digits == colon + 1 || what.compare(digits, 2, ": ") != 0) return what;
+  if (what.find(' ', at) < colon) return what;  // not a file name
+  return what.substr(digits + 2);
+}
+
 namespace detail {
 
 void throwError(const char* file, int line, const std::string& msg) {

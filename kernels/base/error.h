@@ -20,6 +20,9 @@ void setProcessRank(int rank);
 // The calling thread's rank, else the process default, else -1.
 int currentRank();
 
+// An Error's message without its "[rank R] file.cc:LINE: " prefix, for wrapping in another.
+std::string errorBody(const std::string& what);
+
 namespace detail {
 
 template <typename... Args>

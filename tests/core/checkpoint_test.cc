@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <filesystem>
 #include <string>
+#include <vector>
 
 #include "kernels/base/error.h"
 #include "tests/core/train_fixture.h"
@@ -13,26 +16,70 @@ namespace {
 
 using CheckpointTest = TrainFixture;
 
-TEST_F(CheckpointTest, CheckpointsKeepTheNewestAndACorruptOneIsNamedOnResume) {
+// The newest `keep` survive; a truncated newest checkpoint is skipped and the run resumes from
+// the one before, ending as the uninterrupted run; with nothing intact the error names the file.
+TEST_F(CheckpointTest, ACorruptNewestCheckpointIsSkippedAndTheRunStillEndsExactly) {
   Config c = smallConfig("ckpt");
   c.checkpoint.everySteps = 3;
   c.checkpoint.keep = 2;
+  run(c, 2);
+  const auto whole = summary("ckpt");
+  c.name = "ckpt2";
   TrainOptions stop;
   stop.stopAfterSteps = 10;
-  run(c, 1, stop);
-  const auto steps = checkpointSteps(dir_ + "/ckpt/checkpoints", 0);
-  ASSERT_EQ(steps.size(), 2u);
-  EXPECT_EQ(steps.back(), 10);
-  const std::string path = checkpointPath(dir_ + "/ckpt/checkpoints", 10, 0);
-  ASSERT_EQ(truncate(path.c_str(), 100), 0);
+  run(c, 2, stop);
+  const std::string dir = dir_ + "/ckpt2/checkpoints";
+  EXPECT_EQ(checkpointSteps(dir, 0), (std::vector<int64_t>{9, 10}));
+  ASSERT_EQ(truncate(checkpointPath(dir, 10, 1).c_str(), 100), 0);
   TrainOptions resume;
   resume.resume = true;
+  run(c, 2, resume);
+  EXPECT_EQ(summary("ckpt2")["test_loss"], whole["test_loss"]);
+
+  c.name = "ckpt3";
+  c.checkpoint.keep = 1;
+  run(c, 1, stop);
+  const std::string only = checkpointPath(dir_ + "/ckpt3/checkpoints", 10, 0);
+  ASSERT_EQ(truncate(only.c_str(), 100), 0);
   try {
     run(c, 1, resume);
     ADD_FAILURE() << "no error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("no step of which every rank holds an intact checkpoint"),
+              std::string::npos)
+        << e.what();
   }
+}
+
+// The files a rank killed before its rename at step 8 leaves with keep 1: rank 0 wrote step 8 but
+// never saw rank 1 confirm, so it still holds step 4; rank 1 holds step 4 only. The run resumes
+// from step 4 and ends as the uninterrupted run.
+TEST_F(CheckpointTest, ARankKilledBeforeItsRenameLeavesACommonStep) {
+  Config c = smallConfig("died");
+  c.checkpoint.everySteps = 4;
+  c.checkpoint.keep = 1;
+  run(c, 2);
+  const auto whole = summary("died");
+  c.name = "died2";
+  const std::string dir = dir_ + "/died2/checkpoints";
+  TrainOptions stop;
+  stop.stopAfterSteps = 4;
+  run(c, 2, stop);
+  for (int r = 0; r < 2; ++r) {
+    std::filesystem::copy_file(checkpointPath(dir, 4, r), dir_ + "/step4.rank" + std::to_string(r));
+  }
+  TrainOptions resume;
+  resume.resume = true;
+  resume.stopAfterSteps = 8;
+  run(c, 2, resume);
+  EXPECT_EQ(checkpointSteps(dir, 0), (std::vector<int64_t>{8}));  // pruned once both confirmed
+  for (int r = 0; r < 2; ++r) {
+    std::filesystem::copy_file(dir_ + "/step4.rank" + std::to_string(r), checkpointPath(dir, 4, r));
+  }
+  ASSERT_EQ(std::remove(checkpointPath(dir, 8, 1).c_str()), 0);
+  resume.stopAfterSteps = 0;
+  EXPECT_TRUE(run(c, 2, resume).finished);
+  EXPECT_EQ(summary("died2")["test_loss"], whole["test_loss"]);
 }
 
 }  // namespace

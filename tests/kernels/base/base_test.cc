@@ -46,6 +46,23 @@ TEST(Checks, ErrorsNameTheRankTheLocationAndTheMessage) {
   setThreadRank(-1);
 }
 
+TEST(Checks, ErrorBodyDropsTheRankAndLocationOnly) {
+  setThreadRank(3);
+  try {
+    CDL_THROW("checkpoint x.pt: bad: 12");
+  } catch (const Error& e) {
+    EXPECT_EQ(errorBody(e.what()), "checkpoint x.pt: bad: 12");
+  }
+  setThreadRank(-1);
+  try {
+    CDL_THROW("no rank here");
+  } catch (const Error& e) {
+    EXPECT_EQ(errorBody(e.what()), "no rank here");
+  }
+  EXPECT_EQ(errorBody("plain text: 5: x"), "plain text: 5: x");
+  EXPECT_EQ(errorBody("[rank 1] not a location"), "[rank 1] not a location");
+}
+
 TEST(Checks, AFailedSystemCallNamesTheCallAndErrno) {
   try {
     CDL_SYS_CHECK(::open("/nonexistent/cdl", O_RDONLY), "opening the test file");
