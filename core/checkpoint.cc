@@ -104,9 +104,10 @@ void readRateState(torch::serialize::InputArchive& archive, TrainState& s) {
 void readCutBytes(torch::serialize::InputArchive& archive, TrainState& s) {
   at::Tensor t;
   if (!archive.try_read("cut_bytes", t)) return;
-  CDL_CHECK(t.scalar_type() == at::kLong && t.numel() == 2, "bad cut byte counts");
+  CDL_CHECK(t.scalar_type() == at::kLong && t.numel() == 3, "bad cut byte counts");
   s.cutWireBytes = static_cast<uint64_t>(t.data_ptr<int64_t>()[0]);
   s.cutFp32Bytes = static_cast<uint64_t>(t.data_ptr<int64_t>()[1]);
+  s.skippedSteps = t.data_ptr<int64_t>()[2];
 }
 
 }  // namespace
@@ -184,7 +185,8 @@ std::string saveCheckpoint(const std::string& dir, const torch::nn::Module& mode
                              static_cast<int64_t>(state.stepsSincePlan)}));
   // Optional: checkpoints without it read as runs that sent nothing across a cut.
   archive.write("cut_bytes", int64Tensor({static_cast<int64_t>(state.cutWireBytes),
-                                          static_cast<int64_t>(state.cutFp32Bytes)}));
+                                          static_cast<int64_t>(state.cutFp32Bytes),
+                                          state.skippedSteps}));
   if (state.rngState.defined()) archive.write("rng", state.rngState);
 
   // The archive streams straight into the file, hashed on the way; a failure leaves the earlier

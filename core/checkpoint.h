@@ -38,6 +38,7 @@ struct TrainState {
   // A split model (Note [Pipeline split]): the bytes this rank has sent across its cuts so far
   // (activations forward, their gradients backward), and what fp32 would have sent.
   uint64_t cutWireBytes = 0, cutFp32Bytes = 0;
+  int64_t skippedSteps = 0;  // updates skipped for non-finite gradients (train.skip_nonfinite)
   at::Tensor rngState;  // torch's default CPU generator
 };
 

@@ -62,18 +62,21 @@ struct Key {
 // Keeps the table one line per key; expands to an accessor lambda.
 #define CDL_FIELD(member) [](Config& c) -> Field { return &c.member; }
 
+// Every integer and size has an upper bound that keeps the arithmetic on it in range: step counts
+// up to 1e12, batch and epoch counts up to 1e6 (their product stays far inside int64), buckets up
+// to 1 GiB, synthetic sets up to 1e6 examples, layer sizes that fit in memory.
 constexpr Key kSchema[] = {
     {"name", CDL_FIELD(name), runName()},
     {"seed", CDL_FIELD(seed), {}},
 
     {"data.dataset", CDL_FIELD(data.dataset), oneOf("fashion-mnist|synthetic")},
     {"data.path", CDL_FIELD(data.path), {}},
-    {"data.synthetic_train", CDL_FIELD(data.syntheticTrain), atLeast(1)},
-    {"data.synthetic_test", CDL_FIELD(data.syntheticTest), atLeast(1)},
+    {"data.synthetic_train", CDL_FIELD(data.syntheticTrain), within(1, 1e6, false, false)},
+    {"data.synthetic_test", CDL_FIELD(data.syntheticTest), within(1, 1e6, false, false)},
 
     {"model.name", CDL_FIELD(model.name), oneOf("mlp|cnn|resnet20")},
-    {"model.hidden", CDL_FIELD(model.hidden), atLeast(1)},
-    {"model.width", CDL_FIELD(model.width), atLeast(1)},
+    {"model.hidden", CDL_FIELD(model.hidden), within(1, 65536, false, false)},
+    {"model.width", CDL_FIELD(model.width), within(1, 1024, false, false)},
     {"model.split.stages", CDL_FIELD(model.split.stages), within(1, 64, false, false)},
     // Segment names and codec specs are checked by the trainer, which knows the model.
     {"model.split.cut_after", CDL_FIELD(model.split.cutAfter), {}},
@@ -90,45 +93,46 @@ constexpr Key kSchema[] = {
     {"cdl.kappa", CDL_FIELD(cdl.kappa), within(0, 20, true, false)},
     {"cdl.train_kappa", CDL_FIELD(cdl.trainKappa), {}},
     {"cdl.window", CDL_FIELD(cdl.window), within(1, 256, false, false)},
-    {"cdl.rate_warmup_steps", CDL_FIELD(cdl.rateWarmupSteps), atLeast(0)},
+    {"cdl.rate_warmup_steps", CDL_FIELD(cdl.rateWarmupSteps), within(0, 1e12, false, false)},
 
-    {"train.epochs", CDL_FIELD(train.epochs), atLeast(1)},
-    {"train.batch_size", CDL_FIELD(train.batchSize), atLeast(1)},
-    {"train.max_steps", CDL_FIELD(train.maxSteps), atLeast(0)},
+    {"train.epochs", CDL_FIELD(train.epochs), within(1, 1e6, false, false)},
+    {"train.batch_size", CDL_FIELD(train.batchSize), within(1, 1e6, false, false)},
+    {"train.max_steps", CDL_FIELD(train.maxSteps), within(0, 1e12, false, false)},
     {"train.optimizer", CDL_FIELD(train.optimizer), oneOf("sgd|adam")},
     {"train.lr", CDL_FIELD(train.lr), above(0)},
     {"train.momentum", CDL_FIELD(train.momentum), within(0, 1, false, true)},
     {"train.nesterov", CDL_FIELD(train.nesterov), {}},
     {"train.weight_decay", CDL_FIELD(train.weightDecay), atLeast(0)},
     {"train.schedule", CDL_FIELD(train.schedule), oneOf("constant|cosine|step")},
-    {"train.warmup_steps", CDL_FIELD(train.warmupSteps), atLeast(0)},
-    {"train.step_every", CDL_FIELD(train.stepEvery), atLeast(1)},
+    {"train.warmup_steps", CDL_FIELD(train.warmupSteps), within(0, 1e12, false, false)},
+    {"train.step_every", CDL_FIELD(train.stepEvery), within(1, 1e12, false, false)},
     {"train.step_gamma", CDL_FIELD(train.stepGamma), within(0, 1, true, false)},
-    {"train.threads", CDL_FIELD(train.threads), atLeast(0)},
+    {"train.threads", CDL_FIELD(train.threads), within(0, 4096, false, false)},
+    {"train.skip_nonfinite", CDL_FIELD(train.skipNonfinite), {}},
 
     // Codec specs are checked by the trainer: this library does not depend on comm.
     {"comm.codec", CDL_FIELD(comm.codec), nonEmpty()},
     {"comm.error_feedback", CDL_FIELD(comm.errorFeedback), {}},
-    {"comm.bucket_mb", CDL_FIELD(comm.bucketMb), above(0)},
-    {"comm.first_bucket_mb", CDL_FIELD(comm.firstBucketMb), above(0)},
-    {"comm.min_compress_numel", CDL_FIELD(comm.minCompressNumel), atLeast(0)},
+    {"comm.bucket_mb", CDL_FIELD(comm.bucketMb), within(0, 1024, true, false)},
+    {"comm.first_bucket_mb", CDL_FIELD(comm.firstBucketMb), within(0, 1024, true, false)},
+    {"comm.min_compress_numel", CDL_FIELD(comm.minCompressNumel), within(0, 1e12, false, false)},
     {"comm.overrides", CDL_FIELD(comm.overrides), {}},
     {"comm.adaptive.enabled", CDL_FIELD(comm.adaptive.enabled), {}},
     {"comm.adaptive.alpha", CDL_FIELD(comm.adaptive.alpha), within(0, 1e6, true, false)},
-    {"comm.adaptive.warmup_steps", CDL_FIELD(comm.adaptive.warmupSteps), atLeast(0)},
-    {"comm.adaptive.every_steps", CDL_FIELD(comm.adaptive.everySteps), atLeast(1)},
+    {"comm.adaptive.warmup_steps", CDL_FIELD(comm.adaptive.warmupSteps), within(0, 1e12, false, false)},
+    {"comm.adaptive.every_steps", CDL_FIELD(comm.adaptive.everySteps), within(1, 1e12, false, false)},
     {"comm.adaptive.window", CDL_FIELD(comm.adaptive.window), within(1, 10000, false, false)},
     {"comm.adaptive.buckets", CDL_FIELD(comm.adaptive.buckets), within(1, 1e7, false, false)},
     // Specs and family names are checked by the trainer, like comm.codec.
     {"comm.adaptive.candidates", CDL_FIELD(comm.adaptive.candidates), {}},
     {"comm.adaptive.families", CDL_FIELD(comm.adaptive.families), {}},
 
-    {"checkpoint.every_steps", CDL_FIELD(checkpoint.everySteps), atLeast(0)},
+    {"checkpoint.every_steps", CDL_FIELD(checkpoint.everySteps), within(0, 1e12, false, false)},
     {"checkpoint.every_epoch", CDL_FIELD(checkpoint.everyEpoch), {}},
-    {"checkpoint.keep", CDL_FIELD(checkpoint.keep), atLeast(1)},
+    {"checkpoint.keep", CDL_FIELD(checkpoint.keep), within(1, 1e6, false, false)},
 
     {"log.runs_dir", CDL_FIELD(log.runsDir), nonEmpty()},
-    {"log.every_steps", CDL_FIELD(log.everySteps), atLeast(1)},
+    {"log.every_steps", CDL_FIELD(log.everySteps), within(1, 1e12, false, false)},
 
     // cdl-launch reads these (and checks the strings it writes into the sbatch script).
     {"slurm.nodes", CDL_FIELD(slurm.nodes), within(1, 1e6, false, false)},
@@ -255,9 +259,14 @@ std::string describe(const YAML::Node& n) {
 }
 
 std::string describeRange(const Rule& r) {
-  if (r.hi == kInf) return (r.loOpen ? "> " : ">= ") + formatDouble(r.lo);
-  return std::string("in ") + (r.loOpen ? "(" : "[") + formatDouble(r.lo) + ", " +
-         formatDouble(r.hi) + (r.hiOpen ? ")" : "]");
+  // Whole bounds as integers: "[1, 1000000]", not "[1, 1e+06]".
+  const auto bound = [](double v) {
+    return std::floor(v) == v && std::fabs(v) < 1e15 ? std::to_string(static_cast<int64_t>(v))
+                                                     : formatDouble(v);
+  };
+  if (r.hi == kInf) return (r.loOpen ? "> " : ">= ") + bound(r.lo);
+  return std::string("in ") + (r.loOpen ? "(" : "[") + bound(r.lo) + ", " + bound(r.hi) +
+         (r.hiOpen ? ")" : "]");
 }
 
 // Where values come from: a YAML document (a file, whose marks give line numbers) or one --set.

@@ -88,6 +88,10 @@ struct Config {
     int64_t stepEvery = 1000;  // step schedule: multiply lr by stepGamma every this many steps
     double stepGamma = 0.1;
     int64_t threads = 0;  // intra-op threads per rank; 0: cores / local ranks
+    // A step whose gradients hold NaN or infinity on any rank: false, the run fails naming the
+    // parameter and step; true, the update is skipped on every rank and counted (as a loss
+    // scaler does).
+    bool skipNonfinite = false;
   } train;
 
   struct Comm {

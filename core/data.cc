@@ -1,5 +1,6 @@
 #include "core/data.h"
 
+#include <sys/stat.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -22,6 +23,9 @@ namespace {
 constexpr size_t kReadChunk = size_t{64} << 20;
 constexpr int64_t kMaxSide = 4096;
 constexpr int64_t kMaxCount = int64_t{1} << 31;
+// The most data bytes an IDX file may claim (a hundred times Fashion-MNIST's train images), so
+// that a small gzip file cannot make the reader inflate without bound.
+constexpr int64_t kMaxBody = int64_t{4} << 30;
 
 // A file's bytes, decompressed when the file starts with the gzip magic (0x1f 0x8b).
 class ByteSource {
@@ -35,6 +39,8 @@ class ByteSource {
     if (!gzip) {
       std::rewind(f);
       plain_ = f;
+      struct stat st {};
+      if (::fstat(::fileno(f), &st) == 0 && S_ISREG(st.st_mode)) plainBytes_ = st.st_size;
       return;
     }
     std::fclose(f);
@@ -48,6 +54,9 @@ class ByteSource {
   }
   ByteSource(const ByteSource&) = delete;
   ByteSource& operator=(const ByteSource&) = delete;
+
+  // The size of a plain regular file; -1 for a gzip stream (its size is known only at its end).
+  int64_t plainBytes() const { return plainBytes_; }
 
   // Reads up to n bytes; fewer only at the end of the (decompressed) stream. A read or gzip error,
   // including a gzip stream cut short, throws.
@@ -81,6 +90,7 @@ class ByteSource {
   std::string path_;
   std::FILE* plain_ = nullptr;
   gzFile gz_ = nullptr;
+  int64_t plainBytes_ = -1;
 };
 
 struct IdxFile {
@@ -116,6 +126,12 @@ IdxFile readIdxFile(const std::string& path, uint32_t rank, const char* what) {
     bodyBytes *= d;
   }
 
+  CDL_CHECK(bodyBytes <= kMaxBody, path, ": the header claims ", bodyBytes,
+            " bytes of data, more than the reader takes (", kMaxBody, ")");
+  const int64_t fileBytes = src.plainBytes();
+  CDL_CHECK(fileBytes < 0 || fileBytes >= static_cast<int64_t>(headerBytes) + bodyBytes, path,
+            ": truncated: expected ", static_cast<int64_t>(headerBytes) + bodyBytes,
+            " bytes (decompressed), got ", fileBytes);
   const size_t expected = static_cast<size_t>(bodyBytes);
   size_t have = 0;
   while (have < expected) {

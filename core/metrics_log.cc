@@ -32,6 +32,7 @@ void MetricsWindow::add(const StepMetrics& m) {
   cutBackwardBytes += static_cast<double>(m.cutBackwardBytes);
   cutBackwardElements += static_cast<double>(m.cutBackwardElements);
   microBatches += static_cast<double>(m.microBatches);
+  skipped += m.skipped;
   ++steps;
 }
 
@@ -100,6 +101,7 @@ void MetricsLog::writeStep(int64_t step, int64_t epoch, double lr) {
       j["weight_bits"] = w.weightBits;
       j["activation_bits"] = w.activationBits;
     }
+    if (w.skipped > 0) j["skipped_steps"] = w.skipped;
     if (split_) {
       const auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
       j["cut_forward_bytes"] = ratio(sums[3], sums[7]);
@@ -108,11 +110,12 @@ void MetricsLog::writeStep(int64_t step, int64_t epoch, double lr) {
       j["cut_backward_bits"] = 8.0 * ratio(sums[5], sums[6]);
     }
     file_->append(j.dump() + "\n");
-    char text[200];
+    char text[240];
     std::snprintf(text, sizeof(text),
-                  "epoch %lld loss %.4f acc %.3f %.0f samples/s %.3f MB/step wire (x%.1f)",
+                  "epoch %lld loss %.4f acc %.3f %.0f samples/s %.3f MB/step wire (x%.1f)%s",
                   static_cast<long long>(epoch), trainLoss, trainAccuracy, samplesPerSecond,
-                  mbPerStep, ratio);
+                  mbPerStep, ratio,
+                  w.skipped > 0 ? fmt::format(", {} skipped", w.skipped).c_str() : "");
     if (progress_) {
       progress_->update(step, text);
     } else {
@@ -176,6 +179,7 @@ std::string summaryJson(const Config& cfg, const TrainResult& r, int ranks) {
                             {"codec", cfg.comm.codec},
                             {"seed", cfg.seed},
                             {"config_hash", configHash(cfg)}};
+  if (cfg.train.skipNonfinite) summary["skipped_steps"] = r.skippedSteps;
   if (cfg.model.split.stages > 1) {
     summary["stages"] = cfg.model.split.stages;
     summary["micro_batches"] = cfg.model.split.microBatches;

@@ -37,6 +37,7 @@ struct StepMetrics {
   uint64_t cutForwardBytes = 0, cutForwardElements = 0;    // activations
   uint64_t cutBackwardBytes = 0, cutBackwardElements = 0;  // their gradients
   int64_t microBatches = 0;  // micro-batches whose activations this rank sent
+  int64_t skipped = 0;       // 1 when the update was skipped (non-finite gradients)
 };
 
 // The sums of a logging window (the steps since the last step record) on one rank.
@@ -50,6 +51,7 @@ struct MetricsWindow {
   double weightBits = 0.0, activationBits = 0.0;  // CDL: of the window's last step
   double cutForwardBytes = 0, cutForwardElements = 0, cutBackwardBytes = 0,
          cutBackwardElements = 0, microBatches = 0;
+  int64_t skipped = 0;  // updates skipped for non-finite gradients
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
 
   void add(const StepMetrics& m);
@@ -68,8 +70,10 @@ struct MetricsWindow {
 // A CDL model's step records add weight_bits and activation_bits (the rates of the window's last
 // step). A split model's add, over every rank and cut of the window, cut_forward_bytes and
 // cut_backward_bytes (per micro-batch and cut: the activation, and its gradient, length prefixes
-// included) and cut_forward_bits and cut_backward_bits (per element). Its epoch records a "cdl" object: bits_per_weight, coded_bits_per_weight,
-// model_coded_bytes, and per quantized weight and activation its bits, step and entropy.
+// included) and cut_forward_bits and cut_backward_bits (per element). A step record of a window
+// with updates skipped for non-finite gradients has skipped_steps. A CDL model's epoch records
+// carry a "cdl" object: bits_per_weight, coded_bits_per_weight, model_coded_bytes, and per
+// quantized weight and activation its bits, step and entropy.
 // A finished run also gets summary.json (summaryJson). The other ranks take part in the sums and
 // write nothing.
 class MetricsLog {

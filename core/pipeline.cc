@@ -494,8 +494,9 @@ StepMetrics Pipeline::trainStep(const StepSetup& s, int64_t step, const at::Tens
     }
   }
   r.reducer.finalize();
-  r.optimizer.step();
   drain();
+  m.skipped = skipsNonFinite(s, step, last() ? &loss : nullptr) ? 1 : 0;
+  if (m.skipped == 0) r.optimizer.step();
 
   const auto& reduced = r.reducer.lastStats();
   m.wireBytes = reduced.wireBytes;

@@ -82,6 +82,7 @@ void restoreReplica(const Replica& r, const std::string& path, const std::string
   state.fp32WireBytes = loaded.fp32WireBytes;
   state.cutWireBytes = loaded.cutWireBytes;
   state.cutFp32Bytes = loaded.cutFp32Bytes;
+  state.skippedSteps = loaded.skippedSteps;
 }
 
 }  // namespace cdl::core

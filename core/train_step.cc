@@ -4,11 +4,16 @@
 #include <ATen/ops/cross_entropy_loss.h>
 #include <torch/optim/optimizer.h>
 
+#include <spdlog/spdlog.h>
+
+#include <string>
+
 #include "comm/reduce/reducer.h"
 #include "core/cdl_training.h"
 #include "core/models.h"
 #include "core/pipeline.h"
 #include "core/schedule.h"
+#include "kernels/base/error.h"
 
 namespace cdl::core {
 
@@ -21,6 +26,24 @@ double beginStep(const StepSetup& s, int64_t step) {
   r.optimizer.zero_grad();
   if (r.cdl) r.cdl->setStep(step);
   return lr;
+}
+
+bool skipsNonFinite(const StepSetup& s, int64_t step, const double* loss) {
+  const comm::ReducerStepStats& st = s.replica.reducer.lastStats();
+  if (st.nonFiniteRanks == 0) return false;
+  if (s.train.skipNonfinite) {
+    if (!st.nonFinite.empty()) {
+      spdlog::debug("step {}: the gradient of '{}' is not finite; the step is skipped", step,
+                    st.nonFinite);
+    }
+    return true;
+  }
+  const std::string lossText = loss ? fmt::format(" (the loss was {})", *loss) : "";
+  CDL_CHECK(st.nonFinite.empty(), "step ", step, ": the gradient of '", st.nonFinite,
+            "' holds NaN or infinity", lossText,
+            "; lower train.lr, or set train.skip_nonfinite to skip such steps");
+  CDL_THROW("step ", step, ": the gradients of ", st.nonFiniteRanks,
+            " other rank(s) hold NaN or infinity (their errors name the parameter)");
 }
 
 StepMetrics trainStep(const StepSetup& s, int64_t step, const at::Tensor& x, const at::Tensor& y) {
@@ -39,12 +62,13 @@ StepMetrics trainStep(const StepSetup& s, int64_t step, const at::Tensor& x, con
     loss.backward();
   }
   r.reducer.finalize();
-  r.optimizer.step();
+  m.loss = loss.item<double>();
+  m.skipped = skipsNonFinite(s, step, &m.loss) ? 1 : 0;
+  if (m.skipped == 0) r.optimizer.step();
 
   const auto& stats = r.reducer.lastStats();
   m.wireBytes = stats.wireBytes;
   m.fp32Bytes = stats.fp32Bytes;
-  m.loss = loss.item<double>();
   m.correct = at::argmax(logits, 1).eq(y).sum().item<double>();
   m.count = y.size(0);
   return m;

@@ -190,6 +190,7 @@ bool trainEpoch(const EpochSetup& e, TrainState& state) {
     state.fp32WireBytes += m.fp32Bytes;
     state.cutWireBytes += m.cutWireBytes;
     state.cutFp32Bytes += m.cutFp32Bytes;
+    state.skippedSteps += m.skipped;
     e.metrics.addStep(m);
     if (comm::AdaptiveRates* rates = e.step.replica.rates) {
       if (auto plan = rates->afterStep(static_cast<uint64_t>(state.step)))
@@ -376,6 +377,12 @@ TrainResult train(const Config& cfg, const ProcessGrid& grid, const TrainOptions
   result.fp32WireBytes = state.fp32WireBytes;
   if (split) std::tie(result.cutWireBytes, result.cutFp32Bytes) = sumOverJob(world, state);
   result.cdl = cdl != nullptr;
+  result.skippedSteps = state.skippedSteps;
+  if (world.rank() == 0 && state.skippedSteps > 0) {
+    spdlog::warn("{} of {} steps were skipped: their gradients held NaN or infinity "
+                 "(train.skip_nonfinite)",
+                 state.skippedSteps, state.step);
+  }
   if (world.rank() == 0 && result.finished) {
     writeFileAtomically(result.runDir + "/summary.json", summaryJson(cfg, result, world.size()));
   }

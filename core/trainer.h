@@ -32,6 +32,7 @@ struct TrainResult {
   // A split model: the bytes every rank of the job sent across the cuts over the whole run
   // (activations and their gradients), and what fp32 tensors would have taken.
   uint64_t cutWireBytes = 0, cutFp32Bytes = 0;
+  int64_t skippedSteps = 0;  // updates skipped for non-finite gradients (train.skip_nonfinite)
   std::string runDir;
   // A CDL model (cdl.mode): its weights' mean entropy and its coded size after the last epoch.
   bool cdl = false;

@@ -135,6 +135,16 @@ void Reducer::onGradient(int index, const at::Tensor& grad) {
   } else {
     for (int64_t i = 0; i < p.numel; ++i) dst[i] += src[i];
   }
+  if (options_.checkFinite && last) {
+    // x - x is 0 for every finite x and NaN for NaN and infinity; the sum is NaN when any is.
+    float probe = 0.0f;
+    for (int64_t i = 0; i < p.numel; ++i) probe += dst[i] - dst[i];
+    if (probe != 0.0f) {
+      std::fill_n(dst, p.numel, 0.0f);
+      std::lock_guard<std::mutex> lock(mu_);
+      if (nonFinite_.empty()) nonFinite_ = p.name;
+    }
+  }
   if (!last) return;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -224,6 +234,15 @@ void Reducer::finalize() {
   cv_.notify_all();
   cv_.wait(lock, [&] { return stepDone_ || buckets_.empty(); });
   if (error_) std::rethrow_exception(error_);
+  running_.nonFinite = std::move(nonFinite_);
+  nonFinite_.clear();
+  if (options_.checkFinite) {
+    std::vector<float> flag{running_.nonFinite.empty() ? 0.0f : 1.0f};
+    lock.unlock();
+    comm_->allreduce(flag.data(), 1)->wait();
+    lock.lock();
+    running_.nonFiniteRanks = static_cast<int>(flag[0]);
+  }
   for (Param& p : params_) {
     at::Tensor& grad = p.tensor.mutable_grad();
     if (!grad.defined() || !grad.is_contiguous() || grad.scalar_type() != at::kFloat) {

@@ -28,6 +28,8 @@ struct ReducerOptions {
   // Tensors with fewer elements (biases, norms) go uncompressed, whatever their scheme.
   int64_t minCompressNumel = 4096;
   bool errorFeedback = true;
+  // Check every gradient for NaN and infinity as it arrives (Note [Non-finite gradients]).
+  bool checkFinite = true;
   uint64_t seed = 0;            // stochastic rounding streams derive from (seed, step, bucket)
   double timeoutSeconds = 0.0;  // per collective; zero or less: CDL_COMM_TIMEOUT
 };
@@ -38,6 +40,10 @@ struct ReducerStepStats {
   uint64_t fp32Bytes = 0;
   double encodeSeconds = 0.0, commSeconds = 0.0, decodeSeconds = 0.0;
   std::vector<AllreduceStats> buckets;
+  // Note [Non-finite gradients]: the ranks whose gradients held NaN or infinity this step (the
+  // same count on every rank), and the first such parameter of this rank ("" when none).
+  int nonFiniteRanks = 0;
+  std::string nonFinite;
 };
 
 // Note [Reducer]
@@ -53,6 +59,13 @@ struct ReducerStepStats {
 // Parameters whose scheme is powersgd are reduced one by one, as rows x cols matrices (the first
 // dimension by the rest, like PyTorch's PowerSGD hook), with a PowerSgdState each; vectors and
 // matrices too small to gain go through a plain allreduce (Note [PowerSGD allreduce]).
+//
+// Note [Non-finite gradients]
+// With checkFinite, each gradient is checked as its hook copies it into the bucket. A parameter
+// whose gradient holds NaN or infinity is recorded and enters the bucket as zeros, so that every
+// collective and codec still completes on every rank; finalize() then sums a flag over the ranks
+// (one 1-float allreduce per step), and every rank's stats say how many ranks saw one. The trainer
+// fails the step naming the parameter and the step, or skips the update on every rank alike.
 //
 // At construction every rank compares the parameter names, shapes and schemes with rank 0's
 // (requireSameOnEveryRank); a difference is an error naming the first differing tensor and rank.
@@ -159,6 +172,7 @@ class Reducer {
   bool stop_ = false;
   uint64_t step_ = 0;
   int backwardsPerStep_ = 1;
+  std::string nonFinite_;  // the step's first parameter with a non-finite gradient
   std::exception_ptr error_;
   bool capture_ = false;
   std::map<std::string, std::vector<float>> captured_;

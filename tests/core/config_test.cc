@@ -66,6 +66,7 @@ train:
   step_every: 100
   step_gamma: 0.5
   threads: 2
+  skip_nonfinite: true
 comm:
   codec: fp16
   error_feedback: false
@@ -180,6 +181,7 @@ TEST_F(ConfigFileTest, FullFileSetsEveryKey) {
   EXPECT_EQ(c.train.stepEvery, 100);
   EXPECT_EQ(c.train.stepGamma, 0.5);
   EXPECT_EQ(c.train.threads, 2);
+  EXPECT_TRUE(c.train.skipNonfinite);
   EXPECT_EQ(c.comm.codec, "fp16");
   EXPECT_FALSE(c.comm.errorFeedback);
   EXPECT_EQ(c.comm.bucketMb, 4.5);
@@ -335,26 +337,32 @@ TEST(ConfigTest, WrongTypeNamesTheKeyTheExpectedTypeAndTheValue) {
 
 TEST(ConfigTest, OutOfRangeNamesTheKeyAndTheBound) {
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {"train:\n  epochs: 0\n", "train.epochs must be >= 1"},
-      {"train:\n  batch_size: -4\n", "train.batch_size must be >= 1"},
-      {"train:\n  max_steps: -1\n", "train.max_steps must be >= 0"},
+      {"train:\n  epochs: 0\n", "train.epochs must be in [1, 1000000]"},
+      {"train:\n  batch_size: -4\n", "train.batch_size must be in [1, 1000000]"},
+      {"train:\n  max_steps: -1\n", "train.max_steps must be in [0, 1000000000000]"},
       {"train:\n  lr: 0\n", "train.lr must be > 0"},
       {"train:\n  momentum: 1\n", "train.momentum must be in [0, 1)"},
       {"train:\n  momentum: -0.1\n", "train.momentum must be in [0, 1)"},
       {"train:\n  weight_decay: -1e-4\n", "train.weight_decay must be >= 0"},
-      {"train:\n  warmup_steps: -1\n", "train.warmup_steps must be >= 0"},
-      {"train:\n  step_every: 0\n", "train.step_every must be >= 1"},
+      {"train:\n  warmup_steps: -1\n", "train.warmup_steps must be in [0, 1000000000000]"},
+      {"train:\n  step_every: 0\n", "train.step_every must be in [1, 1000000000000]"},
       {"train:\n  step_gamma: 0\n", "train.step_gamma must be in (0, 1]"},
       {"train:\n  step_gamma: 1.5\n", "train.step_gamma must be in (0, 1]"},
-      {"train:\n  threads: -1\n", "train.threads must be >= 0"},
-      {"comm:\n  bucket_mb: 0\n", "comm.bucket_mb must be > 0"},
-      {"comm:\n  first_bucket_mb: -1\n", "comm.first_bucket_mb must be > 0"},
-      {"comm:\n  min_compress_numel: -1\n", "comm.min_compress_numel must be >= 0"},
-      {"checkpoint:\n  keep: 0\n", "checkpoint.keep must be >= 1"},
-      {"checkpoint:\n  every_steps: -1\n", "checkpoint.every_steps must be >= 0"},
-      {"log:\n  every_steps: 0\n", "log.every_steps must be >= 1"},
-      {"data:\n  synthetic_train: 0\n", "data.synthetic_train must be >= 1"},
-      {"data:\n  synthetic_test: 0\n", "data.synthetic_test must be >= 1"},
+      {"train:\n  threads: -1\n", "train.threads must be in [0, 4096]"},
+      {"comm:\n  bucket_mb: 0\n", "comm.bucket_mb must be in (0, 1024]"},
+      {"comm:\n  first_bucket_mb: -1\n", "comm.first_bucket_mb must be in (0, 1024]"},
+      {"comm:\n  min_compress_numel: -1\n", "comm.min_compress_numel must be in [0, 1000000000000]"},
+      {"checkpoint:\n  keep: 0\n", "checkpoint.keep must be in [1, 1000000]"},
+      {"checkpoint:\n  every_steps: -1\n", "checkpoint.every_steps must be in [0, 1000000000000]"},
+      {"log:\n  every_steps: 0\n", "log.every_steps must be in [1, 1000000000000]"},
+      {"data:\n  synthetic_train: 0\n", "data.synthetic_train must be in [1, 1000000]"},
+      {"data:\n  synthetic_test: 0\n", "data.synthetic_test must be in [1, 1000000]"},
+      // Upper bounds keep the arithmetic in range: no step count overflows, no size wraps.
+      {"train:\n  epochs: 1000000000000000000\n", "train.epochs must be in [1, 1000000]"},
+      {"comm:\n  bucket_mb: 1.0e+15\n", "comm.bucket_mb must be in (0, 1024]"},
+      {"model:\n  width: 100000\n", "model.width must be in [1, 1024]"},
+      {"train:\n  threads: 100000\n", "train.threads must be in [0, 4096]"},
+      {"data:\n  synthetic_train: 10000000000\n", "data.synthetic_train must be in [1, 1000000]"},
   };
   for (const auto& [yaml, message] : cases) {
     EXPECT_THAT(errorOfYaml(yaml), AllOf(HasSubstr("test.yaml:2"), HasSubstr(message))) << yaml;
@@ -412,7 +420,7 @@ TEST(ConfigTest, MalformedSetNamesTheOverride) {
               AllOf(HasSubstr("--set 'train.lr=fast'"), HasSubstr("a number")));
   EXPECT_THAT(errorOfYaml("", {"train.lr="}), HasSubstr("--set 'train.lr='"));
   EXPECT_THAT(errorOfYaml("", {"train.epochs=0"}),
-              AllOf(HasSubstr("--set 'train.epochs=0'"), HasSubstr(">= 1")));
+              AllOf(HasSubstr("--set 'train.epochs=0'"), HasSubstr("in [1, 1000000]")));
 }
 
 // comm.adaptive is a section inside comm: nested in YAML, in --set paths and in the written config.
@@ -428,7 +436,7 @@ TEST(ConfigTest, AdaptiveRatesAreASubsectionOfComm) {
   EXPECT_THAT(text, HasSubstr("\n  adaptive:\n    enabled: true\n"));
   EXPECT_EQ(parseConfig(text, "resolved.yaml"), c);
   EXPECT_THAT(errorOfYaml("comm:\n  adaptive:\n    alpha: 0\n"),
-              HasSubstr("comm.adaptive.alpha must be in (0, 1e+06], got 0"));
+              HasSubstr("comm.adaptive.alpha must be in (0, 1000000], got 0"));
   EXPECT_THAT(errorOfYaml("comm:\n  adaptive:\n    families: qsgd\n"),
               HasSubstr("comm.adaptive.families must be a list of strings"));
   EXPECT_THAT(errorOfYaml("comm:\n  adaptive:\n    alfa: 1\n"),

@@ -225,6 +225,23 @@ TEST_F(IdxTest, ZeroOrHugeDimensionsNameFile) {
   EXPECT_NE(h.find("dimension 2"), std::string::npos) << h;
 }
 
+// A header's claimed size is checked before anything of that size is read: against the file for a
+// plain file, against the reader's cap (4 GiB) for a gzip stream, whose size shows only at its end.
+TEST_F(IdxTest, AClaimedSizeBeyondTheFileOrTheCapIsRefusedFirst) {
+  writePlain(path("lbl"), sample_.labelFile());
+  writePlain(path("claims"), idxImages(2000000000, 28, 28, {}));
+  const std::string e = errorOf(path("claims"), path("lbl"));
+  EXPECT_NE(e.find(path("claims")), std::string::npos) << e;
+  EXPECT_NE(e.find("more than the reader takes"), std::string::npos) << e;
+  writePlain(path("plain"), idxImages(60000, 28, 28, Bytes(100, 0)));
+  const std::string p = errorOf(path("plain"), path("lbl"));
+  EXPECT_NE(p.find("truncated: expected " + std::to_string(16 + 60000 * 28 * 28)), std::string::npos)
+      << p;
+  writeGzip(path("bomb.gz"), idxImages(2000000000, 28, 28, Bytes(1000, 0)));
+  const std::string g = errorOf(path("bomb.gz"), path("lbl"));
+  EXPECT_NE(g.find("more than the reader takes"), std::string::npos) << g;
+}
+
 TEST_F(IdxTest, CountMismatchNamesBothFiles) {
   writePlain(path("img"), sample_.images());
   writePlain(path("lbl"), idxLabels(4, {0, 1, 2, 3}));

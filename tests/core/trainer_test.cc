@@ -1,5 +1,6 @@
 #include "core/trainer.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
@@ -88,6 +89,28 @@ TEST_F(TrainerTest, AFreshRunRefusesAnOccupiedFolderAndLeavesItIntact) {
   std::stringstream after;
   after << again.rdbuf();
   EXPECT_EQ(before.str(), after.str());
+}
+
+// Note [Non-finite gradients]: a learning rate that blows the model up fails the run naming the
+// parameter and the step, on every path (plain fp32 here); with train.skip_nonfinite those steps
+// are skipped and counted instead.
+TEST_F(TrainerTest, NonFiniteGradientsNameTheParameterAndStepOrAreSkipped) {
+  Config c = smallConfig("blowup");
+  c.train.lr = 1e30;
+  c.train.warmupSteps = 0;
+  try {
+    run(c, 2);
+    ADD_FAILURE() << "a run with lr 1e30 finished";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), ::testing::MatchesRegex(".*step [0-9]+: the gradient of '[a-z0-9.]+' "
+                                                  "holds NaN or infinity.*train.skip_nonfinite.*"));
+  }
+  c.name = "skipped";
+  c.train.skipNonfinite = true;
+  const TrainResult r = run(c, 2);
+  EXPECT_TRUE(r.finished);
+  EXPECT_GT(r.skippedSteps, 0);
+  EXPECT_EQ(summary("skipped")["skipped_steps"], r.skippedSteps);
 }
 
 TEST_F(TrainerTest, AnUnknownCodecNamesTheConfigKey) {

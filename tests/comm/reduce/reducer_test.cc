@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include <cmath>
 #include <functional>
 #include <map>
@@ -185,6 +187,36 @@ TEST_P(ReducerRanks, PowerSgdIsIdenticalAcrossRanksAndErrorFeedbackLosesNothing)
 }
 
 INSTANTIATE_TEST_SUITE_P(Ranks, ReducerRanks, ::testing::Values(1, 2, 3));
+
+// Note [Non-finite gradients]: a NaN in one rank's gradient is named there, enters the reduction
+// as zeros (so lossy codecs and PowerSGD complete), and every rank learns that one rank saw it.
+TEST_P(ReducerRanks, ANonFiniteGradientIsNamedAndCountedOnEveryRank) {
+  const int size = GetParam();
+  for (const std::string codec : {"none", "qsgd:bits=4,entropy=rans", "powersgd:rank=2"}) {
+    SCOPED_TRACE(codec);
+    std::vector<ReducerStepStats> stats(size);
+    std::vector<bool> finite(size);
+    test::spawn(size, [&](int r, std::shared_ptr<Communicator> comm) {
+      Net net;
+      ReducerOptions o = optionsFor(codec);
+      o.minCompressNumel = 0;
+      Reducer reducer(comm, net.named(), o);
+      at::Tensor loss = net.loss(r, 0);
+      if (r == size - 1) loss = loss + net.w2.sum() * std::numeric_limits<float>::infinity();
+      loss.backward();
+      reducer.finalize();
+      stats[r] = reducer.lastStats();
+      bool ok = true;
+      for (const auto& [name, t] : net.named()) ok = ok && t.grad().isfinite().all().item<bool>();
+      finite[r] = ok;
+    });
+    for (int r = 0; r < size; ++r) {
+      EXPECT_EQ(stats[r].nonFiniteRanks, 1) << "rank " << r;
+      EXPECT_EQ(stats[r].nonFinite, r == size - 1 ? "fc2.weight" : "") << "rank " << r;
+      EXPECT_TRUE(finite[r]) << "rank " << r;
+    }
+  }
+}
 
 TEST(Reducer, MismatchedModelsFailNamingTheTensorAndRank) {
   std::vector<std::string> messages(2);
