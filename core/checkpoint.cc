@@ -187,6 +187,11 @@ std::string saveCheckpoint(const std::string& dir, const torch::nn::Module& mode
   archive.write("cut_bytes", int64Tensor({static_cast<int64_t>(state.cutWireBytes),
                                           static_cast<int64_t>(state.cutFp32Bytes),
                                           state.skippedSteps}));
+  if (!state.metricsWindow.empty()) {
+    at::Tensor w = at::empty({static_cast<int64_t>(state.metricsWindow.size())}, at::kDouble);
+    std::copy(state.metricsWindow.begin(), state.metricsWindow.end(), w.data_ptr<double>());
+    archive.write("metrics_window", w);
+  }
   if (state.rngState.defined()) archive.write("rng", state.rngState);
 
   // The archive streams straight into the file, hashed on the way; a failure leaves the earlier
@@ -271,6 +276,11 @@ TrainState loadCheckpoint(const std::string& path, torch::nn::Module& model,
     }
     readRateState(archive, s);
     readCutBytes(archive, s);
+    at::Tensor window;
+    if (archive.try_read("metrics_window", window)) {
+      CDL_CHECK(window.scalar_type() == at::kDouble && window.dim() == 1, "bad metrics window");
+      s.metricsWindow.assign(window.data_ptr<double>(), window.data_ptr<double>() + window.numel());
+    }
     at::Tensor rng;
     if (archive.try_read("rng", rng)) s.rngState = rng;
   } catch (const Error& e) {

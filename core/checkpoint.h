@@ -39,6 +39,7 @@ struct TrainState {
   // (activations forward, their gradients backward), and what fp32 would have sent.
   uint64_t cutWireBytes = 0, cutFp32Bytes = 0;
   int64_t skippedSteps = 0;  // updates skipped for non-finite gradients (train.skip_nonfinite)
+  std::vector<double> metricsWindow;  // the open metrics window (MetricsWindow::sums), if any
   at::Tensor rngState;  // torch's default CPU generator
 };
 

@@ -4,12 +4,14 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <vector>
 
 #include "comm/reduce/adaptive_rates.h"
 #include "core/collectives.h"
 #include "core/trainer.h"
+#include "kernels/base/error.h"
 
 namespace cdl::core {
 
@@ -58,10 +60,65 @@ class MetricsLog::Progress {
   bool drawn_ = false;
 };
 
+std::vector<double> MetricsWindow::sums() const {
+  return {loss,
+          correct,
+          count,
+          static_cast<double>(wireBytes),
+          static_cast<double>(fp32Bytes),
+          static_cast<double>(steps),
+          weightBits,
+          activationBits,
+          cutForwardBytes,
+          cutForwardElements,
+          cutBackwardBytes,
+          cutBackwardElements,
+          microBatches,
+          static_cast<double>(skipped)};
+}
+
+void MetricsWindow::setSums(const std::vector<double>& v) {
+  CDL_CHECK(v.size() == 14, "metrics window of ", v.size(), " numbers, expected 14");
+  loss = v[0];
+  correct = v[1];
+  count = v[2];
+  wireBytes = static_cast<uint64_t>(v[3]);
+  fp32Bytes = static_cast<uint64_t>(v[4]);
+  steps = static_cast<int64_t>(v[5]);
+  weightBits = v[6];
+  activationBits = v[7];
+  cutForwardBytes = v[8];
+  cutForwardElements = v[9];
+  cutBackwardBytes = v[10];
+  cutBackwardElements = v[11];
+  microBatches = v[12];
+  skipped = static_cast<int64_t>(v[13]);
+}
+
+namespace {
+
+// The records of a metrics file up to `step`, dropping later ones and any line that does not
+// parse (a torn last append).
+std::string recordsUpTo(const std::string& path, int64_t step) {
+  std::ifstream in(path);
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() || !j.is_object() || !j.contains("step") || !j["step"].is_number()) {
+      continue;
+    }
+    if (j["step"].get<int64_t>() <= step) kept += line + "\n";
+  }
+  return kept;
+}
+
+}  // namespace
+
 MetricsLog::MetricsLog(comm::Communicator& comm, const std::string& path, bool progressBar,
-                       int64_t totalSteps)
+                       int64_t totalSteps, int64_t resumedStep)
     : comm_(comm), totalSteps_(totalSteps) {
   if (comm.rank() != 0) return;
+  if (resumedStep >= 0 && exists(path)) writeFileAtomically(path, recordsUpTo(path, resumedStep));
   file_ = std::make_unique<AppendFile>(path);
   if (progressBar) progress_ = std::make_unique<Progress>(totalSteps);
 }

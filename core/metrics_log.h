@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "comm/transport/communicator.h"
 #include "core/cdl_report.h"
@@ -55,6 +56,10 @@ struct MetricsWindow {
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
 
   void add(const StepMetrics& m);
+  // Its sums as numbers (checkpoints carry the open window, so a resumed run writes the records
+  // the uninterrupted run would have) and back; a vector of another length is a cdl::Error.
+  std::vector<double> sums() const;
+  void setSums(const std::vector<double>& v);
 };
 
 // Note [Metrics log]
@@ -78,14 +83,19 @@ struct MetricsWindow {
 // write nothing.
 class MetricsLog {
  public:
-  // Rank 0 opens path for appending (a resumed run continues the file) and draws a progress bar
-  // of totalSteps on stderr when progressBar is set, else logs a line per step record.
+  // Rank 0 opens path for appending and draws a progress bar of totalSteps on stderr when
+  // progressBar is set, else logs a line per step record. A run resumed at step resumedStep (>= 0)
+  // continues the file from there: records of later steps (written after its checkpoint) and a
+  // torn last line are dropped first, through an atomic rewrite, so none is duplicated.
   MetricsLog(comm::Communicator& comm, const std::string& path, bool progressBar,
-             int64_t totalSteps);
+             int64_t totalSteps, int64_t resumedStep = -1);
   ~MetricsLog();
 
   // Adds a step to the current window.
   void addStep(const StepMetrics& m);
+  // The current window (for checkpoints) and a resumed run's.
+  const MetricsWindow& window() const { return window_; }
+  void setWindow(const MetricsWindow& w) { window_ = w; }
   // Collective: sums the window over the ranks, writes the step record of `step` (the last of
   // the window, in `epoch`, at learning rate lr), shows it, and starts a new window.
   void writeStep(int64_t step, int64_t epoch, double lr);

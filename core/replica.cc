@@ -2,6 +2,8 @@
 
 #include <ATen/Context.h>
 #include <ATen/core/grad_mode.h>
+#include <torch/optim/adam.h>
+#include <torch/optim/sgd.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -27,6 +29,26 @@ void broadcastTensors(comm::Communicator& c, const std::vector<at::Tensor>& tens
               bytes, "; every rank must build the same model");
     std::copy(b.begin(), b.end(), p);
   }
+}
+
+std::vector<at::Tensor> optimizerStateTensors(torch::optim::Optimizer& optimizer) {
+  std::vector<at::Tensor> out;
+  auto& state = optimizer.state();
+  for (auto& group : optimizer.param_groups()) {
+    for (auto& p : group.params()) {
+      auto it = state.find(c10::guts::to_string(p.unsafeGetTensorImpl()));
+      if (it == state.end()) continue;
+      torch::optim::OptimizerParamState* s = it->second.get();
+      if (auto* sgd = dynamic_cast<torch::optim::SGDParamState*>(s)) {
+        if (sgd->momentum_buffer().defined()) out.push_back(sgd->momentum_buffer());
+      } else if (auto* adam = dynamic_cast<torch::optim::AdamParamState*>(s)) {
+        for (const at::Tensor& t : {adam->exp_avg(), adam->exp_avg_sq(), adam->max_exp_avg_sq()}) {
+          if (t.defined()) out.push_back(t);
+        }
+      }
+    }
+  }
+  return out;
 }
 
 std::string saveReplicaCheckpoint(const Replica& r, const std::string& dir, int64_t keep,
@@ -83,6 +105,7 @@ void restoreReplica(const Replica& r, const std::string& path, const std::string
   state.cutWireBytes = loaded.cutWireBytes;
   state.cutFp32Bytes = loaded.cutFp32Bytes;
   state.skippedSteps = loaded.skippedSteps;
+  state.metricsWindow = loaded.metricsWindow;
 }
 
 }  // namespace cdl::core

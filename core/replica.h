@@ -44,6 +44,10 @@ struct Replica {
 // contiguous; one whose size differs from rank 0's is a cdl::Error (the models differ).
 void broadcastTensors(comm::Communicator& c, const std::vector<at::Tensor>& tensors);
 
+// The optimizer's state tensors (SGD's momentum buffers, Adam's moments) in parameter order, for
+// a resumed run to take rank 0's, as it takes rank 0's parameters.
+std::vector<at::Tensor> optimizerStateTensors(torch::optim::Optimizer& optimizer);
+
 // Collective (it takes rank 0's buffers first): writes this rank's checkpoint of state to dir,
 // then, once every rank of the job has written its own (a collective), keeps this rank's newest
 // `keep`, and returns the path. Fills state's error feedback (from the

@@ -202,6 +202,7 @@ bool trainEpoch(const EpochSetup& e, TrainState& state) {
     if (state.batchInEpoch + 1 == len.stepsPerEpoch || state.step == len.totalSteps) return false;
     const bool stopping = stopsAfter(e.stopAfterSteps, state.step);
     if (checkpointDue(cfg.checkpoint, state.step, /*epochEnd=*/false, stopping, false)) {
+      state.metricsWindow = e.metrics.window().sums();
       ++state.batchInEpoch;  // the checkpoint resumes at the next batch
       saveReplicaCheckpoint(e.step.replica, e.checkpointDir, cfg.checkpoint.keep, state);
       --state.batchInEpoch;
@@ -298,6 +299,10 @@ TrainResult train(const Config& cfg, const ProcessGrid& grid, const TrainOptions
   checkGridSize(world.size(), grid.stages);
   requireSameConfig(world, cfg);
   const bool split = grid.stages > 1;
+  // Every spec is checked before the run folder is touched, so a typo leaves nothing behind.
+  const comm::ReducerOptions ro = reducerOptions(cfg);
+  if (cfg.comm.adaptive.enabled) adaptiveOptions(cfg, ro.scheme);
+  if (split) checkCutSpecs(cfg.model.split);
   comm::Communicator& c = *grid.data;  // the data-parallel group of this rank's stage
   const auto start = Clock::now();
   TrainResult result;
@@ -320,7 +325,6 @@ TrainResult train(const Config& cfg, const ProcessGrid& grid, const TrainOptions
   for (const auto& p : model->named_parameters()) named.emplace_back(p.key(), p.value());
   auto optimizer = makeOptimizer(cfg.train, *model);
   const RunLength len = runLength(cfg, data.train.count, c.size());
-  const comm::ReducerOptions ro = reducerOptions(cfg);
   comm::Reducer reducer(grid.data, named, ro);
   std::unique_ptr<comm::AdaptiveRates> rates;
   if (cfg.comm.adaptive.enabled) {
@@ -347,8 +351,16 @@ TrainResult train(const Config& cfg, const ProcessGrid& grid, const TrainOptions
   }
   broadcastTensors(c, model->parameters());
   broadcastTensors(c, replica.buffers);
+  // A resumed run's replicas also share rank 0's optimizer state, so none drifts apart.
+  broadcastTensors(c, optimizerStateTensors(*optimizer));
 
-  MetricsLog metrics(world, result.runDir + "/metrics.jsonl", options.progressBar, len.totalSteps);
+  MetricsLog metrics(world, result.runDir + "/metrics.jsonl", options.progressBar, len.totalSteps,
+                     options.resume ? state.step : -1);
+  if (!state.metricsWindow.empty()) {
+    MetricsWindow w;
+    w.setSums(state.metricsWindow);
+    metrics.setWindow(w);
+  }
   metrics.setCdl(cdl != nullptr);
   metrics.setSplit(split);
   if (world.rank() == 0) logStart(cfg, *whole, world.size(), len, pipeline.get());

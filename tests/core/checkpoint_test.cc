@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -80,6 +81,36 @@ TEST_F(CheckpointTest, ARankKilledBeforeItsRenameLeavesACommonStep) {
   resume.stopAfterSteps = 0;
   EXPECT_TRUE(run(c, 2, resume).finished);
   EXPECT_EQ(summary("died2")["test_loss"], whole["test_loss"]);
+}
+
+// A run that died after writing records past its newest checkpoint resumes without writing
+// them twice: the records are exactly the uninterrupted run's.
+TEST_F(CheckpointTest, AResumedRunWritesNoRecordTwice) {
+  Config c = smallConfig("records");
+  c.checkpoint.everySteps = 4;
+  c.log.everySteps = 2;
+  run(c, 2);
+  c.name = "records2";
+  TrainOptions stop;
+  stop.stopAfterSteps = 10;
+  run(c, 2, stop);
+  // As if killed after the records of steps 9 and 10 but before step 10's checkpoints.
+  const std::string dir = dir_ + "/records2/checkpoints";
+  for (int r = 0; r < 2; ++r) ASSERT_EQ(std::remove(checkpointPath(dir, 10, r).c_str()), 0);
+  {
+    std::ofstream torn(dir_ + "/records2/metrics.jsonl", std::ios::app);
+    torn << "{\"kind\":\"step\",\"step\":1";  // and a torn last line
+  }
+  TrainOptions resume;
+  resume.resume = true;
+  run(c, 2, resume);
+  const auto want = records("records", "step"), got = records("records2", "step");
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ(got[i]["step"], want[i]["step"]);
+    EXPECT_EQ(got[i]["train_loss"], want[i]["train_loss"]) << "step " << want[i]["step"];
+  }
+  EXPECT_EQ(records("records2", "epoch").size(), records("records", "epoch").size());
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/trainer.h"
@@ -51,6 +52,32 @@ class TrainFixture : public ::testing::Test {
     return results[0];
   }
 
+  // Runs train() on a grid of in-process ranks (perRank[r] is world rank r's config, `stages`
+  // pipeline stages); returns every rank's result.
+  std::vector<TrainResult> runGrid(const std::vector<Config>& perRank, int stages,
+                                   const TrainOptions& opt = {}) {
+    const int ranks = static_cast<int>(perRank.size());
+    std::vector<ProcessGrid> grids = makeLocalGrids(ranks, stages);
+    std::vector<TrainResult> results(static_cast<size_t>(ranks));
+    std::vector<std::exception_ptr> errors(static_cast<size_t>(ranks));
+    std::vector<std::thread> threads;
+    for (int r = 0; r < ranks; ++r) {
+      threads.emplace_back([&, r] {
+        setThreadRank(r);
+        try {
+          results[r] = train(perRank[r], grids[r], opt);
+        } catch (...) {
+          errors[r] = std::current_exception();
+        }
+        setThreadRank(-1);
+      });
+    }
+    for (auto& t : threads) t.join();
+    for (auto& e : errors) {
+      if (e) std::rethrow_exception(e);
+    }
+    return results;
+  }
   // Runs c on `size` ranks stopped after `stopAfter` steps (checking that it stopped), then
   // resumed to the end; returns the resumed run's result.
   TrainResult runInterrupted(const Config& c, int size, int64_t stopAfter) {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -120,6 +121,20 @@ TEST_F(TrainerTest, AnUnknownCodecNamesTheConfigKey) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("comm.codec"), std::string::npos) << e.what();
   }
+  // Checked before the run folder exists: nothing is left behind to refuse the corrected run.
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/bad"));
+  Config split = smallConfig("badcut");
+  split.model.split.stages = 2;
+  split.model.split.cutAfter = {"fc1"};
+  split.model.split.gradientCodec = "qsgd:bits=0";
+  try {
+    runGrid({split, split}, 2);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("model.split.gradient_codec"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/badcut"));
 }
 
 }  // namespace
