@@ -81,6 +81,8 @@ void restoreReplica(const Replica& r, const std::string& path, const std::string
   const TrainState loaded = loadCheckpoint(path, r.model, r.optimizer);
   CDL_CHECK(loaded.worldSize == state.worldSize, "checkpoint ", path, " is from a run with ",
             loaded.worldSize, " ranks; resume it with as many");
+  CDL_CHECK(loaded.rank == state.rank, "checkpoint ", path, " belongs to rank ", loaded.rank,
+            ", not to rank ", state.rank);
   CDL_CHECK(loaded.configHash == state.configHash, "checkpoint ", path,
             " was written with a different config; resume with the run's config.yaml (", runDir,
             "/config.yaml)");
@@ -97,15 +99,8 @@ void restoreReplica(const Replica& r, const std::string& path, const std::string
     std::lock_guard<std::mutex> lock(gen.mutex());
     gen.set_state(loaded.rngState);
   }
-  state.step = loaded.step;
-  state.epoch = loaded.epoch;
-  state.batchInEpoch = loaded.batchInEpoch;
-  state.wireBytes = loaded.wireBytes;
-  state.fp32WireBytes = loaded.fp32WireBytes;
-  state.cutWireBytes = loaded.cutWireBytes;
-  state.cutFp32Bytes = loaded.cutFp32Bytes;
-  state.skippedSteps = loaded.skippedSteps;
-  state.metricsWindow = loaded.metricsWindow;
+  // The rest of the run's position and counts; the identity fields were checked equal above.
+  state = loaded;
 }
 
 }  // namespace cdl::core
