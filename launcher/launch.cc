@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <fstream>
 #include <regex>
 #include <sstream>
 
@@ -84,13 +85,23 @@ std::vector<std::string> mpirunCommand(const LaunchOptions& opt,
             "cdl-launch: --emulate makes its own hosts; leave out -H and --hostfile");
   std::vector<std::string> cmd = {"mpirun", "-np", std::to_string(opt.np)};
   if (!opt.hosts.empty()) {
-    static const std::regex hostList("[A-Za-z0-9_.-]+(:[0-9]+)?(,[A-Za-z0-9_.-]+(:[0-9]+)?)*");
+    // Host names as RFC 1123 has them (a letter or digit first, so none reads as an option).
+    static const std::regex hostList(
+        "[A-Za-z0-9][A-Za-z0-9_.-]*(:[0-9]+)?(,[A-Za-z0-9][A-Za-z0-9_.-]*(:[0-9]+)?)*");
     CDL_CHECK(std::regex_match(opt.hosts, hostList), "cdl-launch: -H '", opt.hosts,
-              "' is not a list of host[:slots] separated by commas");
+              "' is not a list of host[:slots] separated by commas (host names start with a "
+              "letter or digit)");
     cmd.insert(cmd.end(), {"-H", opt.hosts});
   } else if (!opt.hostfile.empty()) {
-    CDL_CHECK(::access(opt.hostfile.c_str(), R_OK) == 0, "cdl-launch: --hostfile ", opt.hostfile,
-              " cannot be read");
+    std::ifstream in(opt.hostfile);
+    CDL_CHECK(in.good(), "cdl-launch: --hostfile ", opt.hostfile, " cannot be read");
+    static const std::regex hostLine(
+        "\\s*([A-Za-z0-9][A-Za-z0-9_.-]*(\\s+(slots|max_slots|max-slots)=[0-9]+)*)?\\s*(#.*)?");
+    std::string line;
+    for (int n = 1; std::getline(in, line); ++n) {
+      CDL_CHECK(std::regex_match(line, hostLine), "cdl-launch: --hostfile ", opt.hostfile, ":", n,
+                ": '", line, "' is not 'host [slots=N]' (host names start with a letter or digit)");
+    }
     cmd.insert(cmd.end(), {"--hostfile", opt.hostfile});
   } else if (opt.emulate == 0 && !opt.inAllocation) {
     cmd.push_back("--oversubscribe");  // one host: more ranks than cores is the user's choice
@@ -145,6 +156,10 @@ std::string sbatchScript(const LaunchOptions& opt, const std::vector<std::string
               "' holds a space, quote or other character sbatch cannot take");
     return "#SBATCH " + flag + "=" + value + "\n";
   };
+  // The job name also names the script file: it must stay in its folder.
+  static const std::regex jobName("[A-Za-z0-9][A-Za-z0-9_.-]*");
+  CDL_CHECK(std::regex_match(opt.jobName, jobName), "cdl-launch: --job-name (slurm.job_name) '",
+            opt.jobName, "' must be letters, digits, '_', '.' and '-', starting with a letter or digit");
   std::ostringstream s;
   s << "#!/bin/bash\n";
   s << directive("--job-name", opt.jobName);

@@ -230,6 +230,9 @@ class MpiCommunicator : public Communicator {
 
   std::shared_ptr<Work> broadcast(Bytes* data, int root) override {
     CDL_CHECK(root >= 0 && root < size_, "broadcast: root ", root, " outside ", size_, " ranks");
+    // Past MPI's int count the root fails before it posts anything, the others before they
+    // allocate what the root announced.
+    if (rank_ == root) checkedInt(data->size(), "broadcast");
     auto len = std::make_shared<uint64_t>(data->size());
     MPI_Comm comm = comm_;
     return make("broadcast from rank " + std::to_string(root),
@@ -238,10 +241,10 @@ class MpiCommunicator : public Communicator {
                    CDL_MPI_CHECK(MPI_Ibcast(len.get(), 1, MPI_UINT64_T, root, comm, &reqs.back()));
                  },
                  [=](std::vector<MPI_Request>& reqs) {
+                   const int count = checkedInt(*len, "broadcast");
                    data->resize(*len);
                    reqs.emplace_back();
-                   CDL_MPI_CHECK(MPI_Ibcast(data->data(), checkedInt(*len, "broadcast"), MPI_BYTE,
-                                            root, comm, &reqs.back()));
+                   CDL_MPI_CHECK(MPI_Ibcast(data->data(), count, MPI_BYTE, root, comm, &reqs.back()));
                  }});
   }
 

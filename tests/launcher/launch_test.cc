@@ -99,9 +99,26 @@ TEST(MpirunCommand, HostsHostfilesAndPassThroughArguments) {
   EXPECT_EQ(cmd.find("--oversubscribe"), std::string::npos);
   o.hosts = "node1:2;reboot";
   EXPECT_THROW(mpirunCommand(o, {}), Error);
+  o.hosts = "node1,--mca";
+  EXPECT_THROW(mpirunCommand(o, {}), Error);
+  o.hosts = "-node1:2";
+  EXPECT_THROW(mpirunCommand(o, {}), Error);
   o.hosts.clear();
   o.hostfile = "/nonexistent/hostfile";
   EXPECT_THROW(mpirunCommand(o, {}), Error);
+  // A hostfile's lines follow the same rules: host [slots=N], comments and blank lines.
+  const std::string good = ::testing::TempDir() + "/hosts.good", bad = ::testing::TempDir() + "/hosts.bad";
+  std::ofstream(good) << "# cluster\nnode1 slots=2\n\nnode2 slots=2 max_slots=4  # spare\n";
+  std::ofstream(bad) << "node1 slots=2\n--mca x\n";
+  o.hostfile = good;
+  EXPECT_NO_THROW(mpirunCommand(o, {}));
+  o.hostfile = bad;
+  try {
+    mpirunCommand(o, {});
+    ADD_FAILURE() << "a hostfile line starting with - was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(bad + ":2: '--mca x'"), std::string::npos) << e.what();
+  }
   o.hostfile.clear();
   o.env = {"A B=1"};
   EXPECT_THROW(mpirunCommand(o, {}), Error);
@@ -187,6 +204,11 @@ TEST(SbatchScript, RefusesDirectivesSbatchCannotTake) {
   EXPECT_THROW(sbatchScript(o, {}), Error);
   o.time = "1-00:00:00";
   EXPECT_NO_THROW(sbatchScript(o, {}));
+  // The job name names the script file too: it cannot leave its folder.
+  for (const char* name : {"../escape", "a/b", "..", "-x"}) {
+    o.jobName = name;
+    EXPECT_THROW(sbatchScript(o, {}), Error) << name;
+  }
 }
 
 TEST(FailedRank, FindsCdlsErrorLinesOnly) {
