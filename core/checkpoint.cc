@@ -210,6 +210,7 @@ std::string saveCheckpoint(const std::string& dir, const torch::nn::Module& mode
       XXH64_freeState(h);
       throw;
     }
+    faultPoint("checkpoint-write", state.step);  // the archive written, its hash not yet
     const uint64_t hash = XXH64_digest(h);
     XXH64_freeState(h);
     sink(&hash, sizeof(hash));

@@ -5,12 +5,15 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <string>
 
 #include "kernels/base/checks.h"
 #include "kernels/base/error.h"
+#include "kernels/base/knobs.h"
 
 namespace cdl::core {
 namespace {
@@ -112,6 +115,31 @@ void AppendFile::append(const std::string& text) {
     done += static_cast<size_t>(n);
   }
   CDL_SYS_CHECK(::fsync(fd_), "cannot sync ", path_);
+}
+
+void faultPoint(const char* point, int64_t step) {
+  struct Fault {
+    std::string point;
+    int rank = -1;
+    int64_t step = -1;
+  };
+  static const Fault fault = [] {
+    Fault f;
+    const std::string v = knobText(kKnobFault);
+    const size_t a = v.find(':'), b = v.rfind(':');
+    if (v.empty() || a == std::string::npos || b == a) return f;
+    f.point = v.substr(0, a);
+    f.rank = std::stoi(v.substr(a + 1, b - a - 1));
+    f.step = std::stoll(v.substr(b + 1));
+    return f;
+  }();
+  if (fault.rank < 0 || fault.step != step || fault.point != point || currentRank() != fault.rank) {
+    return;
+  }
+  std::fprintf(stderr, "[rank %d] CDL_FAULT: killed at %s of step %lld\n", fault.rank, point,
+               static_cast<long long>(step));
+  std::fflush(stderr);
+  ::kill(::getpid(), SIGKILL);
 }
 
 }  // namespace cdl::core

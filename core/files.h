@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <string>
 
@@ -49,5 +50,13 @@ class AppendFile {
   std::string path_;
   int fd_ = -1;
 };
+
+// Note [Fault points]
+// The fault tests (label faults) kill a rank at chosen places with CDL_FAULT=POINT:RANK:STEP
+// (Note [Knobs]): "backward" after step STEP's backward pass, while its gradient collectives may
+// still be in flight; "checkpoint-write" halfway through writing step STEP's checkpoint, before
+// its rename; "after-rename" once that checkpoint is renamed into place, before the ranks
+// confirm it. The rank raises SIGKILL on itself there. Unset, a fault point costs a comparison.
+void faultPoint(const char* point, int64_t step);
 
 }  // namespace cdl::core

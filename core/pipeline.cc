@@ -22,6 +22,7 @@
 #include "core/batch.h"
 #include "core/cdl_training.h"
 #include "core/collectives.h"
+#include "core/files.h"
 #include "core/models.h"
 #include "core/train_step.h"
 #include "kernels/base/error.h"
@@ -506,6 +507,7 @@ StepMetrics Pipeline::trainStep(const StepSetup& s, int64_t step, const at::Tens
       stats_.fp32Bytes += 4 * static_cast<uint64_t>(g.numel());
     }
   }
+  faultPoint("backward", step);
   r.reducer.finalize();
   drain();
   m.skipped = skipsNonFinite(s, step, last() ? &loss : nullptr) ? 1 : 0;

@@ -12,6 +12,7 @@
 
 #include "comm/reduce/adaptive_rates.h"
 #include "comm/reduce/reducer.h"
+#include "core/files.h"
 #include "core/models.h"
 #include "kernels/base/error.h"
 
@@ -68,6 +69,7 @@ std::string saveReplicaCheckpoint(const Replica& r, const std::string& dir, int6
   }
   const std::string path = saveCheckpoint(dir, r.model, r.optimizer, state);
   spdlog::debug("wrote {}", path);
+  faultPoint("after-rename", state.step);
   // A rank that failed to write never joins: the others keep their older checkpoints.
   comm::Communicator& job = r.world != nullptr ? *r.world : r.comm;
   std::vector<float> written{1.0f};

@@ -10,6 +10,7 @@
 
 #include "comm/reduce/reducer.h"
 #include "core/cdl_training.h"
+#include "core/files.h"
 #include "core/models.h"
 #include "core/pipeline.h"
 #include "core/schedule.h"
@@ -61,6 +62,7 @@ StepMetrics trainStep(const StepSetup& s, int64_t step, const at::Tensor& x, con
   } else {
     loss.backward();
   }
+  faultPoint("backward", step);
   r.reducer.finalize();
   m.loss = loss.item<double>();
   m.skipped = skipsNonFinite(s, step, &m.loss) ? 1 : 0;

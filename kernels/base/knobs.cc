@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <regex>
 
 #include "kernels/base/error.h"
 
@@ -28,9 +29,15 @@ std::string rawValue(const Knob& knob) {
 
 namespace {
 
+void checkPattern(const Knob& knob, const std::string& v) {
+  CDL_CHECK(knob.pattern != nullptr, knob.name, " is not a free-text knob");
+  CDL_CHECK(std::regex_match(v, std::regex(knob.pattern)), knob.name, "='", v,
+            "' is not of the form it takes: ", knob.meaning);
+}
+
 double parseSeconds(const Knob& knob, const std::string& v) {
-  CDL_CHECK(knob.choices == nullptr, knob.name, " takes one of ", knob.choices,
-            ", not a number of seconds");
+  CDL_CHECK(knob.choices == nullptr && knob.pattern == nullptr, knob.name,
+            " is not a number of seconds");
   if (v == "none") return 0.0;
   char* end = nullptr;
   const double s = std::strtod(v.c_str(), &end);
@@ -62,8 +69,16 @@ std::string knobChoice(const Knob& knob) {
   return v;
 }
 
+std::string knobText(const Knob& knob) {
+  const std::string v = rawValue(knob);
+  checkPattern(knob, v);
+  return v;
+}
+
 void checkKnobValue(const Knob& knob, const std::string& value) {
-  if (knob.choices != nullptr) {
+  if (knob.pattern != nullptr) {
+    checkPattern(knob, value);
+  } else if (knob.choices != nullptr) {
     checkChoice(knob, value);
   } else {
     parseSeconds(knob, value);

@@ -19,6 +19,9 @@ struct Knob {
   // The values the knob takes, separated by '|', or nullptr for a number of seconds: 0 to
   // kMaxKnobSeconds, or "none" (no limit, read as 0).
   const char* choices;
+  // Set instead for a knob of free text: the regular expression (ECMAScript) its whole value
+  // must match.
+  const char* pattern = nullptr;
 };
 
 inline constexpr Knob kKnobCommTimeout = {
@@ -32,7 +35,14 @@ inline constexpr double kMaxKnobSeconds = 1e7;
 inline constexpr Knob kKnobLogLevel = {"CDL_LOG_LEVEL", "info", "log level of every rank",
                                        "trace|debug|info|warn|error|critical|off"};
 
-inline constexpr const Knob* kAllKnobs[] = {&kKnobCommTimeout, &kKnobLogLevel};
+// Fault injection for the fault tests (Note [Fault points], core/faults.h): POINT:RANK:STEP kills
+// rank RANK with SIGKILL at fault point POINT of step STEP.
+inline constexpr Knob kKnobFault = {
+    "CDL_FAULT", "",
+    "POINT:RANK:STEP kills that rank at that point of that step (points: backward, "
+    "checkpoint-write, after-rename); for fault tests",
+    nullptr, "(|(backward|checkpoint-write|after-rename):[0-9]{1,6}:[0-9]{1,12})"};
+inline constexpr const Knob* kAllKnobs[] = {&kKnobCommTimeout, &kKnobLogLevel, &kKnobFault};
 
 // The knob's value as a number of seconds (0 for "none"); its default when unset or empty.
 // Throws cdl::Error naming the variable when the value is not such a number (negative, above
@@ -41,6 +51,10 @@ double knobSeconds(const Knob& knob);
 // The knob's value, one of its choices; its default when unset or empty. Throws cdl::Error naming
 // the variable and the choices when the value is not one of them.
 std::string knobChoice(const Knob& knob);
+
+// The value of a free-text knob (one with a pattern); its default when unset or empty. Throws
+// cdl::Error naming the variable when the value does not match the pattern.
+std::string knobText(const Knob& knob);
 
 // Throws cdl::Error naming the variable unless value is valid for the knob (what knobSeconds or
 // knobChoice would accept).

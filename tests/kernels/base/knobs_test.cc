@@ -55,6 +55,16 @@ TEST(Knobs, MalformedSecondsAreAnErrorNamingTheVariable) {
   }
 }
 
+TEST(Knobs, AFreeTextKnobTakesOnlyValuesOfItsForm) {
+  for (const char* good : {"", "backward:1:10", "checkpoint-write:0:32", "after-rename:3:1"}) {
+    EXPECT_EQ(errorOf(kKnobFault, good), "no error") << good;
+  }
+  for (const char* bad : {"backward", "backward:1", "explode:1:2", "backward:-1:2", "backward:1:x"}) {
+    const std::string e = errorOf(kKnobFault, bad);
+    EXPECT_NE(e.find("CDL_FAULT='"), std::string::npos) << bad << ": " << e;
+  }
+}
+
 TEST(Knobs, AValueIsReadOnceAndHoldsForTheProcess) {
   ::setenv("CDL_COMM_TIMEOUT", "7", 1);
   EXPECT_EQ(knobSeconds(kKnobCommTimeout), 7.0);
