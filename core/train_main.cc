@@ -12,6 +12,7 @@
 #include "comm/transport/mpi_communicator.h"
 #include "core/config.h"
 #include "core/metrics_log.h"
+#include "core/train_args.h"
 #include "core/trainer.h"
 #include "kernels/base/checks.h"
 #include "kernels/base/error.h"
@@ -57,16 +58,14 @@ cdl::core::ProcessGrid makeGrid(std::shared_ptr<cdl::comm::Communicator> world,
 
 int main(int argc, char** argv) {
   CLI::App app{"cdl-train: data-parallel training with compressed gradients"};
-  std::string configPath;
-  std::vector<std::string> sets;
-  cdl::core::TrainOptions options;
-  app.add_option("config", configPath, "Experiment config (YAML), e.g. configs/fmnist_cnn.yaml")
-      ->required();
-  app.add_option("--set", sets, "Override a config key, e.g. --set train.lr=0.05 (repeatable)");
-  app.add_flag("--resume", options.resume, "Continue the run from its newest checkpoint");
-  app.add_option("--stop-after", options.stopAfterSteps,
-                 "Stop after this many steps, with a checkpoint (continue with --resume)");
+  cdl::core::TrainArgs args;
+  cdl::core::addTrainArgs(app, args);
   CLI11_PARSE(app, argc, argv);
+  cdl::core::TrainOptions options;
+  options.resume = args.resume;
+  options.stopAfterSteps = args.stopAfter;
+  const std::string& configPath = args.config;
+  const std::vector<std::string>& sets = args.sets;
 
   int rank = 0;
   try {

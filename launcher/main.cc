@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "core/train_args.h"
 #include "kernels/base/checks.h"
 #include "kernels/base/error.h"
 #include "kernels/base/knobs.h"
@@ -172,13 +173,21 @@ int main(int argc, char** argv) {
   try {
     if (opt.program.empty()) opt.program = selfDir() + (opt.bench ? "/cdl-bench" : "/cdl-train");
     if (!opt.bench) {
-      // Check the config here, once, rather than in every rank.
-      std::vector<std::string> sets;
-      for (size_t i = 0; i + 1 < opt.args.size(); ++i) {
-        if (opt.args[i] == "--set") sets.push_back(opt.args[i + 1]);
-      }
+      // Check the config here, once, rather than in every rank, reading the forwarded arguments
+      // exactly as cdl-train will.
       CDL_CHECK(!opt.config.empty(), "cdl-launch: give a config (e.g. configs/fmnist_cnn.yaml)");
-      const cdl::core::Config cfg = cdl::core::loadConfig(opt.config, sets);
+      CLI::App trainApp{"cdl-train"};
+      cdl::core::TrainArgs trainArgs;
+      cdl::core::addTrainArgs(trainApp, trainArgs);
+      std::vector<std::string> forwarded = {opt.config};
+      forwarded.insert(forwarded.end(), opt.args.begin(), opt.args.end());
+      std::reverse(forwarded.begin(), forwarded.end());
+      try {
+        trainApp.parse(forwarded);
+      } catch (const CLI::ParseError& e) {
+        CDL_THROW("cdl-launch: the arguments after -- are not cdl-train's: ", e.what());
+      }
+      const cdl::core::Config cfg = cdl::core::loadConfig(opt.config, trainArgs.sets);
       const cdl::core::Config::Slurm& sl = cfg.slurm;
       if (nodesOpt->count() == 0) opt.nodes = static_cast<int>(sl.nodes);
       if (perNodeOpt->count() == 0) opt.tasksPerNode = static_cast<int>(sl.tasksPerNode);

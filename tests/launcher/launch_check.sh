@@ -45,4 +45,17 @@ grep -qx -- "#SBATCH --time=30" "$tmp/sbatch2" || fail "--time did not win over 
 "$launch" --slurm --dry-run "$config" -- --set 'slurm.partition=a b' 2>"$tmp/err3" &&
   fail "a partition with a space was accepted"
 grep -q "partition" "$tmp/err3" || fail "the bad partition is not named"
+# 5. Every form of --set that cdl-train reads is checked by cdl-launch the same way.
+for form in "--set=train.lr=-1" "--set name=x train.lr=-1"; do
+  # shellcheck disable=SC2086
+  "$launch" --slurm --dry-run "$config" -- $form 2>"$tmp/err4" >/dev/null &&
+    fail "'$form' was not checked"
+  grep -q "train.lr" "$tmp/err4" || { cat "$tmp/err4" >&2; fail "'$form': the bad key is not named"; }
+done
+"$launch" --slurm --dry-run "$config" -- --set=name=formed --set slurm.time=03:00:00 >"$tmp/sbatch3" ||
+  fail "--set=key=value was refused"
+grep -qx -- "#SBATCH --job-name=formed" "$tmp/sbatch3" || fail "--set=name=... was not read"
+"$launch" --slurm --dry-run "$config" -- --bogus 2>"$tmp/err5" >/dev/null &&
+  fail "an argument cdl-train does not take was accepted"
+grep -q "not cdl-train's" "$tmp/err5" || { cat "$tmp/err5" >&2; fail "no error for --bogus"; }
 echo "launch_check: ok"
