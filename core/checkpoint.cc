@@ -11,9 +11,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
-#include <memory>
 #include <cstring>
 #include <sstream>
 
@@ -31,12 +29,7 @@ constexpr size_t kTrailerBytes = 16;  // xxhash64 of everything before it, then 
 
 // The archive bytes of a checkpoint file after its trailer is checked; errors say what is wrong.
 std::string readVerified(const std::string& path) {
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
-  CDL_CHECK(f, "checkpoint ", path, " cannot be opened: ", std::strerror(errno));
-  std::string bytes;
-  char buf[1 << 16];
-  for (size_t n; (n = std::fread(buf, 1, sizeof(buf), f.get())) > 0;) bytes.append(buf, n);
-  CDL_CHECK(!std::ferror(f.get()), "checkpoint ", path, " cannot be read: ", std::strerror(errno));
+  std::string bytes = readWholeFile(path, "checkpoint");
   CDL_CHECK(bytes.size() >= kTrailerBytes &&
                 std::memcmp(bytes.data() + bytes.size() - 8, kTrailerMagic, 8) == 0,
             "checkpoint ", path, " is truncated or not a cdl checkpoint of format ", kFormat,

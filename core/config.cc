@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -498,14 +497,8 @@ Config parseConfig(const std::string& yaml, const std::string& origin,
 }
 
 Config loadConfig(const std::string& path, const std::vector<std::string>& overrides) {
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
-  CDL_CHECK(f, "cannot open config file ", path, ": ", std::strerror(errno));
-  std::string text;
-  char buf[1 << 14];
-  for (size_t n; (n = std::fread(buf, 1, sizeof(buf), f.get())) > 0;) text.append(buf, n);
-  // A directory opens fine and fails on read; it must not pass for an empty config.
-  CDL_CHECK(!std::ferror(f.get()), "cannot read config file ", path, ": ", std::strerror(errno));
-  return parseConfig(text, path, overrides);
+  // A directory opens fine and fails on read: it does not pass for an empty config.
+  return parseConfig(readWholeFile(path, "config file"), path, overrides);
 }
 
 std::string toYaml(const Config& c) {

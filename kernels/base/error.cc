@@ -1,7 +1,10 @@
 #include "kernels/base/error.h"
 
 #include <atomic>
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <memory>
 
 namespace cdl {
 namespace {
@@ -29,6 +32,16 @@ std::string errorBody(const std::string& what) {
   if (digits == colon + 1 || what.compare(digits, 2, ": ") != 0) return what;
   if (what.find(' ', at) < colon) return what;  // not a file name
   return what.substr(digits + 2);
+}
+
+std::string readWholeFile(const std::string& path, const std::string& what) {
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
+  CDL_CHECK(f, "cannot open ", what, " ", path, ": ", std::strerror(errno));
+  std::string bytes;
+  char buf[1 << 16];
+  for (size_t n; (n = std::fread(buf, 1, sizeof(buf), f.get())) > 0;) bytes.append(buf, n);
+  CDL_CHECK(!std::ferror(f.get()), "cannot read ", what, " ", path, ": ", std::strerror(errno));
+  return bytes;
 }
 
 namespace detail {

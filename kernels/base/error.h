@@ -23,6 +23,10 @@ int currentRank();
 // An Error's message without its "[rank R] file.cc:LINE: " prefix, for wrapping in another.
 std::string errorBody(const std::string& what);
 
+// The whole content of the file at path; throws cdl::Error "cannot open <what> <path>: ..." or
+// "cannot read <what> <path>: ..." with the errno text (a directory opens but fails to read).
+std::string readWholeFile(const std::string& path, const std::string& what);
+
 namespace detail {
 
 template <typename... Args>
