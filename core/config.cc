@@ -17,6 +17,7 @@
 #include <type_traits>
 #include <variant>
 
+#include "comm/codec/spec.h"
 #include "kernels/base/error.h"
 
 namespace cdl::core {
@@ -32,12 +33,24 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 
 // What a value must satisfy beyond its type. Defaults are not checked: they satisfy their rules.
 struct Rule {
-  enum Kind { kAny, kRange, kOneOf, kNonEmpty, kRunName };
+  // kScheme: a reduction-scheme spec (a codec spec or powersgd:...); kCodec: a codec spec;
+  // kCut: a codec spec or one of `choices` (what may cross a model split's cut).
+  enum Kind { kAny, kRange, kOneOf, kNonEmpty, kRunName, kScheme, kCodec, kCut };
   Kind kind = kAny;
   double lo = -kInf, hi = kInf;  // kRange
   bool loOpen = false, hiOpen = false;
   std::string_view choices;  // kOneOf: "a|b|c"
 };
+
+// Whether v is one of choices ("a|b|c").
+bool among(std::string_view choices, std::string_view v) {
+  for (std::string_view rest = choices; !rest.empty();) {
+    const size_t bar = std::min(rest.find('|'), rest.size());
+    if (rest.substr(0, bar) == v) return true;
+    rest.remove_prefix(std::min(bar + 1, rest.size()));
+  }
+  return false;
+}
 
 constexpr Rule atLeast(double lo) { return {Rule::kRange, lo, kInf, false, true, {}}; }
 constexpr Rule above(double lo) { return {Rule::kRange, lo, kInf, true, true, {}}; }
@@ -49,6 +62,9 @@ constexpr Rule oneOf(std::string_view choices) {
 }
 constexpr Rule nonEmpty() { return {Rule::kNonEmpty, 0, 0, false, false, {}}; }
 constexpr Rule runName() { return {Rule::kRunName, 0, 0, false, false, {}}; }
+constexpr Rule schemeSpec() { return {Rule::kScheme, 0, 0, false, false, {}}; }
+constexpr Rule codecSpec() { return {Rule::kCodec, 0, 0, false, false, {}}; }
+constexpr Rule cutSpec(std::string_view words) { return {Rule::kCut, 0, 0, false, false, words}; }
 
 // One key of the schema. Its type is the alternative `field` returns; its default is that field
 // of a default-constructed Config, so config.h stays the one place defaults are written.
@@ -77,11 +93,11 @@ constexpr Key kSchema[] = {
     {"model.hidden", CDL_FIELD(model.hidden), within(1, 65536, false, false)},
     {"model.width", CDL_FIELD(model.width), within(1, 1024, false, false)},
     {"model.split.stages", CDL_FIELD(model.split.stages), within(1, 64, false, false)},
-    // Segment names and codec specs are checked by the trainer, which knows the model.
+    // Segment names are checked by the trainer, which knows the model.
     {"model.split.cut_after", CDL_FIELD(model.split.cutAfter), {}},
     {"model.split.micro_batches", CDL_FIELD(model.split.microBatches), within(1, 4096, false, false)},
-    {"model.split.activation_codec", CDL_FIELD(model.split.activationCodec), nonEmpty()},
-    {"model.split.gradient_codec", CDL_FIELD(model.split.gradientCodec), nonEmpty()},
+    {"model.split.activation_codec", CDL_FIELD(model.split.activationCodec), cutSpec("auto|cdl")},
+    {"model.split.gradient_codec", CDL_FIELD(model.split.gradientCodec), codecSpec()},
 
     {"cdl.mode", CDL_FIELD(cdl.mode), oneOf("none|cdl|rcdl")},
     {"cdl.weight_bits", CDL_FIELD(cdl.weightBits), within(1, 8, false, false)},
@@ -109,8 +125,7 @@ constexpr Key kSchema[] = {
     {"train.threads", CDL_FIELD(train.threads), within(0, 4096, false, false)},
     {"train.skip_nonfinite", CDL_FIELD(train.skipNonfinite), {}},
 
-    // Codec specs are checked by the trainer: this library does not depend on comm.
-    {"comm.codec", CDL_FIELD(comm.codec), nonEmpty()},
+    {"comm.codec", CDL_FIELD(comm.codec), schemeSpec()},
     {"comm.error_feedback", CDL_FIELD(comm.errorFeedback), {}},
     {"comm.bucket_mb", CDL_FIELD(comm.bucketMb), within(0, 1024, true, false)},
     {"comm.first_bucket_mb", CDL_FIELD(comm.firstBucketMb), within(0, 1024, true, false)},
@@ -122,8 +137,8 @@ constexpr Key kSchema[] = {
     {"comm.adaptive.every_steps", CDL_FIELD(comm.adaptive.everySteps), within(1, 1e12, false, false)},
     {"comm.adaptive.window", CDL_FIELD(comm.adaptive.window), within(1, 10000, false, false)},
     {"comm.adaptive.buckets", CDL_FIELD(comm.adaptive.buckets), within(1, 1e7, false, false)},
-    // Specs and family names are checked by the trainer, like comm.codec.
-    {"comm.adaptive.candidates", CDL_FIELD(comm.adaptive.candidates), {}},
+    {"comm.adaptive.candidates", CDL_FIELD(comm.adaptive.candidates), schemeSpec()},
+    // Family names are checked by the trainer, with the uniform codec they may default to.
     {"comm.adaptive.families", CDL_FIELD(comm.adaptive.families), {}},
 
     {"checkpoint.every_steps", CDL_FIELD(checkpoint.everySteps), within(0, 1e12, false, false)},
@@ -378,6 +393,7 @@ class Applier {
         *slot = kv.second.Scalar();
       }
       CDL_CHECK(pattern && codec, where(item), ": ", at, " needs both pattern and codec");
+      checkSpec(Rule::kScheme, {}, at + ".codec", *codec, item["codec"]);
       out.push_back({*pattern, *codec});
     }
     return out;
@@ -393,17 +409,14 @@ class Applier {
       CDL_CHECK(ok, where(n), ": ", k.path, " must be ", describeRange(r), ", got ", n.Scalar());
     } else if constexpr (std::is_same_v<T, std::string>) {
       if (r.kind == Rule::kOneOf) {
-        bool ok = false;
-        for (std::string_view rest = r.choices; !ok && !rest.empty();) {
-          const size_t bar = std::min(rest.find('|'), rest.size());
-          ok = rest.substr(0, bar) == v;
-          rest.remove_prefix(std::min(bar + 1, rest.size()));
-        }
+        const bool ok = among(r.choices, v);
         std::string allowed(r.choices);
         for (size_t i = allowed.find('|'); i != std::string::npos; i = allowed.find('|', i)) {
           allowed.replace(i, 1, ", ");
         }
         CDL_CHECK(ok, where(n), ": ", k.path, " must be one of ", allowed, ", got '", v, "'");
+      } else if (r.kind == Rule::kScheme || r.kind == Rule::kCodec || r.kind == Rule::kCut) {
+        checkSpec(r.kind, r.choices, std::string(k.path), v, n);
       } else if (r.kind == Rule::kNonEmpty) {
         CDL_CHECK(!v.empty(), where(n), ": ", k.path, " must not be empty");
       } else if (r.kind == Rule::kRunName) {
@@ -413,6 +426,29 @@ class Applier {
             " names the run folder: it must be non-empty, without '/', and not . or ..; got '", v,
             "'");
       }
+    } else if constexpr (std::is_same_v<T, Strings>) {
+      if (r.kind != Rule::kScheme) return;
+      for (size_t i = 0; i < v.size(); ++i) {
+        checkSpec(r.kind, {}, std::string(k.path) + "[" + std::to_string(i) + "]", v[i],
+                  n.IsSequence() && i < n.size() ? n[i] : n);
+      }
+    }
+  }
+
+  // A spec value: parsed with the codec layer's own parser, so what loads here also runs.
+  void checkSpec(Rule::Kind kind, std::string_view words, const std::string& key,
+                 const std::string& v, const YAML::Node& n) const {
+    if (among(words, v)) return;
+    CDL_CHECK(kind != Rule::kCodec || (v != "cdl" && v != "auto"), where(n), ": ", key, ": '", v,
+              "' is for activations; name a codec spec such as qsgd:bits=8,entropy=rans");
+    try {
+      if (kind == Rule::kScheme) {
+        comm::parseSchemeSpec(v);
+      } else {
+        comm::parseCodecSpec(v);
+      }
+    } catch (const Error& e) {
+      CDL_THROW(where(n), ": ", key, ": ", errorBody(e.what()));
     }
   }
 

@@ -237,12 +237,12 @@ TEST(ConfigTest, ToYamlReadsBackToTheSameConfigAndHash) {
   c.train.weightDecay = 25.0;
   c.data.path = "";
   c.log.runsDir = "null";
-  c.comm.codec = "*x #y";
-  c.comm.overrides = {{"~", "true"}, {"a: b", "123"}};
+  c.comm.codec = "topk:density=0.25";
+  c.comm.overrides = {{"~", "none"}, {"a: b", "fp16"}, {"*x #y", "bf16"}};
   c.comm.adaptive.enabled = true;
   c.comm.adaptive.alpha = 0.7;
   c.comm.adaptive.families = {"qsgd", "powersgd"};
-  c.comm.adaptive.candidates = {"qsgd:bits=3", "a, b"};
+  c.comm.adaptive.candidates = {"qsgd:bits=3", "powersgd:rank=2"};
   const std::string text = toYaml(c);
   const Config back = parseConfig(text, "resolved.yaml");
   EXPECT_EQ(back, c) << text;
@@ -452,7 +452,7 @@ TEST(ConfigTest, OverridesAreAListOfPatternCodecMaps) {
                 .comm.overrides,
             want);
   // --set replaces the whole list.
-  EXPECT_EQ(parseConfig("comm:\n  overrides: [{pattern: x, codec: y}]\n", "test.yaml",
+  EXPECT_EQ(parseConfig("comm:\n  overrides: [{pattern: x, codec: bf16}]\n", "test.yaml",
                         {"comm.overrides=[{pattern: 'fc*', codec: none}, "
                          "{pattern: '*.bias', codec: fp16}]"})
                 .comm.overrides,
@@ -466,6 +466,34 @@ TEST(ConfigTest, OverridesAreAListOfPatternCodecMaps) {
   EXPECT_THAT(errorOfYaml("comm:\n  overrides: [fc*]\n"), HasSubstr("comm.overrides[0]"));
   EXPECT_THAT(errorOfYaml("comm:\n  overrides: {pattern: a, codec: b}\n"),
               AllOf(HasSubstr("comm.overrides"), HasSubstr("list")));
+}
+
+TEST(ConfigTest, CodecSpecsAreCheckedWhenTheConfigLoads) {
+  // Every spec key goes through the codec layer's parser, line numbers included.
+  EXPECT_THAT(errorOfYaml("comm:\n  codec: qsgd:bits=40\n"),
+              AllOf(HasSubstr("test.yaml:2"), HasSubstr("comm.codec"), HasSubstr("bits")));
+  EXPECT_THAT(errorOfYaml("comm:\n  codec: zip\n"), HasSubstr("unknown codec 'zip'"));
+  EXPECT_THAT(errorOfYaml("", {"comm.codec=powersgd:rank=0"}),
+              AllOf(HasSubstr("comm.codec"), HasSubstr("rank")));
+  EXPECT_THAT(errorOfYaml("comm:\n  overrides: [{pattern: 'fc*', codec: 'topk:density=2'}]\n"),
+              AllOf(HasSubstr("comm.overrides[0].codec"), HasSubstr("density")));
+  EXPECT_THAT(errorOfYaml("comm:\n  adaptive:\n    candidates: [none, 'qsgd:bitz=4']\n"),
+              AllOf(HasSubstr("test.yaml:3"), HasSubstr("comm.adaptive.candidates[1]"),
+                    HasSubstr("bitz")));
+  EXPECT_THAT(errorOfYaml("model:\n  split:\n    activation_codec: fp8\n"),
+              AllOf(HasSubstr("model.split.activation_codec"), HasSubstr("fp8")));
+  EXPECT_THAT(errorOfYaml("model:\n  split:\n    gradient_codec: cdl\n"),
+              AllOf(HasSubstr("model.split.gradient_codec"), HasSubstr("for activations")));
+  EXPECT_THAT(errorOfYaml("model:\n  split:\n    gradient_codec: 'qsgd:bits=8,entropy=zstd'\n"),
+              HasSubstr("model.split.gradient_codec"));
+  // What the codec layer takes loads.
+  const Config c = parseConfig(
+      "comm:\n  codec: powersgd:rank=2\n  adaptive:\n    candidates: [none, 'qsgd:bits=4']\n"
+      "model:\n  split:\n    activation_codec: cdl\n    gradient_codec: fp16\n",
+      "test.yaml");
+  EXPECT_EQ(c.comm.codec, "powersgd:rank=2");
+  EXPECT_EQ(c.model.split.activationCodec, "cdl");
+  EXPECT_EQ(c.model.split.gradientCodec, "fp16");
 }
 
 TEST_F(ConfigFileTest, YamlSyntaxErrorNamesTheFileAndLine) {

@@ -3,7 +3,7 @@
 #  1. a 2-rank synthetic run succeeds and writes its summary;
 #  2. a run whose ranks fail exits non-zero, names the failed rank and its error, and leaves no
 #     process behind;
-#  3. a bad config is refused before anything starts, naming the key.
+#  3. a bad config (a bad key, a bad codec spec) is refused before anything starts, naming the key.
 set -uo pipefail
 launch=$1 config=$2
 tmp=$(mktemp -d /tmp/cdl_launch_check.XXXXXX)
@@ -29,6 +29,15 @@ if pgrep -f "log.runs_dir=$tmp/bad" >/dev/null; then fail "processes of the fail
 [ $? -eq 2 ] || fail "a bad config did not exit with status 2"
 grep -q "train.lr" "$tmp/err2" || fail "the bad key is not named"
 grep -q "mpirun\|MPI_ABORT" "$tmp/err2" && fail "a bad config still started mpirun"
+# A bad codec spec is refused by cdl-launch itself, in every mode, before anything starts.
+"$launch" --slurm --dry-run "$config" -- --set comm.codec=qsgd:bits=99 2>"$tmp/err6" >/dev/null &&
+  fail "a bad codec spec was accepted"
+grep -q "comm.codec" "$tmp/err6" || { cat "$tmp/err6" >&2; fail "the bad codec spec is not named"; }
+"$launch" -np 2 "$config" -- --set 'comm.overrides=[{pattern: "fc*", codec: "topk:density=0"}]' \
+  2>"$tmp/err7"
+[ $? -eq 2 ] || fail "a bad override codec did not exit with status 2"
+grep -q "comm.overrides\[0\].codec" "$tmp/err7" || { cat "$tmp/err7" >&2; fail "the override is not named"; }
+grep -q "mpirun\|MPI_ABORT\|rank [0-9]" "$tmp/err7" && fail "a bad codec spec still started mpirun"
 # 4. SLURM settings come from the config's slurm section, and flags win over it.
 "$launch" --slurm --dry-run "$config" -- --set slurm.nodes=2 --set slurm.tasks_per_node=3 \
   --set slurm.partition=gpu --set slurm.time=02:00:00 --set name=mlp-a >"$tmp/sbatch" ||
