@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build run test bench fuzz-smoke format clean
+.PHONY: all deps configure build run test bench fuzz-smoke fuzz format clean
 
 all: build
 
@@ -31,13 +31,17 @@ bench: build
 	$(BUILD)/bin/cdl-bench codec --csv $(BUILD)/bench-out/codec.csv --plot $(BUILD)/bench-out/codec.png
 	mpirun $(MPIRUN_FLAGS) -np $(NP) $(BUILD)/bin/cdl-bench allreduce --max-bytes 64M
 
-# Sanitized fuzzing of payload decoding for a short while, then every CTest test.
+# Sanitized fuzzing of every reader of outside bytes for a short while, then every CTest test.
 test: build
-	./scripts/fuzz-smoke.sh
+	./scripts/fuzz.sh smoke
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 fuzz-smoke: deps
-	./scripts/fuzz-smoke.sh
+	./scripts/fuzz.sh smoke
+
+# Ten million inputs per fuzz target (CDL_FUZZ_RUNS), with a table of what ran.
+fuzz: deps
+	./scripts/fuzz.sh full
 
 format:
 	git ls-files '*.h' '*.cc' '*.cu' '*.cuh' | xargs clang-format -i

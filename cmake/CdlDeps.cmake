@@ -15,11 +15,7 @@ endif()
 
 find_package(MPI REQUIRED COMPONENTS C)
 
-find_package(Torch REQUIRED)
-# Torch's exported flags carry -D_GLIBCXX_USE_CXX11_ABI and include paths; link through one target.
-add_library(cdl_torch INTERFACE)
-target_link_libraries(cdl_torch INTERFACE ${TORCH_LIBRARIES})
-target_compile_options(cdl_torch INTERFACE ${TORCH_CXX_FLAGS})
+include(CdlTorch)
 
 find_package(CLI11 CONFIG REQUIRED)
 find_package(nlohmann_json CONFIG REQUIRED)

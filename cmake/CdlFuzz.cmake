@@ -1,7 +1,9 @@
-# The fuzz build (CDL_FUZZ=ON, clang): payload decoding under libFuzzer with ASan and UBSan. It
-# builds the kernels and the codec layer (comm/codec, the cdl_codec target) with the sanitizers and
-# links the fuzz target against exactly that target, so no codec file escapes fuzzing. It needs
-# neither LibTorch nor MPI.
+# The fuzz build (CDL_FUZZ=ON, clang): every reader of outside bytes under libFuzzer with ASan and
+# UBSan: payloads, coded model files, codec specs, configs, IDX data files and checkpoints. It
+# builds the kernels and each reader's own target (cdl_codec, cdl_model_file, and cdl_config,
+# cdl_data and cdl_checkpoint from core/inputs.cmake) with the sanitizers and links each fuzz
+# target against exactly that target, so no file of a reader escapes fuzzing. Only the checkpoint
+# target needs LibTorch (itself not instrumented); none needs MPI.
 if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
   message(FATAL_ERROR "CDL_FUZZ needs clang (CC=clang CXX=clang++), not ${CMAKE_CXX_COMPILER_ID}")
 endif()
@@ -17,19 +19,23 @@ add_link_options(-fsanitize=address,undefined)
 add_subdirectory(${PROJECT_SOURCE_DIR}/kernels ${CMAKE_BINARY_DIR}/kernels)
 add_subdirectory(${PROJECT_SOURCE_DIR}/comm/codec ${CMAKE_BINARY_DIR}/comm/codec)
 find_package(nlohmann_json CONFIG REQUIRED)
+include(CdlTorch)
 include(${PROJECT_SOURCE_DIR}/core/model_file.cmake)
+include(${PROJECT_SOURCE_DIR}/core/inputs.cmake)
 
-add_executable(payload_fuzz ${PROJECT_SOURCE_DIR}/tests/fuzz/payload_fuzz.cc)
-target_link_libraries(payload_fuzz PRIVATE cdl_codec)
-target_link_options(payload_fuzz PRIVATE -fsanitize=fuzzer)
-
-add_executable(make_fuzz_seeds ${PROJECT_SOURCE_DIR}/tests/fuzz/make_seeds.cc)
-target_link_libraries(make_fuzz_seeds PRIVATE cdl_codec)
-
-# The coded model file reader (Note [Coded model file]): the same, over cdl_model_file.
-add_executable(model_file_fuzz ${PROJECT_SOURCE_DIR}/tests/fuzz/model_file_fuzz.cc)
-target_link_libraries(model_file_fuzz PRIVATE cdl_model_file)
-target_link_options(model_file_fuzz PRIVATE -fsanitize=fuzzer)
-
-add_executable(make_model_seeds ${PROJECT_SOURCE_DIR}/tests/fuzz/make_model_seeds.cc)
-target_link_libraries(make_model_seeds PRIVATE cdl_model_file)
+# cdl_fuzz_target(NAME LIB [SEEDER]): NAME from tests/fuzz/NAME.cc over LIB, and its seed maker.
+function(cdl_fuzz_target name lib)
+  add_executable(${name} ${PROJECT_SOURCE_DIR}/tests/fuzz/${name}.cc)
+  target_link_libraries(${name} PRIVATE ${lib})
+  target_link_options(${name} PRIVATE -fsanitize=fuzzer)
+  if(ARGC GREATER 2)
+    add_executable(${ARGV2} ${PROJECT_SOURCE_DIR}/tests/fuzz/${ARGV2}.cc)
+    target_link_libraries(${ARGV2} PRIVATE ${lib})
+  endif()
+endfunction()
+cdl_fuzz_target(payload_fuzz cdl_codec make_payload_seeds)
+cdl_fuzz_target(model_file_fuzz cdl_model_file make_model_seeds)
+cdl_fuzz_target(spec_fuzz cdl_codec)
+cdl_fuzz_target(config_fuzz cdl_config)
+cdl_fuzz_target(idx_fuzz cdl_data make_idx_seeds)
+cdl_fuzz_target(checkpoint_fuzz cdl_checkpoint make_checkpoint_seeds)

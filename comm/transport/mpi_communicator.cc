@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <atomic>
 #include <climits>
+#include <cstdio>
+#include <mutex>
 #include <functional>
 #include <string>
 #include <vector>
@@ -14,6 +16,64 @@
 #include "kernels/base/error.h"
 
 namespace cdl::comm {
+
+// Note [Abandoned MPI operations]
+// An MPI request that is given up on (its wait timed out, or its Work went away unfinished) can
+// be neither cancelled nor freed safely: MPI forbids both for nonblocking collectives, cancelling
+// sends is deprecated, and a freed request still completes later, writing into receive buffers
+// and reading send buffers that the failed step's unwinding is about to release. So cdl fences
+// MPI instead, for the whole process: the first abandoned operation sets the fence, its requests
+// are kept (never freed, never tested), and from then on no cdl call enters MPI again: every
+// MPI communicator call and every poll of an operation in flight fails at once with an error
+// naming the abandoned operation, communicators are not freed, and finalizeMpi() aborts the job
+// rather than let MPI_Finalize progress (or wait for) the abandoned requests. Nothing in MPI
+// progresses them any more, so buffers may go, and no later collective can match a peer's
+// earlier one and return a silently wrong sum. The process can only end (cdl-train aborts the
+// job with the error); NCCL communicators do the same per communicator with ncclCommAbort.
+namespace {
+
+struct Fence {
+  std::mutex mu;
+  std::atomic<bool> set{false};
+  std::string first;                  // what was abandoned first
+  std::vector<MPI_Request> abandoned;  // kept, never freed: MPI may still own them
+};
+
+Fence& fence() {
+  static Fence* f = new Fence();  // never destroyed: requests outlive static destructors
+  return *f;
+}
+
+void abandonRequests(const std::string& what, std::vector<MPI_Request>& requests) {
+  Fence& f = fence();
+  std::lock_guard<std::mutex> lock(f.mu);
+  if (!f.set.load()) f.first = what;
+  f.set.store(true);
+  for (MPI_Request r : requests) {
+    if (r != MPI_REQUEST_NULL) f.abandoned.push_back(r);
+  }
+  requests.clear();
+}
+
+[[noreturn]] void throwFenced() {
+  std::string first;
+  {
+    std::lock_guard<std::mutex> lock(fence().mu);
+    first = fence().first;
+  }
+  CDL_THROW("MPI can no longer be used in this process: ", first,
+            " was abandoned with requests in flight (a timeout or a failed step), and MPI could "
+            "still write into their buffers; end the process");
+}
+
+void checkFence() {
+  if (fence().set.load()) throwFenced();
+}
+
+}  // namespace
+
+bool mpiFenced() { return fence().set.load(); }
+
 void abortMpi(int code) {
   int initialized = 0, finalized = 0;
   MPI_Initialized(&initialized);
@@ -46,7 +106,14 @@ void finalizeMpi() {
   int initialized = 0, finalized = 0;
   MPI_Initialized(&initialized);
   MPI_Finalized(&finalized);
-  if (initialized && !finalized) MPI_Finalize();
+  if (!initialized || finalized) return;
+  if (mpiFenced()) {
+    // MPI_Finalize would progress the abandoned requests, or wait for them forever.
+    std::fprintf(stderr, "[rank %d] MPI operations were abandoned; ending the job instead of "
+                 "finalizing MPI\n", currentRank());
+    abortMpi(3);
+  }
+  MPI_Finalize();
 }
 
 namespace {
@@ -58,7 +125,23 @@ class MpiWork : public Work {
 
   MpiWork(std::string what, std::vector<Phase> phases)
       : Work(std::move(what)), phases_(std::move(phases)) {
+    checkFence();
     advance();
+  }
+  ~MpiWork() override { abandon(); }
+
+  void abandon() override {
+    {
+      std::lock_guard<std::mutex> lock(pollMu_);
+      if (finished_) return;
+      finished_ = true;
+      abandonRequests(what(), requests_);
+    }
+    try {
+      CDL_THROW(what(), " was abandoned before it completed");
+    } catch (...) {
+      finish(std::current_exception());
+    }
   }
 
  protected:
@@ -67,6 +150,7 @@ class MpiWork : public Work {
     std::lock_guard<std::mutex> lock(pollMu_);
     if (finished_) return true;
     try {
+      checkFence();  // once fenced, no request is tested again
       while (true) {
         int flag = 0;
         if (!requests_.empty()) {
@@ -109,6 +193,7 @@ class MpiCommunicator : public Communicator {
     int initialized = 0;
     MPI_Initialized(&initialized);
     CDL_CHECK(initialized, "MPI is not initialized; call cdl::comm::initMpi first");
+    checkFence();
     CDL_MPI_CHECK(MPI_Comm_dup(comm, &comm_));
     MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
     MPI_Comm_rank(comm_, &rank_);
@@ -117,7 +202,7 @@ class MpiCommunicator : public Communicator {
   ~MpiCommunicator() override {
     int finalized = 0;
     MPI_Finalized(&finalized);
-    if (!finalized) MPI_Comm_free(&comm_);
+    if (!finalized && !mpiFenced()) MPI_Comm_free(&comm_);
   }
 
   int rank() const override { return rank_; }

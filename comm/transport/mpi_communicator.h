@@ -16,6 +16,9 @@ void finalizeMpi();
 // Ends every process of the job with this exit code (MPI_Abort), for a rank that failed while its
 // peers may wait in a collective; a no-op when MPI is not initialized.
 void abortMpi(int code);
+// Whether an MPI operation was abandoned in this process, so that MPI is no longer entered
+// (Note [Abandoned MPI operations], mpi_communicator.cc).
+bool mpiFenced();
 
 // A Communicator over an MPI communicator (MPI_COMM_WORLD by default), built from non-blocking
 // collectives so that Work::wait can time out. Variable-size exchanges first exchange the sizes.

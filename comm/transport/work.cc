@@ -27,23 +27,17 @@ bool Work::completed() {
 
 void Work::wait() { wait(std::chrono::duration<double>(knobSeconds(kKnobCommTimeout))); }
 
-void Work::wait(std::chrono::duration<double> timeout) {
+bool Work::waitUntilDone(std::chrono::duration<double> timeout) {
   using Clock = std::chrono::steady_clock;
   // Zero or less means no limit, and so does one past what the clock's deadline can hold.
   const bool forever = !(timeout.count() > 0.0) || timeout.count() > kMaxKnobSeconds;
   const auto deadline = forever
                             ? Clock::time_point::max()
                             : Clock::now() + std::chrono::duration_cast<Clock::duration>(timeout);
-  auto timedOut = [&] {
-    const std::string who = missing();
-    CDL_THROW(what_, " did not complete within ", timeout.count(), " s",
-              who.empty() ? std::string() : " (" + who + ")",
-              "; a rank may have failed or skipped it (CDL_COMM_TIMEOUT sets the limit)");
-  };
   if (polled()) {
     // Drive progress ourselves; yield so that oversubscribed ranks still get the core.
     for (uint64_t spins = 0; !poll(); ++spins) {
-      if ((spins & 255) == 0 && !forever && Clock::now() >= deadline) timedOut();
+      if ((spins & 255) == 0 && !forever && Clock::now() >= deadline) return false;
       std::this_thread::yield();
     }
   } else {
@@ -51,12 +45,25 @@ void Work::wait(std::chrono::duration<double> timeout) {
     if (forever) {
       cv_.wait(lock, [this] { return done_; });
     } else if (!cv_.wait_until(lock, deadline, [this] { return done_; })) {
-      lock.unlock();
-      timedOut();
+      return false;
     }
   }
   std::lock_guard<std::mutex> lock(mu_);
   if (error_) std::rethrow_exception(error_);
+  return true;
+}
+
+void Work::wait(std::chrono::duration<double> timeout) {
+  if (waitUntilDone(timeout)) return;
+  const std::string who = missing();
+  abandon();
+  CDL_THROW(what_, " did not complete within ", timeout.count(), " s",
+            who.empty() ? std::string() : " (" + who + ")",
+            "; a rank may have failed or skipped it (CDL_COMM_TIMEOUT sets the limit)");
+}
+
+bool Work::waitFor(std::chrono::duration<double> timeout) {
+  return waitUntilDone(timeout.count() > 0.0 ? timeout : std::chrono::duration<double>(1e-9));
 }
 
 PhasedWork::PhasedWork(std::string what, std::vector<Phase> phases)
@@ -97,6 +104,22 @@ bool PhasedWork::poll() {
     start();
   }
   return true;
+}
+
+void PhasedWork::abandon() {
+  std::vector<std::shared_ptr<Work>> pending;
+  {
+    std::lock_guard<std::mutex> lock(pollMu_);
+    if (finished_) return;
+    finished_ = true;
+    pending.swap(pending_);
+  }
+  for (const auto& w : pending) w->abandon();
+  try {
+    CDL_THROW(what(), " was abandoned before it completed");
+  } catch (...) {
+    finish(std::current_exception());
+  }
 }
 
 std::string PhasedWork::missing() const {

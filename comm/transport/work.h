@@ -24,8 +24,12 @@ class Work {
 
   // Waits up to CDL_COMM_TIMEOUT seconds (Note [Knobs]).
   void wait();
-  // Waits up to `timeout` (zero or less: forever). Rethrows the operation's error.
+  // Waits up to `timeout` (zero or less: forever). Rethrows the operation's error. Past the
+  // timeout it abandons the operation (abandon()) and throws: a timeout is final.
   void wait(std::chrono::duration<double> timeout);
+  // Waits up to `timeout` and returns whether the operation completed (rethrowing its error);
+  // one still in flight stays so, to be waited for again.
+  bool waitFor(std::chrono::duration<double> timeout);
   bool completed();
 
   // What the operation is, e.g. "allreduce of 1000 floats (collective #12)".
@@ -33,6 +37,12 @@ class Work {
 
   // Marks the operation done; the first call wins.
   void finish(std::exception_ptr error = nullptr);
+
+  // Gives up on an operation that will not be waited for again (wait() calls it when it times
+  // out): it fails everyone still waiting, and a transport that cannot take its requests back
+  // makes sure nothing touches their buffers any more (Note [Abandoned MPI operations]). The
+  // default, for operations that own what they touch, does nothing.
+  virtual void abandon() {}
 
  protected:
   // Progress hook for operations that complete by polling (MPI requests, CUDA events): called by
@@ -46,6 +56,8 @@ class Work {
   virtual std::string missing() const { return {}; }
 
  private:
+  bool waitUntilDone(std::chrono::duration<double> timeout);  // false: still in flight
+
   std::string what_;
   std::mutex mu_;
   std::condition_variable cv_;
@@ -66,6 +78,9 @@ class PhasedWork : public Work {
   bool poll() override;
   bool polled() const override { return true; }
   std::string missing() const override;
+
+ public:
+  void abandon() override;  // abandons the sub-Works in flight
 
  private:
   void start();  // runs phases_[next_], with pollMu_ held

@@ -4,7 +4,9 @@
 
 #include <atomic>
 #include <string>
+#include <memory>
 #include <thread>
+#include <vector>
 
 #include "kernels/base/error.h"
 
@@ -43,6 +45,39 @@ TEST(Work, AWaitThatOutlastsItsTimeoutNamesTheOperation) {
     EXPECT_NE(m.find("CDL_COMM_TIMEOUT"), std::string::npos) << m;
   }
   EXPECT_FALSE(w.completed());
+}
+
+// An operation that counts how often it is abandoned.
+class CountingWork : public Work {
+ public:
+  using Work::Work;
+  void abandon() override { ++abandoned; }
+  int abandoned = 0;
+};
+
+TEST(Work, ATimeoutAbandonsTheOperationAndWaitForDoesNot) {
+  CountingWork w("allreduce (collective #3)");
+  EXPECT_FALSE(w.waitFor(std::chrono::milliseconds(10)));
+  EXPECT_FALSE(w.waitFor(std::chrono::seconds(0)));  // a poll, not a wait without end
+  EXPECT_EQ(w.abandoned, 0);
+  EXPECT_THROW(w.wait(std::chrono::milliseconds(10)), Error);
+  EXPECT_EQ(w.abandoned, 1);
+  w.finish();
+  EXPECT_TRUE(w.waitFor(std::chrono::milliseconds(10)));
+}
+
+TEST(Work, AnAbandonedPhasedWorkAbandonsItsStepsInFlightAndFails) {
+  auto step = std::make_shared<CountingWork>("sendRecv to rank 1");
+  PhasedWork w("ring allreduce", {[&] { return std::vector<std::shared_ptr<Work>>{step}; }});
+  EXPECT_THROW(w.wait(std::chrono::milliseconds(10)), Error);
+  EXPECT_EQ(step->abandoned, 1);
+  try {
+    w.wait(std::chrono::seconds(1));
+    ADD_FAILURE() << "an abandoned work waited without error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("ring allreduce was abandoned"), std::string::npos)
+        << e.what();
+  }
 }
 
 // A limit beyond what the clock's deadline can hold waits as if there were none, instead of

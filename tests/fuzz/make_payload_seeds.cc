@@ -12,7 +12,7 @@
 
 int main(int argc, char** argv) {
   if (argc != 2) {
-    std::fprintf(stderr, "usage: make_fuzz_seeds DIR\n");
+    std::fprintf(stderr, "usage: make_payload_seeds DIR\n");
     return 2;
   }
   const std::vector<std::string> specs = {"none",
