@@ -1,6 +1,7 @@
 #include "core/config.h"
 
 #include <xxhash.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <string_view>
 #include <type_traits>
 #include <variant>
@@ -41,6 +43,34 @@ struct Rule {
   bool loOpen = false, hiOpen = false;
   std::string_view choices;  // kOneOf: "a|b|c"
 };
+
+// Whether text is valid UTF-8 without control characters: what config strings may hold, since
+// they become folder names, log lines and the YAML of the run folder.
+bool printableText(std::string_view text) {
+  for (size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x80) {
+      if (c < 0x20 || c == 0x7f) return false;
+      ++i;
+      continue;
+    }
+    const int extra = c >= 0xc2 && c < 0xe0 ? 1 : c >= 0xe0 && c < 0xf0 ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : -1;
+    if (extra < 0 || i + static_cast<size_t>(extra) >= text.size()) return false;
+    uint32_t cp = c & (0x3f >> extra);
+    for (int k = 1; k <= extra; ++k) {
+      const auto d = static_cast<unsigned char>(text[i + static_cast<size_t>(k)]);
+      if ((d & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (d & 0x3f);
+    }
+    // Overlong forms, UTF-16 surrogates and code points past U+10FFFF are not UTF-8.
+    if ((extra == 2 && cp < 0x800) || (extra == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff)) {
+      return false;
+    }
+    i += static_cast<size_t>(extra) + 1;
+  }
+  return true;
+}
 
 // Whether v is one of choices ("a|b|c").
 bool among(std::string_view choices, std::string_view v) {
@@ -390,6 +420,8 @@ class Applier {
         CDL_CHECK(!*slot, where(kv.first), ": ", at, ".", name, " is set twice");
         CDL_CHECK(kv.second.IsScalar() && !kv.second.Scalar().empty(), where(kv.second), ": ", at,
                   ".", name, " must be a non-empty string, got ", describe(kv.second));
+        CDL_CHECK(printableText(kv.second.Scalar()), where(kv.second), ": ", at, ".", name,
+                  " must be UTF-8 text without control characters");
         *slot = kv.second.Scalar();
       }
       CDL_CHECK(pattern && codec, where(item), ": ", at, " needs both pattern and codec");
@@ -402,6 +434,15 @@ class Applier {
   template <typename T>
   void check(const Key& k, const T& v, const YAML::Node& n) const {
     const Rule& r = k.rule;
+    if constexpr (std::is_same_v<T, std::string>) {
+      CDL_CHECK(printableText(v), where(n), ": ", k.path,
+                " must be UTF-8 text without control characters");
+    } else if constexpr (std::is_same_v<T, Strings>) {
+      for (size_t i = 0; i < v.size(); ++i) {
+        CDL_CHECK(printableText(v[i]), where(n), ": ", k.path, "[", i,
+                  "] must be UTF-8 text without control characters");
+      }
+    }
     if constexpr (std::is_arithmetic_v<T> && !std::is_same_v<T, bool>) {
       if (r.kind != Rule::kRange) return;
       const double d = static_cast<double>(v);
@@ -514,20 +555,66 @@ bool operator==(const Config& a, const Config& b) {
   return true;
 }
 
+namespace {
+
+// Records where each document of a YAML stream starts.
+class DocumentMarks : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+  std::vector<YAML::Mark> starts;
+};
+
+[[noreturn]] void throwYamlError(const std::string& origin, const YAML::Mark& mark,
+                                 const std::string& msg) {
+  const std::string at = mark.is_null() ? ""
+                                        : ":" + std::to_string(mark.line + 1) + ":" +
+                                              std::to_string(mark.column + 1);
+  CDL_THROW(origin, at, ": YAML syntax error: ", msg);
+}
+
+// The one YAML document of a config; none for a text without one. Counts the documents itself
+// rather than with YAML::LoadAll: yaml-cpp 0.7 answers a token that no document can start with
+// (a stray ',') with empty documents forever, none of which consumes it, and LoadAll collects
+// them until memory runs out. A document that starts where the one before it did is that case.
+std::optional<YAML::Node> loadOneDocument(const std::string& yaml, const std::string& origin) {
+  try {
+    std::istringstream in(yaml);
+    YAML::Parser parser(in);
+    DocumentMarks marks;
+    while (marks.starts.size() < 2 && parser.HandleNextDocument(marks)) {
+      const size_t n = marks.starts.size();
+      if (n == 2 && marks.starts[1].pos == marks.starts[0].pos) {
+        const size_t pos = static_cast<size_t>(std::max(0, marks.starts[1].pos));
+        throwYamlError(origin, marks.starts[1],
+                       "unexpected '" + (pos < yaml.size() ? yaml.substr(pos, 1) : "") + "'");
+      }
+    }
+    CDL_CHECK(marks.starts.size() <= 1, origin, ": expected one YAML document, found more");
+    if (marks.starts.empty()) return std::nullopt;
+    return YAML::Load(yaml);
+  } catch (const YAML::Exception& e) {
+    throwYamlError(origin, e.mark, e.msg);
+  }
+}
+
+}  // namespace
+
 Config parseConfig(const std::string& yaml, const std::string& origin,
                    const std::vector<std::string>& overrides) {
-  std::vector<YAML::Node> docs;
-  try {
-    docs = YAML::LoadAll(yaml);
-  } catch (const YAML::Exception& e) {
-    const std::string at = e.mark.is_null() ? ""
-                                            : ":" + std::to_string(e.mark.line + 1) + ":" +
-                                                  std::to_string(e.mark.column + 1);
-    CDL_THROW(origin, at, ": YAML syntax error: ", e.msg);
-  }
-  CDL_CHECK(docs.size() <= 1, origin, ": expected one YAML document, found ", docs.size());
+  const std::optional<YAML::Node> doc = loadOneDocument(yaml, origin);
   Config c;
-  if (!docs.empty()) Applier(c, {origin, true}).apply("", docs[0], YAML::Node());
+  if (doc) Applier(c, {origin, true}).apply("", *doc, YAML::Node());
   for (const std::string& o : overrides) applyOverride(c, o);
   return c;
 }

@@ -503,6 +503,32 @@ TEST_F(ConfigFileTest, YamlSyntaxErrorNamesTheFileAndLine) {
   EXPECT_THAT(errorOfYaml("name: a\n  bad: indent\n"), HasSubstr("test.yaml:2:"));
 }
 
+// yaml-cpp's LoadAll reads a stray ',' as empty documents without end; the config reader
+// names it as a syntax error instead (found by config_fuzz).
+TEST(ConfigTest, AStrayFlowEntryIsASyntaxErrorNotAnEndlessRead) {
+  EXPECT_THAT(errorOfYaml(","), AllOf(HasSubstr("test.yaml:1:1"), HasSubstr("unexpected ','")));
+  EXPECT_THAT(errorOfYaml(", Fashion-MNIST, MLP"), HasSubstr("YAML syntax error"));
+  EXPECT_THAT(errorOfYaml("a: 1\n---\nb: 2\n"), HasSubstr("expected one YAML document"));
+  EXPECT_EQ(parseConfig("", "test.yaml"), Config{});
+  EXPECT_EQ(parseConfig("# only a comment\n", "test.yaml"), Config{});
+}
+
+// Strings become folder names, log lines and the run folder's YAML (found by config_fuzz: a
+// name with raw bytes wrote a config.yaml that did not read back).
+TEST(ConfigTest, StringsMustBeUtf8TextWithoutControlCharacters) {
+  EXPECT_THAT(errorOfYaml("name: \"ml\\x01\"\n"), AllOf(HasSubstr("name"), HasSubstr("control")));
+  EXPECT_THAT(errorOfYaml("name: ml\xf6\xff\n"), AllOf(HasSubstr("test.yaml:1"), HasSubstr("UTF-8")));
+  EXPECT_THAT(errorOfYaml("data:\n  path: \"a\\tb\"\n"), HasSubstr("data.path"));
+  EXPECT_THAT(errorOfYaml("name: \xc0\xaf\n"), HasSubstr("UTF-8"));      // overlong '/'
+  EXPECT_THAT(errorOfYaml("name: \xed\xa0\x80\n"), HasSubstr("UTF-8"));  // a surrogate
+  EXPECT_THAT(errorOfYaml("comm:\n  overrides: [{pattern: \"a\\x7f\", codec: none}]\n"),
+              HasSubstr("comm.overrides[0].pattern"));
+  EXPECT_THAT(errorOfYaml("comm:\n  adaptive:\n    families: [\"q\\x1b\"]\n"),
+              HasSubstr("comm.adaptive.families[0]"));
+  EXPECT_EQ(parseConfig("name: m\xc3\xa9lange-\xe2\x82\xac\n", "test.yaml").name,
+            "m\xc3\xa9lange-\xe2\x82\xac");
+}
+
 TEST_F(ConfigFileTest, MissingOrUnreadableFileNamesThePath) {
   const std::string missing = (dir_ / "nope.yaml").string();
   EXPECT_THAT(errorOf([&] { loadConfig(missing); }),

@@ -3,7 +3,7 @@
 // captured gradients, cut byte counts, a metrics window, the generator state).
 #include <ATen/ops/randn.h>
 #include <torch/autograd.h>
-#include <torch/random.h>
+#include <torch/utils.h>
 
 #include <cstdio>
 #include <filesystem>
