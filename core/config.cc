@@ -54,7 +54,10 @@ bool printableText(std::string_view text) {
       ++i;
       continue;
     }
-    const int extra = c >= 0xc2 && c < 0xe0 ? 1 : c >= 0xe0 && c < 0xf0 ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : -1;
+    const int extra = c >= 0xc2 && c < 0xe0    ? 1
+                      : c >= 0xe0 && c < 0xf0  ? 2
+                      : c >= 0xf0 && c <= 0xf4 ? 3
+                                               : -1;
     if (extra < 0 || i + static_cast<size_t>(extra) >= text.size()) return false;
     uint32_t cp = c & (0x3f >> extra);
     for (int k = 1; k <= extra; ++k) {
@@ -125,7 +128,8 @@ constexpr Key kSchema[] = {
     {"model.split.stages", CDL_FIELD(model.split.stages), within(1, 64, false, false)},
     // Segment names are checked by the trainer, which knows the model.
     {"model.split.cut_after", CDL_FIELD(model.split.cutAfter), {}},
-    {"model.split.micro_batches", CDL_FIELD(model.split.microBatches), within(1, 4096, false, false)},
+    {"model.split.micro_batches", CDL_FIELD(model.split.microBatches),
+     within(1, 4096, false, false)},
     {"model.split.activation_codec", CDL_FIELD(model.split.activationCodec), cutSpec("auto|cdl")},
     {"model.split.gradient_codec", CDL_FIELD(model.split.gradientCodec), codecSpec()},
 
@@ -163,8 +167,10 @@ constexpr Key kSchema[] = {
     {"comm.overrides", CDL_FIELD(comm.overrides), {}},
     {"comm.adaptive.enabled", CDL_FIELD(comm.adaptive.enabled), {}},
     {"comm.adaptive.alpha", CDL_FIELD(comm.adaptive.alpha), within(0, 1e6, true, false)},
-    {"comm.adaptive.warmup_steps", CDL_FIELD(comm.adaptive.warmupSteps), within(0, 1e12, false, false)},
-    {"comm.adaptive.every_steps", CDL_FIELD(comm.adaptive.everySteps), within(1, 1e12, false, false)},
+    {"comm.adaptive.warmup_steps", CDL_FIELD(comm.adaptive.warmupSteps),
+     within(0, 1e12, false, false)},
+    {"comm.adaptive.every_steps", CDL_FIELD(comm.adaptive.everySteps),
+     within(1, 1e12, false, false)},
     {"comm.adaptive.window", CDL_FIELD(comm.adaptive.window), within(1, 10000, false, false)},
     {"comm.adaptive.buckets", CDL_FIELD(comm.adaptive.buckets), within(1, 1e7, false, false)},
     {"comm.adaptive.candidates", CDL_FIELD(comm.adaptive.candidates), schemeSpec()},
@@ -577,9 +583,9 @@ class DocumentMarks : public YAML::EventHandler {
 
 [[noreturn]] void throwYamlError(const std::string& origin, const YAML::Mark& mark,
                                  const std::string& msg) {
-  const std::string at = mark.is_null() ? ""
-                                        : ":" + std::to_string(mark.line + 1) + ":" +
-                                              std::to_string(mark.column + 1);
+  const std::string at =
+      mark.is_null() ? ""
+                     : ":" + std::to_string(mark.line + 1) + ":" + std::to_string(mark.column + 1);
   CDL_THROW(origin, at, ": YAML syntax error: ", msg);
 }
 

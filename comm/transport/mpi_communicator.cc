@@ -6,8 +6,8 @@
 #include <atomic>
 #include <climits>
 #include <cstdio>
-#include <mutex>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -35,7 +35,7 @@ namespace {
 struct Fence {
   std::mutex mu;
   std::atomic<bool> set{false};
-  std::string first;                  // what was abandoned first
+  std::string first;                   // what was abandoned first
   std::vector<MPI_Request> abandoned;  // kept, never freed: MPI may still own them
 };
 
@@ -109,8 +109,10 @@ void finalizeMpi() {
   if (!initialized || finalized) return;
   if (mpiFenced()) {
     // MPI_Finalize would progress the abandoned requests, or wait for them forever.
-    std::fprintf(stderr, "[rank %d] MPI operations were abandoned; ending the job instead of "
-                 "finalizing MPI\n", currentRank());
+    std::fprintf(stderr,
+                 "[rank %d] MPI operations were abandoned; ending the job instead of "
+                 "finalizing MPI\n",
+                 currentRank());
     abortMpi(3);
   }
   MPI_Finalize();
@@ -320,17 +322,18 @@ class MpiCommunicator : public Communicator {
     if (rank_ == root) checkedInt(data->size(), "broadcast");
     auto len = std::make_shared<uint64_t>(data->size());
     MPI_Comm comm = comm_;
-    return make("broadcast from rank " + std::to_string(root),
-                {[=](std::vector<MPI_Request>& reqs) {
-                   reqs.emplace_back();
-                   CDL_MPI_CHECK(MPI_Ibcast(len.get(), 1, MPI_UINT64_T, root, comm, &reqs.back()));
-                 },
-                 [=](std::vector<MPI_Request>& reqs) {
-                   const int count = checkedInt(*len, "broadcast");
-                   data->resize(*len);
-                   reqs.emplace_back();
-                   CDL_MPI_CHECK(MPI_Ibcast(data->data(), count, MPI_BYTE, root, comm, &reqs.back()));
-                 }});
+    return make(
+        "broadcast from rank " + std::to_string(root),
+        {[=](std::vector<MPI_Request>& reqs) {
+           reqs.emplace_back();
+           CDL_MPI_CHECK(MPI_Ibcast(len.get(), 1, MPI_UINT64_T, root, comm, &reqs.back()));
+         },
+         [=](std::vector<MPI_Request>& reqs) {
+           const int count = checkedInt(*len, "broadcast");
+           data->resize(*len);
+           reqs.emplace_back();
+           CDL_MPI_CHECK(MPI_Ibcast(data->data(), count, MPI_BYTE, root, comm, &reqs.back()));
+         }});
   }
 
   std::shared_ptr<Work> barrier() override {

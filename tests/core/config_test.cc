@@ -222,7 +222,8 @@ TEST(ConfigTest, DescribeDifferenceNamesTheFirstDifferingKeyWithBothValues) {
   Config b = a;
   b.model.split.cutAfter = {"layer2", "layer3"};
   b.train.lr = 0.5;
-  EXPECT_EQ(describeDifference(a, b), "model.split.cut_after ([layer1, layer2] vs [layer2, layer3])");
+  EXPECT_EQ(describeDifference(a, b),
+            "model.split.cut_after ([layer1, layer2] vs [layer2, layer3])");
   b.model.split = a.model.split;
   EXPECT_EQ(describeDifference(a, b), "train.lr (0.001 vs 0.5)");
 }
@@ -351,7 +352,8 @@ TEST(ConfigTest, OutOfRangeNamesTheKeyAndTheBound) {
       {"train:\n  threads: -1\n", "train.threads must be in [0, 4096]"},
       {"comm:\n  bucket_mb: 0\n", "comm.bucket_mb must be in (0, 1024]"},
       {"comm:\n  first_bucket_mb: -1\n", "comm.first_bucket_mb must be in (0, 1024]"},
-      {"comm:\n  min_compress_numel: -1\n", "comm.min_compress_numel must be in [0, 1000000000000]"},
+      {"comm:\n  min_compress_numel: -1\n",
+       "comm.min_compress_numel must be in [0, 1000000000000]"},
       {"checkpoint:\n  keep: 0\n", "checkpoint.keep must be in [1, 1000000]"},
       {"checkpoint:\n  every_steps: -1\n", "checkpoint.every_steps must be in [0, 1000000000000]"},
       {"log:\n  every_steps: 0\n", "log.every_steps must be in [1, 1000000000000]"},
@@ -477,9 +479,9 @@ TEST(ConfigTest, CodecSpecsAreCheckedWhenTheConfigLoads) {
               AllOf(HasSubstr("comm.codec"), HasSubstr("rank")));
   EXPECT_THAT(errorOfYaml("comm:\n  overrides: [{pattern: 'fc*', codec: 'topk:density=2'}]\n"),
               AllOf(HasSubstr("comm.overrides[0].codec"), HasSubstr("density")));
-  EXPECT_THAT(errorOfYaml("comm:\n  adaptive:\n    candidates: [none, 'qsgd:bitz=4']\n"),
-              AllOf(HasSubstr("test.yaml:3"), HasSubstr("comm.adaptive.candidates[1]"),
-                    HasSubstr("bitz")));
+  EXPECT_THAT(
+      errorOfYaml("comm:\n  adaptive:\n    candidates: [none, 'qsgd:bitz=4']\n"),
+      AllOf(HasSubstr("test.yaml:3"), HasSubstr("comm.adaptive.candidates[1]"), HasSubstr("bitz")));
   EXPECT_THAT(errorOfYaml("model:\n  split:\n    activation_codec: fp8\n"),
               AllOf(HasSubstr("model.split.activation_codec"), HasSubstr("fp8")));
   EXPECT_THAT(errorOfYaml("model:\n  split:\n    gradient_codec: cdl\n"),
@@ -517,7 +519,8 @@ TEST(ConfigTest, AStrayFlowEntryIsASyntaxErrorNotAnEndlessRead) {
 // name with raw bytes wrote a config.yaml that did not read back).
 TEST(ConfigTest, StringsMustBeUtf8TextWithoutControlCharacters) {
   EXPECT_THAT(errorOfYaml("name: \"ml\\x01\"\n"), AllOf(HasSubstr("name"), HasSubstr("control")));
-  EXPECT_THAT(errorOfYaml("name: ml\xf6\xff\n"), AllOf(HasSubstr("test.yaml:1"), HasSubstr("UTF-8")));
+  EXPECT_THAT(errorOfYaml("name: ml\xf6\xff\n"),
+              AllOf(HasSubstr("test.yaml:1"), HasSubstr("UTF-8")));
   EXPECT_THAT(errorOfYaml("data:\n  path: \"a\\tb\"\n"), HasSubstr("data.path"));
   EXPECT_THAT(errorOfYaml("name: \xc0\xaf\n"), HasSubstr("UTF-8"));      // overlong '/'
   EXPECT_THAT(errorOfYaml("name: \xed\xa0\x80\n"), HasSubstr("UTF-8"));  // a surrogate

@@ -19,7 +19,8 @@ std::vector<uint8_t> gzipped(const std::vector<uint8_t>& plain, const std::strin
   gzwrite(gz, plain.data(), static_cast<unsigned>(plain.size()));
   gzclose(gz);
   std::ifstream in(tmp, std::ios::binary);
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                             std::istreambuf_iterator<char>());
   std::remove(tmp.c_str());
   return bytes;
 }
@@ -40,7 +41,8 @@ int main(int argc, char** argv) {
       be32(images, count);
       be32(images, side);
       be32(images, side);
-      for (uint32_t i = 0; i < count * side * side; ++i) images.push_back(static_cast<uint8_t>(i * 37));
+      for (uint32_t i = 0; i < count * side * side; ++i)
+        images.push_back(static_cast<uint8_t>(i * 37));
       be32(labels, 0x801);
       be32(labels, count);
       for (uint32_t i = 0; i < count; ++i) labels.push_back(static_cast<uint8_t>(i % 10));
@@ -48,10 +50,13 @@ int main(int argc, char** argv) {
         const std::vector<uint8_t> im = gz ? gzipped(images, dir + "/tmp.gz") : images;
         const std::vector<uint8_t> lb = gz ? gzipped(labels, dir + "/tmp.gz") : labels;
         std::ofstream out(dir + "/idx" + std::to_string(n++), std::ios::binary);
-        const uint8_t len[2] = {static_cast<uint8_t>(im.size()), static_cast<uint8_t>(im.size() >> 8)};
+        const uint8_t len[2] = {static_cast<uint8_t>(im.size()),
+                                static_cast<uint8_t>(im.size() >> 8)};
         out.write(reinterpret_cast<const char*>(len), 2);
-        out.write(reinterpret_cast<const char*>(im.data()), static_cast<std::streamsize>(im.size()));
-        out.write(reinterpret_cast<const char*>(lb.data()), static_cast<std::streamsize>(lb.size()));
+        out.write(reinterpret_cast<const char*>(im.data()),
+                  static_cast<std::streamsize>(im.size()));
+        out.write(reinterpret_cast<const char*>(lb.data()),
+                  static_cast<std::streamsize>(lb.size()));
       }
     }
   }

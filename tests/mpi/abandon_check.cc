@@ -85,7 +85,8 @@ void rank1(Communicator& comm) {
   // Skips rank 0's first allreduce, comes back after rank 0 gave up on it.
   std::this_thread::sleep_for(std::chrono::seconds(2));
   std::vector<float> late(1 << 16, 5.0f);
-  errorOf([&] { comm.allreduce(late.data(), static_cast<int64_t>(late.size()))->wait(Seconds(60)); });
+  errorOf(
+      [&] { comm.allreduce(late.data(), static_cast<int64_t>(late.size()))->wait(Seconds(60)); });
 }
 
 }  // namespace

@@ -3,8 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <string>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
