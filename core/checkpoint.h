@@ -44,14 +44,36 @@ struct TrainState {
 };
 
 // Note [Checkpoints]
-// Every rank writes its own file, <dir>/ckpt-<step, 10 digits>.rank<r>.pt (a LibTorch archive:
-// the model's parameters and buffers, the optimizer's state, and the TrainState), because the
+// Every rank writes its own file, <dir>/ckpt-<step, 10 digits>.rank<r>.ckpt, because the
 // error-feedback residuals differ per rank. A file is written atomically (Note [Atomic writes] in
 // core/files.h), so a crash leaves either the old set of checkpoints or the new one, never a torn
-// file, and it ends with the xxhash64 of its content, checked before anything of it is used, so a
-// corrupt file is refused by name. Old checkpoints are pruned only once every rank has written
-// the new step (saveReplicaCheckpoint), so no single crash leaves the ranks without a common step;
-// --resume takes the newest step that every rank holds intact (commonResumeStep).
+// file. Old checkpoints are pruned only once every rank has written the new step
+// (saveReplicaCheckpoint), so no single crash leaves the ranks without a common step; --resume
+// takes the newest step that every rank holds intact (commonResumeStep).
+//
+// The file is cdl's own container of named arrays (format 4; little-endian, Note [Byte order]):
+//
+//   char magic[8]  "CDLCKPT4"
+//   entries, back to back, each:
+//     u16  nameBytes 1..1024, then the name
+//     u8   type      0 float32, 1 float64, 2 int64, 3 uint8
+//     u8   dims      0..8, then shape[dims] as varints (LEB128, as in Note [Coded model file])
+//     the elements, row-major: product(shape) x the type's width bytes
+//   u64  xxhash64 of everything above
+//   char magic[8]  "CDLCKPT4"
+//
+// The entries: "meta" (int64[15]: format, step, epoch, batch in epoch, world size, rank, config
+// hash, wire bytes, fp32 wire bytes, cut wire bytes, cut fp32 bytes, skipped steps, captured
+// steps, bytes and steps since the last plan), "param/<name>" and "buffer/<name>" for each of the
+// model's tensors, "optim/<parameter>/<field>" for the optimizer's (SGD's momentum_buffer; Adam's
+// step, exp_avg, exp_avg_sq, max_exp_avg_sq), "scheme/<tensor>/<field>" for the reduction
+// schemes' state, "plan/<tensor>" (the scheme spec as text) and "captured/<tensor>" for adaptive
+// rates, and the optional "metrics_window" and "rng". The optimizer's options are not stored: they
+// follow the config, whose hash must match. The hash is checked before anything else is read, so a
+// corrupt file is refused by name; then every field is checked against the bytes that are left
+// (a shape can claim no more than the file holds), and a file whose arrays do not fit the model
+// and optimizer in type, shape or name is refused naming the entry. No byte of a checkpoint
+// reaches LibTorch's deserializers.
 
 // Writes a checkpoint and returns its path; throws cdl::Error naming the path on any failure
 // (the earlier checkpoints are untouched then). Removes nothing.
@@ -67,6 +89,8 @@ std::string checkpointProblem(const std::string& path);
 // The steps of this rank's checkpoints in dir, oldest first (empty when there are none).
 std::vector<int64_t> checkpointSteps(const std::string& dir, int rank);
 std::string checkpointPath(const std::string& dir, int64_t step, int rank);
+// ".ckpt", what every checkpoint file name ends with.
+extern const char* const kCheckpointSuffix;
 
 // Loads a checkpoint into model and optimizer (which must have the same structure) and returns its
 // TrainState. A missing, truncated or corrupt file, or one whose tensors do not fit the model, is

@@ -175,7 +175,7 @@ constexpr Key kSchema[] = {
     {"comm.adaptive.buckets", CDL_FIELD(comm.adaptive.buckets), within(1, 1e7, false, false)},
     {"comm.adaptive.candidates", CDL_FIELD(comm.adaptive.candidates), schemeSpec()},
     // Family names are checked by the trainer, with the uniform codec they may default to.
-    {"comm.adaptive.families", CDL_FIELD(comm.adaptive.families), {}},
+    {"comm.adaptive.families", CDL_FIELD(comm.adaptive.families), oneOf("qsgd|topk|powersgd")},
 
     {"checkpoint.every_steps", CDL_FIELD(checkpoint.everySteps), within(0, 1e12, false, false)},
     {"checkpoint.every_epoch", CDL_FIELD(checkpoint.everyEpoch), {}},
@@ -330,6 +330,30 @@ class Applier {
  public:
   Applier(Config& c, Source src) : c_(c), src_(std::move(src)) {}
 
+  // Checks every key's value against its rule, as if each had been read (a config built in
+  // code rather than loaded).
+  void checkAll() const {
+    const YAML::Node none;
+    for (const Key& k : kSchema) {
+      std::visit(
+          [&](auto* p) {
+            using T = std::remove_pointer_t<decltype(p)>;
+            if constexpr (std::is_same_v<T, std::vector<CodecOverride>>) {
+              for (size_t i = 0; i < p->size(); ++i) {
+                const std::string at = std::string(k.path) + "[" + std::to_string(i) + "]";
+                const CodecOverride& o = (*p)[i];
+                CDL_CHECK(!o.pattern.empty() && printableText(o.pattern), src_.name, ": ", at,
+                          ".pattern must be non-empty UTF-8 text without control characters");
+                checkSpec(Rule::kScheme, {}, at + ".codec", o.codec, none);
+              }
+            } else {
+              check(k, *p, none);
+            }
+          },
+          k.field(c_));
+    }
+  }
+
   // Sets the key or the section at `path` ("" is the whole document) from node.
   void apply(const std::string& path, const YAML::Node& node, const YAML::Node& keyNode) {
     if (const Key* k = findKey(path)) {
@@ -453,15 +477,12 @@ class Applier {
       if (r.kind != Rule::kRange) return;
       const double d = static_cast<double>(v);
       const bool ok = (r.loOpen ? d > r.lo : d >= r.lo) && (r.hiOpen ? d < r.hi : d <= r.hi);
-      CDL_CHECK(ok, where(n), ": ", k.path, " must be ", describeRange(r), ", got ", n.Scalar());
+      CDL_CHECK(ok, where(n), ": ", k.path, " must be ", describeRange(r), ", got ",
+                n.IsScalar() ? n.Scalar() : formatDouble(d));
     } else if constexpr (std::is_same_v<T, std::string>) {
       if (r.kind == Rule::kOneOf) {
-        const bool ok = among(r.choices, v);
-        std::string allowed(r.choices);
-        for (size_t i = allowed.find('|'); i != std::string::npos; i = allowed.find('|', i)) {
-          allowed.replace(i, 1, ", ");
-        }
-        CDL_CHECK(ok, where(n), ": ", k.path, " must be one of ", allowed, ", got '", v, "'");
+        CDL_CHECK(among(r.choices, v), where(n), ": ", k.path, " must be one of ",
+                  listed(r.choices), ", got '", v, "'");
       } else if (r.kind == Rule::kScheme || r.kind == Rule::kCodec || r.kind == Rule::kCut) {
         checkSpec(r.kind, r.choices, std::string(k.path), v, n);
       } else if (r.kind == Rule::kNonEmpty) {
@@ -474,12 +495,22 @@ class Applier {
             "'");
       }
     } else if constexpr (std::is_same_v<T, Strings>) {
-      if (r.kind != Rule::kScheme) return;
       for (size_t i = 0; i < v.size(); ++i) {
-        checkSpec(r.kind, {}, std::string(k.path) + "[" + std::to_string(i) + "]", v[i],
-                  n.IsSequence() && i < n.size() ? n[i] : n);
+        const std::string at = std::string(k.path) + "[" + std::to_string(i) + "]";
+        const YAML::Node item = n.IsSequence() && i < n.size() ? n[i] : n;
+        if (r.kind == Rule::kScheme) checkSpec(r.kind, {}, at, v[i], item);
+        CDL_CHECK(r.kind != Rule::kOneOf || among(r.choices, v[i]), where(item), ": ", at,
+                  " must be one of ", listed(r.choices), ", got '", v[i], "'");
       }
     }
+  }
+
+  static std::string listed(std::string_view choices) {
+    std::string out(choices);
+    for (size_t i = out.find('|'); i != std::string::npos; i = out.find('|', i)) {
+      out.replace(i, 1, ", ");
+    }
+    return out;
   }
 
   // A spec value: parsed with the codec layer's own parser, so what loads here also runs.
@@ -623,6 +654,11 @@ Config parseConfig(const std::string& yaml, const std::string& origin,
   if (doc) Applier(c, {origin, true}).apply("", *doc, YAML::Node());
   for (const std::string& o : overrides) applyOverride(c, o);
   return c;
+}
+
+void checkConfig(const Config& c) {
+  Config copy = c;
+  Applier(copy, {"config", false}).checkAll();
 }
 
 Config loadConfig(const std::string& path, const std::vector<std::string>& overrides) {

@@ -150,6 +150,9 @@ Config loadConfig(const std::string& path, const std::vector<std::string>& overr
 // The same from YAML text; `origin` names the source in errors.
 Config parseConfig(const std::string& yaml, const std::string& origin,
                    const std::vector<std::string>& overrides = {});
+// Checks every key of a config built in code as loading checks it (ranges, choices, specs,
+// text); throws cdl::Error "config: <key> ..." naming the first key that is wrong.
+void checkConfig(const Config& c);
 // Every key of the schema, as YAML that parseConfig reads back to an equal config.
 std::string toYaml(const Config& c);
 // The first key whose value differs between a and b, as "key (A vs B)" with the values in YAML

@@ -6,7 +6,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
-#include "kernels/base/bytes.h"
+#include "kernels/base/byte_io.h"
 #include "kernels/base/error.h"
 #include "kernels/half.h"
 #include "kernels/rans.h"
@@ -20,75 +20,6 @@ constexpr uint16_t kVersion = 1;
 constexpr size_t kMaxNameBytes = 1024;
 constexpr uint32_t kMaxTensors = 1u << 16;
 constexpr uint32_t kMaxMetaBytes = 1u << 20;
-
-// Appends little-endian values.
-class Writer {
- public:
-  template <typename T>
-  void put(T v) {
-    const size_t at = bytes_.size();
-    bytes_.resize(at + sizeof(T));
-    storeLE<T>(bytes_.data() + at, v);
-  }
-  // LEB128: 7 bits a byte, low bits first, the top bit set on every byte but the last.
-  void putVarint(uint64_t v) {
-    for (; v >= 0x80; v >>= 7) bytes_.push_back(static_cast<uint8_t>(v | 0x80));
-    bytes_.push_back(static_cast<uint8_t>(v));
-  }
-  void putBytes(const void* p, size_t n) {
-    const auto* b = static_cast<const uint8_t*>(p);
-    bytes_.insert(bytes_.end(), b, b + n);
-  }
-  std::vector<uint8_t>& bytes() { return bytes_; }
-
- private:
-  std::vector<uint8_t> bytes_;
-};
-
-// Reads little-endian values, throwing when the bytes run out.
-class Reader {
- public:
-  Reader(const uint8_t* p, size_t n) : p_(p), left_(n) {}
-  template <typename T>
-  T take(const char* what) {
-    need(sizeof(T), what);
-    const T v = loadLE<T>(p_);
-    skip(sizeof(T));
-    return v;
-  }
-  // A LEB128 value below 2^63 in at most 9 bytes, written in its shortest form.
-  uint64_t takeVarint(const char* what) {
-    uint64_t v = 0;
-    for (int shift = 0; shift < 63; shift += 7) {
-      const uint8_t b = take<uint8_t>(what);
-      v |= static_cast<uint64_t>(b & 0x7f) << shift;
-      if ((b & 0x80) == 0) {
-        CDL_CHECK(b != 0 || shift == 0, "bad varint for ", what, ": not in its shortest form");
-        return v;
-      }
-    }
-    CDL_THROW("bad varint for ", what, ": longer than 9 bytes");
-  }
-  const uint8_t* takeBytes(size_t n, const char* what) {
-    need(n, what);
-    const uint8_t* at = p_;
-    skip(n);
-    return at;
-  }
-  const uint8_t* pos() const { return p_; }
-  size_t left() const { return left_; }
-
- private:
-  void need(size_t n, const char* what) const {
-    CDL_CHECK(n <= left_, "truncated: ", what, " needs ", n, " bytes, ", left_, " are left");
-  }
-  void skip(size_t n) {
-    p_ += n;
-    left_ -= n;
-  }
-  const uint8_t* p_;
-  size_t left_;
-};
 
 int64_t shapeElements(const std::vector<int64_t>& shape, const std::string& name) {
   int64_t n = 1;
@@ -190,7 +121,7 @@ std::vector<uint8_t> encodeValues(ModelTensor& t) {
   return out;
 }
 
-void writeEntry(Writer& w, const ModelTensor& t, uint64_t offset) {
+void writeEntry(ByteWriter& w, const ModelTensor& t, uint64_t offset) {
   w.put<uint16_t>(static_cast<uint16_t>(t.name.size()));
   w.putBytes(t.name.data(), t.name.size());
   w.put<uint8_t>(static_cast<uint8_t>(t.kind));
@@ -210,7 +141,7 @@ struct Entry {
   uint64_t offset = 0, length = 0, hash = 0;
 };
 
-Entry readEntry(Reader& r) {
+Entry readEntry(ByteReader& r) {
   Entry e;
   ModelTensor& t = e.tensor;
   const uint16_t nameBytes = r.take<uint16_t>("a tensor name length");
@@ -263,7 +194,7 @@ void decodeValues(ModelTensor& t) {
             "' holds a NaN or Inf");
 }
 
-void readPayload(Reader& r, std::vector<Entry>& entries, ModelFile& f, bool decodeStreams,
+void readPayload(ByteReader& r, std::vector<Entry>& entries, ModelFile& f, bool decodeStreams,
                  bool verifyHashes) {
   uint64_t expected = 0;
   for (Entry& e : entries) {
@@ -328,7 +259,7 @@ std::vector<uint8_t> encodeModelFile(ModelFile& file) {
             " bytes, at most ", kMaxMetaBytes);
   CDL_CHECK(file.tensors.size() <= kMaxTensors, file.tensors.size(), " tensors, at most ",
             kMaxTensors);
-  Writer w;
+  ByteWriter w;
   w.putBytes(kMagic, sizeof(kMagic));
   w.put<uint16_t>(kVersion);
   w.put<uint16_t>(0);
@@ -349,7 +280,7 @@ std::vector<uint8_t> encodeModelFile(ModelFile& file) {
 }
 
 ModelFile decodeModelFile(const uint8_t* data, size_t len, bool decodeStreams, bool verifyHashes) {
-  Reader r(data, len);
+  ByteReader r(data, len);
   const uint8_t* magic = r.takeBytes(4, "the magic");
   CDL_CHECK(std::memcmp(magic, kMagic, 4) == 0, "not a .cdlm model file (bad magic)");
   const uint16_t version = r.take<uint16_t>("the version");

@@ -36,7 +36,9 @@ struct EvalArgs {
 
 // The run folder and checkpoint that `source` (a run folder or a checkpoint in one) names.
 std::pair<std::string, std::string> resolveSource(const std::string& source) {
-  const bool isFile = source.size() > 3 && source.compare(source.size() - 3, 3, ".pt") == 0;
+  const std::string suffix = cdl::core::kCheckpointSuffix;
+  const bool isFile = source.size() > suffix.size() &&
+                      source.compare(source.size() - suffix.size(), suffix.size(), suffix) == 0;
   if (isFile) {
     CDL_CHECK(cdl::core::exists(source), "checkpoint ", source, " does not exist");
     const size_t slash = source.find_last_of('/');
@@ -44,7 +46,7 @@ std::pair<std::string, std::string> resolveSource(const std::string& source) {
     return {dir + "/..", source};
   }
   CDL_CHECK(cdl::core::exists(source + "/config.yaml"), source,
-            " is neither a run folder (no config.yaml) nor a checkpoint (*.pt)");
+            " is neither a run folder (no config.yaml) nor a checkpoint (*", suffix, ")");
   const std::string ckpt = cdl::core::checkpointFolder(source);
   const std::vector<int64_t> steps = cdl::core::checkpointSteps(ckpt, 0);
   CDL_CHECK(!steps.empty(), "run folder ", source, " has no checkpoint of rank 0 in ", ckpt);
@@ -61,14 +63,14 @@ int runExport(const ExportArgs& a) {
   } else {
     // A split run (Note [Pipeline split]): stage s of replica 0 is rank s; each rank's checkpoint
     // of the same step holds its stage's layers.
-    const std::string suffix = ".rank0.pt";
+    const std::string suffix = std::string(".rank0") + cdl::core::kCheckpointSuffix;
     CDL_CHECK(checkpoint.size() > suffix.size() &&
                   checkpoint.compare(checkpoint.size() - suffix.size(), suffix.size(), suffix) == 0,
               checkpoint, " is not a checkpoint of rank 0; a split run exports from rank 0's");
     const std::string stem = checkpoint.substr(0, checkpoint.size() - suffix.size());
     const auto bounds = cdl::core::stageSegments(*net, cfg.model.split);
     for (size_t s = 0; s < bounds.size(); ++s) {
-      const std::string path = stem + ".rank" + std::to_string(s) + ".pt";
+      const std::string path = stem + ".rank" + std::to_string(s) + cdl::core::kCheckpointSuffix;
       CDL_CHECK(cdl::core::exists(path), "stage ", s, " of the split run has no checkpoint ", path);
       cdl::core::loadCheckpointWeights(path,
                                        *cdl::core::makeStageNet(net, bounds[s].first, bounds[s].second));
@@ -139,7 +141,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   ExportArgs ex;
   CLI::App* exp = app.add_subcommand("export", "Code a trained run's model into a .cdlm file");
-  exp->add_option("source", ex.source, "Run folder (its newest checkpoint) or a checkpoint (.pt)")
+  exp->add_option("source", ex.source, "Run folder (its newest checkpoint) or a checkpoint (.ckpt)")
       ->required();
   exp->add_option("-o,--output", ex.output, "The .cdlm file to write")->required();
   exp->add_option("--bits", ex.options.bits,

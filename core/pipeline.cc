@@ -190,21 +190,6 @@ std::shared_ptr<Net> makeStageNet(std::shared_ptr<Net> whole, size_t first, size
 
 // --- CutCodec ---
 
-void checkCutSpecs(const Config::Model::Split& split) {
-  CDL_CHECK(split.gradientCodec != "cdl" && split.gradientCodec != "auto",
-            "config key model.split.gradient_codec: '", split.gradientCodec,
-            "' is for activations; name a codec spec such as qsgd:bits=8,entropy=rans");
-  for (const auto& [key, spec] : {std::pair{"model.split.activation_codec", split.activationCodec},
-                                  std::pair{"model.split.gradient_codec", split.gradientCodec}}) {
-    if (spec == "auto" || spec == "cdl") continue;
-    try {
-      comm::parseCodecSpec(spec);
-    } catch (const Error& e) {
-      CDL_THROW("config key ", key, ": ", errorBody(e.what()));
-    }
-  }
-}
-
 CutCodec::CutCodec(const std::string& spec, Quantizer quantizer, const std::string& key) {
   const bool cdl = !quantizer.is_empty();
   if (spec == "cdl" || (spec == "auto" && cdl)) {
@@ -313,7 +298,6 @@ Pipeline::Pipeline(const Config& cfg, const ProcessGrid& grid, std::shared_ptr<N
   const auto bounds = stageSegments(*whole_, cfg.model.split);
   const std::vector<Segment>& segs = whole_->segments();
   const Config::Model::Split& sp = cfg.model.split;
-  checkCutSpecs(sp);
   if (!first()) {
     const Segment& in = segs[bounds[stage_].first - 1];
     cutIn_ = in.name;

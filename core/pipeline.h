@@ -95,10 +95,6 @@ std::vector<std::pair<size_t, size_t>> stageSegments(const Net& model,
 // segments, checking the input first when it starts at segment 0. It shares whole's tensors.
 std::shared_ptr<Net> makeStageNet(std::shared_ptr<Net> whole, size_t first, size_t last);
 
-// Checks model.split's codec specs (those that need no model: "auto" and "cdl" are checked
-// where the cut is known); errors name the key.
-void checkCutSpecs(const Config::Model::Split& split);
-
 // The codec of one cut in one direction.
 class CutCodec {
  public:

@@ -90,18 +90,9 @@ std::unique_ptr<torch::optim::Optimizer> makeOptimizer(const Config::Train& t, N
 
 comm::ReducerOptions reducerOptions(const Config& cfg) {
   comm::ReducerOptions o;
-  auto parse = [](const std::string& key, const std::string& spec) {
-    try {
-      return comm::parseSchemeSpec(spec);
-    } catch (const Error& e) {
-      CDL_THROW("config key ", key, ": ", e.what());
-    }
-  };
-  o.scheme = parse("comm.codec", cfg.comm.codec);
-  for (size_t i = 0; i < cfg.comm.overrides.size(); ++i) {
-    const CodecOverride& ov = cfg.comm.overrides[i];
-    o.overrides.emplace_back(ov.pattern,
-                             parse("comm.overrides[" + std::to_string(i) + "].codec", ov.codec));
+  o.scheme = comm::parseSchemeSpec(cfg.comm.codec);
+  for (const CodecOverride& ov : cfg.comm.overrides) {
+    o.overrides.emplace_back(ov.pattern, comm::parseSchemeSpec(ov.codec));
   }
   o.errorFeedback = cfg.comm.errorFeedback;
   o.bucketBytes = std::max<int64_t>(4, static_cast<int64_t>(cfg.comm.bucketMb * (1 << 20)));
@@ -121,14 +112,7 @@ comm::AdaptiveOptions adaptiveOptions(const Config& cfg, const comm::SchemeSpec&
   o.everySteps = a.everySteps;
   o.window = a.window;
   o.buckets = static_cast<int>(a.buckets);
-  for (size_t i = 0; i < a.candidates.size(); ++i) {
-    const std::string key = "comm.adaptive.candidates[" + std::to_string(i) + "]";
-    try {
-      o.candidates.push_back(comm::parseSchemeSpec(a.candidates[i]));
-    } catch (const Error& e) {
-      CDL_THROW("config key ", key, ": ", e.what());
-    }
-  }
+  for (const std::string& spec : a.candidates) o.candidates.push_back(comm::parseSchemeSpec(spec));
   o.named = !o.candidates.empty();
   if (o.named) return o;
   std::vector<std::string> families = a.families;
@@ -299,10 +283,10 @@ TrainResult train(const Config& cfg, const ProcessGrid& grid, const TrainOptions
   checkGridSize(world.size(), grid.stages);
   requireSameConfig(world, cfg);
   const bool split = grid.stages > 1;
-  // Every spec is checked before the run folder is touched, so a typo leaves nothing behind.
+  // Every key is checked before the run folder is touched, so a typo leaves nothing behind.
+  checkConfig(cfg);
   const comm::ReducerOptions ro = reducerOptions(cfg);
   if (cfg.comm.adaptive.enabled) adaptiveOptions(cfg, ro.scheme);
-  if (split) checkCutSpecs(cfg.model.split);
   comm::Communicator& c = *grid.data;  // the data-parallel group of this rank's stage
   const auto start = Clock::now();
   TrainResult result;

@@ -22,8 +22,8 @@ namespace cdl::comm {
 // be neither cancelled nor freed safely: MPI forbids both for nonblocking collectives, cancelling
 // sends is deprecated, and a freed request still completes later, writing into receive buffers
 // and reading send buffers that the failed step's unwinding is about to release. So cdl fences
-// MPI instead, for the whole process: the first abandoned operation sets the fence, its requests
-// are kept (never freed, never tested), and from then on no cdl call enters MPI again: every
+// MPI instead, for the whole process: the first operation abandoned with requests in flight sets
+// the fence (one with none, which has posted nothing yet, just fails), its requests are kept (never freed, never tested), and from then on no cdl call enters MPI again: every
 // MPI communicator call and every poll of an operation in flight fails at once with an error
 // naming the abandoned operation, communicators are not freed, and finalizeMpi() aborts the job
 // rather than let MPI_Finalize progress (or wait for) the abandoned requests. Nothing in MPI
@@ -44,13 +44,16 @@ Fence& fence() {
   return *f;
 }
 
+// Fences MPI when any of the requests is still live; an operation with none in flight (between
+// its phases, or before its first posted anything) is dropped without one.
 void abandonRequests(const std::string& what, std::vector<MPI_Request>& requests) {
   Fence& f = fence();
   std::lock_guard<std::mutex> lock(f.mu);
-  if (!f.set.load()) f.first = what;
-  f.set.store(true);
   for (MPI_Request r : requests) {
-    if (r != MPI_REQUEST_NULL) f.abandoned.push_back(r);
+    if (r == MPI_REQUEST_NULL) continue;
+    if (!f.set.load()) f.first = what;
+    f.set.store(true);
+    f.abandoned.push_back(r);
   }
   requests.clear();
 }
@@ -139,11 +142,7 @@ class MpiWork : public Work {
       finished_ = true;
       abandonRequests(what(), requests_);
     }
-    try {
-      CDL_THROW(what(), " was abandoned before it completed");
-    } catch (...) {
-      finish(std::current_exception());
-    }
+    finishAbandoned();
   }
 
  protected:

@@ -62,6 +62,14 @@ void Work::wait(std::chrono::duration<double> timeout) {
             "; a rank may have failed or skipped it (CDL_COMM_TIMEOUT sets the limit)");
 }
 
+void Work::finishAbandoned() {
+  try {
+    CDL_THROW(what_, " was abandoned before it completed");
+  } catch (...) {
+    finish(std::current_exception());
+  }
+}
+
 bool Work::waitFor(std::chrono::duration<double> timeout) {
   return waitUntilDone(timeout.count() > 0.0 ? timeout : std::chrono::duration<double>(1e-9));
 }
@@ -115,11 +123,7 @@ void PhasedWork::abandon() {
     pending.swap(pending_);
   }
   for (const auto& w : pending) w->abandon();
-  try {
-    CDL_THROW(what(), " was abandoned before it completed");
-  } catch (...) {
-    finish(std::current_exception());
-  }
+  finishAbandoned();
 }
 
 std::string PhasedWork::missing() const {

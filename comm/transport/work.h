@@ -54,6 +54,8 @@ class Work {
   virtual bool polled() const { return false; }
   // Who the operation still waits for ("ranks 2, 3 have not joined"), when known.
   virtual std::string missing() const { return {}; }
+  // For abandon(): fails the operation with "<what> was abandoned before it completed".
+  void finishAbandoned();
 
  private:
   bool waitUntilDone(std::chrono::duration<double> timeout);  // false: still in flight

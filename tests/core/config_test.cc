@@ -498,6 +498,38 @@ TEST(ConfigTest, CodecSpecsAreCheckedWhenTheConfigLoads) {
   EXPECT_EQ(c.model.split.gradientCodec, "fp16");
 }
 
+TEST(ConfigTest, AdaptiveFamiliesAreCheckedWhenTheConfigLoads) {
+  EXPECT_THAT(errorOfYaml("comm:\n  adaptive:\n    families: [qsgd, lowrank]\n"),
+              AllOf(HasSubstr("test.yaml:3"), HasSubstr("comm.adaptive.families[1]"),
+                    HasSubstr("qsgd, topk, powersgd"), HasSubstr("'lowrank'")));
+  EXPECT_EQ(parseConfig("comm:\n  adaptive:\n    families: [topk, powersgd]\n", "test.yaml")
+                .comm.adaptive.families,
+            (std::vector<std::string>{"topk", "powersgd"}));
+}
+
+// A config built in code is checked as a loaded one is: the first bad key is named.
+TEST(ConfigTest, CheckConfigChecksAConfigBuiltInCode) {
+  checkConfig(Config{});  // the defaults satisfy every rule
+  const auto errorOfChecking = [](const std::function<void(Config&)>& change) {
+    Config bad;
+    change(bad);
+    return errorOf([&] { checkConfig(bad); });
+  };
+  EXPECT_THAT(errorOfChecking([](Config& b) { b.comm.codec = "qsgd:bits=40"; }),
+              AllOf(HasSubstr("config: comm.codec"), HasSubstr("bits")));
+  EXPECT_THAT(errorOfChecking([](Config& b) { b.model.split.gradientCodec = "auto"; }),
+              AllOf(HasSubstr("model.split.gradient_codec"), HasSubstr("for activations")));
+  EXPECT_THAT(errorOfChecking([](Config& b) { b.comm.overrides = {{"fc*", "topk:density=2"}}; }),
+              HasSubstr("comm.overrides[0].codec"));
+  EXPECT_THAT(errorOfChecking([](Config& b) { b.comm.overrides = {{"", "fp16"}}; }),
+              HasSubstr("comm.overrides[0].pattern"));
+  EXPECT_THAT(errorOfChecking([](Config& b) { b.train.epochs = -3; }),
+              AllOf(HasSubstr("config: train.epochs must be"), HasSubstr("got -3")));
+  EXPECT_THAT(errorOfChecking([](Config& b) { b.model.name = "vgg"; }),
+              HasSubstr("model.name must be one of mlp, cnn, resnet20, got 'vgg'"));
+  EXPECT_THAT(errorOfChecking([](Config& b) { b.name = "../up"; }), HasSubstr("name"));
+}
+
 TEST_F(ConfigFileTest, YamlSyntaxErrorNamesTheFileAndLine) {
   const std::string path = write("broken.yaml", "train:\n  lr: [0.1\n  epochs: 3\n");
   EXPECT_THAT(errorOf([&] { loadConfig(path); }),
@@ -549,6 +581,7 @@ TEST(ConfigTest, ShippedConfigsValidateAndNameTheirRunFolder) {
     ASSERT_NO_THROW(c = loadConfig(entry.path().string()));
     EXPECT_EQ(c.name, entry.path().stem().string());
     EXPECT_EQ(parseConfig(toYaml(c), "resolved.yaml"), c);
+    EXPECT_NO_THROW(checkConfig(c));  // what loads passes the check of a built config
     ++count;
   }
   EXPECT_GE(count, 3);

@@ -27,7 +27,7 @@ got=$("$model" eval "$tmp/cdl.cdlm" --json | field test_accuracy)
 [ "$got" = "$want" ] || fail "accuracy from the file $got != the run's $want"
 got=$("$model" eval "$tmp/cdl.cdlm" --json --stream | field test_accuracy)
 [ "$got" = "$want" ] || fail "accuracy streamed from the file $got != the run's $want"
-ckpt=$(ls "$tmp"/cdl/checkpoints/*.rank0.pt | tail -n 1)
+ckpt=$(ls "$tmp"/cdl/checkpoints/*.rank0.ckpt | tail -n 1)
 "$model" export "$ckpt" -o "$tmp/canonical.cdlm" --canonical-order
 got=$("$model" eval "$tmp/canonical.cdlm" --json | field test_accuracy)
 [ "$got" = "$want" ] || fail "accuracy in canonical order $got != the run's $want"

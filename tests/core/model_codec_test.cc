@@ -102,7 +102,9 @@ TEST_P(ZooTest, RoundTripIsBitExactAndComputesTheInMemoryModelsLogits) {
   }
   const at::Tensor x = images(d);
   EXPECT_TRUE(at::equal(logits(*decoded, x), logits(*inMemory, x)));
-  if (d.options.cdl.enabled) EXPECT_TRUE(at::equal(logits(*decoded, x), logits(*net, x)));
+  if (d.options.cdl.enabled) {
+    EXPECT_TRUE(at::equal(logits(*decoded, x), logits(*net, x)));
+  }
   EXPECT_GT(reportModel(g).ratioToFp32, 2.0);
 }
 
@@ -132,10 +134,14 @@ TEST_P(ZooTest, CanonicalOrderKeepsTheLogitsBitForBitAndShrinksTheFile) {
   // A multiset saves about the bound against the same coder's ordered stream; a layer whose
   // plain stream is smaller still (4-bit levels used about evenly, packed) keeps that.
   for (const TensorReport& t : reportModel(q).tensors) {
-    if (t.coder == "row-multiset") EXPECT_GT(t.savedBits, 0.9 * t.permutationBits - 64) << t.name;
+    if (t.coder == "row-multiset") {
+      EXPECT_GT(t.savedBits, 0.9 * t.permutationBits - 64) << t.name;
+    }
   }
   EXPECT_LE(canonical.fileBytes, plain.fileBytes);
-  if (d.options.cdl.enabled) EXPECT_LT(canonical.fileBytes, plain.fileBytes);
+  if (d.options.cdl.enabled) {
+    EXPECT_LT(canonical.fileBytes, plain.fileBytes);
+  }
 }
 
 TEST_P(ZooTest, AccuracyFromTheFileEqualsTheInMemoryModels) {
@@ -174,8 +180,12 @@ TEST(PostTrainingQuantization, EightBitsKeepsTheLogitsCloseAndFewerBitsShrinkThe
     ModelFile f = quantizeModel(*net, d, {bits, false, false});
     encodeModelFile(f);
     const double err = (logits(*modelFromFile(f), x) - ref).abs().max().item<double>();
-    if (bits == 8) EXPECT_LT(err, 0.02 * ref.abs().max().item<double>());
-    if (previous > 0) EXPECT_LT(f.fileBytes, previous) << bits << " bits";
+    if (bits == 8) {
+      EXPECT_LT(err, 0.02 * ref.abs().max().item<double>());
+    }
+    if (previous > 0) {
+      EXPECT_LT(f.fileBytes, previous) << bits << " bits";
+    }
     previous = f.fileBytes;
   }
 }

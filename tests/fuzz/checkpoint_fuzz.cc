@@ -1,10 +1,8 @@
-// libFuzzer target: loading arbitrary bytes as a checkpoint (Note [Checkpoints]) must either
-// succeed or throw cdl::Error, never crash. The file goes through a real path, as --resume reads
-// it. By default each input is loaded as given: a mutated checkpoint must be refused by its
-// content hash before LibTorch's archive reader sees any of it. With CDL_FUZZ_FORGED=1 each input
-// is also resealed (its hash recomputed), so that the mutated archive reaches LibTorch's reader,
-// as a forged file would: LibTorch 1.13's TorchScript importer then crashes within seconds
-// (a SEGV in ScriptTypeParser::parseClassConstant), which is why the hash is checked first.
+// libFuzzer target: loading arbitrary bytes as a checkpoint (Note [Checkpoints]) into a model
+// with SGD and with Adam must either succeed or throw cdl::Error, never crash. The file goes
+// through a real path, as --resume reads it. Each input is loaded as given (a mutated checkpoint
+// must be refused by its content hash), then resealed, its hash recomputed as a forged file's
+// would be, so that the mutated container reaches every check behind the hash.
 #include <xxhash.h>
 
 #include <cstdint>
@@ -24,7 +22,7 @@ const std::string& path() {
   static const std::string p = [] {
     char name[] = "/tmp/cdl_ckpt_fuzz.XXXXXX";
     if (mkdtemp(name) == nullptr) std::abort();
-    return std::string(name) + "/ckpt-0000000001.rank0.pt";
+    return std::string(name) + "/ckpt-0000000001.rank0.ckpt";
   }();
   return p;
 }
@@ -34,10 +32,14 @@ void load(const uint8_t* data, size_t size) {
   if (f == nullptr || (size > 0 && std::fwrite(data, 1, size, f) != size)) std::abort();
   std::fclose(f);
   static cdl::test::FuzzNet net;
-  static auto optimizer = cdl::test::fuzzOptimizer(net);
-  try {
-    cdl::core::loadCheckpoint(path(), net, *optimizer);
-  } catch (const cdl::Error&) {
+  static auto sgd = cdl::test::fuzzOptimizer(net);
+  static auto adam = cdl::test::fuzzAdam(net);
+  for (torch::optim::Optimizer* optimizer :
+       {static_cast<torch::optim::Optimizer*>(sgd.get()), static_cast<torch::optim::Optimizer*>(adam.get())}) {
+    try {
+      cdl::core::loadCheckpoint(path(), net, *optimizer);
+    } catch (const cdl::Error&) {
+    }
   }
   try {
     cdl::core::loadCheckpointWeights(path(), net);
@@ -49,13 +51,8 @@ void load(const uint8_t* data, size_t size) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   load(data, size);
-  static const bool forged = [] {
-    const char* v = std::getenv("CDL_FUZZ_FORGED");
-    return v != nullptr && std::string(v) == "1";
-  }();
-  if (!forged) return 0;
   // Resealed: the body with a trailer that matches it.
-  constexpr char kMagic[8] = {'C', 'D', 'L', 'C', 'K', 'P', 'T', '3'};
+  constexpr char kMagic[8] = {'C', 'D', 'L', 'C', 'K', 'P', 'T', '4'};
   const size_t body = size >= 16 ? size - 16 : size;
   std::vector<uint8_t> sealed(data, data + body);
   const uint64_t hash = XXH64(sealed.data(), sealed.size(), 0);
