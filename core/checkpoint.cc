@@ -10,6 +10,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -463,6 +464,7 @@ std::string saveCheckpoint(const std::string& dir, const torch::nn::Module& mode
     for (const auto& [tensor, sum] : state.captured) {
       w.addVector("captured/" + tensor, ArrayType::kF32, sum);
     }
+    w.add("wall_seconds", ArrayType::kF64, {}, &state.wallSeconds, sizeof(double));
     if (!state.metricsWindow.empty()) {
       w.addVector("metrics_window", ArrayType::kF64, state.metricsWindow);
     }
@@ -506,6 +508,11 @@ TrainState loadCheckpoint(const std::string& path, torch::nn::Module& model,
     for (const std::string& name : r.namesUnder("captured/")) {
       s.captured[name.substr(9)] = r.takeVector<float>(name, ArrayType::kF32);
     }
+    const std::vector<int64_t> scalar;
+    const Array wall = r.take("wall_seconds", ArrayType::kF64, &scalar);
+    std::memcpy(&s.wallSeconds, wall.data, sizeof(double));
+    CDL_CHECK(std::isfinite(s.wallSeconds) && s.wallSeconds >= 0, "its wall_seconds ",
+              s.wallSeconds, " is not a time");
     if (r.has("metrics_window")) {
       s.metricsWindow = r.takeVector<double>("metrics_window", ArrayType::kF64);
     }

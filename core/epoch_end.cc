@@ -66,7 +66,7 @@ EpochEndResult endEpoch(const EpochEndSetup& e, TrainState& state) {
   const bool stopping = stopsAfter(e.stopAfterSteps, state.step);
   const bool runDone = state.step == e.totalSteps;
   if (checkpointDue(e.checkpoint, state.step, /*epochEnd=*/true, stopping, runDone)) {
-    state.metricsWindow = e.metrics.window().sums();
+    e.metrics.saveTo(state);
     saveReplicaCheckpoint(r, e.checkpointDir, e.checkpoint.keep, state);
   }
   out.stop = stopping && state.step < e.totalSteps;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "comm/reduce/adaptive_rates.h"
+#include "core/checkpoint.h"
 #include "core/collectives.h"
 #include "core/trainer.h"
 #include "kernels/base/error.h"
@@ -97,9 +98,20 @@ void MetricsWindow::setSums(const std::vector<double>& v) {
 
 namespace {
 
+// Adds the targets that an epoch record of `accuracy` at `seconds` reaches first.
+void noteReached(std::vector<std::pair<double, double>>& reached, double accuracy,
+                 double seconds) {
+  for (double target : kAccuracyTargets) {
+    const bool known = std::any_of(reached.begin(), reached.end(),
+                                   [&](const auto& r) { return r.first == target; });
+    if (!known && accuracy >= target) reached.emplace_back(target, seconds);
+  }
+}
+
 // The records of a metrics file up to `step`, dropping later ones and any line that does not
-// parse (a torn last append).
-std::string recordsUpTo(const std::string& path, int64_t step) {
+// parse (a torn last append); notes the accuracy targets the kept epoch records reached.
+std::string recordsUpTo(const std::string& path, int64_t step,
+                        std::vector<std::pair<double, double>>& reached) {
   std::ifstream in(path);
   std::string kept, line;
   while (std::getline(in, line)) {
@@ -107,7 +119,12 @@ std::string recordsUpTo(const std::string& path, int64_t step) {
     if (j.is_discarded() || !j.is_object() || !j.contains("step") || !j["step"].is_number()) {
       continue;
     }
-    if (j["step"].get<int64_t>() <= step) kept += line + "\n";
+    if (j["step"].get<int64_t>() > step) continue;
+    kept += line + "\n";
+    if (j.value("kind", "") == "epoch" && j.contains("test_accuracy") && j.contains("wall_s") &&
+        j["test_accuracy"].is_number() && j["wall_s"].is_number()) {
+      noteReached(reached, j["test_accuracy"].get<double>(), j["wall_s"].get<double>());
+    }
   }
   return kept;
 }
@@ -118,7 +135,9 @@ MetricsLog::MetricsLog(comm::Communicator& comm, const std::string& path, bool p
                        int64_t totalSteps, int64_t resumedStep)
     : comm_(comm), totalSteps_(totalSteps) {
   if (comm.rank() != 0) return;
-  if (resumedStep >= 0 && exists(path)) writeFileAtomically(path, recordsUpTo(path, resumedStep));
+  if (resumedStep >= 0 && exists(path)) {
+    writeFileAtomically(path, recordsUpTo(path, resumedStep, reached_));
+  }
   file_ = std::make_unique<AppendFile>(path);
   if (progressBar) progress_ = std::make_unique<Progress>(totalSteps);
 }
@@ -126,6 +145,21 @@ MetricsLog::MetricsLog(comm::Communicator& comm, const std::string& path, bool p
 MetricsLog::~MetricsLog() = default;
 
 void MetricsLog::addStep(const StepMetrics& m) { window_.add(m); }
+
+double MetricsLog::elapsed() const {
+  return before_ + std::chrono::duration<double>(Clock::now() - begun_).count();
+}
+
+void MetricsLog::saveTo(TrainState& state) const {
+  state.metricsWindow = window_.sums();
+  state.wallSeconds = elapsed();
+}
+
+void MetricsLog::resumeFrom(const TrainState& state) {
+  if (!state.metricsWindow.empty()) window_.setSums(state.metricsWindow);
+  before_ = state.wallSeconds;
+  begun_ = Clock::now();
+}
 
 void MetricsLog::writeStep(int64_t step, int64_t epoch, double lr) {
   const MetricsWindow& w = window_;
@@ -153,7 +187,8 @@ void MetricsLog::writeStep(int64_t step, int64_t epoch, double lr) {
                         {"train_accuracy", trainAccuracy},
                         {"samples_per_s", samplesPerSecond},
                         {"wire_mb_per_step", mbPerStep},
-                        {"compression_ratio", ratio}};
+                        {"compression_ratio", ratio},
+                        {"wall_s", elapsed()}};
     if (cdl_) {
       j["weight_bits"] = w.weightBits;
       j["activation_bits"] = w.activationBits;
@@ -214,9 +249,11 @@ void MetricsLog::writeEpoch(int64_t epoch, int64_t step, double testLoss, double
                       {"epoch", epoch},
                       {"step", step},
                       {"test_loss", testLoss},
-                      {"test_accuracy", testAccuracy}};
+                      {"test_accuracy", testAccuracy},
+                      {"wall_s", elapsed()}};
   if (cdl) j["cdl"] = cdlJson(*cdl);
   file_->append(j.dump() + "\n");
+  noteReached(reached_, testAccuracy, j["wall_s"].get<double>());
 }
 
 std::string summaryJson(const Config& cfg, const TrainResult& r, int ranks) {
@@ -236,6 +273,11 @@ std::string summaryJson(const Config& cfg, const TrainResult& r, int ranks) {
                             {"codec", cfg.comm.codec},
                             {"seed", cfg.seed},
                             {"config_hash", configHash(cfg)}};
+  nlohmann::json reached = nlohmann::json::object();
+  for (const auto& [target, seconds] : r.timeToAccuracy) {
+    reached[fmt::format("{:.2f}", target)] = seconds;
+  }
+  summary["time_to_accuracy"] = reached;
   if (cfg.train.skipNonfinite) summary["skipped_steps"] = r.skippedSteps;
   if (cfg.model.split.stages > 1) {
     summary["stages"] = cfg.model.split.stages;
@@ -275,7 +317,8 @@ void MetricsLog::writePlan(const comm::PlanReport& plan) {
                               {"uniform_bytes", plan.uniformBytes},
                               {"seconds", plan.seconds},
                               {"actual_bytes", plan.actualBytes},
-                              {"layers", layers}};
+                              {"layers", layers},
+                              {"wall_s", elapsed()}};
     file_->append(j.dump() + "\n");
   }
   spdlog::info(

@@ -18,6 +18,10 @@ struct PlanReport;
 namespace cdl::core {
 
 struct TrainResult;
+struct TrainState;
+
+// The test accuracies whose first reach summary.json times (time_to_accuracy).
+inline constexpr double kAccuracyTargets[] = {0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99};
 
 // fp32 / wire: how many times fewer bytes were sent than fp32 ring allreduces would have sent;
 // 1.0 when nothing was sent. The one definition behind every compression ratio cdl reports.
@@ -65,13 +69,19 @@ struct MetricsWindow {
 // Note [Metrics log]
 // Rank 0 appends one JSON object per line to <run folder>/metrics.jsonl:
 //   {"kind":"step", step, epoch, lr, train_loss, train_accuracy, samples_per_s,
-//    wire_mb_per_step, compression_ratio}   every log.every_steps steps and at the last one; the
-//    loss and accuracy are over every rank's examples of the window, the bytes this rank's;
-//   {"kind":"epoch", epoch, step, test_loss, test_accuracy}   after each epoch's evaluation;
+//    wire_mb_per_step, compression_ratio, wall_s}   every log.every_steps steps and at the last
+//    one; the loss and accuracy are over every rank's examples of the window, the bytes this
+//    rank's;
+//   {"kind":"epoch", epoch, step, test_loss, test_accuracy, wall_s}   after each epoch's
+//    evaluation;
 //   {"kind":"plan", step, feasible, budget, error, uniform_error, bytes, uniform_bytes, seconds,
 //    actual_bytes, layers: [{name, scheme, error, bytes, uniform_error, uniform_bytes}]}   at
 //    every re-plan of the adaptive rates (bytes: predicted wire bytes per step of this rank's
-//    planned layers; actual_bytes: what the steps since the previous plan sent, every tensor).
+//    planned layers; actual_bytes: what the steps since the previous plan sent, every tensor),
+//    with wall_s too.
+// wall_s is the run's training time so far in seconds, on rank 0's clock, counted across resumes:
+// a checkpoint keeps the seconds up to it, and a resumed run goes on from there (the time lost
+// after that checkpoint, and between the crash and the resume, is not counted).
 // A CDL model's step records add weight_bits and activation_bits (the rates of the window's last
 // step). A split model's add, over every rank and cut of the window, cut_forward_bytes and
 // cut_backward_bytes (per micro-batch and cut: the activation, and its gradient, length prefixes
@@ -79,7 +89,9 @@ struct MetricsWindow {
 // with updates skipped for non-finite gradients has skipped_steps. A CDL model's epoch records
 // carry a "cdl" object: bits_per_weight, coded_bits_per_weight, model_coded_bytes, and per
 // quantized weight and activation its bits, step and entropy.
-// A finished run also gets summary.json (summaryJson). The other ranks take part in the sums and
+// A finished run also gets summary.json (summaryJson), whose time_to_accuracy gives, for each of
+// kAccuracyTargets that an epoch's test accuracy reached, the wall_s of the first epoch record
+// that reached it, e.g. {"0.85": 31.2, "0.90": 64.0}. The other ranks take part in the sums and
 // write nothing.
 class MetricsLog {
  public:
@@ -93,13 +105,23 @@ class MetricsLog {
 
   // Adds a step to the current window.
   void addStep(const StepMetrics& m);
+  // The run's training seconds so far (wall_s).
+  double elapsed() const;
+  // Puts the open window and the seconds so far into a checkpoint's state, and takes them back
+  // from a resumed run's.
+  void saveTo(TrainState& state) const;
+  void resumeFrom(const TrainState& state);
+  // Rank 0: each target of kAccuracyTargets reached so far, with the wall_s it was first reached
+  // at (a resumed run's from the records it kept).
+  const std::vector<std::pair<double, double>>& timeToAccuracy() const { return reached_; }
   // The current window (for checkpoints) and a resumed run's.
   const MetricsWindow& window() const { return window_; }
   void setWindow(const MetricsWindow& w) { window_ = w; }
   // Collective: sums the window over the ranks, writes the step record of `step` (the last of
   // the window, in `epoch`, at learning rate lr), shows it, and starts a new window.
   void writeStep(int64_t step, int64_t epoch, double lr);
-  // Writes the epoch record (rank 0; no collective), with a CDL model's report when given.
+  // Writes the epoch record (rank 0; no collective), with a CDL model's report when given, and
+  // notes the accuracy targets it reaches.
   void writeEpoch(int64_t epoch, int64_t step, double testLoss, double testAccuracy,
                   const CdlReport* cdl = nullptr);
   // Writes a re-plan of the adaptive rates (rank 0; no collective) and shows it as a table.
@@ -115,6 +137,9 @@ class MetricsLog {
   std::unique_ptr<Progress> progress_;
   int64_t totalSteps_;
   MetricsWindow window_;
+  std::chrono::steady_clock::time_point begun_ = std::chrono::steady_clock::now();
+  double before_ = 0.0;  // the seconds of the run before begun_ (a resumed run's)
+  std::vector<std::pair<double, double>> reached_;
   bool cdl_ = false;
   bool split_ = false;
 };

@@ -36,7 +36,6 @@
 namespace cdl::core {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 
 // The parameters in optimizer groups: one group, or, for a CDL model, a second one of the
 // quantizers' parameters (steps, kappas), which take no weight decay.
@@ -186,7 +185,7 @@ bool trainEpoch(const EpochSetup& e, TrainState& state) {
     if (state.batchInEpoch + 1 == len.stepsPerEpoch || state.step == len.totalSteps) return false;
     const bool stopping = stopsAfter(e.stopAfterSteps, state.step);
     if (checkpointDue(cfg.checkpoint, state.step, /*epochEnd=*/false, stopping, false)) {
-      state.metricsWindow = e.metrics.window().sums();
+      e.metrics.saveTo(state);
       ++state.batchInEpoch;  // the checkpoint resumes at the next batch
       saveReplicaCheckpoint(e.step.replica, e.checkpointDir, cfg.checkpoint.keep, state);
       --state.batchInEpoch;
@@ -288,7 +287,6 @@ TrainResult train(const Config& cfg, const ProcessGrid& grid, const TrainOptions
   const comm::ReducerOptions ro = reducerOptions(cfg);
   if (cfg.comm.adaptive.enabled) adaptiveOptions(cfg, ro.scheme);
   comm::Communicator& c = *grid.data;  // the data-parallel group of this rank's stage
-  const auto start = Clock::now();
   TrainResult result;
   result.runDir = runFolder(cfg);
   const std::string ckptDir = checkpointFolder(result.runDir);
@@ -340,11 +338,7 @@ TrainResult train(const Config& cfg, const ProcessGrid& grid, const TrainOptions
 
   MetricsLog metrics(world, result.runDir + "/metrics.jsonl", options.progressBar, len.totalSteps,
                      options.resume ? state.step : -1);
-  if (!state.metricsWindow.empty()) {
-    MetricsWindow w;
-    w.setSums(state.metricsWindow);
-    metrics.setWindow(w);
-  }
+  metrics.resumeFrom(state);
   metrics.setCdl(cdl != nullptr);
   metrics.setSplit(split);
   if (world.rank() == 0) logStart(cfg, *whole, world.size(), len, pipeline.get());
@@ -368,7 +362,8 @@ TrainResult train(const Config& cfg, const ProcessGrid& grid, const TrainOptions
   result.finished = state.step >= len.totalSteps;
   result.testAccuracy = last.accuracy;
   result.testLoss = last.loss;
-  result.wallSeconds = std::chrono::duration<double>(Clock::now() - start).count();
+  result.wallSeconds = metrics.elapsed();
+  result.timeToAccuracy = metrics.timeToAccuracy();
   result.wireBytes = state.wireBytes;
   result.fp32WireBytes = state.fp32WireBytes;
   if (split) std::tie(result.cutWireBytes, result.cutFp32Bytes) = sumOverJob(world, state);

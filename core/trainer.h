@@ -3,6 +3,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "comm/transport/communicator.h"
 #include "core/config.h"
@@ -26,7 +28,9 @@ struct TrainResult {
   int64_t epochs = 0;  // epochs completed
   double testAccuracy = 0.0;
   double testLoss = 0.0;
-  double wallSeconds = 0.0;
+  double wallSeconds = 0.0;  // training seconds, counted across resumes (Note [Metrics log])
+  // Rank 0: (target, wall seconds) for each of kAccuracyTargets the test accuracy reached.
+  std::vector<std::pair<double, double>> timeToAccuracy;
   uint64_t wireBytes = 0;      // gradient bytes this rank sent over the whole run
   uint64_t fp32WireBytes = 0;  // what ring allreduces of fp32 gradients would have sent
   // A split model: the bytes every rank of the job sent across the cuts over the whole run

@@ -4,6 +4,7 @@
 #   scripts/fuzz.sh smoke   each target for CDL_FUZZ_SECONDS (default 10) seconds (make test)
 #   scripts/fuzz.sh full    each target for CDL_FUZZ_RUNS (default 10000000) inputs (make fuzz),
 #                           then a table of the inputs run per target
+#   scripts/fuzz.sh MODE TARGET...   only those targets (e.g. full config_fuzz)
 # Any crash, leak or sanitizer report fails the script (the input is kept in build-fuzz/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,9 +13,18 @@ dir=${CDL_FUZZ_BUILD:-build-fuzz}
 case "$mode" in
   smoke) limit=(-max_total_time="${CDL_FUZZ_SECONDS:-10}") ;;
   full) limit=(-runs="${CDL_FUZZ_RUNS:-10000000}") ;;
-  *) echo "usage: scripts/fuzz.sh [smoke|full]" >&2; exit 2 ;;
+  *) echo "usage: scripts/fuzz.sh [smoke|full] [TARGET...]" >&2; exit 2 ;;
 esac
 targets=(payload_fuzz model_file_fuzz spec_fuzz config_fuzz idx_fuzz checkpoint_fuzz)
+if [ $# -gt 1 ]; then
+  for t in "${@:2}"; do
+    case " ${targets[*]} " in
+      *" $t "*) ;;
+      *) echo "fuzz: no target $t (targets: ${targets[*]})" >&2; exit 2 ;;
+    esac
+  done
+  targets=("${@:2}")
+fi
 seeders=(make_payload_seeds make_model_seeds make_idx_seeds make_checkpoint_seeds)
 
 if ! command -v clang++ >/dev/null 2>&1; then

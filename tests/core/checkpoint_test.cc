@@ -127,6 +127,7 @@ TEST(CheckpointFile, HoldsEveryPartOfTheStateExactly) {
     s.cutFp32Bytes = 44;
     s.skippedSteps = 2;
     s.metricsWindow = {0.25, 8.0};
+    s.wallSeconds = 12.375;
     s.rngState = at::randint(0, 255, {32}, at::kByte);
     const std::string dir = tempDir();
     const std::string path = saveCheckpoint(dir, net, *opt, s);
@@ -163,6 +164,7 @@ TEST(CheckpointFile, HoldsEveryPartOfTheStateExactly) {
     EXPECT_EQ(got.cutFp32Bytes, s.cutFp32Bytes);
     EXPECT_EQ(got.skippedSteps, s.skippedSteps);
     EXPECT_EQ(got.metricsWindow, s.metricsWindow);
+    EXPECT_EQ(got.wallSeconds, s.wallSeconds);
     EXPECT_TRUE(got.rngState.equal(s.rngState));
     std::filesystem::remove_all(dir);
   }

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/checkpoint.h"
 #include "core/trainer.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/thread_ranks.h"
@@ -69,10 +70,46 @@ TEST_F(MetricsLogTest, AStepRecordSumsTheWindowOverTheRanksAndOnlyRankZeroWrites
   EXPECT_DOUBLE_EQ(s["wire_mb_per_step"].get<double>(), 100 / 1e6);
   EXPECT_DOUBLE_EQ(s["compression_ratio"].get<double>(), 4.0);
   EXPECT_TRUE(s.contains("samples_per_s"));
-  EXPECT_EQ(s.size(), 9u);
+  ASSERT_TRUE(s["wall_s"].is_number());
+  EXPECT_GE(s["wall_s"].get<double>(), 0.0);
+  EXPECT_EQ(s.size(), 10u);
+  nlohmann::json got = records[1];
+  ASSERT_TRUE(got["wall_s"].is_number());
+  EXPECT_GE(got["wall_s"].get<double>(), s["wall_s"].get<double>());
+  got.erase("wall_s");
   const nlohmann::json epoch = {
       {"kind", "epoch"}, {"epoch", 0}, {"step", 2}, {"test_loss", 0.5}, {"test_accuracy", 0.75}};
-  EXPECT_EQ(records[1], epoch);
+  EXPECT_EQ(got, epoch);
+}
+
+// wall_s goes on from a checkpoint's seconds, and the accuracy targets reached before a resume
+// keep the seconds of the records that reached them.
+TEST_F(MetricsLogTest, WallSecondsAndTimeToAccuracyCountAcrossAResume) {
+  std::vector<std::pair<double, double>> reached;
+  test::spawn(1, [&](int, std::shared_ptr<comm::Communicator> c) {
+    TrainState state;
+    {
+      MetricsLog first(*c, dir_ + "/metrics.jsonl", false, 8);
+      first.writeEpoch(0, 2, 1.0, 0.55);
+      first.writeEpoch(1, 4, 1.0, 0.65);  // written after the checkpoint below: dropped
+      first.saveTo(state);
+    }
+    state.wallSeconds = 100.0;  // as if the first attempt had trained for 100 s up to step 2
+    MetricsLog resumed(*c, dir_ + "/metrics.jsonl", false, 8, /*resumedStep=*/2);
+    resumed.resumeFrom(state);
+    EXPECT_GE(resumed.elapsed(), 100.0);
+    resumed.writeEpoch(1, 4, 0.5, 0.86);
+    reached = resumed.timeToAccuracy();
+  });
+  const auto records = lines();
+  ASSERT_EQ(records.size(), 2u);
+  const double before = records[0]["wall_s"].get<double>(), after = records[1]["wall_s"];
+  EXPECT_LT(before, 100.0);
+  EXPECT_GE(after, 100.0);
+  ASSERT_EQ(reached.size(), 5u);  // 0.5 before the resume; 0.6, 0.7, 0.8, 0.85 after it
+  EXPECT_EQ(reached[0], std::make_pair(0.5, before));
+  for (size_t i = 1; i < reached.size(); ++i) EXPECT_EQ(reached[i].second, after);
+  EXPECT_EQ(reached[4].first, 0.85);
 }
 
 TEST_F(MetricsLogTest, AResumedRunAppendsToTheLog) {
@@ -106,7 +143,11 @@ TEST(SummaryJson, HoldsTheRunsResultAndItsCompressionRatio) {
   EXPECT_EQ(j["global_batch"], 128);
   EXPECT_EQ(j["codec"], "qsgd:bits=4");
   EXPECT_EQ(j["config_hash"], configHash(cfg));
-  EXPECT_EQ(j.size(), 15u);
+  EXPECT_EQ(j["time_to_accuracy"], nlohmann::json::object());
+  EXPECT_EQ(j.size(), 16u);
+  r.timeToAccuracy = {{0.85, 31.25}, {0.9, 64.0}};
+  const nlohmann::json reached = {{"0.85", 31.25}, {"0.90", 64.0}};
+  EXPECT_EQ(nlohmann::json::parse(summaryJson(cfg, r, 4))["time_to_accuracy"], reached);
 }
 
 }  // namespace

@@ -15,22 +15,18 @@
 #include "core/checkpoint.h"
 #include "kernels/base/error.h"
 #include "tests/fuzz/checkpoint_net.h"
+#include "tests/fuzz/fuzz_files.h"
 
 namespace {
 
 const std::string& path() {
-  static const std::string p = [] {
-    char name[] = "/tmp/cdl_ckpt_fuzz.XXXXXX";
-    if (mkdtemp(name) == nullptr) std::abort();
-    return std::string(name) + "/ckpt-0000000001.rank0.ckpt";
-  }();
+  static const cdl::test::ScratchFolder dir("cdl_ckpt_fuzz");
+  static const std::string p = dir.path() + "/ckpt-0000000001.rank0.ckpt";
   return p;
 }
 
 void load(const uint8_t* data, size_t size) {
-  FILE* f = std::fopen(path().c_str(), "wb");
-  if (f == nullptr || (size > 0 && std::fwrite(data, 1, size, f) != size)) std::abort();
-  std::fclose(f);
+  cdl::test::writeInput(path(), data, size);
   static cdl::test::FuzzNet net;
   static auto sgd = cdl::test::fuzzOptimizer(net);
   static auto adam = cdl::test::fuzzAdam(net);

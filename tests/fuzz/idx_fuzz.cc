@@ -2,30 +2,19 @@
 // gzip, as Fashion-MNIST ships) must either succeed or throw cdl::Error, never crash or allocate
 // without bound. The first two bytes give the image file's length; the rest is the label file.
 // Both go through real files (in a folder of this process), as readIdx reads them.
-#include <unistd.h>
-
 #include <cstdint>
 #include <cstdio>
 #include <string>
 
 #include "core/data.h"
 #include "kernels/base/error.h"
+#include "tests/fuzz/fuzz_files.h"
 
 namespace {
 
 const std::string& folder() {
-  static const std::string dir = [] {
-    char name[] = "/tmp/cdl_idx_fuzz.XXXXXX";
-    if (mkdtemp(name) == nullptr) std::abort();
-    return std::string(name);
-  }();
-  return dir;
-}
-
-void put(const std::string& path, const uint8_t* data, size_t size) {
-  FILE* f = std::fopen(path.c_str(), "wb");
-  if (f == nullptr || (size > 0 && std::fwrite(data, 1, size, f) != size)) std::abort();
-  std::fclose(f);
+  static const cdl::test::ScratchFolder dir("cdl_idx_fuzz");
+  return dir.path();
 }
 
 }  // namespace
@@ -34,8 +23,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 2) return 0;
   const size_t imageBytes = std::min<size_t>(size - 2, data[0] | (size_t{data[1]} << 8));
   const std::string images = folder() + "/images", labels = folder() + "/labels";
-  put(images, data + 2, imageBytes);
-  put(labels, data + 2 + imageBytes, size - 2 - imageBytes);
+  cdl::test::writeInput(images, data + 2, imageBytes);
+  cdl::test::writeInput(labels, data + 2 + imageBytes, size - 2 - imageBytes);
   try {
     const cdl::core::ImageSet set = cdl::core::readIdx(images, labels, 10);
     if (set.pixels.size() != static_cast<size_t>(set.count * set.rows * set.cols) ||

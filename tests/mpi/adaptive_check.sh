@@ -25,7 +25,7 @@ for key in test_accuracy test_loss wire_bytes; do
   a=$(field "$key" "$runs/whole/summary.json") b=$(field "$key" "$runs/parts/summary.json")
   [ -n "$a" ] && [ "$a" = "$b" ] || { echo "adaptive_check: $key $a (straight) != $b (resumed)" >&2; exit 1; }
 done
-plans() { grep '"kind":"plan"' "$1" | sed 's/"seconds":[-0-9.eE+]*//'; }
+plans() { grep '"kind":"plan"' "$1" | sed -E 's/"(seconds|wall_s)":[-0-9.eE+]*,?//g'; }
 [ "$(plans "$runs/whole/metrics.jsonl" | wc -l)" -ge 2 ] || { echo "adaptive_check: fewer than 2 plans" >&2; exit 1; }
 diff <(plans "$runs/whole/metrics.jsonl") <(plans "$runs/parts/metrics.jsonl") >&2 ||
   { echo "adaptive_check: the resumed run planned differently" >&2; exit 1; }
