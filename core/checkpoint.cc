@@ -81,7 +81,6 @@ struct Array {
   std::vector<int64_t> shape;
   const uint8_t* data = nullptr;
   size_t bytes = 0;
-  int64_t numel() const { return static_cast<int64_t>(bytes / widthOf(type)); }
 };
 
 // Streams named arrays into a checkpoint file (Note [Checkpoints]), hashing them on the way.

@@ -24,6 +24,7 @@
 
 #include "kernels/base/error.h"
 #include "tests/core/train_fixture.h"
+#include "tests/support/temp_dir.h"
 
 namespace cdl::core {
 namespace {
@@ -71,21 +72,6 @@ std::vector<at::Tensor> stateOf(SmallNet& net, torch::optim::Optimizer& o) {
   return out;
 }
 
-std::string tempDir() {
-  char name[] = "/tmp/cdl_ckpt_test.XXXXXX";
-  EXPECT_NE(mkdtemp(name), nullptr);
-  return name;
-}
-
-std::string errorOf(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
-
 std::string readFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), {});
@@ -129,7 +115,8 @@ TEST(CheckpointFile, HoldsEveryPartOfTheStateExactly) {
     s.metricsWindow = {0.25, 8.0};
     s.wallSeconds = 12.375;
     s.rngState = at::randint(0, 255, {32}, at::kByte);
-    const std::string dir = tempDir();
+    const test::TempDir tmp;
+    const std::string& dir = tmp.path();
     const std::string path = saveCheckpoint(dir, net, *opt, s);
     EXPECT_EQ(path, checkpointPath(dir, 12, 3));
     EXPECT_EQ(checkpointProblem(path), "");
@@ -166,7 +153,6 @@ TEST(CheckpointFile, HoldsEveryPartOfTheStateExactly) {
     EXPECT_EQ(got.metricsWindow, s.metricsWindow);
     EXPECT_EQ(got.wallSeconds, s.wallSeconds);
     EXPECT_TRUE(got.rngState.equal(s.rngState));
-    std::filesystem::remove_all(dir);
   }
 }
 
@@ -175,24 +161,22 @@ TEST(CheckpointFile, AnotherModelsCheckpointNamesTheTensorThatDoesNotFit) {
   SmallNet net;
   auto opt = makeOptimizer(net, false);
   net.step(*opt);
-  const std::string dir = tempDir();
-  TrainState s;
-  const std::string path = saveCheckpoint(dir, net, *opt, s);
+  const test::TempDir dir;
+  const std::string path = saveCheckpoint(dir.path(), net, *opt, TrainState{});
   SmallNet wider(4);
   auto widerOpt = makeOptimizer(wider, false);
-  EXPECT_THAT(errorOf([&] { loadCheckpoint(path, wider, *widerOpt); }),
+  EXPECT_THAT(test::errorOf([&] { loadCheckpoint(path, wider, *widerOpt); }),
               HasSubstr(path + ": entry 'param/fc.weight' has shape [2,3], expected [4,3]"));
   struct Bigger : SmallNet {
     Bigger() { register_module("extra", torch::nn::Linear(2, 2)); }
   } bigger;
   auto biggerOpt = makeOptimizer(bigger, false);
-  EXPECT_THAT(errorOf([&] { loadCheckpoint(path, bigger, *biggerOpt); }),
+  EXPECT_THAT(test::errorOf([&] { loadCheckpoint(path, bigger, *biggerOpt); }),
               HasSubstr("it has no entry 'param/extra.weight'"));
   auto adam = makeOptimizer(net, true);
-  EXPECT_THAT(errorOf([&] { loadCheckpoint(path, net, *adam); }),
+  EXPECT_THAT(test::errorOf([&] { loadCheckpoint(path, net, *adam); }),
               HasSubstr("it holds optimizer state 'bn.bias/momentum_buffer' that this run does "
                         "not have"));
-  std::filesystem::remove_all(dir);
 }
 
 // A forged file (its hash recomputed over altered bytes) meets the container's own checks: a shape
@@ -201,8 +185,8 @@ TEST(CheckpointFile, AnotherModelsCheckpointNamesTheTensorThatDoesNotFit) {
 TEST(CheckpointFile, AForgedFileIsRefusedByTheChecksBehindItsHash) {
   SmallNet net;
   auto opt = makeOptimizer(net, false);
-  const std::string dir = tempDir();
-  const std::string path = saveCheckpoint(dir, net, *opt, TrainState{});
+  const test::TempDir dir;
+  const std::string path = saveCheckpoint(dir.path(), net, *opt, TrainState{});
   const std::string bytes = readFile(path);
   const std::string body = bytes.substr(0, bytes.size() - 16);
   // "meta": name length 4, the name, type int64 (2), one dimension of 15.
@@ -212,23 +196,22 @@ TEST(CheckpointFile, AForgedFileIsRefusedByTheChecksBehindItsHash) {
   std::string huge = body;
   huge.replace(at + 8, 1, std::string("\xff\xff\xff\xff\xff\xff\xff\xff\x7f", 9));
   writeSealed(path, huge);
-  EXPECT_THAT(errorOf([&] { loadCheckpoint(path, net, *opt); }),
+  EXPECT_THAT(test::errorOf([&] { loadCheckpoint(path, net, *opt); }),
               HasSubstr("entry 'meta': its shape claims more than the"));
   std::string retyped = body;
   retyped[at + 6] = 1;  // float64: the same width
   writeSealed(path, retyped);
-  EXPECT_THAT(errorOf([&] { loadCheckpoint(path, net, *opt); }),
+  EXPECT_THAT(test::errorOf([&] { loadCheckpoint(path, net, *opt); }),
               HasSubstr("entry 'meta' is float64, expected int64"));
   writeSealed(path, body + body.substr(at, 9 + 15 * 8));
-  EXPECT_THAT(errorOf([&] { loadCheckpoint(path, net, *opt); }),
+  EXPECT_THAT(test::errorOf([&] { loadCheckpoint(path, net, *opt); }),
               HasSubstr("entry 'meta' appears twice"));
   writeSealed(path, body + "x");
-  EXPECT_THAT(errorOf([&] { loadCheckpoint(path, net, *opt); }),
+  EXPECT_THAT(test::errorOf([&] { loadCheckpoint(path, net, *opt); }),
               HasSubstr("truncated: an entry's"));
   writeSealed(path, "PK\x03\x04 an older archive", '3');
-  EXPECT_THAT(errorOf([&] { loadCheckpointWeights(path, net); }),
+  EXPECT_THAT(test::errorOf([&] { loadCheckpointWeights(path, net); }),
               HasSubstr("is of format 3 (an older cdl's); this build reads format 4"));
-  std::filesystem::remove_all(dir);
 }
 
 using CheckpointTest = TrainFixture;

@@ -20,7 +20,7 @@
 namespace {
 
 const std::string& path() {
-  static const cdl::test::ScratchFolder dir("cdl_ckpt_fuzz");
+  static const cdl::test::TempDir dir("cdl_ckpt_fuzz", cdl::test::memoryTempBase());
   static const std::string p = dir.path() + "/ckpt-0000000001.rank0.ckpt";
   return p;
 }

@@ -13,7 +13,7 @@
 namespace {
 
 const std::string& folder() {
-  static const cdl::test::ScratchFolder dir("cdl_idx_fuzz");
+  static const cdl::test::TempDir dir("cdl_idx_fuzz", cdl::test::memoryTempBase());
   return dir.path();
 }
 
