@@ -7,10 +7,10 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
-#include <thread>
 
 #include "comm/transport/mpi_communicator.h"
 #include "core/config.h"
+#include "core/cores.h"
 #include "core/metrics_log.h"
 #include "core/train_args.h"
 #include "core/trainer.h"
@@ -21,16 +21,6 @@
 namespace {
 
 // Ranks sharing this host, as the MPI launcher tells (OpenMPI, then SLURM); 1 when unknown.
-int localRanks() {
-  for (const char* var : {"OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE"}) {
-    if (const char* v = std::getenv(var)) {
-      const int n = std::atoi(v);
-      if (n >= 1) return n;
-    }
-  }
-  return 1;
-}
-
 // The grid of the config's stages over MPI_COMM_WORLD (Note [Pipeline split]): the data-parallel
 // group of each stage and the pipeline group of each replica, split from the world.
 cdl::core::ProcessGrid makeGrid(std::shared_ptr<cdl::comm::Communicator> world,
@@ -79,12 +69,10 @@ int main(int argc, char** argv) {
 
     const cdl::core::Config config = cdl::core::loadConfig(configPath, sets);
     int threads = static_cast<int>(config.train.threads);
-    if (threads == 0) {
-      const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-      threads = std::max(1, cores / localRanks());
-    }
+    std::string why = "train.threads";
+    if (threads == 0) threads = cdl::core::defaultThreads(*comm, &why);  // Note [Thread defaults]
     at::set_num_threads(threads);
-    if (rank == 0) spdlog::info("{} intra-op threads per rank", threads);
+    if (rank == 0) spdlog::info("{} intra-op threads (rank 0: {})", threads, why);
     options.progressBar = rank == 0 && ::isatty(STDERR_FILENO);
 
     const cdl::core::TrainResult r = cdl::core::train(config, makeGrid(comm, config), options);

@@ -1,0 +1,40 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "comm/transport/communicator.h"
+
+namespace cdl::core {
+
+// Note [Thread defaults]
+// With train.threads 0, each rank takes as many intra-op threads as it has cores of its own: the
+// CPUs of its affinity mask (which containers' cpusets and SLURM's or mpirun's CPU binding
+// narrow), divided among the ranks of the job that run on the same machine with a mask that
+// overlaps its own. "The same machine" is the kernel's boot id, which network namespaces and
+// containers of one host share, so the emulated cluster's "nodes" (cdl-emulate), or containers
+// on one host, split its cores instead of each believing it owns them all. Ranks bound to cores
+// of their own (SLURM's --cpu-bind, mpirun --bind-to core) keep those cores.
+
+// Where one rank runs: its machine and the CPUs it may run on.
+struct Placement {
+  std::string machine;       // the boot id (else the host name)
+  std::vector<uint8_t> cpus;  // the affinity mask, one bit per CPU
+};
+
+// This process's placement.
+Placement thisPlacement();
+
+// The CPUs of a mask.
+int cpuCount(const std::vector<uint8_t>& cpus);
+
+// The intra-op threads for rank `rank` of the job whose ranks run at `all`: its CPUs divided by
+// the ranks (itself included) on its machine whose masks overlap its own; at least 1.
+int defaultThreads(const std::vector<Placement>& all, int rank);
+
+// Collective over every rank of the job: each rank's defaultThreads; `why` (if given) gets a
+// line saying how the count came about, for the log.
+int defaultThreads(comm::Communicator& world, std::string* why = nullptr);
+
+}  // namespace cdl::core
