@@ -141,9 +141,9 @@ class ArchiveWriter {
 std::string readVerified(const std::string& path) {
   std::string bytes = readWholeFile(path, "checkpoint");
   const char* end = bytes.data() + bytes.size();
-  CDL_CHECK(bytes.size() >= sizeof(kMagic) + kTrailerBytes &&
-                std::memcmp(end - 8, kMagic, 7) == 0,
-            "checkpoint ", path, " is truncated or not a cdl checkpoint (no content hash at its end)");
+  CDL_CHECK(bytes.size() >= sizeof(kMagic) + kTrailerBytes && std::memcmp(end - 8, kMagic, 7) == 0,
+            "checkpoint ", path,
+            " is truncated or not a cdl checkpoint (no content hash at its end)");
   CDL_CHECK(end[-1] == kMagic[7], "checkpoint ", path, " is of format ", end[-1],
             " (an older cdl's); this build reads format ", kFormat);
   const size_t body = bytes.size() - kTrailerBytes;

@@ -41,7 +41,7 @@ struct TrainState {
   int64_t skippedSteps = 0;  // updates skipped for non-finite gradients (train.skip_nonfinite)
   std::vector<double> metricsWindow;  // the open metrics window (MetricsWindow::sums), if any
   double wallSeconds = 0.0;           // the run's training seconds up to here (Note [Metrics log])
-  at::Tensor rngState;  // torch's default CPU generator
+  at::Tensor rngState;                // torch's default CPU generator
 };
 
 // Note [Checkpoints]
@@ -69,12 +69,12 @@ struct TrainState {
 // model's tensors, "optim/<parameter>/<field>" for the optimizer's (SGD's momentum_buffer; Adam's
 // step, exp_avg, exp_avg_sq, max_exp_avg_sq), "scheme/<tensor>/<field>" for the reduction
 // schemes' state, "plan/<tensor>" (the scheme spec as text) and "captured/<tensor>" for adaptive
-// rates, "wall_seconds" (float64, a scalar), and the optional "metrics_window" and "rng". The optimizer's options are not stored: they
-// follow the config, whose hash must match. The hash is checked before anything else is read, so a
-// corrupt file is refused by name; then every field is checked against the bytes that are left
-// (a shape can claim no more than the file holds), and a file whose arrays do not fit the model
-// and optimizer in type, shape or name is refused naming the entry. No byte of a checkpoint
-// reaches LibTorch's deserializers.
+// rates, "wall_seconds" (float64, a scalar), and the optional "metrics_window" and "rng". The
+// optimizer's options are not stored: they follow the config, whose hash must match. The hash is
+// checked before anything else is read, so a corrupt file is refused by name; then every field is
+// checked against the bytes that are left (a shape can claim no more than the file holds), and a
+// file whose arrays do not fit the model and optimizer in type, shape or name is refused naming the
+// entry. No byte of a checkpoint reaches LibTorch's deserializers.
 
 // Writes a checkpoint and returns its path; throws cdl::Error naming the path on any failure
 // (the earlier checkpoints are untouched then). Removes nothing.

@@ -174,7 +174,7 @@ constexpr Key kSchema[] = {
     {"comm.adaptive.window", CDL_FIELD(comm.adaptive.window), within(1, 10000, false, false)},
     {"comm.adaptive.buckets", CDL_FIELD(comm.adaptive.buckets), within(1, 1e7, false, false)},
     {"comm.adaptive.candidates", CDL_FIELD(comm.adaptive.candidates), schemeSpec()},
-    // Family names are checked by the trainer, with the uniform codec they may default to.
+    // Empty: the family of comm.codec (the trainer checks that it is one).
     {"comm.adaptive.families", CDL_FIELD(comm.adaptive.families), oneOf("qsgd|topk|powersgd")},
 
     {"checkpoint.every_steps", CDL_FIELD(checkpoint.everySteps), within(0, 1e12, false, false)},

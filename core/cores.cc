@@ -50,7 +50,8 @@ Placement thisPlacement() {
   }
   p.cpus.assign(CPU_SETSIZE / 8, 0);
   for (int c = 0; c < CPU_SETSIZE; ++c) {
-    if (CPU_ISSET(c, &set)) p.cpus[static_cast<size_t>(c / 8)] |= static_cast<uint8_t>(1u << (c % 8));
+    if (CPU_ISSET(c, &set))
+      p.cpus[static_cast<size_t>(c / 8)] |= static_cast<uint8_t>(1u << (c % 8));
   }
   return p;
 }

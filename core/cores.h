@@ -19,7 +19,7 @@ namespace cdl::core {
 
 // Where one rank runs: its machine and the CPUs it may run on.
 struct Placement {
-  std::string machine;       // the boot id (else the host name)
+  std::string machine;        // the boot id (else the host name)
   std::vector<uint8_t> cpus;  // the affinity mask, one bit per CPU
 };
 

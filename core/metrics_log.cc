@@ -99,8 +99,7 @@ void MetricsWindow::setSums(const std::vector<double>& v) {
 namespace {
 
 // Adds the targets that an epoch record of `accuracy` at `seconds` reaches first.
-void noteReached(std::vector<std::pair<double, double>>& reached, double accuracy,
-                 double seconds) {
+void noteReached(std::vector<std::pair<double, double>>& reached, double accuracy, double seconds) {
   for (double target : kAccuracyTargets) {
     const bool known = std::any_of(reached.begin(), reached.end(),
                                    [&](const auto& r) { return r.first == target; });
@@ -258,21 +257,22 @@ void MetricsLog::writeEpoch(int64_t epoch, int64_t step, double testLoss, double
 
 std::string summaryJson(const Config& cfg, const TrainResult& r, int ranks) {
   const int64_t batch = cfg.train.batchSize;
-  nlohmann::json summary = {{"name", cfg.name},
-                            {"test_accuracy", r.testAccuracy},
-                            {"test_loss", r.testLoss},
-                            {"epochs", r.epochs},
-                            {"steps", r.steps},
-                            {"wall_seconds", r.wallSeconds},
-                            {"wire_bytes", r.wireBytes},
-                            {"fp32_wire_bytes", r.fp32WireBytes},
-                            {"compression_ratio", compressionRatio(r.fp32WireBytes, r.wireBytes)},
-                            {"ranks", ranks},
-                            {"batch_per_rank", batch},
-                            {"global_batch", batch * (ranks / std::max<int64_t>(1, cfg.model.split.stages))},
-                            {"codec", cfg.comm.codec},
-                            {"seed", cfg.seed},
-                            {"config_hash", configHash(cfg)}};
+  nlohmann::json summary = {
+      {"name", cfg.name},
+      {"test_accuracy", r.testAccuracy},
+      {"test_loss", r.testLoss},
+      {"epochs", r.epochs},
+      {"steps", r.steps},
+      {"wall_seconds", r.wallSeconds},
+      {"wire_bytes", r.wireBytes},
+      {"fp32_wire_bytes", r.fp32WireBytes},
+      {"compression_ratio", compressionRatio(r.fp32WireBytes, r.wireBytes)},
+      {"ranks", ranks},
+      {"batch_per_rank", batch},
+      {"global_batch", batch * (ranks / std::max<int64_t>(1, cfg.model.split.stages))},
+      {"codec", cfg.comm.codec},
+      {"seed", cfg.seed},
+      {"config_hash", configHash(cfg)}};
   nlohmann::json reached = nlohmann::json::object();
   for (const auto& [target, seconds] : r.timeToAccuracy) {
     reached[fmt::format("{:.2f}", target)] = seconds;

@@ -54,8 +54,8 @@ struct MetricsWindow {
   uint64_t fp32Bytes = 0;
   int64_t steps = 0;
   double weightBits = 0.0, activationBits = 0.0;  // CDL: of the window's last step
-  double cutForwardBytes = 0, cutForwardElements = 0, cutBackwardBytes = 0,
-         cutBackwardElements = 0, microBatches = 0;
+  double cutForwardBytes = 0, cutForwardElements = 0, cutBackwardBytes = 0, cutBackwardElements = 0,
+         microBatches = 0;
   int64_t skipped = 0;  // updates skipped for non-finite gradients
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
 
@@ -114,9 +114,6 @@ class MetricsLog {
   // Rank 0: each target of kAccuracyTargets reached so far, with the wall_s it was first reached
   // at (a resumed run's from the records it kept).
   const std::vector<std::pair<double, double>>& timeToAccuracy() const { return reached_; }
-  // The current window (for checkpoints) and a resumed run's.
-  const MetricsWindow& window() const { return window_; }
-  void setWindow(const MetricsWindow& w) { window_ = w; }
   // Collective: sums the window over the ranks, writes the step record of `step` (the last of
   // the window, in `epoch`, at learning rate lr), shows it, and starts a new window.
   void writeStep(int64_t step, int64_t epoch, double lr);

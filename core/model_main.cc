@@ -72,8 +72,8 @@ int runExport(const ExportArgs& a) {
     for (size_t s = 0; s < bounds.size(); ++s) {
       const std::string path = stem + ".rank" + std::to_string(s) + cdl::core::kCheckpointSuffix;
       CDL_CHECK(cdl::core::exists(path), "stage ", s, " of the split run has no checkpoint ", path);
-      cdl::core::loadCheckpointWeights(path,
-                                       *cdl::core::makeStageNet(net, bounds[s].first, bounds[s].second));
+      cdl::core::loadCheckpointWeights(
+          path, *cdl::core::makeStageNet(net, bounds[s].first, bounds[s].second));
     }
   }
   cdl::core::ModelDescription d;

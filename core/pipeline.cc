@@ -5,9 +5,9 @@
 #include <ATen/ops/cross_entropy_loss.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/ones.h>
-#include <nlohmann/json.hpp>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/optim/optimizer.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cstring>
@@ -33,8 +33,8 @@ namespace cdl::core {
 namespace {
 
 constexpr uint64_t kForward = 1, kBackward = 2;  // message tags on the pipeline group
-constexpr uint32_t kMagic = 0x41444c43;         // "CDLA"
-constexpr uint8_t kPayload = 0, kIndices = 1;   // what follows the shape
+constexpr uint32_t kMagic = 0x41444c43;          // "CDLA"
+constexpr uint8_t kPayload = 0, kIndices = 1;    // what follows the shape
 constexpr int kMaxDims = 8;
 constexpr uint64_t kMaxMessage = uint64_t{1} << 31;
 constexpr uint64_t kCutStream = 0x6375745f73747265ULL;  // keys stochastic rounding at cuts
@@ -121,8 +121,8 @@ void requireSameConfig(comm::Communicator& c, const Config& cfg) {
     const Config other = parseConfig(texts[r], "rank " + std::to_string(r) + "'s config");
     const int64_t stages = std::max<int64_t>(1, first.model.split.stages);
     CDL_THROW("the ranks' configs differ: key ", describeDifference(first, other),
-              " between rank 0 (stage 0) and rank ", r, " (stage ", static_cast<int64_t>(r) % stages,
-              "); every rank must run the same config");
+              " between rank 0 (stage 0) and rank ", r, " (stage ",
+              static_cast<int64_t>(r) % stages, "); every rank must run the same config");
   }
 }
 
@@ -291,8 +291,7 @@ Pipeline::Pipeline(const Config& cfg, const ProcessGrid& grid, std::shared_ptr<N
       stages_(grid.stages),
       microBatches_(cfg.model.split.microBatches),
       seed_(cfg.seed) {
-  CDL_CHECK(grid_.pipe != nullptr && grid_.pipe->size() == stages_ &&
-                grid_.pipe->rank() == stage_,
+  CDL_CHECK(grid_.pipe != nullptr && grid_.pipe->size() == stages_ && grid_.pipe->rank() == stage_,
             "pipeline: the pipeline group of rank ", grid_.world->rank(), " does not match ",
             stages_, " stages");
   const auto bounds = stageSegments(*whole_, cfg.model.split);
@@ -301,16 +300,16 @@ Pipeline::Pipeline(const Config& cfg, const ProcessGrid& grid, std::shared_ptr<N
   if (!first()) {
     const Segment& in = segs[bounds[stage_].first - 1];
     cutIn_ = in.name;
-    forwardIn_ = std::make_unique<CutCodec>(sp.activationCodec, in.output,
-                                            "model.split.activation_codec");
+    forwardIn_ =
+        std::make_unique<CutCodec>(sp.activationCodec, in.output, "model.split.activation_codec");
     backwardOut_ = std::make_unique<CutCodec>(sp.gradientCodec, Quantizer(nullptr),
                                               "model.split.gradient_codec");
   }
   if (!last()) {
     const Segment& out = segs[bounds[stage_].second - 1];
     cutOut_ = out.name;
-    forwardOut_ = std::make_unique<CutCodec>(sp.activationCodec, out.output,
-                                             "model.split.activation_codec");
+    forwardOut_ =
+        std::make_unique<CutCodec>(sp.activationCodec, out.output, "model.split.activation_codec");
     backwardIn_ = std::make_unique<CutCodec>(sp.gradientCodec, Quantizer(nullptr),
                                              "model.split.gradient_codec");
   }
@@ -320,8 +319,8 @@ Pipeline::~Pipeline() {
   // After a failed step sends may still be in flight, and a peer may yet read their buffers: those
   // are left allocated rather than waited for, so that the error surfaces at once.
   for (auto& o : outgoing_) {
-    const bool done = std::all_of(o->works.begin(), o->works.end(),
-                                  [](const auto& w) { return w->completed(); });
+    const bool done =
+        std::all_of(o->works.begin(), o->works.end(), [](const auto& w) { return w->completed(); });
     if (!done) static_cast<void>(o.release());
   }
 }
@@ -435,7 +434,8 @@ StepMetrics Pipeline::trainStep(const StepSetup& s, int64_t step, const at::Tens
     } else {
       const uint64_t key = kernels::roundingKey(seed_ ^ kCutStream, static_cast<uint64_t>(step),
                                                 static_cast<uint64_t>(2 * k));
-      post(stage_ + 1, encode(*forwardOut_, out, key, "the activation of " + prefix + std::to_string(k)),
+      post(stage_ + 1,
+           encode(*forwardOut_, out, key, "the activation of " + prefix + std::to_string(k)),
            kForward);
       stats_.forwardElements += static_cast<uint64_t>(out.numel());
       stats_.fp32Bytes += 4 * static_cast<uint64_t>(out.numel());
@@ -448,9 +448,9 @@ StepMetrics Pipeline::trainStep(const StepSetup& s, int64_t step, const at::Tens
   if (r.cdl) {
     std::vector<float> v;
     for (const auto& p : rates) {
-      v.insert(v.end(), {static_cast<float>(p.weightBits), static_cast<float>(p.weightElements),
-                         static_cast<float>(p.activationBits),
-                         static_cast<float>(p.activationElements)});
+      v.insert(v.end(),
+               {static_cast<float>(p.weightBits), static_cast<float>(p.weightElements),
+                static_cast<float>(p.activationBits), static_cast<float>(p.activationElements)});
     }
     v = sumOverRanks(*grid_.pipe, std::move(v));
     for (int64_t k = 0; k < parts; ++k) {
@@ -465,8 +465,8 @@ StepMetrics Pipeline::trainStep(const StepSetup& s, int64_t step, const at::Tens
     if (last()) {
       grads.push_back(at::ones({}, outputs[k].options()));
     } else {
-      const std::string what = "the gradient of " + prefix + std::to_string(k) +
-                               " at the cut after '" + cutOut_ + "'";
+      const std::string what =
+          "the gradient of " + prefix + std::to_string(k) + " at the cut after '" + cutOut_ + "'";
       at::Tensor g = backwardIn_->decode(receive(stage_ + 1, kBackward, what), what);
       CDL_CHECK(g.sizes() == outputs[k].sizes(), what, ": shape ", g.sizes(), ", expected ",
                 outputs[k].sizes());
@@ -482,10 +482,12 @@ StepMetrics Pipeline::trainStep(const StepSetup& s, int64_t step, const at::Tens
     torch::autograd::backward(roots, grads);
     if (!first()) {
       const at::Tensor g = inputs[k].grad();
-      CDL_CHECK(g.defined(), "stage ", stage_, ": no gradient reached the input of micro-batch ", k);
+      CDL_CHECK(g.defined(), "stage ", stage_, ": no gradient reached the input of micro-batch ",
+                k);
       const uint64_t key = kernels::roundingKey(seed_ ^ kCutStream, static_cast<uint64_t>(step),
                                                 static_cast<uint64_t>(2 * k + 1));
-      post(stage_ - 1, encode(*backwardOut_, g, key, "the gradient of " + prefix + std::to_string(k)),
+      post(stage_ - 1,
+           encode(*backwardOut_, g, key, "the gradient of " + prefix + std::to_string(k)),
            kBackward);
       stats_.backwardElements += static_cast<uint64_t>(g.numel());
       stats_.fp32Bytes += 4 * static_cast<uint64_t>(g.numel());
@@ -533,9 +535,10 @@ Evaluation Pipeline::evaluate(const ImageSet& test) {
         lossSum += at::cross_entropy_loss(out, y, {}, at::Reduction::Sum).item<double>();
         correct += at::argmax(out, 1).eq(y).sum().item<double>();
       } else {
-        const uint64_t key = kernels::roundingKey(seed_ ^ kCutStream ^ 1,
-                                                  std::numeric_limits<uint64_t>::max(), i);
-        post(stage_ + 1, encode(*forwardOut_, out, key, "the activation of test batch " + std::to_string(i)),
+        const uint64_t key =
+            kernels::roundingKey(seed_ ^ kCutStream ^ 1, std::numeric_limits<uint64_t>::max(), i);
+        post(stage_ + 1,
+             encode(*forwardOut_, out, key, "the activation of test batch " + std::to_string(i)),
              kForward);
       }
     }

@@ -119,8 +119,8 @@ class CutCodec {
 
 // What crossed this rank's cuts in one step.
 struct CutStats {
-  uint64_t wireBytes = 0;  // messages sent, length prefixes included
-  uint64_t fp32Bytes = 0;  // the same tensors as fp32
+  uint64_t wireBytes = 0;                            // messages sent, length prefixes included
+  uint64_t fp32Bytes = 0;                            // the same tensors as fp32
   uint64_t forwardBytes = 0, forwardElements = 0;    // activations sent
   uint64_t backwardBytes = 0, backwardElements = 0;  // their gradients sent
   int64_t microBatches = 0;
@@ -136,8 +136,7 @@ class Pipeline {
   // Collective over the grid (pipeline group, and the data-parallel group through the reducer):
   // one step of the batch (x, y) as trainStep does it unsplit. The loss and accuracy are the
   // last stage's (zero examples elsewhere).
-  StepMetrics trainStep(const StepSetup& s, int64_t step, const at::Tensor& x,
-                        const at::Tensor& y);
+  StepMetrics trainStep(const StepSetup& s, int64_t step, const at::Tensor& x, const at::Tensor& y);
 
   // Collective over the world: the test set through the stages, loss and accuracy of all.
   Evaluation evaluate(const ImageSet& test);

@@ -8,10 +8,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <tuple>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -35,7 +35,6 @@
 
 namespace cdl::core {
 namespace {
-
 
 // The parameters in optimizer groups: one group, or, for a CDL model, a second one of the
 // quantizers' parameters (steps, kappas), which take no weight decay.
@@ -209,10 +208,11 @@ void logStart(const Config& cfg, Net& model, int size, const RunLength& len,
   if (pipeline != nullptr) {
     std::string cuts;
     for (const std::string& c : cfg.model.split.cutAfter) cuts += (cuts.empty() ? "" : ", ") + c;
-    spdlog::info("split: {} stages x {} replicas, cut after {}, {} micro-batches, activations {}, "
-                 "their gradients {}",
-                 cfg.model.split.stages, replicas, cuts, cfg.model.split.microBatches,
-                 cfg.model.split.activationCodec, cfg.model.split.gradientCodec);
+    spdlog::info(
+        "split: {} stages x {} replicas, cut after {}, {} micro-batches, activations {}, "
+        "their gradients {}",
+        cfg.model.split.stages, replicas, cuts, cfg.model.split.microBatches,
+        cfg.model.split.activationCodec, cfg.model.split.gradientCodec);
   }
 }
 
@@ -277,8 +277,9 @@ TrainResult train(const Config& cfg, std::shared_ptr<comm::Communicator> commPtr
 TrainResult train(const Config& cfg, const ProcessGrid& grid, const TrainOptions& options) {
   CDL_CHECK(grid.world != nullptr && grid.data != nullptr, "train: null communicator");
   comm::Communicator& world = *grid.world;
-  CDL_CHECK(cfg.model.split.stages == grid.stages, "config key model.split.stages: ",
-            cfg.model.split.stages, " stages, but the ranks were grouped into ", grid.stages);
+  CDL_CHECK(cfg.model.split.stages == grid.stages,
+            "config key model.split.stages: ", cfg.model.split.stages,
+            " stages, but the ranks were grouped into ", grid.stages);
   checkGridSize(world.size(), grid.stages);
   requireSameConfig(world, cfg);
   const bool split = grid.stages > 1;
@@ -318,8 +319,8 @@ TrainResult train(const Config& cfg, const ProcessGrid& grid, const TrainOptions
   }
   std::unique_ptr<Pipeline> pipeline;
   if (split) pipeline = std::make_unique<Pipeline>(cfg, grid, whole, *model);
-  const Replica replica{c,          *model,      *optimizer,     reducer,
-                        model->buffers(), cdl.get(), rates.get(), pipeline.get(), &world};
+  const Replica replica{c,         *model,      *optimizer,     reducer, model->buffers(),
+                        cdl.get(), rates.get(), pipeline.get(), &world};
 
   TrainState state;
   state.worldSize = world.size();
@@ -370,9 +371,10 @@ TrainResult train(const Config& cfg, const ProcessGrid& grid, const TrainOptions
   result.cdl = cdl != nullptr;
   result.skippedSteps = state.skippedSteps;
   if (world.rank() == 0 && state.skippedSteps > 0) {
-    spdlog::warn("{} of {} steps were skipped: their gradients held NaN or infinity "
-                 "(train.skip_nonfinite)",
-                 state.skippedSteps, state.step);
+    spdlog::warn(
+        "{} of {} steps were skipped: their gradients held NaN or infinity "
+        "(train.skip_nonfinite)",
+        state.skippedSteps, state.step);
   }
   if (world.rank() == 0 && result.finished) {
     writeFileAtomically(result.runDir + "/summary.json", summaryJson(cfg, result, world.size()));

@@ -23,10 +23,11 @@ namespace cdl::comm {
 // sends is deprecated, and a freed request still completes later, writing into receive buffers
 // and reading send buffers that the failed step's unwinding is about to release. So cdl fences
 // MPI instead, for the whole process: the first operation abandoned with requests in flight sets
-// the fence (one with none, which has posted nothing yet, just fails), its requests are kept (never freed, never tested), and from then on no cdl call enters MPI again: every
-// MPI communicator call and every poll of an operation in flight fails at once with an error
-// naming the abandoned operation, communicators are not freed, and finalizeMpi() aborts the job
-// rather than let MPI_Finalize progress (or wait for) the abandoned requests. Nothing in MPI
+// the fence (one with none just fails), its requests are kept (never freed, never tested), and
+// from then on no cdl call enters MPI again: every MPI communicator call and every poll of an
+// operation in flight fails at once with an error naming the abandoned operation, communicators
+// are not freed, and finalizeMpi() aborts the job rather than let MPI_Finalize progress (or wait
+// for) the abandoned requests. Nothing in MPI
 // progresses them any more, so buffers may go, and no later collective can match a peer's
 // earlier one and return a silently wrong sum. The process can only end (cdl-train aborts the
 // job with the error); NCCL communicators do the same per communicator with ncclCommAbort.

@@ -4,8 +4,8 @@
 
 #include <string>
 
-#include "tests/core/train_fixture.h"
 #include "kernels/base/error.h"
+#include "tests/core/train_fixture.h"
 
 namespace cdl::core {
 namespace {
@@ -70,8 +70,9 @@ TEST_F(AdaptiveTrainerTest, AResumeAcrossARePlanAndInsideAWindowIsExact) {
 TEST_F(AdaptiveTrainerTest, BadAdaptiveSettingsNameTheKey) {
   Config c = adaptiveConfig("bad1");
   c.comm.adaptive.families = {"qsgd", "lowrank"};
-  EXPECT_THAT(test::errorOf([&] { run(c, 1); }),
-              HasSubstr("comm.adaptive.families[1] must be one of qsgd, topk, powersgd, got 'lowrank'"));
+  EXPECT_THAT(
+      test::errorOf([&] { run(c, 1); }),
+      HasSubstr("comm.adaptive.families[1] must be one of qsgd, topk, powersgd, got 'lowrank'"));
   c = adaptiveConfig("bad2");
   c.comm.adaptive.candidates = {"qsgd:bits=3", "qsgd:bits=12"};
   EXPECT_THAT(test::errorOf([&] { run(c, 1); }), HasSubstr("comm.adaptive.candidates[1]"));

@@ -519,9 +519,13 @@ TEST(ConfigTest, CheckConfigChecksAConfigBuiltInCode) {
               AllOf(HasSubstr("config: comm.codec"), HasSubstr("bits")));
   EXPECT_THAT(errorOfChecking([](Config& b) { b.model.split.gradientCodec = "auto"; }),
               AllOf(HasSubstr("model.split.gradient_codec"), HasSubstr("for activations")));
-  EXPECT_THAT(errorOfChecking([](Config& b) { b.comm.overrides = {{"fc*", "topk:density=2"}}; }),
+  EXPECT_THAT(errorOfChecking([](Config& b) {
+                b.comm.overrides = {{"fc*", "topk:density=2"}};
+              }),
               HasSubstr("comm.overrides[0].codec"));
-  EXPECT_THAT(errorOfChecking([](Config& b) { b.comm.overrides = {{"", "fp16"}}; }),
+  EXPECT_THAT(errorOfChecking([](Config& b) {
+                b.comm.overrides = {{"", "fp16"}};
+              }),
               HasSubstr("comm.overrides[0].pattern"));
   EXPECT_THAT(errorOfChecking([](Config& b) { b.train.epochs = -3; }),
               AllOf(HasSubstr("config: train.epochs must be"), HasSubstr("got -3")));

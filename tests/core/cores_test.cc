@@ -22,12 +22,12 @@ TEST(DefaultThreads, RanksOfOneMachineSplitTheCpusTheyShare) {
   std::vector<Placement> ns(4, Placement{"boot-a", cpus(0, 1)});
   for (int r = 0; r < 4; ++r) EXPECT_EQ(defaultThreads(ns, r), 1) << r;
   // Two ranks on each of two 16-CPU machines.
-  const std::vector<Placement> two = {{"a", cpus(0, 15)}, {"a", cpus(0, 15)},
-                                      {"b", cpus(0, 15)}, {"b", cpus(0, 15)}};
+  const std::vector<Placement> two = {
+      {"a", cpus(0, 15)}, {"a", cpus(0, 15)}, {"b", cpus(0, 15)}, {"b", cpus(0, 15)}};
   for (int r = 0; r < 4; ++r) EXPECT_EQ(defaultThreads(two, r), 8) << r;
   // Bound to sockets of 8 CPUs, two ranks each; bound to 4 cores each.
-  const std::vector<Placement> sockets = {{"a", cpus(0, 7)}, {"a", cpus(0, 7)},
-                                          {"a", cpus(8, 15)}, {"a", cpus(8, 15)}};
+  const std::vector<Placement> sockets = {
+      {"a", cpus(0, 7)}, {"a", cpus(0, 7)}, {"a", cpus(8, 15)}, {"a", cpus(8, 15)}};
   for (int r = 0; r < 4; ++r) EXPECT_EQ(defaultThreads(sockets, r), 4) << r;
   const std::vector<Placement> bound = {{"a", cpus(0, 3)}, {"a", cpus(4, 7)}, {"a", cpus(8, 11)}};
   for (int r = 0; r < 3; ++r) EXPECT_EQ(defaultThreads(bound, r), 4) << r;
@@ -44,8 +44,9 @@ TEST(DefaultThreads, TheCollectiveGathersEveryRanksPlacement) {
     std::string why;
     // Three ranks (threads of this process) on one machine with one mask.
     EXPECT_EQ(defaultThreads(*c, &why), std::max(1, cpusHere / 3)) << r;
-    EXPECT_EQ(why, std::to_string(cpusHere) + " CPUs in its affinity mask, shared by 3 ranks on "
-                   "its machine");
+    EXPECT_EQ(why, std::to_string(cpusHere) +
+                       " CPUs in its affinity mask, shared by 3 ranks on "
+                       "its machine");
   });
 }
 

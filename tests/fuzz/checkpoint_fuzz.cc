@@ -30,8 +30,8 @@ void load(const uint8_t* data, size_t size) {
   static cdl::test::FuzzNet net;
   static auto sgd = cdl::test::fuzzOptimizer(net);
   static auto adam = cdl::test::fuzzAdam(net);
-  for (torch::optim::Optimizer* optimizer :
-       {static_cast<torch::optim::Optimizer*>(sgd.get()), static_cast<torch::optim::Optimizer*>(adam.get())}) {
+  for (torch::optim::Optimizer* optimizer : {static_cast<torch::optim::Optimizer*>(sgd.get()),
+                                             static_cast<torch::optim::Optimizer*>(adam.get())}) {
     try {
       cdl::core::loadCheckpoint(path(), net, *optimizer);
     } catch (const cdl::Error&) {

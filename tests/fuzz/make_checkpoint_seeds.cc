@@ -24,8 +24,8 @@ int main(int argc, char** argv) {
   auto sgd = cdl::test::fuzzOptimizer(net);
   auto adam = cdl::test::fuzzAdam(net);
   for (int full = 0; full < 3; ++full) {
-    torch::optim::Optimizer* optimizer = full < 2 ? static_cast<torch::optim::Optimizer*>(sgd.get())
-                                                  : adam.get();
+    torch::optim::Optimizer* optimizer =
+        full < 2 ? static_cast<torch::optim::Optimizer*>(sgd.get()) : adam.get();
     cdl::core::TrainState s;
     s.step = 7 + full;
     s.epoch = 1;
