@@ -44,8 +44,10 @@ struct Rule {
   std::string_view choices;  // kOneOf: "a|b|c"
 };
 
-// Whether text is valid UTF-8 without control characters: what config strings may hold, since
-// they become folder names, log lines and the YAML of the run folder.
+// Whether text is valid UTF-8 of characters YAML prints as they are: no C0 or C1 control
+// characters (tabs and line breaks included), no DEL, and none of U+FEFF, U+FFFE, U+FFFF, which
+// YAML readers drop or replace. That is what config strings may hold, since they become folder
+// names, log lines and the YAML of the run folder, which must read back to the same config.
 bool printableText(std::string_view text) {
   for (size_t i = 0; i < text.size();) {
     const auto c = static_cast<unsigned char>(text[i]);
@@ -70,6 +72,7 @@ bool printableText(std::string_view text) {
         (cp >= 0xd800 && cp <= 0xdfff)) {
       return false;
     }
+    if (cp <= 0x9f || cp == 0xfeff || cp == 0xfffe || cp == 0xffff) return false;
     i += static_cast<size_t>(extra) + 1;
   }
   return true;

@@ -564,6 +564,11 @@ TEST(ConfigTest, StringsMustBeUtf8TextWithoutControlCharacters) {
               HasSubstr("comm.overrides[0].pattern"));
   EXPECT_THAT(errorOfYaml("comm:\n  adaptive:\n    families: [\"q\\x1b\"]\n"),
               HasSubstr("comm.adaptive.families[0]"));
+  // What the run folder's YAML could not carry back: a C1 control, U+FFFF (read back as U+FFFD),
+  // in a file or a --set (config_fuzz found the second).
+  EXPECT_THAT(errorOfYaml("name: \"a\\x8f\"\n"), HasSubstr("control"));
+  EXPECT_THAT(errorOfYaml("", {"slurm.output=s\xef\xbf\xbf"}), HasSubstr("slurm.output"));
+  EXPECT_THAT(errorOfYaml("name: \xef\xbb\xbfx\n"), HasSubstr("name"));
   EXPECT_EQ(parseConfig("name: m\xc3\xa9lange-\xe2\x82\xac\n", "test.yaml").name,
             "m\xc3\xa9lange-\xe2\x82\xac");
 }
