@@ -18,13 +18,16 @@ build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 
 # The main job: configs/fmnist_cnn.yaml (a CNN on Fashion-MNIST, gradients as 4-bit qsgd + rANS
-# with error feedback) on 2 local ranks. Each run gets its own folder under runs/.
+# with error feedback) on 2 local ranks. Each run gets its own folder under runs/, with its charts
+# in plot.png (cdl-plot).
 NP ?= 2
 CONFIG ?= configs/fmnist_cnn.yaml
 RUN_NAME ?= $(basename $(notdir $(CONFIG)))-$(shell date +%Y%m%d-%H%M%S)
 MPIRUN_FLAGS ?= --oversubscribe --allow-run-as-root
+RUNS_DIR ?= runs
 run: build
 	$(BUILD)/bin/cdl-launch -np $(NP) $(CONFIG) -- --set name=$(RUN_NAME)
+	$(BUILD)/bin/cdl-plot $(RUNS_DIR)/$(RUN_NAME) -o $(RUNS_DIR)/$(RUN_NAME)/plot.png --title $(RUN_NAME)
 
 bench: build
 	mkdir -p $(BUILD)/bench-out

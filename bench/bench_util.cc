@@ -1,11 +1,8 @@
 #include "bench/bench_util.h"
 
 #include <cmath>
-#include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <random>
-#include <sstream>
 
 #include "kernels/base/error.h"
 
@@ -62,43 +59,6 @@ int64_t parseCount(const std::string& s) {
   CDL_CHECK(!digits.empty() && *end == '\0' && v >= 0, "bad size '", s,
             "' (expected a count such as 1000, 64K or 16M)");
   return v * mult;
-}
-
-bool plotBars(const std::string& csvPath, const std::string& pngPath, const std::string& title,
-              const std::string& labelColumn, const std::vector<std::string>& valueColumns) {
-  const std::string script = pngPath + ".gp";
-  {
-    std::ofstream gp(script);
-    gp << "set terminal pngcairo size 1200,700 noenhanced\n"
-       << "set output '" << pngPath << "'\n"
-       << "set datafile separator ','\n"
-       << "set title '" << title << "'\n"
-       << "set style data histograms\nset style histogram clustered gap 1\n"
-       << "set style fill solid 0.8 border -1\nset key outside right top\n"
-       << "set xtics rotate by -35\nset grid ytics\n"
-       << "plot ";
-    for (size_t i = 0; i < valueColumns.size(); ++i) {
-      gp << (i ? ", " : "") << "'" << csvPath << "' using '" << valueColumns[i]
-         << "':xtic(stringcolumn('" << labelColumn << "')) title '" << valueColumns[i] << "'";
-    }
-    gp << "\n";
-  }
-  const std::string cmd = "gnuplot '" + script + "' 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (!pipe) {
-    std::fprintf(stderr, "plot: cannot run gnuplot\n");
-    return false;
-  }
-  char buf[512];
-  std::string out;
-  while (std::fgets(buf, sizeof buf, pipe)) out += buf;
-  const int rc = pclose(pipe);
-  std::remove(script.c_str());
-  if (rc != 0) {
-    std::fprintf(stderr, "plot: gnuplot failed (%d): %s\n", rc, out.c_str());
-    return false;
-  }
-  return true;
 }
 
 }  // namespace cdl::bench

@@ -20,9 +20,4 @@ std::vector<float> gradientData(const std::string& dist, int64_t n, uint64_t see
 // "1M" -> 1048576, "16M", "64K", "1000": sizes as users write them. Throws cdl::Error otherwise.
 int64_t parseCount(const std::string& s);
 
-// Renders a CSV (header line first) as a PNG bar chart of the named columns with gnuplot.
-// Returns false, with a message on stderr, when gnuplot is missing or fails.
-bool plotBars(const std::string& csvPath, const std::string& pngPath, const std::string& title,
-              const std::string& labelColumn, const std::vector<std::string>& valueColumns);
-
 }  // namespace cdl::bench

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/bench_util.h"
+#include "bench/plot.h"
 #include "comm/codec/codec.h"
 #include "comm/codec/spec.h"
 #include "kernels/base/error.h"
@@ -82,6 +83,12 @@ double qsgdEntropyBits(const std::vector<float>& x, const comm::LayerRate& rate,
 }
 
 json nullable(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+
+// A record's row name: scheme and bits, data, size ("qsgd4/gauss/1048576").
+std::string labelOf(const nlohmann::json& r) {
+  return r["scheme"].get<std::string>() + (r["bits"].is_null() ? "" : r["bits"].dump()) + "/" +
+         r["data"].get<std::string>() + "/" + r["numel"].dump();
+}
 
 }  // namespace
 
@@ -159,21 +166,27 @@ int runCodecBench(const CodecBenchOptions& opt) {
            "decode_gbps,zstd3_bits_per_element,zstd3_encode_gbps,memcpy_gbps\n";
     for (const json& r : records) {
       auto num = [](const json& v) { return v.is_null() ? std::string("NaN") : v.dump(); };
-      csv << r["scheme"].get<std::string>() << (r["bits"].is_null() ? "" : r["bits"].dump()) << "/"
-          << r["data"].get<std::string>() << "/" << r["numel"].dump() << ","
-          << r["codec"].get<std::string>() << "," << r["data"].get<std::string>() << ","
-          << r["numel"].dump() << "," << num(r["bits_per_element"]) << ","
-          << num(r["entropy_bits_per_element"]) << "," << num(r["encode_gbps"]) << ","
-          << num(r["decode_gbps"]) << "," << num(r["zstd3_bits_per_element"]) << ","
-          << num(r["zstd3_encode_gbps"]) << "," << num(r["memcpy_gbps"]) << "\n";
+      // Specs hold commas: the codec field is quoted (RFC 4180).
+      csv << labelOf(r) << ",\"" << r["codec"].get<std::string>() << "\","
+          << r["data"].get<std::string>() << "," << r["numel"].dump() << ","
+          << num(r["bits_per_element"]) << "," << num(r["entropy_bits_per_element"]) << ","
+          << num(r["encode_gbps"]) << "," << num(r["decode_gbps"]) << ","
+          << num(r["zstd3_bits_per_element"]) << "," << num(r["zstd3_encode_gbps"]) << ","
+          << num(r["memcpy_gbps"]) << "\n";
     }
   }
   if (!opt.plot.empty()) {
-    CDL_CHECK(!opt.csv.empty(), "--plot needs --csv");
-    if (!plotBars(opt.csv, opt.plot, "cdl-bench codec: throughput (GB/s of fp32) and size", "label",
-                  {"bits_per_element", "encode_gbps", "decode_gbps"})) {
-      return 1;
+    std::vector<std::string> labels;
+    std::vector<BarColumn> columns{
+        {"bits_per_element", {}}, {"encode_gbps", {}}, {"decode_gbps", {}}};
+    for (const json& r : records) {
+      labels.push_back(labelOf(r));
+      for (BarColumn& c : columns) {
+        c.values.push_back(r[c.title].is_number() ? r[c.title].get<double>() : NAN);
+      }
     }
+    plotBars(opt.plot, "cdl-bench codec: bits per element and throughput (GB/s of fp32)", labels,
+             columns);
   }
   return 0;
 }

@@ -22,7 +22,8 @@ int main(int argc, char** argv) {
                        "Codec specs, e.g. qsgd:bits=4,entropy=rans (repeat the flag)");
   codecCmd->add_flag("--json", codec.json, "Print a JSON list of records instead of a table");
   codecCmd->add_option("--csv", codec.csv, "Also write the records as CSV to this file");
-  codecCmd->add_option("--plot", codec.plot, "Also plot the CSV to this PNG (needs --csv)");
+  codecCmd->add_option("--plot", codec.plot,
+                       "Also draw bits per element and throughput per row into this PNG");
 
   cdl::bench::AllreduceBenchOptions allreduce;
   CLI::App* allreduceCmd = app.add_subcommand(

@@ -125,7 +125,8 @@ constexpr Key kSchema[] = {
     {"data.synthetic_train", CDL_FIELD(data.syntheticTrain), within(1, 1e6, false, false)},
     {"data.synthetic_test", CDL_FIELD(data.syntheticTest), within(1, 1e6, false, false)},
 
-    {"model.name", CDL_FIELD(model.name), oneOf("mlp|cnn|resnet20")},
+    {"model.name", CDL_FIELD(model.name), oneOf("mlp|cnn|resnet20|torchscript")},
+    {"model.torchscript", CDL_FIELD(model.torchscript), {}},
     {"model.hidden", CDL_FIELD(model.hidden), within(1, 65536, false, false)},
     {"model.width", CDL_FIELD(model.width), within(1, 1024, false, false)},
     {"model.split.stages", CDL_FIELD(model.split.stages), within(1, 64, false, false)},
@@ -536,9 +537,14 @@ class Applier {
   Config& c_;
   Source src_;
   std::set<std::string> seen_;  // one source may set a key once
+
+ public:
+  // The keys this source set.
+  const std::set<std::string>& seen() const { return seen_; }
 };
 
-void applyOverride(Config& c, const std::string& text) {
+// Applies one --set; adds the keys it set to *given.
+void applyOverride(Config& c, const std::string& text, std::set<std::string>* given) {
   const std::string origin = "--set '" + text + "'";
   const size_t eq = text.find('=');
   CDL_CHECK(eq != std::string::npos, origin, ": expected key=value, e.g. train.lr=0.1");
@@ -552,7 +558,9 @@ void applyOverride(Config& c, const std::string& text) {
   } catch (const YAML::Exception& e) {
     CDL_THROW(origin, ": the value is not valid YAML (", e.msg, "); quote it");
   }
-  Applier(c, {origin, false}).apply(key, value, YAML::Node());
+  Applier a(c, {origin, false});
+  a.apply(key, value, YAML::Node());
+  given->insert(a.seen().begin(), a.seen().end());
 }
 
 void emitValue(YAML::Emitter& out, const Field& f) {
@@ -648,20 +656,46 @@ std::optional<YAML::Node> loadOneDocument(const std::string& yaml, const std::st
   }
 }
 
+// The rules that span keys, checked when a config loads and again by checkConfig.
+void checkKeysTogether(const Config& c) {
+  // Note [TorchScript models]: the file goes with the name, and what such a module cannot do.
+  if (c.model.name == "torchscript") {
+    CDL_CHECK(!c.model.torchscript.empty(),
+              "config key model.torchscript: model torchscript needs the module's file");
+    CDL_CHECK(c.cdl.mode == "none", "config key cdl.mode: ", c.cdl.mode,
+              " needs a built-in model (mlp, cnn, resnet20); a TorchScript model's layers cannot "
+              "be wrapped with CDL quantizers");
+    CDL_CHECK(c.model.split.stages == 1, "config key model.split.stages: ", c.model.split.stages,
+              " stages need a built-in model; a TorchScript model cannot be split");
+  } else {
+    CDL_CHECK(c.model.torchscript.empty(), "config key model.torchscript: set, but model.name is ",
+              c.model.name, " (leave model.name out, or set it to torchscript)");
+  }
+}
+
 }  // namespace
 
 Config parseConfig(const std::string& yaml, const std::string& origin,
                    const std::vector<std::string>& overrides) {
   const std::optional<YAML::Node> doc = loadOneDocument(yaml, origin);
   Config c;
-  if (doc) Applier(c, {origin, true}).apply("", *doc, YAML::Node());
-  for (const std::string& o : overrides) applyOverride(c, o);
+  std::set<std::string> given;
+  if (doc) {
+    Applier a(c, {origin, true});
+    a.apply("", *doc, YAML::Node());
+    given = a.seen();
+  }
+  for (const std::string& o : overrides) applyOverride(c, o, &given);
+  // `model: {torchscript: file}` alone names the model.
+  if (!c.model.torchscript.empty() && !given.count("model.name")) c.model.name = "torchscript";
+  checkKeysTogether(c);
   return c;
 }
 
 void checkConfig(const Config& c) {
   Config copy = c;
   Applier(copy, {"config", false}).checkAll();
+  checkKeysTogether(c);
 }
 
 Config loadConfig(const std::string& path, const std::vector<std::string>& overrides) {

@@ -40,9 +40,12 @@ struct Config {
   } data;
 
   struct Model {
-    std::string name = "cnn";  // mlp | cnn | resnet20
-    int64_t hidden = 256;      // mlp: width of the hidden layers
-    int64_t width = 16;        // cnn, resnet20: channels of the first stage
+    std::string name = "cnn";  // mlp | cnn | resnet20 | torchscript
+    // torchscript: the file of a module saved with torch.jit.script(m).save(path) (Note
+    // [TorchScript models]); a config that sets only this key names the model torchscript.
+    std::string torchscript;
+    int64_t hidden = 256;  // mlp: width of the hidden layers
+    int64_t width = 16;    // cnn, resnet20: channels of the first stage
     // A model split into pipeline stages (Note [Pipeline split]): -np = stages * data-parallel
     // degree; every stage holds and trains only its own layers.
     struct Split {

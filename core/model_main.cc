@@ -56,6 +56,9 @@ std::pair<std::string, std::string> resolveSource(const std::string& source) {
 int runExport(const ExportArgs& a) {
   const auto [runDir, checkpoint] = resolveSource(a.source);
   const cdl::core::Config cfg = cdl::core::loadConfig(runDir + "/config.yaml");
+  CDL_CHECK(cfg.model.name != "torchscript", "run ", runDir, " trained a TorchScript model (",
+            cfg.model.torchscript,
+            "); coded model files hold the built-in models (mlp, cnn, resnet20)");
   const cdl::core::DataSplits data = cdl::core::loadData(cfg);
   auto net = cdl::core::buildModel(cfg, data.test);
   if (cfg.model.split.stages == 1) {

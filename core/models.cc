@@ -115,7 +115,9 @@ class Mlp : public CheckedNet {
     aq2_ = l.activation(*this);
     segment(
         "fc1", {"fc1", "aq1"},
-        [this](const torch::Tensor& x) { return quantized(aq1_, fc1_->forward(x.flatten(1)).relu()); },
+        [this](const torch::Tensor& x) {
+          return quantized(aq1_, fc1_->forward(x.flatten(1)).relu());
+        },
         aq1_);
     segment(
         "fc2", {"fc2", "aq2"},
@@ -158,7 +160,9 @@ class Cnn : public CheckedNet {
         aq2_);
     segment(
         "fc1", {"fc1", "aq3"},
-        [this](const torch::Tensor& x) { return quantized(aq3_, fc1_->forward(x.flatten(1)).relu()); },
+        [this](const torch::Tensor& x) {
+          return quantized(aq3_, fc1_->forward(x.flatten(1)).relu());
+        },
         aq3_);
     segment("fc2", {"fc2"}, [this](const torch::Tensor& x) { return fc2_->forward(x); });
   }
@@ -244,7 +248,7 @@ class ResNet20 : public CheckedNet {
         [this](const torch::Tensor& x) { return quantized(aq1_, bn1_(conv1_->forward(x)).relu()); },
         aq1_);
     for (const auto& [name, layer] : {std::pair{"layer1", &layer1_}, std::pair{"layer2", &layer2_},
-                                std::pair{"layer3", &layer3_}}) {
+                                      std::pair{"layer3", &layer3_}}) {
       std::shared_ptr<Stage> stage = *layer;
       segment(
           name, {name}, [stage](const torch::Tensor& x) { return stage->forward(x); },
@@ -276,6 +280,9 @@ torch::Tensor Net::forward(torch::Tensor x) {
 }
 
 std::shared_ptr<Net> makeModel(const std::string& name, const ModelOptions& opt) {
+  CDL_CHECK(
+      name != "torchscript",
+      "model 'torchscript' is loaded from its file (loadTorchScriptModel, model.torchscript)");
   const bool known = name == "mlp" || name == "cnn" || name == "resnet20";
   CDL_CHECK(known, "unknown model '", name, "' (known: mlp, cnn, resnet20)");
   checkPositive(name, "inputChannels", opt.inputChannels);

@@ -30,6 +30,7 @@
 #include "core/pipeline.h"
 #include "core/replica.h"
 #include "core/run_folder.h"
+#include "core/torchscript_model.h"
 #include "core/train_step.h"
 #include "kernels/base/error.h"
 
@@ -263,6 +264,7 @@ std::shared_ptr<Net> buildModel(const Config& cfg, const ImageSet& set) {
   static std::mutex initMu;
   std::lock_guard<std::mutex> lock(initMu);
   at::manual_seed(cfg.seed);
+  if (cfg.model.name == "torchscript") return loadTorchScriptModel(cfg.model.torchscript, mo);
   return makeModel(cfg.model.name, mo);
 }
 
@@ -288,6 +290,10 @@ TrainResult train(const Config& cfg, const ProcessGrid& grid, const TrainOptions
   const comm::ReducerOptions ro = reducerOptions(cfg);
   if (cfg.comm.adaptive.enabled) adaptiveOptions(cfg, ro.scheme);
   comm::Communicator& c = *grid.data;  // the data-parallel group of this rank's stage
+  // The data and the model are read before the run folder is touched too: a TorchScript file
+  // that does not fit leaves nothing behind.
+  const DataSplits data = loadData(cfg);
+  const std::shared_ptr<Net> whole = buildModel(cfg, data.train);
   TrainResult result;
   result.runDir = runFolder(cfg);
   const std::string ckptDir = checkpointFolder(result.runDir);
@@ -296,8 +302,6 @@ TrainResult train(const Config& cfg, const ProcessGrid& grid, const TrainOptions
   makeDirs(ckptDir);
   if (world.rank() == 0) writeFileAtomically(result.runDir + "/config.yaml", toYaml(cfg));
 
-  const DataSplits data = loadData(cfg);
-  const std::shared_ptr<Net> whole = buildModel(cfg, data.train);
   std::shared_ptr<Net> model = whole;
   if (split) {
     const auto bounds = stageSegments(*whole, cfg.model.split);

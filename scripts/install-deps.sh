@@ -14,6 +14,7 @@ packages=(
   libbenchmark-dev
   gnuplot-nox
   dataset-fashion-mnist
+  python3-torch
   clang libclang-rt-14-dev
 )
 # shellcheck disable=SC2206

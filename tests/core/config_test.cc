@@ -530,7 +530,7 @@ TEST(ConfigTest, CheckConfigChecksAConfigBuiltInCode) {
   EXPECT_THAT(errorOfChecking([](Config& b) { b.train.epochs = -3; }),
               AllOf(HasSubstr("config: train.epochs must be"), HasSubstr("got -3")));
   EXPECT_THAT(errorOfChecking([](Config& b) { b.model.name = "vgg"; }),
-              HasSubstr("model.name must be one of mlp, cnn, resnet20, got 'vgg'"));
+              HasSubstr("model.name must be one of mlp, cnn, resnet20, torchscript, got 'vgg'"));
   EXPECT_THAT(errorOfChecking([](Config& b) { b.name = "../up"; }), HasSubstr("name"));
 }
 
@@ -578,6 +578,33 @@ TEST_F(ConfigFileTest, MissingOrUnreadableFileNamesThePath) {
   EXPECT_THAT(errorOf([&] { loadConfig(missing); }),
               AllOf(HasSubstr("cannot open"), HasSubstr(missing)));
   EXPECT_THAT(errorOf([&] { loadConfig(dir_.string()); }), HasSubstr(dir_.string()));
+}
+
+TEST(ConfigTest, ATorchScriptFileAloneNamesTheModel) {
+  const Config c = parseConfig("model:\n  torchscript: m.pt\n", "test.yaml");
+  EXPECT_EQ(c.model.name, "torchscript");
+  EXPECT_EQ(c.model.torchscript, "m.pt");
+  EXPECT_EQ(parseConfig(toYaml(c), "resolved.yaml"), c);
+  // An override that names the file of a config with a built-in model needs the name too.
+  EXPECT_EQ(parseConfig("model:\n  name: cnn\n", "test.yaml",
+                        {"model.name=torchscript", "model.torchscript=m.pt"})
+                .model.name,
+            "torchscript");
+}
+
+TEST(ConfigTest, TorchScriptKeysGoTogetherAndRefuseWhatTheModuleCannotDo) {
+  EXPECT_THAT(errorOf([] { parseConfig("model:\n  name: torchscript\n", "test.yaml"); }),
+              HasSubstr("model.torchscript: model torchscript needs the module's file"));
+  EXPECT_THAT(errorOf([] { parseConfig("model:\n  name: mlp\n  torchscript: m.pt\n", "t.yaml"); }),
+              HasSubstr("model.torchscript: set, but model.name is mlp"));
+  EXPECT_THAT(errorOf([] { parseConfig("model:\n  torchscript: m.pt\ncdl:\n  mode: cdl\n", "t"); }),
+              HasSubstr("config key cdl.mode: cdl needs a built-in model"));
+  EXPECT_THAT(
+      errorOf([] { parseConfig("model:\n  torchscript: m.pt\n  split:\n    stages: 2\n", "t"); }),
+      HasSubstr("model.split.stages: 2 stages need a built-in model"));
+  Config built;
+  built.model.torchscript = "m.pt";  // a config built in code gets the same check
+  EXPECT_THAT(errorOf([&] { checkConfig(built); }), HasSubstr("model.name is cnn"));
 }
 
 TEST(ConfigTest, ShippedConfigsValidateAndNameTheirRunFolder) {

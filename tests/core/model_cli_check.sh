@@ -5,14 +5,10 @@
 # and checks that the file's accuracy equals the run's own (CDL: exactly; also streamed and in
 # canonical order), that inspect reports the file's real size, and that a model without CDL needs
 # --bits and a truncated file is one clear error.
-set -euo pipefail
+source "$(dirname "$0")/../support/check.sh"
 train=$1 model=$2 config=$3
-tmp=$(mktemp -d /tmp/cdl_model_check.XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "model_cli_check: $*" >&2; exit 1; }
 run() {
-  mpirun --oversubscribe --allow-run-as-root --mca btl_vader_single_copy_mechanism none -np 2 \
-    "$train" "$config" --set log.runs_dir="$tmp" --set data.dataset=synthetic \
+  mpirun_np 2 "$train" "$config" --set log.runs_dir="$tmp" --set data.dataset=synthetic \
     --set train.epochs=1 --set train.max_steps=3 "$@" >"$tmp/train.log" 2>&1 || { cat "$tmp/train.log"; fail "training failed"; }
 }
 field() { sed -n "s/.*\"$1\": *\([-0-9.eE+]*\).*/\1/p" | head -n 1; }
