@@ -120,15 +120,19 @@ constexpr Key kSchema[] = {
     {"name", CDL_FIELD(name), runName()},
     {"seed", CDL_FIELD(seed), {}},
 
-    {"data.dataset", CDL_FIELD(data.dataset), oneOf("fashion-mnist|synthetic")},
+    {"data.dataset", CDL_FIELD(data.dataset), oneOf("fashion-mnist|synthetic|text")},
     {"data.path", CDL_FIELD(data.path), {}},
+    {"data.text_path", CDL_FIELD(data.textPath), {}},
+    {"data.context", CDL_FIELD(data.context), within(1, 4096, false, false)},
     {"data.synthetic_train", CDL_FIELD(data.syntheticTrain), within(1, 1e6, false, false)},
     {"data.synthetic_test", CDL_FIELD(data.syntheticTest), within(1, 1e6, false, false)},
 
-    {"model.name", CDL_FIELD(model.name), oneOf("mlp|cnn|resnet20|torchscript")},
+    {"model.name", CDL_FIELD(model.name), oneOf("mlp|cnn|resnet20|charlm|torchscript")},
     {"model.torchscript", CDL_FIELD(model.torchscript), {}},
     {"model.hidden", CDL_FIELD(model.hidden), within(1, 65536, false, false)},
     {"model.width", CDL_FIELD(model.width), within(1, 1024, false, false)},
+    {"model.layers", CDL_FIELD(model.layers), within(1, 64, false, false)},
+    {"model.heads", CDL_FIELD(model.heads), within(1, 64, false, false)},
     {"model.split.stages", CDL_FIELD(model.split.stages), within(1, 64, false, false)},
     // Segment names are checked by the trainer, which knows the model.
     {"model.split.cut_after", CDL_FIELD(model.split.cutAfter), {}},
@@ -658,6 +662,23 @@ std::optional<YAML::Node> loadOneDocument(const std::string& yaml, const std::st
 
 // The rules that span keys, checked when a config loads and again by checkConfig.
 void checkKeysTogether(const Config& c) {
+  // Note [Text data]: text goes with a language model (charlm, or a TorchScript module of
+  // tokens), images with the other models.
+  const bool text = c.data.dataset == "text", lm = c.model.name == "charlm";
+  CDL_CHECK(
+      text == lm || c.model.name == "torchscript", "config key ",
+      text ? "model.name: " : "data.dataset: ",
+      text ? c.model.name + " reads images; data.dataset text needs model charlm (or torchscript)"
+           : c.data.dataset + " holds images; model charlm reads data.dataset text");
+  if (lm) {
+    CDL_CHECK(c.model.width % c.model.heads == 0, "config key model.heads: ", c.model.heads,
+              " heads do not divide model.width ", c.model.width);
+    CDL_CHECK(c.cdl.mode == "none", "config key cdl.mode: ", c.cdl.mode,
+              " needs a model with CDL layers (mlp, cnn, resnet20), not charlm");
+    CDL_CHECK(c.model.split.stages == 1,
+              "config key model.split.stages: charlm ties its input "
+              "and output embeddings, so it cannot be split");
+  }
   // Note [TorchScript models]: the file goes with the name, and what such a module cannot do.
   if (c.model.name == "torchscript") {
     CDL_CHECK(!c.model.torchscript.empty(),

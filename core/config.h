@@ -33,19 +33,24 @@ struct Config {
   uint64_t seed = 42;
 
   struct Data {
-    std::string dataset = "fashion-mnist";  // fashion-mnist | synthetic
+    std::string dataset = "fashion-mnist";  // fashion-mnist | synthetic | text
     std::string path = "/usr/share/datasets/fashion-mnist";
+    // text (Note [Text data]): the corpus folder and the tokens a model reads per example.
+    std::string textPath = "/usr/share/games/fortunes";
+    int64_t context = 64;
     int64_t syntheticTrain = 4096;  // synthetic: examples in the train and test splits
     int64_t syntheticTest = 1024;
   } data;
 
   struct Model {
-    std::string name = "cnn";  // mlp | cnn | resnet20 | torchscript
+    std::string name = "cnn";  // mlp | cnn | resnet20 | charlm | torchscript
     // torchscript: the file of a module saved with torch.jit.script(m).save(path) (Note
     // [TorchScript models]); a config that sets only this key names the model torchscript.
     std::string torchscript;
     int64_t hidden = 256;  // mlp: width of the hidden layers
-    int64_t width = 16;    // cnn, resnet20: channels of the first stage
+    int64_t width = 16;    // cnn, resnet20: channels of the first stage; charlm: embedding
+    int64_t layers = 2;    // charlm: attention blocks
+    int64_t heads = 4;     // charlm: attention heads per block (they divide width)
     // A model split into pipeline stages (Note [Pipeline split]): -np = stages * data-parallel
     // degree; every stage holds and trains only its own layers.
     struct Split {

@@ -221,6 +221,50 @@ ImageSet loadFashionMnist(const std::string& dir, const std::string& split) {
   return readIdx(images, labels, 10);
 }
 
+ImageSet loadText(const std::string& dir, const std::string& split, int64_t context) {
+  CDL_CHECK(split == "train" || split == "test", "unknown text split '", split,
+            "' (expected train or test)");
+  CDL_CHECK(context >= 1 && context <= 65536, "text: context must be 1..65536 tokens, got ",
+            context);
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  CDL_CHECK(fs::is_directory(dir, ec), "text corpus ", dir,
+            ": no such folder (Debian's fortunes package provides /usr/share/games/fortunes)");
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (e.is_symlink(ec) || !e.is_regular_file(ec) || e.path().extension() == ".dat") continue;
+    files.push_back(e.path().string());
+  }
+  CDL_CHECK(!ec, "text corpus ", dir, ": cannot list the folder: ", ec.message());
+  std::sort(files.begin(), files.end());
+  constexpr int64_t kMaxCorpus = int64_t{256} << 20;
+  std::vector<uint8_t> bytes;
+  for (const std::string& f : files) {
+    const std::string text = readWholeFile(f, "text file");
+    CDL_CHECK(static_cast<int64_t>(bytes.size() + text.size()) <= kMaxCorpus, "text corpus ", dir,
+              ": more than ", kMaxCorpus >> 20, " MiB of text");
+    bytes.insert(bytes.end(), text.begin(), text.end());
+  }
+  CDL_CHECK(!bytes.empty(), "text corpus ", dir, ": no text files in it");
+  const size_t cut = bytes.size() / 10 * 9;
+  const size_t begin = split == "train" ? 0 : cut, end = split == "train" ? cut : bytes.size();
+  const int64_t length = static_cast<int64_t>(end - begin);
+  CDL_CHECK(length >= context + 1, "text corpus ", dir, ": its ", split, " split has ", length,
+            " bytes, fewer than one window of context + 1 = ", context + 1);
+  ImageSet set;
+  set.tokens = true;
+  set.rows = 1;
+  set.cols = context + 1;
+  set.classes = 256;
+  set.count = (length - 1) / context;
+  set.pixels.resize(static_cast<size_t>(set.count * set.cols));
+  for (int64_t i = 0; i < set.count; ++i) {
+    std::copy_n(bytes.begin() + static_cast<std::ptrdiff_t>(begin + i * context), set.cols,
+                set.pixels.begin() + i * set.cols);
+  }
+  return set;
+}
+
 ImageSet makeSynthetic(int64_t count, uint64_t seed, int64_t rows, int64_t cols, int classes) {
   CDL_CHECK(count >= 0 && count <= kMaxCount, "makeSynthetic: count must be 0..", kMaxCount,
             ", got ", count);

@@ -7,15 +7,29 @@
 namespace cdl::core {
 
 // A labelled image set in memory: count images of rows x cols uint8 pixels, row-major, one after
-// another, and one label (0..classes-1) per image.
+// another, and one label (0..classes-1) per image. A text set (tokens, Note [Text data]) holds
+// count windows of cols tokens instead (rows 1, no labels): a model reads a window's first
+// cols - 1 tokens and predicts each one's successor.
 struct ImageSet {
   int64_t count = 0;
   int64_t rows = 0;
   int64_t cols = 0;
   int classes = 10;
   std::vector<uint8_t> pixels;  // count * rows * cols
-  std::vector<uint8_t> labels;  // count
+  std::vector<uint8_t> labels;  // count (none in a text set)
+  bool tokens = false;
 };
+
+// Note [Text data]
+// data.dataset text: every regular file of the folder data.path (sorted by name; symbolic links
+// and *.dat index files skipped, as in Debian's fortunes package, the default corpus), read as
+// bytes and joined; a byte is a token (256 classes), so bits per token are bits per character of
+// ASCII text. The first 90% of the bytes are the train split and the rest the test split, each cut
+// into windows of context + 1 bytes that start every context bytes (a window's last byte is the
+// next one's first), so every byte but a split's first is predicted exactly once per epoch. A
+// missing or empty folder, a corpus over 256 MiB, or a split shorter than one window is a
+// cdl::Error naming the folder.
+ImageSet loadText(const std::string& dir, const std::string& split, int64_t context);
 
 // Reads an IDX image file (magic 0x00000803: uint8, 3 dimensions) and its IDX label file (magic
 // 0x00000801: uint8, 1 dimension), each gzip-compressed or plain (told apart by the gzip magic).

@@ -1,5 +1,7 @@
 #include "core/metrics_log.h"
 
+#include <cmath>
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -172,7 +174,10 @@ void MetricsLog::writeStep(int64_t step, int64_t epoch, double lr) {
   }
   const std::vector<float> sums = sumOverRanks(comm_, std::move(local));
   const double seconds = std::chrono::duration<double>(Clock::now() - w.start).count();
-  const double samplesPerSecond = sums[2] / std::max(seconds, 1e-9);
+  const double countPerSecond = sums[2] / std::max(seconds, 1e-9);
+  const double samplesPerSecond = tokensPerExample_ > 0
+                                      ? countPerSecond / static_cast<double>(tokensPerExample_)
+                                      : countPerSecond;
   const double mbPerStep = w.wireBytes / 1e6 / w.steps;
   const double ratio = compressionRatio(w.fp32Bytes, w.wireBytes);
   // The loss and accuracy are float quotients of the float sums, as the records always had.
@@ -193,6 +198,10 @@ void MetricsLog::writeStep(int64_t step, int64_t epoch, double lr) {
       j["activation_bits"] = w.activationBits;
     }
     if (w.skipped > 0) j["skipped_steps"] = w.skipped;
+    if (tokensPerExample_ > 0) {
+      j["tokens_per_s"] = countPerSecond;
+      j["train_bpc"] = trainLoss / std::log(2.0);
+    }
     if (split_) {
       const auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
       j["cut_forward_bytes"] = ratio(sums[3], sums[7]);
@@ -250,6 +259,7 @@ void MetricsLog::writeEpoch(int64_t epoch, int64_t step, double testLoss, double
                       {"test_loss", testLoss},
                       {"test_accuracy", testAccuracy},
                       {"wall_s", elapsed()}};
+  if (tokensPerExample_ > 0) j["test_bpc"] = testLoss / std::log(2.0);
   if (cdl) j["cdl"] = cdlJson(*cdl);
   file_->append(j.dump() + "\n");
   noteReached(reached_, testAccuracy, j["wall_s"].get<double>());
@@ -279,6 +289,7 @@ std::string summaryJson(const Config& cfg, const TrainResult& r, int ranks) {
   }
   summary["time_to_accuracy"] = reached;
   if (cfg.train.skipNonfinite) summary["skipped_steps"] = r.skippedSteps;
+  if (cfg.data.dataset == "text") summary["test_bpc"] = r.testLoss / std::log(2.0);
   if (cfg.model.split.stages > 1) {
     summary["stages"] = cfg.model.split.stages;
     summary["micro_batches"] = cfg.model.split.microBatches;

@@ -82,17 +82,17 @@ struct MetricsWindow {
 // wall_s is the run's training time so far in seconds, on rank 0's clock, counted across resumes:
 // a checkpoint keeps the seconds up to it, and a resumed run goes on from there (the time lost
 // after that checkpoint, and between the crash and the resume, is not counted).
-// A CDL model's step records add weight_bits and activation_bits (the rates of the window's last
-// step). A split model's add, over every rank and cut of the window, cut_forward_bytes and
-// cut_backward_bytes (per micro-batch and cut: the activation, and its gradient, length prefixes
-// included) and cut_forward_bits and cut_backward_bits (per element). A step record of a window
-// with updates skipped for non-finite gradients has skipped_steps. A CDL model's epoch records
-// carry a "cdl" object: bits_per_weight, coded_bits_per_weight, model_coded_bytes, and per
-// quantized weight and activation its bits, step and entropy.
-// A finished run also gets summary.json (summaryJson), whose time_to_accuracy gives, for each of
-// kAccuracyTargets that an epoch's test accuracy reached, the wall_s of the first epoch record
-// that reached it, e.g. {"0.85": 31.2, "0.90": 64.0}. The other ranks take part in the sums and
-// write nothing.
+// A text set's records count tokens and add bits per token (setText). A CDL model's step records
+// add weight_bits and activation_bits (the rates of the window's last step). A split model's add,
+// over every rank and cut of the window, cut_forward_bytes and cut_backward_bytes (per micro-batch
+// and cut: the activation, and its gradient, length prefixes included) and cut_forward_bits and
+// cut_backward_bits (per element). A step record of a window with updates skipped for non-finite
+// gradients has skipped_steps. A CDL model's epoch records carry a "cdl" object: bits_per_weight,
+// coded_bits_per_weight, model_coded_bytes, and per quantized weight and activation its bits, step
+// and entropy. A finished run also gets summary.json (summaryJson), whose time_to_accuracy gives,
+// for each of kAccuracyTargets that an epoch's test accuracy reached, the wall_s of the first epoch
+// record that reached it, e.g. {"0.85": 31.2, "0.90": 64.0}. The other ranks take part in the sums
+// and write nothing.
 class MetricsLog {
  public:
   // Rank 0 opens path for appending and draws a progress bar of totalSteps on stderr when
@@ -125,6 +125,10 @@ class MetricsLog {
   void writePlan(const comm::PlanReport& plan);
   // Step records of a CDL model carry the rates; those of a split model the cuts' traffic.
   void setCdl(bool on) { cdl_ = on; }
+  // A text set's records (Note [Text data]) count tokens: with tokensPerExample > 0, step records
+  // add tokens_per_s and train_bpc, epoch records test_bpc (bits per token: the loss / ln 2), and
+  // samples_per_s counts examples of that many tokens.
+  void setText(int64_t tokensPerExample) { tokensPerExample_ = tokensPerExample; }
   void setSplit(bool on) { split_ = on; }
 
  private:
@@ -138,6 +142,7 @@ class MetricsLog {
   double before_ = 0.0;  // the seconds of the run before begun_ (a resumed run's)
   std::vector<std::pair<double, double>> reached_;
   bool cdl_ = false;
+  int64_t tokensPerExample_ = 0;
   bool split_ = false;
 };
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/cdl_layers.h"
+#include "core/char_lm.h"
 #include "kernels/base/error.h"
 
 namespace cdl::core {
@@ -283,8 +284,9 @@ std::shared_ptr<Net> makeModel(const std::string& name, const ModelOptions& opt)
   CDL_CHECK(
       name != "torchscript",
       "model 'torchscript' is loaded from its file (loadTorchScriptModel, model.torchscript)");
-  const bool known = name == "mlp" || name == "cnn" || name == "resnet20";
-  CDL_CHECK(known, "unknown model '", name, "' (known: mlp, cnn, resnet20)");
+  const bool known = name == "mlp" || name == "cnn" || name == "resnet20" || name == "charlm";
+  CDL_CHECK(known, "unknown model '", name, "' (known: mlp, cnn, resnet20, charlm)");
+  if (name == "charlm") return makeCharLm(opt);
   checkPositive(name, "inputChannels", opt.inputChannels);
   checkPositive(name, "imageHeight", opt.imageHeight);
   checkPositive(name, "imageWidth", opt.imageWidth);

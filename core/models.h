@@ -58,6 +58,11 @@ struct ModelOptions {
   int64_t classes = 10;
   int64_t hidden = 256;  // mlp: width of the hidden layers (config key model.hidden)
   int64_t width = 16;    // cnn, resnet20: channels of the first stage (config key model.width)
+  // A text set's tokens per example (0: the input is images); charlm: with `width` as the
+  // embedding width, its blocks and heads per block.
+  int64_t context = 0;
+  int64_t layers = 2;
+  int64_t heads = 4;
   CdlModelOptions cdl;
 };
 
@@ -67,11 +72,14 @@ struct ModelOptions {
 // "resnet20": the CIFAR ResNet-20 layout (3 stages of 3 basic blocks, width, 2*width, 4*width
 //        channels, stride 2 between stages, batchnorm, global average pooling, linear out;
 //        projection shortcuts where the shape changes).
+// "charlm": a character-level transformer language model (Note [Char LM], core/char_lm.h): tokens
+//        [batch, context] (int64, 0..classes-1) to logits [batch, classes, context].
 // Parameters are initialized from torch's global generator (seed it first for reproducibility), the
 // same way with CDL on or off. With opt.cdl.enabled the quantizers are submodules: "wq" of each
 // layer (parameter "conv1.wq.step", ...) and "aq1", "aq2", ... after the ReLUs.
-// An unknown name is a cdl::Error listing the known ones; so are non-positive sizes, and for "cnn"
-// an image height or width not divisible by 4.
+// An unknown name is a cdl::Error listing the known ones; so are non-positive sizes, for "cnn"
+// an image height or width not divisible by 4, and for "charlm" CDL or heads that do not divide
+// the width.
 std::shared_ptr<Net> makeModel(const std::string& name, const ModelOptions& opt = {});
 
 }  // namespace cdl::core

@@ -51,6 +51,12 @@ class TorchScriptNet : public Net {
   }
 
   void checkInput(const torch::Tensor& x) const override {
+    if (opt_.context > 0) {
+      CDL_CHECK(x.dim() == 2 && x.size(1) == opt_.context && x.scalar_type() == at::kLong,
+                "model.torchscript ", path_, ": the data give tokens [N, ", opt_.context,
+                "] of int64, got ", x.sizes(), " of ", x.scalar_type());
+      return;
+    }
     CDL_CHECK(x.dim() == 4 && x.size(1) == opt_.inputChannels && x.size(2) == opt_.imageHeight &&
                   x.size(3) == opt_.imageWidth && x.is_floating_point(),
               "model.torchscript ", path_, ": the data give images [N, ", opt_.inputChannels, ", ",
@@ -104,11 +110,13 @@ class TorchScriptNet : public Net {
     CDL_CHECK(out.isTensor(), "model.torchscript ", path_,
               ": forward must return one tensor of logits, it returned ", out.tagKind());
     const torch::Tensor y = out.toTensor();
-    CDL_CHECK(y.dim() == 2 && y.size(0) == x.size(0) && y.size(1) == opt_.classes &&
-                  y.is_floating_point(),
-              "model.torchscript ", path_, ": the output for input ", x.sizes(), " is ", y.sizes(),
-              " of ", y.scalar_type(), "; expected [", x.size(0), ", ", opt_.classes,
-              "] floats (batch, classes)");
+    // Logits [N, classes] of images; of tokens [N, classes, context] (per position).
+    std::vector<int64_t> want{x.size(0), opt_.classes};
+    if (opt_.context > 0) want.push_back(opt_.context);
+    CDL_CHECK(y.sizes().vec() == want && y.is_floating_point(), "model.torchscript ", path_,
+              ": the output for input ", x.sizes(), " is ", y.sizes(), " of ", y.scalar_type(),
+              "; expected ", c10::IntArrayRef(want), " floats (batch, classes",
+              opt_.context > 0 ? ", position)" : ")");
     return y;
   }
 
@@ -119,7 +127,9 @@ class TorchScriptNet : public Net {
     train(false);
     {
       torch::NoGradGuard noGrad;
-      forward(at::zeros({2, opt_.inputChannels, opt_.imageHeight, opt_.imageWidth}));
+      forward(opt_.context > 0
+                  ? at::zeros({2, opt_.context}, at::kLong)
+                  : at::zeros({2, opt_.inputChannels, opt_.imageHeight, opt_.imageWidth}));
     }
     train(wasTraining);
   }

@@ -72,7 +72,7 @@ StepMetrics trainStep(const StepSetup& s, int64_t step, const at::Tensor& x, con
   m.wireBytes = stats.wireBytes;
   m.fp32Bytes = stats.fp32Bytes;
   m.correct = at::argmax(logits, 1).eq(y).sum().item<double>();
-  m.count = y.size(0);
+  m.count = y.numel();  // examples, or a text set's tokens
   return m;
 }
 

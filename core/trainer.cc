@@ -243,6 +243,10 @@ DataSplits loadData(const Config& cfg) {
     return {makeSynthetic(cfg.data.syntheticTrain, cfg.seed * 2 + 1),
             makeSynthetic(cfg.data.syntheticTest, cfg.seed * 2 + 2)};
   }
+  if (cfg.data.dataset == "text") {
+    return {loadText(cfg.data.textPath, "train", cfg.data.context),
+            loadText(cfg.data.textPath, "test", cfg.data.context)};
+  }
   return {loadFashionMnist(cfg.data.path, "train"), loadFashionMnist(cfg.data.path, "test")};
 }
 
@@ -253,6 +257,9 @@ ModelOptions modelOptions(const Config& cfg, const ImageSet& set) {
   mo.classes = set.classes;
   mo.hidden = cfg.model.hidden;
   mo.width = cfg.model.width;
+  mo.layers = cfg.model.layers;
+  mo.heads = cfg.model.heads;
+  if (set.tokens) mo.context = set.cols - 1;
   mo.cdl = cdlModelOptions(cfg.cdl);
   return mo;
 }
@@ -346,6 +353,7 @@ TrainResult train(const Config& cfg, const ProcessGrid& grid, const TrainOptions
   metrics.resumeFrom(state);
   metrics.setCdl(cdl != nullptr);
   metrics.setSplit(split);
+  metrics.setText(data.train.tokens ? data.train.cols - 1 : 0);
   if (world.rank() == 0) logStart(cfg, *whole, world.size(), len, pipeline.get());
   const StepSetup stepSetup{replica, cfg.train, len.totalSteps};
   const EpochSetup epoch{cfg, data.train, len, stepSetup, metrics, ckptDir, options.stopAfterSteps};

@@ -15,6 +15,7 @@ packages=(
   gnuplot-nox
   dataset-fashion-mnist
   python3-torch
+  fortunes
   clang libclang-rt-14-dev
 )
 # shellcheck disable=SC2206

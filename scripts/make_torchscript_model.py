@@ -8,6 +8,7 @@ MODEL is one of:
               same parameter names, written in PyTorch: it should train as the built-in one does
   mlp         flatten, two hidden layers of 256 with ReLU, linear out (cdl's built-in mlp)
   wrong-out   a cnn whose output has one class too many (for tests of the shape check)
+  bigram      a character bigram model for text sets: tokens [N, T] to logits [N, 256, T]
 The weights are PyTorch's default initialization from --seed.
 """
 import argparse
@@ -44,9 +45,19 @@ class Mlp(nn.Module):
         return self.fc3(torch.relu(self.fc2(x)))
 
 
+class Bigram(nn.Module):
+    def __init__(self, classes: int = 256):
+        super().__init__()
+        self.table = nn.Embedding(classes, classes)
+        nn.init.zeros_(self.table.weight)  # a uniform guess (8 bits per character) to start from
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.table(x).transpose(1, 2)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", choices=["cnn", "mlp", "wrong-out"])
+    p.add_argument("model", choices=["cnn", "mlp", "wrong-out", "bigram"])
     p.add_argument("out")
     p.add_argument("--classes", type=int, default=10)
     p.add_argument("--channels", type=int, default=1)
@@ -56,6 +67,8 @@ def main() -> None:
     torch.manual_seed(a.seed)
     if a.model == "mlp":
         m = Mlp(a.channels, a.size, a.classes)
+    elif a.model == "bigram":
+        m = Bigram()
     else:
         m = Cnn(a.channels, a.size, a.classes + (1 if a.model == "wrong-out" else 0))
     torch.jit.script(m).save(a.out)

@@ -529,8 +529,9 @@ TEST(ConfigTest, CheckConfigChecksAConfigBuiltInCode) {
               HasSubstr("comm.overrides[0].pattern"));
   EXPECT_THAT(errorOfChecking([](Config& b) { b.train.epochs = -3; }),
               AllOf(HasSubstr("config: train.epochs must be"), HasSubstr("got -3")));
-  EXPECT_THAT(errorOfChecking([](Config& b) { b.model.name = "vgg"; }),
-              HasSubstr("model.name must be one of mlp, cnn, resnet20, torchscript, got 'vgg'"));
+  EXPECT_THAT(
+      errorOfChecking([](Config& b) { b.model.name = "vgg"; }),
+      HasSubstr("model.name must be one of mlp, cnn, resnet20, charlm, torchscript, got 'vgg'"));
   EXPECT_THAT(errorOfChecking([](Config& b) { b.name = "../up"; }), HasSubstr("name"));
 }
 
@@ -605,6 +606,21 @@ TEST(ConfigTest, TorchScriptKeysGoTogetherAndRefuseWhatTheModuleCannotDo) {
   Config built;
   built.model.torchscript = "m.pt";  // a config built in code gets the same check
   EXPECT_THAT(errorOf([&] { checkConfig(built); }), HasSubstr("model.name is cnn"));
+}
+
+TEST(ConfigTest, TextGoesWithTheLanguageModelAndImagesWithTheOthers) {
+  EXPECT_THAT(errorOf([] { parseConfig("data:\n  dataset: text\n", "t.yaml"); }),
+              HasSubstr("model.name: cnn reads images; data.dataset text needs model charlm"));
+  EXPECT_THAT(errorOf([] { parseConfig("model:\n  name: charlm\n", "t.yaml"); }),
+              HasSubstr("data.dataset: fashion-mnist holds images; model charlm reads"));
+  const std::string lm = "data:\n  dataset: text\nmodel:\n  name: charlm\n";
+  EXPECT_EQ(parseConfig(lm, "t.yaml").model.name, "charlm");
+  EXPECT_THAT(errorOf([&] { parseConfig(lm, "t.yaml", {"model.heads=3"}); }),
+              HasSubstr("model.heads: 3 heads do not divide model.width 16"));
+  EXPECT_THAT(errorOf([&] { parseConfig(lm, "t.yaml", {"cdl.mode=rcdl"}); }),
+              HasSubstr("cdl.mode: rcdl needs a model with CDL layers"));
+  EXPECT_THAT(errorOf([&] { parseConfig(lm, "t.yaml", {"model.split.stages=2"}); }),
+              HasSubstr("charlm ties its input and output embeddings"));
 }
 
 TEST(ConfigTest, ShippedConfigsValidateAndNameTheirRunFolder) {

@@ -1,5 +1,6 @@
 #include "core/data.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <zlib.h>
 
@@ -23,6 +24,8 @@ namespace {
 namespace fs = std::filesystem;
 
 using Bytes = std::vector<uint8_t>;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
 
 void putBigEndian32(Bytes& out, uint32_t v) {
   for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<uint8_t>(v >> shift));
@@ -235,7 +238,8 @@ TEST_F(IdxTest, AClaimedSizeBeyondTheFileOrTheCapIsRefusedFirst) {
   EXPECT_NE(e.find("more than the reader takes"), std::string::npos) << e;
   writePlain(path("plain"), idxImages(60000, 28, 28, Bytes(100, 0)));
   const std::string p = errorOf(path("plain"), path("lbl"));
-  EXPECT_NE(p.find("truncated: expected " + std::to_string(16 + 60000 * 28 * 28)), std::string::npos)
+  EXPECT_NE(p.find("truncated: expected " + std::to_string(16 + 60000 * 28 * 28)),
+            std::string::npos)
       << p;
   writeGzip(path("bomb.gz"), idxImages(2000000000, 28, 28, Bytes(1000, 0)));
   const std::string g = errorOf(path("bomb.gz"), path("lbl"));
@@ -468,6 +472,51 @@ TEST(Synthetic, TrainClassMeansClassifyTheTestSplit) {
     correct += best == test.labels[i];
   }
   EXPECT_GT(double(correct) / double(test.count), 0.9);
+}
+
+// Note [Text data]: the files of a folder, joined in name order; links and *.dat skipped.
+class TextDataTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    write("b", "0123456789");
+    write("a", "abcdefghij");
+    write("a.dat", "INDEX");
+    fs::create_symlink(dir_.path() + "/a", dir_.path() + "/a.u8");
+  }
+  void write(const std::string& name, const std::string& text) {
+    std::ofstream(dir_.path() + "/" + name, std::ios::binary) << text;
+  }
+  std::string window(const ImageSet& s, int64_t i) {
+    return std::string(s.pixels.begin() + i * s.cols, s.pixels.begin() + (i + 1) * s.cols);
+  }
+  test::TempDir dir_;
+};
+
+TEST_F(TextDataTest, WindowsOfContextPlusOneStartEveryContextBytes) {
+  // 20 bytes "abcdefghij0123456789": train is the first 18, test the last 2.
+  const ImageSet train = loadText(dir_.path(), "train", 4);
+  EXPECT_TRUE(train.tokens);
+  EXPECT_EQ(train.classes, 256);
+  EXPECT_EQ(train.cols, 5);
+  ASSERT_EQ(train.count, 4);  // (18 - 1) / 4
+  EXPECT_EQ(window(train, 0), "abcde");
+  EXPECT_EQ(window(train, 1), "efghi");
+  EXPECT_EQ(window(train, 3), "23456");
+  const ImageSet test = loadText(dir_.path(), "test", 1);
+  ASSERT_EQ(test.count, 1);
+  EXPECT_EQ(window(test, 0), "89");
+}
+
+TEST_F(TextDataTest, ATooShortSplitAMissingOrEmptyFolderAreNamed) {
+  EXPECT_THAT(test::errorOf([&] { loadText(dir_.path(), "test", 4); }),
+              AllOf(HasSubstr(dir_.path()), HasSubstr("test split has 2 bytes")));
+  EXPECT_THAT(test::errorOf([&] { loadText(dir_.path() + "/none", "train", 4); }),
+              AllOf(HasSubstr("no such folder"), HasSubstr("fortunes")));
+  test::TempDir empty;
+  EXPECT_THAT(test::errorOf([&] { loadText(empty.path(), "train", 4); }),
+              HasSubstr("no text files"));
+  EXPECT_THAT(test::errorOf([&] { loadText(dir_.path(), "valid", 4); }),
+              HasSubstr("unknown text split"));
 }
 
 }  // namespace

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # TorchScript models under a real mpirun: torchscript_check.sh CDL_TRAIN MODELS_DIR CONFIG
-# MODELS_DIR holds cnn.pt and wrong-out.pt (tests/support/make_test_models.sh). Checks that a
+# MODELS_DIR holds cnn.pt, wrong-out.pt and bigram.pt (tests/support/make_test_models.sh). Checks that a
 # missing file, a file that is not TorchScript, a module with the wrong output shape and CDL on a
 # TorchScript model each fail with one clear error naming the file or key (no c10 backtrace) and
 # leave no run folder; and that the CNN module trained with adaptive rates straight through and
-# stopped inside a measurement window, then resumed, ends with the same accuracy, loss and bytes.
+# stopped inside a measurement window, then resumed, ends with the same accuracy, loss and bytes;
+# and that a module of tokens (bigram.pt) trains on the text set.
 source "$(dirname "$0")/../support/check.sh"
 train=$1 models=$2 config=$3
 runs=$tmp
@@ -41,5 +42,14 @@ for key in test_accuracy test_loss wire_bytes; do
   [ -n "$a" ] && [ "$a" = "$b" ] || fail "$key $a (straight) != $b (resumed)"
 done
 plans=$(grep -c '"kind":"plan"' "$runs/whole/metrics.jsonl")
+
+# A module of tokens on the text set: a character bigram model, which starts from a uniform guess
+# (8 bits per character), gets well below it in 60 steps.
+mpi --set name=bigram --set data.dataset=text --set data.context=32 --set model.torchscript="$models/bigram.pt" \
+  --set train.max_steps=60 --set train.optimizer=adam --set train.lr=0.1 --set train.warmup_steps=0 \
+  --set train.weight_decay=0 >"$runs/bigram.log" 2>&1 ||
+  { cat "$runs/bigram.log"; fail "the bigram module on text failed"; }
+bpc=$(field test_bpc "$runs/bigram/summary.json")
+awk -v b="$bpc" 'BEGIN { exit !(b != "" && b + 0 < 6) }' || fail "the bigram module's test bits per character: '$bpc'"
 [ "$plans" -ge 2 ] || fail "fewer than 2 plans ($plans)"
-echo "torchscript_check: ok ($plans plans; test accuracy $(field test_accuracy "$runs/whole/summary.json") straight and resumed)"
+echo "torchscript_check: ok ($plans plans; test accuracy $(field test_accuracy "$runs/whole/summary.json") straight and resumed; bigram $bpc bits per character)"

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Trains under a real mpirun and checks the run's summary.json:
-#   train_check.sh CDL_TRAIN NP CONFIG MIN_ACCURACY MIN_COMPRESSION [--max-bits B] [--set key=value ...]
+#   train_check.sh CDL_TRAIN NP CONFIG MIN_ACCURACY MIN_COMPRESSION [--max-bits B] [--max-bpc C]
+#                  [--set key=value ...]
 # Fails when cdl-train fails, when the summary is missing, or when the test accuracy or the
 # compression ratio against fp32 falls below the given minimum; with --max-bits (a CDL run), also
-# when the model's bits per quantized weight exceed B.
+# when the model's bits per quantized weight exceed B; with --max-bpc (a text run), when the test
+# bits per character exceed C.
 set -euo pipefail
 train=$1 np=$2 config=$3 minAcc=$4 minRatio=$5
 shift 5
-maxBits=
-if [ "${1:-}" = --max-bits ]; then
-  maxBits=$2
+maxBits= maxBpc=
+while [ "${1:-}" = --max-bits ] || [ "${1:-}" = --max-bpc ]; do
+  if [ "$1" = --max-bits ]; then maxBits=$2; else maxBpc=$2; fi
   shift 2
-fi
+done
 runs=$(mktemp -d /tmp/cdl_train_check.XXXXXX)
 trap 'rm -rf "$runs"' EXIT
 mpirun --oversubscribe --allow-run-as-root --mca btl_vader_single_copy_mechanism none -np "$np" \
@@ -31,11 +33,13 @@ awk -v a="$acc" -v r="$ratio" -v ma="$minAcc" -v mr="$minRatio" 'BEGIN {
   if (r + 0 < mr + 0) { printf "train_check: compression ratio %s < %s\n", r, mr; exit 1 }
   printf "train_check: test accuracy %s >= %s, compression %sx >= %sx\n", a, ma, r, mr
 }'
-if [ -n "$maxBits" ]; then
-  bits=$(value model_bits_per_weight)
-  awk -v b="$bits" -v mb="$maxBits" 'BEGIN {
-    if (b == "") { print "train_check: summary lacks model_bits_per_weight"; exit 1 }
-    if (b + 0 > mb + 0) { printf "train_check: %s bits per weight > %s\n", b, mb; exit 1 }
-    printf "train_check: %s bits per weight <= %s\n", b, mb
+# atMost KEY LIMIT WHAT: the summary's KEY must be there and at most LIMIT.
+atMost() {
+  awk -v v="$(value "$1")" -v lim="$2" -v key="$1" -v what="$3" 'BEGIN {
+    if (v == "") { printf "train_check: summary lacks %s\n", key; exit 1 }
+    if (v + 0 > lim + 0) { printf "train_check: %s %s > %s\n", v, what, lim; exit 1 }
+    printf "train_check: %s %s <= %s\n", v, what, lim
   }'
-fi
+}
+if [ -n "$maxBits" ]; then atMost model_bits_per_weight "$maxBits" "bits per weight"; fi
+if [ -n "$maxBpc" ]; then atMost test_bpc "$maxBpc" "test bits per character"; fi
