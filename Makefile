@@ -22,7 +22,10 @@ build: configure
 # in plot.png (cdl-plot).
 NP ?= 2
 CONFIG ?= configs/fmnist_cnn.yaml
-RUN_NAME ?= $(basename $(notdir $(CONFIG)))-$(shell date +%Y%m%d-%H%M%S)
+# Expanded once (not with ?=, which would read the clock again for the plot's path).
+ifeq ($(origin RUN_NAME),undefined)
+RUN_NAME := $(basename $(notdir $(CONFIG)))-$(shell date +%Y%m%d-%H%M%S)
+endif
 MPIRUN_FLAGS ?= --oversubscribe --allow-run-as-root
 RUNS_DIR ?= runs
 run: build
