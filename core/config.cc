@@ -660,7 +660,8 @@ std::optional<YAML::Node> loadOneDocument(const std::string& yaml, const std::st
   }
 }
 
-// The rules that span keys, checked when a config loads and again by checkConfig.
+// The rules that span keys (checkConfig; a config loads key by key, so that a run's overrides may
+// change several keys in any order).
 void checkKeysTogether(const Config& c) {
   // Note [Text data]: text goes with a language model (charlm, or a TorchScript module of
   // tokens), images with the other models.
@@ -709,7 +710,6 @@ Config parseConfig(const std::string& yaml, const std::string& origin,
   for (const std::string& o : overrides) applyOverride(c, o, &given);
   // `model: {torchscript: file}` alone names the model.
   if (!c.model.torchscript.empty() && !given.count("model.name")) c.model.name = "torchscript";
-  checkKeysTogether(c);
   return c;
 }
 

@@ -29,12 +29,17 @@ seed: 7
 data:
   dataset: synthetic
   path: /tmp/data
+  text_path: /tmp/text
+  context: 16
   synthetic_train: 100
   synthetic_test: 10
 model:
   name: resnet20
+  torchscript: /tmp/model.pt
   hidden: 64
   width: 8
+  layers: 3
+  heads: 2
   split:
     stages: 3
     cut_after: [layer1, layer2]
@@ -150,9 +155,14 @@ TEST_F(ConfigFileTest, FullFileSetsEveryKey) {
   EXPECT_EQ(c.data.path, "/tmp/data");
   EXPECT_EQ(c.data.syntheticTrain, 100);
   EXPECT_EQ(c.data.syntheticTest, 10);
+  EXPECT_EQ(c.data.textPath, "/tmp/text");
+  EXPECT_EQ(c.data.context, 16);
   EXPECT_EQ(c.model.name, "resnet20");
+  EXPECT_EQ(c.model.torchscript, "/tmp/model.pt");  // loads key by key; checkConfig refuses it
   EXPECT_EQ(c.model.hidden, 64);
   EXPECT_EQ(c.model.width, 8);
+  EXPECT_EQ(c.model.layers, 3);
+  EXPECT_EQ(c.model.heads, 2);
   EXPECT_EQ(c.model.split.stages, 3);
   EXPECT_EQ(c.model.split.cutAfter, (std::vector<std::string>{"layer1", "layer2"}));
   EXPECT_EQ(c.model.split.microBatches, 4);
@@ -594,14 +604,21 @@ TEST(ConfigTest, ATorchScriptFileAloneNamesTheModel) {
 }
 
 TEST(ConfigTest, TorchScriptKeysGoTogetherAndRefuseWhatTheModuleCannotDo) {
-  EXPECT_THAT(errorOf([] { parseConfig("model:\n  name: torchscript\n", "test.yaml"); }),
-              HasSubstr("model.torchscript: model torchscript needs the module's file"));
-  EXPECT_THAT(errorOf([] { parseConfig("model:\n  name: mlp\n  torchscript: m.pt\n", "t.yaml"); }),
+  EXPECT_THAT(
+      errorOf([] { checkConfig(parseConfig("model:\n  name: torchscript\n", "test.yaml")); }),
+      HasSubstr("model.torchscript: model torchscript needs the module's file"));
+  EXPECT_THAT(errorOf([] {
+                checkConfig(parseConfig("model:\n  name: mlp\n  torchscript: m.pt\n", "t.yaml"));
+              }),
               HasSubstr("model.torchscript: set, but model.name is mlp"));
-  EXPECT_THAT(errorOf([] { parseConfig("model:\n  torchscript: m.pt\ncdl:\n  mode: cdl\n", "t"); }),
+  EXPECT_THAT(errorOf([] {
+                checkConfig(parseConfig("model:\n  torchscript: m.pt\ncdl:\n  mode: cdl\n", "t"));
+              }),
               HasSubstr("config key cdl.mode: cdl needs a built-in model"));
   EXPECT_THAT(
-      errorOf([] { parseConfig("model:\n  torchscript: m.pt\n  split:\n    stages: 2\n", "t"); }),
+      errorOf([] {
+        checkConfig(parseConfig("model:\n  torchscript: m.pt\n  split:\n    stages: 2\n", "t"));
+      }),
       HasSubstr("model.split.stages: 2 stages need a built-in model"));
   Config built;
   built.model.torchscript = "m.pt";  // a config built in code gets the same check
@@ -609,17 +626,17 @@ TEST(ConfigTest, TorchScriptKeysGoTogetherAndRefuseWhatTheModuleCannotDo) {
 }
 
 TEST(ConfigTest, TextGoesWithTheLanguageModelAndImagesWithTheOthers) {
-  EXPECT_THAT(errorOf([] { parseConfig("data:\n  dataset: text\n", "t.yaml"); }),
+  EXPECT_THAT(errorOf([] { checkConfig(parseConfig("data:\n  dataset: text\n", "t.yaml")); }),
               HasSubstr("model.name: cnn reads images; data.dataset text needs model charlm"));
-  EXPECT_THAT(errorOf([] { parseConfig("model:\n  name: charlm\n", "t.yaml"); }),
+  EXPECT_THAT(errorOf([] { checkConfig(parseConfig("model:\n  name: charlm\n", "t.yaml")); }),
               HasSubstr("data.dataset: fashion-mnist holds images; model charlm reads"));
   const std::string lm = "data:\n  dataset: text\nmodel:\n  name: charlm\n";
-  EXPECT_EQ(parseConfig(lm, "t.yaml").model.name, "charlm");
-  EXPECT_THAT(errorOf([&] { parseConfig(lm, "t.yaml", {"model.heads=3"}); }),
+  EXPECT_NO_THROW(checkConfig(parseConfig(lm, "t.yaml")));
+  EXPECT_THAT(errorOf([&] { checkConfig(parseConfig(lm, "t.yaml", {"model.heads=3"})); }),
               HasSubstr("model.heads: 3 heads do not divide model.width 16"));
-  EXPECT_THAT(errorOf([&] { parseConfig(lm, "t.yaml", {"cdl.mode=rcdl"}); }),
+  EXPECT_THAT(errorOf([&] { checkConfig(parseConfig(lm, "t.yaml", {"cdl.mode=rcdl"})); }),
               HasSubstr("cdl.mode: rcdl needs a model with CDL layers"));
-  EXPECT_THAT(errorOf([&] { parseConfig(lm, "t.yaml", {"model.split.stages=2"}); }),
+  EXPECT_THAT(errorOf([&] { checkConfig(parseConfig(lm, "t.yaml", {"model.split.stages=2"})); }),
               HasSubstr("charlm ties its input and output embeddings"));
 }
 
