@@ -384,6 +384,10 @@ class Applier {
       CDL_CHECK(kv.first.IsScalar(), where(kv.first), ": keys must be plain names, got ",
                 describe(kv.first));
       const std::string& name = kv.first.Scalar();
+      // An empty name would leave the path where it is: a document that holds itself through an
+      // alias (`&a {"": *a}`) would recurse without end.
+      CDL_CHECK(!name.empty(), where(kv.first), ": keys must be plain names, got an empty key",
+                path.empty() ? "" : " under " + path);
       apply(path.empty() ? name : path + "." + name, kv.second, kv.first);
     }
   }

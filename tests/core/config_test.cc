@@ -406,6 +406,18 @@ TEST(ConfigTest, DuplicateKeyIsAnError) {
               AllOf(HasSubstr("test.yaml:3"), HasSubstr("train.lr is set twice")));
 }
 
+// config_fuzz: a document that holds itself through an alias under an empty key recursed until
+// the stack overflowed. Empty keys are refused; self-references under real names end at the first
+// key that is not in the schema.
+TEST(ConfigTest, EmptyKeysAndSelfReferencingAliasesAreErrors) {
+  EXPECT_THAT(errorOfYaml("&a\n ! :\n ! :\n !t :\n ! :\n ! :\n ! : *a\n"),
+              AllOf(HasSubstr("test.yaml:2"), HasSubstr("got an empty key")));
+  EXPECT_THAT(errorOfYaml("train:\n  \"\": 1\n"), HasSubstr("empty key under train"));
+  EXPECT_THAT(errorOfYaml("train: &t\n  train: *t\n"), HasSubstr("unknown key 'train.train'"));
+  EXPECT_THAT(errorOfYaml("comm: &c\n  adaptive: *c\n"),
+              HasSubstr("unknown key 'comm.adaptive.adaptive'"));
+}
+
 TEST_F(ConfigFileTest, SetOverridesApplyInOrderOverTheFileWithTheirTypes) {
   const std::string path = write("base.yaml", "train:\n  lr: 0.5\n  epochs: 9\n");
   const Config c =
