@@ -35,7 +35,12 @@ run: build
 bench: build
 	mkdir -p $(BUILD)/bench-out
 	$(BUILD)/bin/cdl-bench codec --csv $(BUILD)/bench-out/codec.csv --plot $(BUILD)/bench-out/codec.png
-	mpirun $(MPIRUN_FLAGS) -np $(NP) $(BUILD)/bin/cdl-bench allreduce --max-bytes 64M
+	mpirun $(MPIRUN_FLAGS) -np $(NP) $(BUILD)/bin/cdl-bench allreduce --max-bytes 64M --json \
+	  --csv $(BUILD)/bench-out/allreduce.csv --plot $(BUILD)/bench-out/allreduce.png \
+	  >$(BUILD)/bench-out/allreduce.json
+	$(BUILD)/bin/cdl-bench model $(BUILD)/bench-out/allreduce.json
+	$(BUILD)/bin/cdl-launch -np $(NP) --bench -- train $(CONFIG) \
+	  --csv $(BUILD)/bench-out/train.csv --plot $(BUILD)/bench-out/train.png
 
 # Sanitized fuzzing of every reader of outside bytes for a short while, then every CTest test.
 test: build

@@ -9,10 +9,12 @@
 #include <random>
 
 #include "bench/bench_util.h"
+#include "bench/plot.h"
 #include "comm/reduce/compressed_allreduce.h"
 #include "comm/reduce/powersgd.h"
 #include "comm/reduce/scheme.h"
 #include "comm/transport/mpi_communicator.h"
+#include "core/files.h"
 #include "kernels/base/error.h"
 #include "kernels/rng.h"
 
@@ -41,6 +43,51 @@ int64_t squarestRows(int64_t n) {
   return rows;
 }
 
+std::string csvText(const std::vector<nlohmann::json>& records) {
+  std::string out =
+      "codec,bytes,ranks,time_us,algbw_gbps,busbw_gbps,wire_bytes,speedup_vs_fp32,encode_us,"
+      "comm_us,decode_us,segment_bytes\n";
+  for (const nlohmann::json& r : records) {
+    out += csvField(r["codec"].get<std::string>());
+    for (const char* k :
+         {"bytes", "ranks", "time_us", "algbw_gbps", "busbw_gbps", "wire_bytes", "speedup_vs_fp32",
+          "encode_us", "comm_us", "decode_us", "segment_bytes"}) {
+      out += "," + (r.contains(k) ? r[k].dump() : std::string());
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+// busbw and the speed-up over MPI_Allreduce against the message size, a line per codec.
+void plotRows(const std::string& png, int ranks, const std::vector<nlohmann::json>& records) {
+  Panel busbw{"bus bandwidth", "bytes", "busbw (GB/s)", {}, /*logY=*/false, /*yFromZero=*/true,
+              /*logX=*/true};
+  Panel speedup{"speed-up over MPI_Allreduce on fp32",
+                "bytes",
+                "x",
+                {},
+                /*logY=*/true,
+                /*yFromZero=*/false,
+                /*logX=*/true};
+  for (const nlohmann::json& r : records) {
+    const std::string codec = r["codec"].get<std::string>();
+    const auto line = [&](Panel& p) -> Series& {
+      for (Series& s : p.series) {
+        if (s.title == codec) return s;
+      }
+      p.series.push_back({codec, {}, {}});
+      return p.series.back();
+    };
+    const double bytes = r["bytes"].get<double>();
+    line(busbw).x.push_back(bytes);
+    line(busbw).y.push_back(r["busbw_gbps"].get<double>());
+    line(speedup).x.push_back(bytes);
+    line(speedup).y.push_back(r["speedup_vs_fp32"].get<double>());
+  }
+  plotPanels(png, "cdl-bench allreduce: " + std::to_string(ranks) + " ranks", {busbw, speedup}, 2);
+}
+
 }  // namespace
 
 int runAllreduceBench(int* argc, char*** argv, const AllreduceBenchOptions& opt) {
@@ -48,12 +95,15 @@ int runAllreduceBench(int* argc, char*** argv, const AllreduceBenchOptions& opt)
   auto comm = comm::makeMpiCommunicator();
   const int rank = comm->rank(), size = comm->size();
   const int64_t lo = parseCount(opt.minBytes), hi = parseCount(opt.maxBytes);
+  const int64_t segmentBytes = parseCount(opt.segmentBytes);
   CDL_CHECK(lo >= 4 && hi >= lo && opt.factor >= 2 && opt.iters >= 1,
             "allreduce bench: need 4 <= min-bytes <= max-bytes, factor >= 2, iters >= 1");
   std::vector<nlohmann::json> records;
   if (rank == 0 && !opt.json) {
-    std::printf("# cdl-bench allreduce: %d ranks, %d iterations (+%d warm-up), slowest rank\n",
-                size, opt.iters, opt.warmup);
+    std::printf(
+        "# cdl-bench allreduce: %d ranks, %d iterations (+%d warm-up), slowest rank, pipeline "
+        "segments of %s\n",
+        size, opt.iters, opt.warmup, opt.segmentBytes.c_str());
     std::printf("%12s  %-28s %11s %10s %10s %14s %9s %9s %9s %9s\n", "bytes", "codec", "time(us)",
                 "algbw", "busbw", "wire_bytes", "speedup", "encode", "comm", "decode");
     std::printf("%12s  %-28s %11s %10s %10s %14s %9s %9s %9s %9s\n", "", "", "", "GB/s", "GB/s",
@@ -78,6 +128,7 @@ int runAllreduceBench(int* argc, char*** argv, const AllreduceBenchOptions& opt)
                           {"algbw_gbps", algbw}, {"busbw_gbps", busbw},
                           {"wire_bytes", wire},  {"speedup_vs_fp32", fp32 / t}};
       if (st) {
+        r["segment_bytes"] = segmentBytes;
         r["encode_us"] = st->encodeSeconds * 1e6;
         r["comm_us"] = st->commSeconds * 1e6;
         r["decode_us"] = st->decodeSeconds * 1e6;
@@ -115,6 +166,7 @@ int runAllreduceBench(int* argc, char*** argv, const AllreduceBenchOptions& opt)
       auto codec = comm::makeCodec(spec.codec.codec);
       uint64_t step = 0;
       comm::CompressedAllreduceOptions cao;
+      cao.segmentBytes = segmentBytes;
       const double t = timeIters(opt.warmup, opt.iters, [&] {
         std::copy(input.begin(), input.end(), buf.begin());
         cao.roundingKey = kernels::roundingKey(1, step++, 0);
@@ -123,7 +175,13 @@ int runAllreduceBench(int* argc, char*** argv, const AllreduceBenchOptions& opt)
       report(comm::formatSchemeSpec(spec), t, st.wireBytes, &st);
     }
   }
+  if (rank == 0 && !comm->allreduceChoice().empty()) {
+    std::fprintf(opt.json ? stderr : stdout, "# fp32 allreduce: %s\n",
+                 comm->allreduceChoice().c_str());
+  }
   if (rank == 0 && opt.json) std::cout << nlohmann::json(records).dump(2) << std::endl;
+  if (rank == 0 && !opt.csv.empty()) core::writeFileAtomically(opt.csv, csvText(records));
+  if (rank == 0 && !opt.plot.empty()) plotRows(opt.plot, size, records);
   comm.reset();
   comm::finalizeMpi();
   return 0;

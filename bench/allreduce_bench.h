@@ -16,9 +16,12 @@ struct AllreduceBenchOptions {
                                      "qsgd:bits=2,entropy=rans",
                                      "topk:density=0.01",
                                      "powersgd:rank=4"};
+  std::string segmentBytes = "4M";  // the pipeline segment of summable codecs; 0: none
   int iters = 5;
   int warmup = 1;
   bool json = false;
+  std::string csv;   // also write the rows as CSV here (rank 0)
+  std::string plot;  // also draw busbw and the speed-up against size per codec into this PNG
 };
 
 // Runs under mpirun: times plain MPI_Allreduce on fp32 and cdl's compressed allreduce per codec

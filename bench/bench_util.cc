@@ -1,8 +1,10 @@
 #include "bench/bench_util.h"
 
+#include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <random>
+#include <utility>
 
 #include "kernels/base/error.h"
 
@@ -59,6 +61,34 @@ int64_t parseCount(const std::string& s) {
   CDL_CHECK(!digits.empty() && *end == '\0' && v >= 0, "bad size '", s,
             "' (expected a count such as 1000, 64K or 16M)");
   return v * mult;
+}
+
+double parseRate(const std::string& s) {
+  size_t at = 0;
+  while (at < s.size() && (std::isdigit(static_cast<unsigned char>(s[at])) || s[at] == '.')) ++at;
+  const std::string digits = s.substr(0, at);
+  std::string unit = s.substr(at);
+  for (char& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  // Bits per second of one unit, as tc reads them (bps and its multiples are bytes).
+  static const std::pair<const char*, double> kUnits[] = {
+      {"", 1.0},      {"bit", 1.0}, {"kbit", 1e3}, {"mbit", 1e6}, {"gbit", 1e9},
+      {"tbit", 1e12}, {"bps", 8.0}, {"kbps", 8e3}, {"mbps", 8e6}, {"gbps", 8e9}};
+  double mult = 0.0;
+  for (const auto& [name, bits] : kUnits) {
+    if (unit == name) mult = bits;
+  }
+  char* end = nullptr;
+  const double v = std::strtod(digits.c_str(), &end);
+  CDL_CHECK(!digits.empty() && *end == '\0' && mult > 0.0 && v > 0.0 && std::isfinite(v * mult),
+            "bad link rate '", s, "' (expected tc's units, e.g. 100mbit or 1gbit)");
+  return v * mult / 8.0;
+}
+
+std::string csvField(const std::string& s) {
+  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
 }
 
 }  // namespace cdl::bench

@@ -166,8 +166,7 @@ int runCodecBench(const CodecBenchOptions& opt) {
            "decode_gbps,zstd3_bits_per_element,zstd3_encode_gbps,memcpy_gbps\n";
     for (const json& r : records) {
       auto num = [](const json& v) { return v.is_null() ? std::string("NaN") : v.dump(); };
-      // Specs hold commas: the codec field is quoted (RFC 4180).
-      csv << labelOf(r) << ",\"" << r["codec"].get<std::string>() << "\","
+      csv << csvField(labelOf(r)) << "," << csvField(r["codec"].get<std::string>()) << ","
           << r["data"].get<std::string>() << "," << r["numel"].dump() << ","
           << num(r["bits_per_element"]) << "," << num(r["entropy_bits_per_element"]) << ","
           << num(r["encode_gbps"]) << "," << num(r["decode_gbps"]) << ","

@@ -91,6 +91,7 @@ void plotPanels(const std::string& pngPath, const std::string& title,
     const Panel& panel = panels[p];
     gp << "set title " << gnuplotQuoted(panel.title) << "\nset xlabel "
        << gnuplotQuoted(panel.xlabel) << "\nset ylabel " << gnuplotQuoted(panel.ylabel) << "\n"
+       << (panel.logX ? "set logscale x 2\n" : "unset logscale x\n")
        << (panel.logY ? "set logscale y\n" : "unset logscale y\n") << "set format y '%g'\n"
        << (panel.yFromZero ? "set yrange [0:*]\n" : "set autoscale y\n");
     std::ostringstream plot;
@@ -105,7 +106,7 @@ void plotPanels(const std::string& pngPath, const std::string& title,
       gp << "plot " << plot.str() << "\n";
     } else {
       // An empty chart keeps its place in the grid and says that it is empty.
-      gp << "set xrange [0:1]\nset yrange [0:1]\nunset logscale y\n"
+      gp << "set xrange [0:1]\nset yrange [0:1]\nunset logscale x\nunset logscale y\n"
          << "set label 1 'no data' at graph 0.5,0.5 center\nplot NaN notitle\n"
          << "unset label 1\nset autoscale x\nset autoscale y\n";
     }

@@ -23,6 +23,7 @@ struct Panel {
   std::vector<Series> series;
   bool logY = false;
   bool yFromZero = false;  // the y axis starts at 0 (sizes, rates)
+  bool logX = false;       // powers of 2 (message sizes)
 };
 
 // Draws the panels as a grid of `columns` charts a row into pngPath, under a title.

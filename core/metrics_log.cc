@@ -24,7 +24,23 @@ double compressionRatio(uint64_t fp32Bytes, uint64_t wireBytes) {
   return wireBytes > 0 ? static_cast<double>(fp32Bytes) / static_cast<double>(wireBytes) : 1.0;
 }
 
+StepTimes& StepTimes::operator+=(const StepTimes& o) {
+  data += o.data;
+  compute += o.compute;
+  wait += o.wait;
+  optimizer += o.optimizer;
+  step += o.step;
+  encode += o.encode;
+  comm += o.comm;
+  decode += o.decode;
+  return *this;
+}
+
 void MetricsWindow::add(const StepMetrics& m) {
+  if (m.times.step > 0.0) {
+    times += m.times;
+    ++timedSteps;
+  }
   wireBytes += m.wireBytes;
   fp32Bytes += m.fp32Bytes;
   loss += m.loss * static_cast<double>(m.count);
@@ -196,6 +212,14 @@ void MetricsLog::writeStep(int64_t step, int64_t epoch, double lr) {
     if (cdl_) {
       j["weight_bits"] = w.weightBits;
       j["activation_bits"] = w.activationBits;
+    }
+    if (w.timedSteps > 0) {
+      const double k = 1e3 / static_cast<double>(w.timedSteps);
+      const StepTimes& t = w.times;
+      j["ms"] = {{"data", t.data * k}, {"compute", t.compute * k},
+                 {"wait", t.wait * k}, {"optimizer", t.optimizer * k},
+                 {"step", t.step * k}, {"encode", t.encode * k},
+                 {"comm", t.comm * k}, {"decode", t.decode * k}};
     }
     if (w.skipped > 0) j["skipped_steps"] = w.skipped;
     if (tokensPerExample_ > 0) {

@@ -27,6 +27,21 @@ inline constexpr double kAccuracyTargets[] = {0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.9
 // 1.0 when nothing was sent. The one definition behind every compression ratio cdl reports.
 double compressionRatio(uint64_t fp32Bytes, uint64_t wireBytes);
 
+// Note [Step times]
+// Where a step's wall time goes on one rank, in seconds. On the training thread, one after
+// another: data (making the batch), compute (forward and backward; the reducer's gradient hooks
+// run inside it), wait (the reducer's finalize(): the communication backward did not hide, and
+// the decoding left after it) and optimizer (the update); step is their whole, from the batch to
+// the update. On the reducer's communication thread, overlapping compute and wait: encode
+// (encoding and error feedback), comm (waiting on collectives) and decode (decoding and summing),
+// as the reducer counts them (comm::ReducerStepStats). A split model's steps are not timed (its
+// stages wait on one another inside a step).
+struct StepTimes {
+  double data = 0.0, compute = 0.0, wait = 0.0, optimizer = 0.0, step = 0.0;
+  double encode = 0.0, comm = 0.0, decode = 0.0;
+  StepTimes& operator+=(const StepTimes& o);
+};
+
 // What one training step on this rank yields for the metrics.
 struct StepMetrics {
   double lr = 0.0;              // the learning rate the step used
@@ -43,6 +58,7 @@ struct StepMetrics {
   uint64_t cutBackwardBytes = 0, cutBackwardElements = 0;  // their gradients
   int64_t microBatches = 0;  // micro-batches whose activations this rank sent
   int64_t skipped = 0;       // 1 when the update was skipped (non-finite gradients)
+  StepTimes times;           // Note [Step times]; all zero for an untimed step
 };
 
 // The sums of a logging window (the steps since the last step record) on one rank.
@@ -57,6 +73,10 @@ struct MetricsWindow {
   double cutForwardBytes = 0, cutForwardElements = 0, cutBackwardBytes = 0, cutBackwardElements = 0,
          microBatches = 0;
   int64_t skipped = 0;  // updates skipped for non-finite gradients
+  // The window's timed steps and their times (Note [Step times]). They are not part of sums(): a
+  // resumed run's first record times only the steps since the resume.
+  StepTimes times;
+  int64_t timedSteps = 0;
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
 
   void add(const StepMetrics& m);
@@ -69,9 +89,10 @@ struct MetricsWindow {
 // Note [Metrics log]
 // Rank 0 appends one JSON object per line to <run folder>/metrics.jsonl:
 //   {"kind":"step", step, epoch, lr, train_loss, train_accuracy, samples_per_s,
-//    wire_mb_per_step, compression_ratio, wall_s}   every log.every_steps steps and at the last
-//    one; the loss and accuracy are over every rank's examples of the window, the bytes this
-//    rank's;
+//    wire_mb_per_step, compression_ratio, wall_s, ms}   every log.every_steps steps and at the
+//    last one; the loss and accuracy are over every rank's examples of the window, the bytes and
+//    ms this rank's (ms: {data, compute, wait, optimizer, step, encode, comm, decode}, the mean
+//    milliseconds per timed step of the window, Note [Step times]; absent when none was timed);
 //   {"kind":"epoch", epoch, step, test_loss, test_accuracy, wall_s}   after each epoch's
 //    evaluation;
 //   {"kind":"plan", step, feasible, budget, error, uniform_error, bytes, uniform_bytes, seconds,

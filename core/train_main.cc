@@ -1,6 +1,5 @@
 // cdl-train: the worker. Started once per rank (by mpirun, cdl-launch or SLURM's srun); trains the
 // experiment of one config file (Note [Training loop]).
-#include <ATen/Parallel.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -10,7 +9,6 @@
 
 #include "comm/transport/mpi_communicator.h"
 #include "core/config.h"
-#include "core/cores.h"
 #include "core/metrics_log.h"
 #include "core/train_args.h"
 #include "core/trainer.h"
@@ -68,11 +66,7 @@ int main(int argc, char** argv) {
     spdlog::set_level(spdlog::level::from_str(cdl::knobChoice(cdl::kKnobLogLevel)));
 
     const cdl::core::Config config = cdl::core::loadConfig(configPath, sets);
-    int threads = static_cast<int>(config.train.threads);
-    std::string why = "train.threads";
-    if (threads == 0) threads = cdl::core::defaultThreads(*comm, &why);  // Note [Thread defaults]
-    at::set_num_threads(threads);
-    if (rank == 0) spdlog::info("{} intra-op threads (rank 0: {})", threads, why);
+    cdl::core::setIntraOpThreads(config, *comm);  // Note [Thread defaults]
     options.progressBar = rank == 0 && ::isatty(STDERR_FILENO);
 
     const cdl::core::TrainResult r = cdl::core::train(config, makeGrid(comm, config), options);

@@ -14,6 +14,7 @@
 #include "core/models.h"
 #include "core/pipeline.h"
 #include "core/schedule.h"
+#include "kernels/base/clock.h"
 #include "kernels/base/error.h"
 
 namespace cdl::core {
@@ -51,6 +52,7 @@ StepMetrics trainStep(const StepSetup& s, int64_t step, const at::Tensor& x, con
   const Replica& r = s.replica;
   if (r.pipeline) return r.pipeline->trainStep(s, step, x, y);
   StepMetrics m;
+  const Clock::time_point t0 = Clock::now();
   m.lr = beginStep(s, step);
   const at::Tensor logits = r.model.forward(x);
   const at::Tensor loss = at::cross_entropy_loss(logits, y);
@@ -63,12 +65,21 @@ StepMetrics trainStep(const StepSetup& s, int64_t step, const at::Tensor& x, con
     loss.backward();
   }
   faultPoint("backward", step);
+  m.times.compute = secondsSince(t0);
+  const Clock::time_point t1 = Clock::now();
   r.reducer.finalize();
+  m.times.wait = secondsSince(t1);
   m.loss = loss.item<double>();
   m.skipped = skipsNonFinite(s, step, &m.loss) ? 1 : 0;
+  const Clock::time_point t2 = Clock::now();
   if (m.skipped == 0) r.optimizer.step();
+  m.times.optimizer = secondsSince(t2);
+  m.times.step = secondsSince(t0);
 
   const auto& stats = r.reducer.lastStats();
+  m.times.encode = stats.encodeSeconds;
+  m.times.comm = stats.commSeconds;
+  m.times.decode = stats.decodeSeconds;
   m.wireBytes = stats.wireBytes;
   m.fp32Bytes = stats.fp32Bytes;
   m.correct = at::argmax(logits, 1).eq(y).sum().item<double>();

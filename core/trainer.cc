@@ -1,6 +1,7 @@
 #include "core/trainer.h"
 
 #include <ATen/Context.h>
+#include <ATen/Parallel.h>
 #include <spdlog/spdlog.h>
 #include <torch/optim/adam.h>
 #include <torch/optim/sgd.h>
@@ -22,6 +23,7 @@
 #include "core/cdl_layers.h"
 #include "core/cdl_training.h"
 #include "core/checkpoint.h"
+#include "core/cores.h"
 #include "core/data.h"
 #include "core/epoch_end.h"
 #include "core/files.h"
@@ -32,6 +34,7 @@
 #include "core/run_folder.h"
 #include "core/torchscript_model.h"
 #include "core/train_step.h"
+#include "kernels/base/clock.h"
 #include "kernels/base/error.h"
 
 namespace cdl::core {
@@ -151,6 +154,7 @@ struct EpochSetup {
   MetricsLog& metrics;
   std::string checkpointDir;
   int64_t stopAfterSteps;
+  std::vector<StepTimes>* stepTimes;  // null: not kept
 };
 
 // Collective. Trains the rest of epoch state.epoch, writing step records and the checkpoints due
@@ -166,8 +170,15 @@ bool trainEpoch(const EpochSetup& e, TrainState& state) {
   for (; state.batchInEpoch < len.stepsPerEpoch && state.step < len.totalSteps;
        ++state.batchInEpoch) {
     const size_t b0 = static_cast<size_t>(state.batchInEpoch) * batch;
+    const Clock::time_point t0 = Clock::now();
     auto [x, y] = makeBatch(e.trainSet, shard, b0, std::min(shard.size(), b0 + batch));
-    const StepMetrics m = trainStep(e.step, state.step, x, y);
+    const double dataSeconds = secondsSince(t0);
+    StepMetrics m = trainStep(e.step, state.step, x, y);
+    if (m.times.step > 0.0) {
+      m.times.data = dataSeconds;
+      m.times.step += dataSeconds;
+    }
+    if (e.stepTimes != nullptr) e.stepTimes->push_back(m.times);
     ++state.step;
     state.wireBytes += m.wireBytes;
     state.fp32WireBytes += m.fp32Bytes;
@@ -237,6 +248,15 @@ std::pair<uint64_t, uint64_t> sumOverJob(comm::Communicator& world, const TrainS
 }
 
 }  // namespace
+
+int setIntraOpThreads(const Config& cfg, comm::Communicator& world) {
+  int threads = static_cast<int>(cfg.train.threads);
+  std::string why = "train.threads";
+  if (threads == 0) threads = defaultThreads(world, &why);
+  at::set_num_threads(threads);
+  if (world.rank() == 0) spdlog::info("{} intra-op threads (rank 0: {})", threads, why);
+  return threads;
+}
 
 DataSplits loadData(const Config& cfg) {
   if (cfg.data.dataset == "synthetic") {
@@ -356,7 +376,14 @@ TrainResult train(const Config& cfg, const ProcessGrid& grid, const TrainOptions
   metrics.setText(data.train.tokens ? data.train.cols - 1 : 0);
   if (world.rank() == 0) logStart(cfg, *whole, world.size(), len, pipeline.get());
   const StepSetup stepSetup{replica, cfg.train, len.totalSteps};
-  const EpochSetup epoch{cfg, data.train, len, stepSetup, metrics, ckptDir, options.stopAfterSteps};
+  const EpochSetup epoch{cfg,
+                         data.train,
+                         len,
+                         stepSetup,
+                         metrics,
+                         ckptDir,
+                         options.stopAfterSteps,
+                         options.keepStepTimes ? &result.stepTimes : nullptr};
   const EpochEndSetup epochEnd{
       replica, data.test, metrics, cfg.checkpoint, ckptDir, len.totalSteps, options.stopAfterSteps};
   Evaluation last;
@@ -371,6 +398,9 @@ TrainResult train(const Config& cfg, const ProcessGrid& grid, const TrainOptions
     if (end.stop) break;
   }
 
+  if (world.rank() == 0 && !c.allreduceChoice().empty()) {
+    spdlog::info("fp32 allreduce: {}", c.allreduceChoice());  // Note [Allreduce choice]
+  }
   result.steps = state.step;
   result.finished = state.step >= len.totalSteps;
   result.testAccuracy = last.accuracy;

@@ -9,6 +9,7 @@
 #include "comm/transport/communicator.h"
 #include "core/config.h"
 #include "core/data.h"
+#include "core/metrics_log.h"
 #include "core/models.h"
 #include "core/pipeline.h"
 
@@ -19,7 +20,8 @@ struct TrainOptions {
   // > 0: stop once this many steps are done, after writing a checkpoint (an interruption that
   // --resume continues, e.g. at the end of a time-limited allocation).
   int64_t stopAfterSteps = 0;
-  bool progressBar = false;  // rank 0 draws a bar on a terminal instead of periodic lines
+  bool progressBar = false;    // rank 0 draws a bar on a terminal instead of periodic lines
+  bool keepStepTimes = false;  // fill TrainResult::stepTimes (cdl-bench train)
 };
 
 struct TrainResult {
@@ -38,6 +40,9 @@ struct TrainResult {
   uint64_t cutWireBytes = 0, cutFp32Bytes = 0;
   int64_t skippedSteps = 0;  // updates skipped for non-finite gradients (train.skip_nonfinite)
   std::string runDir;
+  // With TrainOptions::keepStepTimes: this rank's times of each step this call ran, in order
+  // (Note [Step times]).
+  std::vector<StepTimes> stepTimes;
   // A CDL model (cdl.mode): its weights' mean entropy and its coded size after the last epoch.
   bool cdl = false;
   double modelBitsPerWeight = 0.0;
@@ -47,6 +52,10 @@ struct TrainResult {
 struct DataSplits {
   ImageSet train, test;
 };
+
+// Collective over every rank of `world`: sets this process's intra-op threads to train.threads,
+// or with 0 to defaultThreads (Note [Thread defaults]), logs the choice on rank 0 and returns it.
+int setIntraOpThreads(const Config& cfg, comm::Communicator& world);
 
 // The config's data set (Fashion-MNIST from data.path, or the synthetic one it names).
 DataSplits loadData(const Config& cfg);

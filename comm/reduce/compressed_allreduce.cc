@@ -2,19 +2,15 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <vector>
 
+#include "kernels/base/clock.h"
 #include "kernels/base/error.h"
 #include "kernels/rng.h"
 
 namespace cdl::comm {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
 
 // The rounding stream of one encoding: distinct per (stage, rank, chunk) within a collective.
 uint64_t chunkKey(uint64_t key, uint64_t stage, uint64_t rank, uint64_t chunk) {
@@ -30,7 +26,6 @@ void encodeRange(const Codec& codec, const float* x, int64_t n, const LayerRate&
 // The buffers of one thread's compressed allreduces, kept between calls: reusing their capacity
 // spares the page faults of fresh multi-megabyte allocations on every bucket.
 struct Scratch {
-  std::vector<Bytes> send, recv;
   Bytes mine, all;
   std::vector<size_t> sizes;
 };
@@ -72,14 +67,14 @@ void fp32Allreduce(Communicator& comm, float* x, int64_t n, bool average, double
                    AllreduceStats* stats) {
   auto t0 = Clock::now();
   waitWork(comm.allreduce(x, n), timeoutSeconds);
-  stats->commSeconds += since(t0);
+  stats->commSeconds += secondsSince(t0);
   stats->wireBytes = ringAllreduceBytes(comm.size(), 4.0 * static_cast<double>(n));
   t0 = Clock::now();
   if (average && comm.size() > 1) {
     const float inv = 1.0f / static_cast<float>(comm.size());
     for (int64_t i = 0; i < n; ++i) x[i] *= inv;
   }
-  stats->decodeSeconds += since(t0);
+  stats->decodeSeconds += secondsSince(t0);
 }
 
 namespace {
@@ -94,10 +89,10 @@ Clock::time_point gatherReduce(Communicator& comm, const Codec& codec, const Lay
   Bytes& mine = sc.mine;
   encodeRange(codec, x, n, rate, chunkKey(opt.roundingKey, 0, rank, 0), &mine);
   if (opt.residual) updateResidual(codec, mine, x, n, opt.residual);
-  st.encodeSeconds += since(t0);
+  st.encodeSeconds += secondsSince(t0);
   t0 = Clock::now();
   waitWork(comm.allgatherv(mine, &sc.all, &sc.sizes), opt.timeoutSeconds);
-  st.commSeconds += since(t0);
+  st.commSeconds += secondsSince(t0);
   st.wireBytes += mine.size() * static_cast<uint64_t>(size - 1);
   t0 = Clock::now();
   size_t off = 0;
@@ -108,57 +103,131 @@ Clock::time_point gatherReduce(Communicator& comm, const Codec& codec, const Lay
   return t0;
 }
 
-// The scatter-reduce + allgather path for summable codecs (Note [Compressed allreduce]). t0 is
-// when encoding began; returns when the final decode began.
+// One segment of a pipelined scatter-reduce (Note [Pipelined scatter-reduce]): its elements'
+// chunk per rank and the buffers its collectives use while in flight.
+struct Segment {
+  std::vector<int64_t> begin;  // begin[r]..begin[r + 1]: rank r's chunk, in elements of x
+  std::vector<Bytes> send, recv;
+  Bytes reduced, all;
+  std::vector<size_t> sizes;
+  std::shared_ptr<Work> exchange, gather;  // the alltoallv and the allgatherv in flight
+};
+
+// The buffers of one thread's pipelines, kept between calls as Scratch is.
+std::vector<Segment>& segmentSlots() {
+  thread_local std::vector<Segment> slots(3);
+  return slots;
+}
+
+// Polls every operation in flight, so that MPI's progress goes on while this thread computes.
+void progress(const std::vector<Segment>& slots) {
+  for (const Segment& g : slots) {
+    if (g.exchange) g.exchange->completed();
+    if (g.gather) g.gather->completed();
+  }
+}
+
+// The scatter-reduce + allgather path for summable codecs (Note [Compressed allreduce]), in
+// segments (Note [Pipelined scatter-reduce]). t0 is when encoding began; returns when the final
+// decode began.
 Clock::time_point scatterReduce(Communicator& comm, const Codec& codec, const LayerRate& rate,
                                 float* x, int64_t n, const CompressedAllreduceOptions& opt,
                                 Clock::time_point t0, AllreduceStats& st) {
   const int size = comm.size(), rank = comm.rank();
-  Scratch& sc = scratch();
   // Chunk boundaries on multiples of the codec's alignment, so quantization buckets stay whole.
   const int64_t align = std::max<int64_t>(1, codec.chunkAlignment(rate));
   const int64_t units = (n + align - 1) / align;
-  std::vector<int64_t> begin(size + 1);
-  for (int r = 0; r <= size; ++r) begin[r] = std::min(n, units * r / size * align);
-  auto chunkLen = [&](int r) { return begin[r + 1] - begin[r]; };
-
-  sc.send.resize(size);
-  for (int r = 0; r < size; ++r) {
-    encodeRange(codec, x + begin[r], chunkLen(r), rate, chunkKey(opt.roundingKey, 1, rank, r),
-                &sc.send[r]);
-    if (opt.residual) {
-      updateResidual(codec, sc.send[r], x + begin[r], chunkLen(r), opt.residual + begin[r]);
+  const int64_t segUnits =
+      opt.segmentBytes > 0 ? std::max<int64_t>(1, opt.segmentBytes / 4 / align) : units;
+  const int64_t segments = std::max<int64_t>(1, (units + segUnits - 1) / segUnits);
+  std::vector<Segment>& slots = segmentSlots();
+  // Operations still in flight when this returns (only when it throws) are let go while their
+  // buffers live: a transport that cannot take them back fences itself (Work::abandon()).
+  struct LetGo {
+    std::vector<Segment>& slots;
+    ~LetGo() {
+      for (Segment& g : slots) g.exchange.reset(), g.gather.reset();
     }
-    if (r != rank) st.wireBytes += sc.send[r].size();
-  }
-  st.encodeSeconds += since(t0);
-  t0 = Clock::now();
-  waitWork(comm.alltoallv(sc.send, &sc.recv), opt.timeoutSeconds);
-  st.commSeconds += since(t0);
+  } letGo{slots};
 
-  t0 = Clock::now();
-  float* mine = x + begin[rank];
-  const int64_t myLen = chunkLen(rank);
-  for (int r = 0; r < size; ++r) {
-    codec.decode(sc.recv[r].data(), sc.recv[r].size(), mine, myLen, /*accumulate=*/r > 0);
+  // A: encode segment k's chunk for each rank (and the residual), and start its alltoallv.
+  const auto encodeSegment = [&](int64_t k) {
+    Segment& g = slots[static_cast<size_t>(k % 3)];
+    const int64_t u0 = k * segUnits, u1 = std::min(units, u0 + segUnits);
+    g.begin.resize(static_cast<size_t>(size) + 1);
+    for (int r = 0; r <= size; ++r) {
+      g.begin[r] = std::min(n, (u0 + (u1 - u0) * r / size) * align);
+    }
+    g.send.resize(size);
+    const auto t = Clock::now();
+    for (int r = 0; r < size; ++r) {
+      const int64_t len = g.begin[r + 1] - g.begin[r];
+      encodeRange(codec, x + g.begin[r], len, rate,
+                  chunkKey(opt.roundingKey, 1, rank, static_cast<uint64_t>(k * size + r)),
+                  &g.send[r]);
+      if (opt.residual) {
+        updateResidual(codec, g.send[r], x + g.begin[r], len, opt.residual + g.begin[r]);
+      }
+      if (r != rank) st.wireBytes += g.send[r].size();
+      progress(slots);
+    }
+    st.encodeSeconds += secondsSince(t);
+    g.exchange = comm.alltoallv(g.send, &g.recv);
+  };
+  // B: once segment k's alltoallv is in, sum this rank's chunk, re-encode it, start its allgatherv.
+  const auto reduceSegment = [&](int64_t k) {
+    Segment& g = slots[static_cast<size_t>(k % 3)];
+    auto t = Clock::now();
+    waitWork(g.exchange, opt.timeoutSeconds);
+    g.exchange.reset();
+    st.commSeconds += secondsSince(t);
+    t = Clock::now();
+    float* mine = x + g.begin[rank];
+    const int64_t myLen = g.begin[rank + 1] - g.begin[rank];
+    for (int r = 0; r < size; ++r) {
+      codec.decode(g.recv[r].data(), g.recv[r].size(), mine, myLen, /*accumulate=*/r > 0);
+    }
+    st.decodeSeconds += secondsSince(t);
+    progress(slots);
+    t = Clock::now();
+    encodeRange(codec, mine, myLen, rate,
+                chunkKey(opt.roundingKey, 2, rank, static_cast<uint64_t>(k * size + rank)),
+                &g.reduced);
+    st.encodeSeconds += secondsSince(t);
+    st.wireBytes += g.reduced.size() * static_cast<uint64_t>(size - 1);
+    g.gather = comm.allgatherv(g.reduced, &g.all, &g.sizes);
+  };
+  // C: once segment k's allgatherv is in, decode every rank's reduced chunk into x.
+  Clock::time_point lastDecode = t0;
+  const auto finishSegment = [&](int64_t k) {
+    Segment& g = slots[static_cast<size_t>(k % 3)];
+    const auto t = Clock::now();
+    waitWork(g.gather, opt.timeoutSeconds);
+    g.gather.reset();
+    st.commSeconds += secondsSince(t);
+    lastDecode = Clock::now();
+    size_t off = 0;
+    for (int r = 0; r < size; ++r) {
+      codec.decode(g.all.data() + off, g.sizes[r], x + g.begin[r], g.begin[r + 1] - g.begin[r],
+                   /*accumulate=*/false);
+      off += g.sizes[r];
+      progress(slots);
+    }
+    if (k + 1 < segments) st.decodeSeconds += secondsSince(lastDecode);
+  };
+  // Every rank issues the collectives in this one order: alltoallv 0, then for each k >= 1
+  // alltoallv k and allgatherv k - 1.
+  st.encodeSeconds += secondsSince(t0);  // the residual's addition
+  encodeSegment(0);
+  for (int64_t k = 1; k < segments; ++k) {
+    encodeSegment(k);
+    reduceSegment(k - 1);
+    if (k >= 2) finishSegment(k - 2);
   }
-  st.decodeSeconds += since(t0);
-  t0 = Clock::now();
-  Bytes& reduced = sc.mine;
-  encodeRange(codec, mine, myLen, rate, chunkKey(opt.roundingKey, 2, rank, rank), &reduced);
-  st.encodeSeconds += since(t0);
-  st.wireBytes += reduced.size() * static_cast<uint64_t>(size - 1);
-  t0 = Clock::now();
-  waitWork(comm.allgatherv(reduced, &sc.all, &sc.sizes), opt.timeoutSeconds);
-  st.commSeconds += since(t0);
-  t0 = Clock::now();
-  size_t off = 0;
-  for (int r = 0; r < size; ++r) {
-    codec.decode(sc.all.data() + off, sc.sizes[r], x + begin[r], chunkLen(r),
-                 /*accumulate=*/false);
-    off += sc.sizes[r];
-  }
-  return t0;
+  reduceSegment(segments - 1);
+  if (segments >= 2) finishSegment(segments - 2);
+  finishSegment(segments - 1);
+  return lastDecode;
 }
 
 }  // namespace
@@ -177,7 +246,7 @@ void compressedAllreduce(Communicator& comm, const Codec& codec, const LayerRate
   if (codec.lossless()) {
     // Lossless: the communicator's own fp32 allreduce, and nothing left for the residual.
     if (opt.residual) std::fill_n(opt.residual, n, 0.0f);
-    st.encodeSeconds += since(t0);
+    st.encodeSeconds += secondsSince(t0);
     fp32Allreduce(comm, x, n, opt.average, opt.timeoutSeconds, &st);
     return;
   }
@@ -187,7 +256,7 @@ void compressedAllreduce(Communicator& comm, const Codec& codec, const LayerRate
     const float inv = 1.0f / static_cast<float>(size);
     for (int64_t i = 0; i < n; ++i) x[i] *= inv;
   }
-  st.decodeSeconds += since(t0);
+  st.decodeSeconds += secondsSince(t0);
 }
 
 }  // namespace cdl::comm

@@ -16,6 +16,9 @@ struct AllreduceStats {
   double decodeSeconds = 0.0;  // decoding and summing
 };
 
+// The default pipeline segment of the compressed allreduce: 4 MiB of fp32.
+inline constexpr int64_t kDefaultSegmentBytes = int64_t{4} << 20;
+
 struct CompressedAllreduceOptions {
   bool average = true;  // divide the sum by the number of ranks
   // The error-feedback residual of this tensor (n floats) or null. When set, x + residual is
@@ -26,6 +29,9 @@ struct CompressedAllreduceOptions {
   // The stream of stochastic rounding, e.g. kernels::roundingKey(seed, step, bucket); the same on
   // every rank.
   uint64_t roundingKey = 0;
+  // Summable codecs: the fp32 bytes of x per pipeline segment (Note [Pipelined scatter-reduce]);
+  // zero or less: one segment.
+  int64_t segmentBytes = kDefaultSegmentBytes;
 };
 
 // What a ring allreduce of `bytes` sends from each of `size` ranks: 2 (W-1)/W * bytes.
@@ -57,6 +63,18 @@ void fp32Allreduce(Communicator& comm, float* x, int64_t n, bool average, double
 // asks it (summable, lossless, chunkAlignment), never which codec it is. Each calling thread keeps
 // its payload buffers for the next call (their capacity is the largest bucket it has reduced). Must
 // be called by every rank of comm with the same n, codec and rate, from one thread per rank.
+//
+// Note [Pipelined scatter-reduce]
+// A summable codec's x goes in segments of opt.segmentBytes (whole alignment units), each a
+// scatter-reduce + allgather of its own, software-pipelined on the calling thread: while segment
+// k is encoded, segment k-1's alltoallv and segment k-2's allgatherv are in flight, and the
+// thread polls them between chunks (MPI's nonblocking operations progress only when polled), so
+// the time tends to the largest of encoding, the wire and decoding instead of their sum. Every
+// rank issues the collectives in one order: alltoallv 0, then for k = 1, 2, ... alltoallv k and
+// allgatherv k-1, and allgatherv of the last. Chunks within a segment split it among the ranks as
+// a whole buffer is split, so with nearest rounding the result does not depend on the segment
+// size (a codec's alignment unit, qsgd's bucket, is quantized alone whichever segment holds it);
+// stochastic rounding keys are per segment and chunk. Three segments' buffers are kept per thread.
 void compressedAllreduce(Communicator& comm, const Codec& codec, const LayerRate& rate, float* x,
                          int64_t n, const CompressedAllreduceOptions& opt = {},
                          AllreduceStats* stats = nullptr);

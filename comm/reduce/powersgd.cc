@@ -9,18 +9,13 @@
 #include <limits>
 
 #include "kernels/base/bytes.h"
+#include "kernels/base/clock.h"
 #include "kernels/base/cpu_dispatch.h"
 #include "kernels/base/error.h"
 #include "kernels/rng.h"
 
 namespace cdl::comm {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
 
 // Note [PowerSGD arithmetic]
 // The products run in loops whose order is fixed by the source, never by the compiler or the
@@ -376,7 +371,7 @@ void powerSgdAllreduce(Communicator& comm, PowerSgdState& state, float* grad, in
       for (int64_t i = 0; i < n; ++i) grad[i] += residual[i];
       residual.clear();
     }
-    st.encodeSeconds += since(t0);
+    st.encodeSeconds += secondsSince(t0);
     fp32Allreduce(comm, grad, n, opt.average, opt.timeoutSeconds, &st);
     return;
   }
@@ -393,22 +388,22 @@ void powerSgdAllreduce(Communicator& comm, PowerSgdState& state, float* grad, in
   if (opt.errorFeedback && residual.empty()) residual.assign(static_cast<size_t>(n), 0.0f);
   prepareQ(qt.data(), r, cols, opt.seed);
   multiplyMQ(grad, addResidual ? residual.data() : nullptr, rows, cols, qt.data(), r, pt.data());
-  st.encodeSeconds += since(t0);
+  st.encodeSeconds += secondsSince(t0);
 
   t0 = Clock::now();
   waitWork(comm.allreduce(pt.data(), r * rows), opt.timeoutSeconds);
-  st.commSeconds += since(t0);
+  st.commSeconds += secondsSince(t0);
   CDL_CHECK(allFinite(pt.data(), r * rows), "PowerSGD on '", name,
             "': the gradient holds NaN or infinity on at least one rank");
 
   t0 = Clock::now();
   orthonormalize(pt.data(), r, rows);
   multiplyMtP(grad, rows, cols, pt.data(), r, qt.data());
-  st.encodeSeconds += since(t0);
+  st.encodeSeconds += secondsSince(t0);
 
   t0 = Clock::now();
   waitWork(comm.allreduce(qt.data(), r * cols), opt.timeoutSeconds);
-  st.commSeconds += since(t0);
+  st.commSeconds += secondsSince(t0);
   st.wireBytes = ringAllreduceBytes(size, 4.0 * static_cast<double>(r * rows)) +
                  ringAllreduceBytes(size, 4.0 * static_cast<double>(r * cols));
 
@@ -426,7 +421,7 @@ void powerSgdAllreduce(Communicator& comm, PowerSgdState& state, float* grad, in
   }
   reconstruct(pt.data(), qt.data(), r, rows, cols, opt.average ? 1.0f : static_cast<float>(size),
               grad, opt.errorFeedback ? residual.data() : nullptr);
-  st.decodeSeconds += since(t0);
+  st.decodeSeconds += secondsSince(t0);
 }
 
 }  // namespace cdl::comm

@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "comm/transport/work.h"
@@ -14,11 +15,18 @@ namespace cdl::comm {
 enum class MemoryKind { kHost, kDevice };
 
 // What a communicator's collectives may choose between; every rank of a group must pass the same.
+// CollectiveOptions::ringMinFloats: chosen from measurements (Note [Allreduce choice]).
+inline constexpr int64_t kMeasuredRingMin = -1;
+// What the transports without measurements take for kMeasuredRingMin.
+inline constexpr int64_t kDefaultRingMinFloats = int64_t{1} << 18;
+
 struct CollectiveOptions {
   // Allreduces of at least this many floats over three ranks or more run as a ring over the
   // point-to-point seam (Note [Ring allreduce]) on the host transports; smaller ones use the
-  // transport's own allreduce. Tests lower it to reach the ring with small buffers.
-  int64_t ringMinFloats = int64_t{1} << 18;
+  // transport's own allreduce. Tests set it to reach the ring with small buffers.
+  // kMeasuredRingMin: the MPI transport measures both (Note [Allreduce choice]); the in-process
+  // one takes kDefaultRingMinFloats.
+  int64_t ringMinFloats = kMeasuredRingMin;
 };
 
 // A group of ranks that exchange data. Every rank must issue the same collectives in the same
@@ -61,6 +69,10 @@ class Communicator {
   // of algorithms in flight together apart. A size that differs from the sender's is an error.
   virtual std::shared_ptr<Work> sendRecv(const void* send, size_t sendBytes, int to, void* recv,
                                          size_t recvBytes, int from, uint64_t tag) = 0;
+
+  // How the fp32 allreduce picks its algorithm by size, for the log (e.g. the measured crossover
+  // of Note [Allreduce choice]); empty when there is nothing to say.
+  virtual std::string allreduceChoice() const { return {}; }
 };
 
 // N in-process ranks as threads, for tests: each rank's communicator is used from its own thread.

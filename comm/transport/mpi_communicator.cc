@@ -4,7 +4,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <climits>
+#include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <functional>
 #include <mutex>
@@ -16,6 +19,15 @@
 #include "kernels/base/error.h"
 
 namespace cdl::comm {
+
+// Note [Collective order]
+// MPI matches nonblocking collectives on a communicator by the order they are called in, so every
+// MPI collective call must come in the same order on every rank. Works progress in phases when
+// polled, and ranks poll their works in flight in different orders, so a collective called at a
+// phase change could overtake, on one rank only, one issued after it. Hence only the first phase
+// of a Work calls MPI collectives (at the call, in issue order); later phases move their bytes
+// point to point, tagged with the collective's number (alltoallv, allgatherv), and a broadcast
+// waits for its length within the call.
 
 // Note [Abandoned MPI operations]
 // An MPI request that is given up on (its wait timed out, or its Work went away unfinished) can
@@ -213,55 +225,62 @@ class MpiCommunicator : public Communicator {
 
   std::shared_ptr<Work> allreduce(float* data, int64_t n) override {
     CDL_CHECK(n >= 0 && (data != nullptr || n == 0), "allreduce: bad buffer (n = ", n, ")");
-    // Every rank decides alike: the buffers of one collective have the same length everywhere.
-    if (useRing(options_, size_, n)) {
-      const uint64_t seq = seq_++;
-      return ringAllreduce(*this, data, n, seq,
-                           "allreduce of " + std::to_string(n) + " floats (ring)" + where(seq));
+    // Every rank decides alike: the buffers of one collective have the same length everywhere,
+    // and the measurement runs at the same collective on every rank with the same result.
+    CollectiveOptions o = options_;
+    if (o.ringMinFloats == kMeasuredRingMin) {
+      if (ringMin_ < 0 && size_ > 2 && n >= kRingProbeFloats) measureRing();
+      o.ringMinFloats = ringMin_ < 0 ? INT64_MAX : ringMin_;
     }
-    MPI_Comm comm = comm_;
-    return make("allreduce of " + std::to_string(n) + " floats",
-                {[=](std::vector<MPI_Request>& reqs) {
-                  // MPI counts are ints: larger buffers go as several reductions (at least one,
-                  // so that an empty buffer still matches its peers' call).
-                  const int64_t chunks = std::max<int64_t>(1, (n + INT_MAX - 1) / INT_MAX);
-                  for (int64_t c = 0; c < chunks; ++c) {
-                    const int64_t off = c * INT_MAX;
-                    const int count = static_cast<int>(std::min<int64_t>(INT_MAX, n - off));
-                    reqs.emplace_back();
-                    CDL_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, data + off, count, MPI_FLOAT,
-                                                 MPI_SUM, comm, &reqs.back()));
-                  }
-                }});
+    if (useRing(o, size_, n)) return ring(data, n, "");
+    return transportAllreduce(data, n, "");
   }
+
+  std::string allreduceChoice() const override { return choice_; }
 
   std::shared_ptr<Work> allgatherv(const Bytes& send, Bytes* recv,
                                    std::vector<size_t>* sizes) override {
+    checkedInt(send.size(), "allgatherv");
     auto counts = std::make_shared<std::vector<uint64_t>>(size_);
-    auto icounts = std::make_shared<std::vector<int>>(size_);
-    auto displs = std::make_shared<std::vector<int>>(size_);
     auto mine = std::make_shared<uint64_t>(send.size());
     MPI_Comm comm = comm_;
-    return make("allgatherv of " + std::to_string(send.size()) + " bytes",
-                {[=](std::vector<MPI_Request>& reqs) {
-                   reqs.emplace_back();
-                   CDL_MPI_CHECK(MPI_Iallgather(mine.get(), 1, MPI_UINT64_T, counts->data(), 1,
-                                                MPI_UINT64_T, comm, &reqs.back()));
-                 },
-                 [=, &send](std::vector<MPI_Request>& reqs) {
-                   size_t total = 0;
-                   sizes->assign(counts->begin(), counts->end());
-                   for (size_t r = 0; r < counts->size(); ++r) {
-                     (*icounts)[r] = checkedInt((*counts)[r], "allgatherv");
-                     (*displs)[r] = checkedInt(total, "allgatherv");
-                     total += (*counts)[r];
-                   }
-                   recv->resize(total);
-                   reqs.emplace_back();
-                   CDL_MPI_CHECK(MPI_Iallgatherv(send.data(), checkedInt(send.size(), "allgatherv"),
-                                                 MPI_BYTE, recv->data(), icounts->data(),
-                                                 displs->data(), MPI_BYTE, comm, &reqs.back()));
-                 }});
+    const int n = size_, me = rank_;
+    const uint64_t seq = seq_++;
+    const int tag = static_cast<int>(seq % kTagSpace);
+    return std::make_shared<MpiWork>(
+        "allgatherv of " + std::to_string(send.size()) + " bytes" + where(seq),
+        std::vector<MpiWork::Phase>{
+            [=](std::vector<MPI_Request>& reqs) {
+              reqs.emplace_back();
+              CDL_MPI_CHECK(MPI_Iallgather(mine.get(), 1, MPI_UINT64_T, counts->data(), 1,
+                                           MPI_UINT64_T, comm, &reqs.back()));
+            },
+            // Note [Collective order]: the payloads go point to point, tagged with the
+            // collective's number, as alltoallv's do.
+            [=, &send](std::vector<MPI_Request>& reqs) {
+              std::vector<size_t> at(static_cast<size_t>(n));
+              size_t total = 0;
+              for (int r = 0; r < n; ++r) {
+                checkedInt((*counts)[r], "allgatherv");
+                at[r] = total;
+                total += (*counts)[r];
+              }
+              sizes->assign(counts->begin(), counts->end());
+              recv->resize(total);
+              std::copy(send.begin(), send.end(), recv->begin() + static_cast<ptrdiff_t>(at[me]));
+              for (int r = 0; r < n; ++r) {
+                if (r == me) continue;
+                reqs.emplace_back();
+                CDL_MPI_CHECK(MPI_Irecv(recv->data() + at[r], static_cast<int>((*counts)[r]),
+                                        MPI_BYTE, r, tag, comm, &reqs.back()));
+              }
+              for (int k = 1; k < n; ++k) {
+                const int r = (me + k) % n;  // spread the sends, as alltoallv does
+                reqs.emplace_back();
+                CDL_MPI_CHECK(MPI_Isend(send.data(), static_cast<int>(send.size()), MPI_BYTE, r,
+                                        tag, comm, &reqs.back()));
+              }
+            }});
   }
 
   std::shared_ptr<Work> alltoallv(const std::vector<Bytes>& send,
@@ -322,18 +341,21 @@ class MpiCommunicator : public Communicator {
     if (rank_ == root) checkedInt(data->size(), "broadcast");
     auto len = std::make_shared<uint64_t>(data->size());
     MPI_Comm comm = comm_;
-    return make(
-        "broadcast from rank " + std::to_string(root),
-        {[=](std::vector<MPI_Request>& reqs) {
+    // Note [Collective order]: the length is waited for here, so that the data's MPI_Ibcast too
+    // is issued by the call and not whenever the Work happens to be polled.
+    make("broadcast's length from rank " + std::to_string(root),
+         {[=](std::vector<MPI_Request>& reqs) {
            reqs.emplace_back();
            CDL_MPI_CHECK(MPI_Ibcast(len.get(), 1, MPI_UINT64_T, root, comm, &reqs.back()));
-         },
-         [=](std::vector<MPI_Request>& reqs) {
-           const int count = checkedInt(*len, "broadcast");
-           data->resize(*len);
-           reqs.emplace_back();
-           CDL_MPI_CHECK(MPI_Ibcast(data->data(), count, MPI_BYTE, root, comm, &reqs.back()));
-         }});
+         }})
+        ->wait();
+    const int count = checkedInt(*len, "broadcast");
+    data->resize(*len);
+    return make(
+        "broadcast from rank " + std::to_string(root), {[=](std::vector<MPI_Request>& reqs) {
+          reqs.emplace_back();
+          CDL_MPI_CHECK(MPI_Ibcast(data->data(), count, MPI_BYTE, root, comm, &reqs.back()));
+        }});
   }
 
   std::shared_ptr<Work> barrier() override {
@@ -364,6 +386,65 @@ class MpiCommunicator : public Communicator {
   }
 
  private:
+  std::shared_ptr<Work> ring(float* data, int64_t n, const std::string& purpose) {
+    const uint64_t seq = seq_++;
+    return ringAllreduce(
+        *this, data, n, seq,
+        "allreduce of " + std::to_string(n) + " floats (ring" + purpose + ")" + where(seq));
+  }
+
+  std::shared_ptr<Work> transportAllreduce(float* data, int64_t n, const std::string& purpose) {
+    MPI_Comm comm = comm_;
+    return make("allreduce of " + std::to_string(n) + " floats" + purpose,
+                {[=](std::vector<MPI_Request>& reqs) {
+                  // MPI counts are ints: larger buffers go as several reductions (at least one,
+                  // so that an empty buffer still matches its peers' call).
+                  const int64_t chunks = std::max<int64_t>(1, (n + INT_MAX - 1) / INT_MAX);
+                  for (int64_t c = 0; c < chunks; ++c) {
+                    const int64_t off = c * INT_MAX;
+                    const int count = static_cast<int>(std::min<int64_t>(INT_MAX, n - off));
+                    reqs.emplace_back();
+                    CDL_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, data + off, count, MPI_FLOAT,
+                                                 MPI_SUM, comm, &reqs.back()));
+                  }
+                }});
+  }
+
+  // Note [Allreduce choice]: times Open MPI's allreduce and the ring at two sizes and sets
+  // ringMin_ to where the ring becomes the faster.
+  void measureRing() {
+    const int64_t n1 = kRingProbeFloats, n2 = 8 * kRingProbeFloats;
+    std::vector<float> buf(static_cast<size_t>(n2), 0.0f);
+    const auto best = [&](bool useRingPath, int64_t n) {
+      double fastest = 1e300;
+      for (int rep = 0; rep < 4; ++rep) {  // the first opens the connections
+        const auto t0 = std::chrono::steady_clock::now();
+        const std::string purpose = " to choose the algorithm";
+        (useRingPath ? ring(buf.data(), n, ", measured")
+                     : transportAllreduce(buf.data(), n, purpose))
+            ->wait();
+        const double t =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (rep > 0) fastest = std::min(fastest, t);
+      }
+      return fastest;
+    };
+    double t[4] = {best(false, n1), best(false, n2), best(true, n1), best(true, n2)};
+    checkFence();
+    CDL_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, t, 4, MPI_DOUBLE, MPI_MAX, comm_));
+    ringMin_ = ringCrossover(n1, n2, t[0], t[1], t[2], t[3]);
+    char text[320];
+    std::snprintf(text, sizeof(text),
+                  "%s (measured on %d ranks: Open MPI's allreduce %.0f us at %lld floats and "
+                  "%.0f us at %lld, the ring %.0f us and %.0f us)",
+                  ringMin_ == INT64_MAX
+                      ? "Open MPI's allreduce at every size"
+                      : ("the ring from " + std::to_string(ringMin_) + " floats").c_str(),
+                  size_, t[0] * 1e6, static_cast<long long>(n1), t[1] * 1e6,
+                  static_cast<long long>(n2), t[2] * 1e6, t[3] * 1e6);
+    choice_ = text;
+  }
+
   std::string where(uint64_t seq) const {
     return " (collective #" + std::to_string(seq) + " on rank " + std::to_string(rank_) + " of " +
            std::to_string(size_) + ")";
@@ -381,6 +462,8 @@ class MpiCommunicator : public Communicator {
   int rank_ = 0;
   int size_ = 1;
   std::atomic<uint64_t> seq_{0};  // collectives issued so far
+  int64_t ringMin_ = -1;          // measured (Note [Allreduce choice]); -1: not yet
+  std::string choice_;            // what the measurement found, for allreduceChoice()
 };
 
 }  // namespace

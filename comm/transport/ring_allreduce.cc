@@ -1,6 +1,8 @@
 #include "comm/transport/ring_allreduce.h"
 
 #include <climits>
+#include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "kernels/base/error.h"
@@ -8,7 +10,23 @@
 namespace cdl::comm {
 
 bool useRing(const CollectiveOptions& options, int size, int64_t n) {
-  return size > 2 && n >= options.ringMinFloats && n / size < INT_MAX - 1;
+  const int64_t least = options.ringMinFloats < 0 ? kDefaultRingMinFloats : options.ringMinFloats;
+  return size > 2 && n >= least && n / size < INT_MAX - 1;
+}
+
+int64_t ringCrossover(int64_t n1, int64_t n2, double transport1, double transport2, double ring1,
+                      double ring2) {
+  CDL_CHECK(n2 > n1 && n1 > 0, "ringCrossover: sizes ", n1, " and ", n2);
+  const double span = static_cast<double>(n2 - n1);
+  const double bt = (transport2 - transport1) / span, br = (ring2 - ring1) / span;
+  const double at = transport1 - bt * n1, ar = ring1 - br * n1;
+  // A ring line as steep or steeper: the ring wins at every size up to n2 when it wins at n2 (and,
+  // bandwidth-optimal, is not taken to lose beyond the sizes measured), else at none from n2 on.
+  if (br >= bt) return ring2 < transport2 ? 1 : INT64_MAX;
+  const double cross = (ar - at) / (bt - br);
+  if (cross <= 1.0) return 1;
+  if (cross >= 9e18) return INT64_MAX;
+  return static_cast<int64_t>(std::ceil(cross));
 }
 
 std::shared_ptr<Work> ringAllreduce(Communicator& comm, float* data, int64_t n, uint64_t tag,

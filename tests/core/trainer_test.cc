@@ -44,6 +44,37 @@ TEST_F(TrainerTest, CompressedGradientsSendFewerBytesAndStillLearn) {
   EXPECT_GT(q.testAccuracy, 0.8);
 }
 
+// Note [Step times]: every step is timed; its parts on the training thread add up to at most the
+// whole, the step records carry their means per window, and keepStepTimes hands them back.
+TEST_F(TrainerTest, StepsAreTimedPartByPart) {
+  TrainOptions keep;
+  keep.keepStepTimes = true;
+  const TrainResult r = run(smallConfig("timed", "qsgd:bits=4,entropy=rans"), 2, keep);
+  ASSERT_EQ(r.stepTimes.size(), static_cast<size_t>(r.steps));
+  for (const StepTimes& t : r.stepTimes) {
+    EXPECT_GT(t.step, 0.0);
+    EXPECT_GT(t.compute, 0.0);
+    for (double part : {t.data, t.wait, t.optimizer, t.encode, t.comm, t.decode}) {
+      EXPECT_GE(part, 0.0);
+    }
+    EXPECT_LE(t.data + t.compute + t.wait + t.optimizer, t.step);
+    EXPECT_GT(t.encode + t.decode, 0.0);  // the codec ran on the communication thread
+  }
+  const auto steps = records("timed", "step");
+  ASSERT_EQ(steps.size(), 4u);
+  for (const auto& s : steps) {
+    ASSERT_TRUE(s.contains("ms")) << s.dump();
+    const auto& ms = s["ms"];
+    for (const char* k :
+         {"data", "compute", "wait", "optimizer", "step", "encode", "comm", "decode"}) {
+      ASSERT_TRUE(ms.contains(k) && ms[k].is_number()) << k;
+      EXPECT_GE(ms[k].get<double>(), 0.0) << k;
+    }
+    EXPECT_LE(ms["compute"].get<double>(), ms["step"].get<double>());
+  }
+  EXPECT_TRUE(run(smallConfig("untimed"), 2).stepTimes.empty());  // only when asked for
+}
+
 TEST_F(TrainerTest, SameSeedAndConfigGiveIdenticalResults) {
   const TrainResult a = run(smallConfig("a", "qsgd:bits=4"), 2);
   const TrainResult b = run(smallConfig("b", "qsgd:bits=4"), 2);

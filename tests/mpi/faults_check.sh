@@ -16,8 +16,11 @@ mpi() {
     --set train.epochs=2 --set train.threads=1 --set checkpoint.every_steps=4 \
     --set checkpoint.keep=1 --set log.every_steps=2 --set comm.codec=qsgd:bits=4 "$@"
 }
-# The step records without their timings (samples_per_s, wall_s).
-records() { grep '"kind":"step"' "$1/metrics.jsonl" | sed -E 's/"(samples_per_s|wall_s)":[^,}]*,?//g'; }
+# The step records without their timings (ms, samples_per_s, wall_s).
+records() {
+  grep '"kind":"step"' "$1/metrics.jsonl" |
+    sed -E 's/"ms":\{[^}]*\},?//; s/"(samples_per_s|wall_s)":[^,}]*,?//g'
+}
 field() { sed -n "s/^ *\"$1\": *\([-0-9.eE+]*\),\{0,1\}$/\1/p" "$2"; }
 
 mpi --set name=whole >"$tmp/whole.log" 2>&1 || { cat "$tmp/whole.log"; fail "the uninterrupted run failed"; }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "comm/transport/mpi_communicator.h"
+#include "comm/transport/ring_allreduce.h"
 #include "kernels/base/error.h"
 
 namespace cdl::comm {
@@ -19,6 +20,19 @@ std::shared_ptr<Communicator> world() {
 
 constexpr auto kWait = std::chrono::seconds(60);
 
+// Collective: whether every rank of c holds the same `bytes` bytes at data (their xxhash64s).
+bool sameOnEveryRank(Communicator& c, const void* data, size_t bytes) {
+  const uint64_t h = XXH64(data, bytes, 0);
+  Bytes mine(reinterpret_cast<const uint8_t*>(&h), reinterpret_cast<const uint8_t*>(&h) + 8);
+  Bytes all;
+  std::vector<size_t> sizes;
+  c.allgatherv(mine, &all, &sizes)->wait(kWait);
+  for (int r = 1; r < c.size(); ++r) {
+    if (!std::equal(all.begin(), all.begin() + 8, all.begin() + 8 * r)) return false;
+  }
+  return true;
+}
+
 TEST(MpiCollectives, AllreduceSumsAndEveryRankHoldsTheSameBits) {
   auto c = world();
   for (int64_t n : {int64_t{0}, int64_t{1}, int64_t{1000}, (int64_t{1} << 20) + 3}) {
@@ -30,16 +44,40 @@ TEST(MpiCollectives, AllreduceSumsAndEveryRankHoldsTheSameBits) {
       for (int r = 0; r < c->size(); ++r) want += 0.25 * (r + 1) + 1e-3 * double(i % 97);
       ASSERT_NEAR(x[i], want, 1e-4 * c->size()) << "n=" << n << " i=" << i;
     }
-    const uint64_t h = XXH64(x.data(), x.size() * sizeof(float), 0);
-    Bytes mine(reinterpret_cast<const uint8_t*>(&h), reinterpret_cast<const uint8_t*>(&h) + 8);
-    Bytes all;
-    std::vector<size_t> sizes;
-    c->allgatherv(mine, &all, &sizes)->wait(kWait);
-    for (int r = 1; r < c->size(); ++r) {
-      EXPECT_TRUE(std::equal(all.begin(), all.begin() + 8, all.begin() + 8 * r))
-          << "rank " << r << " holds different bits for n=" << n;
+    EXPECT_TRUE(sameOnEveryRank(*c, x.data(), x.size() * sizeof(float)))
+        << "the ranks hold different bits for n=" << n;
+  }
+}
+
+// Note [Allreduce choice]: on three ranks or more the first allreduce of kRingProbeFloats floats
+// or more measures both algorithms, once, and every rank takes the same choice; on two nothing is
+// measured. Every size sums right on every rank either way.
+TEST(MpiCollectives, TheAllreduceAlgorithmIsChosenByMeasurementAlikeOnEveryRank) {
+  auto c = makeMpiCommunicator();
+  std::vector<float> small(1000, 1.0f);
+  c->allreduce(small.data(), 1000)->wait(kWait);
+  EXPECT_EQ(c->allreduceChoice(), "") << "measured below kRingProbeFloats";
+  for (int64_t n : {kRingProbeFloats, int64_t{3000}, int64_t{200000}, kRingProbeFloats * 8 + 5}) {
+    std::vector<float> x(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) x[i] = float(c->rank() + 1) + float(i % 7);
+    c->allreduce(x.data(), n)->wait(kWait);
+    for (int64_t i = 0; i < n; ++i) {
+      const double want = c->size() * (c->size() + 1) / 2.0 + c->size() * double(i % 7);
+      ASSERT_EQ(x[i], want) << "n=" << n << " i=" << i;
     }
   }
+  const std::string choice = c->allreduceChoice();
+  if (c->size() <= 2) {
+    EXPECT_EQ(choice, "") << "two ranks never take the ring";
+    return;
+  }
+  EXPECT_TRUE(choice.rfind("the ring from ", 0) == 0 ||
+              choice.rfind("Open MPI's allreduce at every size", 0) == 0)
+      << choice;
+  EXPECT_NE(choice.find("measured on " + std::to_string(c->size()) + " ranks"), std::string::npos)
+      << choice;
+  EXPECT_TRUE(sameOnEveryRank(*c, choice.data(), choice.size()))
+      << "the ranks chose otherwise than rank 0: " << choice;
 }
 
 TEST(MpiCollectives, VariableSizeExchangesDeliverEveryRanksBytes) {
@@ -89,6 +127,58 @@ TEST(MpiCollectives, ExchangesInFlightTogetherKeepTheirOwnBytesWhateverTheWaitOr
       EXPECT_EQ(recv[k][from], Bytes(static_cast<size_t>(100000 * (k % 2) + 3 * r + from + k),
                                      static_cast<uint8_t>(k * 50 + 10 * from + r)))
           << "call " << k << " from rank " << from;
+    }
+  }
+}
+
+// Note [Collective order]: gathers, exchanges and broadcasts in flight together, each rank
+// polling and waiting for them in an order of its own (as the pipelined compressed allreduce
+// does), keep their own bytes: no MPI collective is called at a phase change.
+TEST(MpiCollectives, GathersAndExchangesPolledInRankOrdersOfTheirOwnKeepTheirBytes) {
+  auto c = world();
+  const int size = c->size(), r = c->rank();
+  constexpr int kRounds = 6;
+  std::vector<Bytes> mine(kRounds), all(kRounds);
+  std::vector<std::vector<size_t>> sizes(kRounds);
+  std::vector<std::vector<Bytes>> send(kRounds, std::vector<Bytes>(size)), recv(kRounds);
+  std::vector<std::shared_ptr<Work>> works;
+  for (int k = 0; k < kRounds; ++k) {
+    mine[k].assign(static_cast<size_t>(1000 * (k + 1) + 7 * r), static_cast<uint8_t>(16 * k + r));
+    works.push_back(c->allgatherv(mine[k], &all[k], &sizes[k]));
+    for (int to = 0; to < size; ++to) {
+      send[k][to].assign(static_cast<size_t>(500 * k + 3 * to + r), static_cast<uint8_t>(k + to));
+    }
+    works.push_back(c->alltoallv(send[k], &recv[k]));
+  }
+  // Each rank polls a rotation of its own, then waits from the last issued back to the first or
+  // the other way round.
+  for (int pass = 0; pass < 50; ++pass) {
+    for (size_t i = 0; i < works.size(); ++i) {
+      works[(i + static_cast<size_t>(r) * 5 + static_cast<size_t>(pass)) % works.size()]
+          ->completed();
+    }
+  }
+  if (r % 2 == 0) {
+    for (auto it = works.rbegin(); it != works.rend(); ++it) (*it)->wait(kWait);
+  } else {
+    for (auto& w : works) w->wait(kWait);
+  }
+  Bytes root(static_cast<size_t>(r == 0 ? 4321 : 0), 0x5a);
+  c->broadcast(&root, 0)->wait(kWait);
+  EXPECT_EQ(root, Bytes(4321, 0x5a));
+  for (int k = 0; k < kRounds; ++k) {
+    size_t off = 0;
+    ASSERT_EQ(sizes[k].size(), static_cast<size_t>(size));
+    for (int from = 0; from < size; ++from) {
+      const size_t len = static_cast<size_t>(1000 * (k + 1) + 7 * from);
+      ASSERT_EQ(sizes[k][from], len) << "round " << k << " from rank " << from;
+      EXPECT_EQ(Bytes(all[k].begin() + off, all[k].begin() + off + len),
+                Bytes(len, static_cast<uint8_t>(16 * k + from)))
+          << "gather " << k << " from rank " << from;
+      off += len;
+      EXPECT_EQ(recv[k][from],
+                Bytes(static_cast<size_t>(500 * k + 3 * r + from), static_cast<uint8_t>(k + r)))
+          << "exchange " << k << " from rank " << from;
     }
   }
 }

@@ -12,6 +12,7 @@
 
 #include "comm/codec/spec.h"
 #include "kernels/base/error.h"
+#include "kernels/rng.h"
 #include "tests/support/thread_ranks.h"
 
 namespace cdl::comm {
@@ -146,6 +147,85 @@ TEST(CompressedAllreduce, ErrorFeedbackResidualHoldsWhatTheEncodingLost) {
     compressedAllreduce(c, *codec, rate, g.data(), 5000, opt);
     for (int i = 0; i < 5000; ++i) ASSERT_NEAR(g[i] + residual[i], orig[i], 1e-6) << i;
   });
+}
+
+// Note [Pipelined scatter-reduce]: with nearest rounding the segments change nothing, bit for bit,
+// in the result and the error-feedback residual, whatever the segment size (a partial last
+// segment, segments smaller than a rank's chunk, ranks that do not divide a segment), and every
+// rank still ends with the same bytes.
+TEST(CompressedAllreduce, PipelineSegmentsGiveTheUnsegmentedResultBitForBit) {
+  const int64_t n = 300001;
+  for (const std::string specText : {"qsgd:bits=4,bucket=512,rounding=nearest,entropy=rans", "fp16",
+                                     "qsgd:bits=2,bucket=128,rounding=nearest,entropy=none"}) {
+    const CodecSpec spec = parseCodecSpec(specText);
+    auto codec = makeCodec(spec.codec);
+    for (int size : {1, 3, 4}) {
+      const auto reduce = [&](int64_t segmentBytes, std::vector<std::vector<float>>* residuals) {
+        std::vector<std::vector<float>> out(size);
+        residuals->assign(size, std::vector<float>(n, 0.0f));
+        test::spawnRanks(size, [&](int r, Communicator& c) {
+          CompressedAllreduceOptions opt;
+          opt.segmentBytes = segmentBytes;
+          opt.residual = (*residuals)[r].data();
+          for (int step = 0; step < 2; ++step) {  // the second step adds the first's residual
+            out[r] = rankData(r + step, n);
+            compressedAllreduce(c, *codec, spec.rate, out[r].data(), n, opt);
+          }
+        });
+        return out;
+      };
+      std::vector<std::vector<float>> wholeResidual, segResidual;
+      const auto whole = reduce(0, &wholeResidual);
+      for (int64_t segmentBytes : {int64_t{4096}, int64_t{65536}, int64_t{1} << 20}) {
+        SCOPED_TRACE(specText + " on " + std::to_string(size) + " ranks, segments of " +
+                     std::to_string(segmentBytes) + " bytes");
+        const auto seg = reduce(segmentBytes, &segResidual);
+        for (int r = 0; r < size; ++r) {
+          ASSERT_EQ(std::memcmp(seg[r].data(), whole[r].data(), n * 4), 0) << "rank " << r;
+          ASSERT_EQ(std::memcmp(segResidual[r].data(), wholeResidual[r].data(), n * 4), 0)
+              << "rank " << r << "'s residual";
+        }
+      }
+    }
+  }
+}
+
+// Stochastic rounding draws per segment and chunk: the replicas stay identical and the average
+// over draws converges to the true average (its error falls well below one draw's).
+TEST(CompressedAllreduce, PipelinedStochasticRoundingKeepsReplicasIdenticalAndUnbiased) {
+  const int size = 3, trials = 200;
+  const int64_t n = 4096;
+  const CodecSpec spec = parseCodecSpec("qsgd:bits=2,bucket=256,rounding=stochastic");
+  auto codec = makeCodec(spec.codec);
+  std::vector<std::vector<double>> mean(size, std::vector<double>(n, 0.0));
+  std::vector<std::vector<float>> first(size);
+  test::spawnRanks(size, [&](int r, Communicator& c) {
+    CompressedAllreduceOptions opt;
+    opt.segmentBytes = 4096;  // 4 segments
+    for (int t = 0; t < trials; ++t) {
+      std::vector<float> g = rankData(r, n);
+      opt.roundingKey = kernels::roundingKey(9, static_cast<uint64_t>(t), 0);
+      compressedAllreduce(c, *codec, spec.rate, g.data(), n, opt);
+      if (t == 0) first[r] = g;
+      for (int64_t i = 0; i < n; ++i) mean[r][i] += g[i] / trials;
+    }
+  });
+  std::vector<double> exact(n, 0.0);
+  for (int r = 0; r < size; ++r) {
+    const std::vector<float> x = rankData(r, n);
+    for (int64_t i = 0; i < n; ++i) exact[i] += x[i] / size;
+  }
+  double oneDraw = 0.0, averaged = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    for (int r = 1; r < size; ++r) {
+      ASSERT_EQ(mean[r][i], mean[0][i]) << "rank " << r << " at " << i;
+      ASSERT_EQ(first[r][i], first[0][i]) << "rank " << r << " at " << i;
+    }
+    oneDraw += std::fabs(first[0][i] - exact[i]);
+    averaged += std::fabs(mean[0][i] - exact[i]);
+  }
+  EXPECT_GT(oneDraw, 0.0);
+  EXPECT_LT(averaged, 0.2 * oneDraw) << "the pipelined average does not converge";
 }
 
 }  // namespace

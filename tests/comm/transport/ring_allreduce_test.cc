@@ -59,8 +59,35 @@ TEST(RingAllreduce, OnlyThreeRanksOrMoreAndLargeEnoughBuffersTakeTheRing) {
   EXPECT_FALSE(useRing(o, 2, 1000));
   EXPECT_FALSE(useRing(o, 3, 99));
   EXPECT_TRUE(useRing(o, 3, 100));
-  EXPECT_TRUE(useRing(CollectiveOptions{}, 4, int64_t{1} << 18));
-  EXPECT_FALSE(useRing(CollectiveOptions{}, 4, (int64_t{1} << 18) - 1));
+  // Without measurements (the in-process transport), a measured threshold reads as the default.
+  EXPECT_EQ(CollectiveOptions{}.ringMinFloats, kMeasuredRingMin);
+  EXPECT_TRUE(useRing(CollectiveOptions{}, 4, kDefaultRingMinFloats));
+  EXPECT_FALSE(useRing(CollectiveOptions{}, 4, kDefaultRingMinFloats - 1));
+}
+
+// Note [Allreduce choice]: the crossover of the two measured lines.
+TEST(RingAllreduce, TheCrossoverIsWhereTheRingsLineFallsBelowTheTransports) {
+  // transport: 100 + n/100, ring: 500 + n/200 (microseconds): equal at n = 80000.
+  const auto t = [](double a, double b, double n) { return (a + n * b) * 1e-6; };
+  const int64_t cross = ringCrossover(1000, 9000, t(100, 0.01, 1000), t(100, 0.01, 9000),
+                                      t(500, 0.005, 1000), t(500, 0.005, 9000));
+  EXPECT_NEAR(static_cast<double>(cross), 80000.0, 1.0);
+  // A ring that starts lower and is less steep wins from the start.
+  EXPECT_EQ(ringCrossover(1000, 9000, t(500, 0.01, 1000), t(500, 0.01, 9000), t(100, 0.005, 1000),
+                          t(100, 0.005, 9000)),
+            1);
+  // As steep or steeper: the ring from the start when it is the faster at the larger size, else
+  // never.
+  EXPECT_EQ(ringCrossover(1000, 9000, t(100, 0.01, 1000), t(100, 0.01, 9000), t(500, 0.01, 1000),
+                          t(500, 0.01, 9000)),
+            INT64_MAX);
+  EXPECT_EQ(ringCrossover(1000, 9000, t(100, 0.01, 1000), t(100, 0.01, 9000), t(50, 0.02, 1000),
+                          t(50, 0.02, 9000)),
+            INT64_MAX);
+  EXPECT_EQ(ringCrossover(1000, 9000, t(400, 0.01, 1000), t(400, 0.01, 9000), t(50, 0.02, 1000),
+                          t(50, 0.02, 9000)),
+            1);
+  EXPECT_THROW(ringCrossover(9000, 1000, 1, 2, 3, 4), Error);
 }
 
 TEST(RingAllreduce, SeveralInFlightTogetherKeepTheirOwnData) {
