@@ -136,13 +136,57 @@ void finalizeMpi() {
 
 namespace {
 
+// Note [Progress in flight]
+// A Work's later phases start only when it is polled, so two ranks that wait for their Works in
+// flight in different orders could each wait for a phase the other has not started. So polling
+// one of a communicator's Works advances all of them in flight: the communicator keeps them
+// (InFlight), and each poll first polls the others. One thread does so at a time (another that
+// finds it busy goes on with its own Work), and not from within itself.
+class InFlight {
+ public:
+  void add(const std::shared_ptr<Work>& w) {
+    std::lock_guard<std::mutex> lock(mu_);
+    works_.erase(std::remove_if(works_.begin(), works_.end(),
+                                [](const std::weak_ptr<Work>& x) { return x.expired(); }),
+                 works_.end());
+    works_.push_back(w);
+  }
+  void progress(const Work* self) {
+    thread_local bool inside = false;
+    if (inside) return;
+    std::unique_lock<std::mutex> turn(turnMu_, std::try_to_lock);
+    if (!turn.owns_lock()) return;
+    std::vector<std::shared_ptr<Work>> live;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const std::weak_ptr<Work>& x : works_) {
+        if (auto w = x.lock(); w && w.get() != self) live.push_back(std::move(w));
+      }
+    }
+    inside = true;
+    for (const auto& w : live) {
+      try {
+        w->completed();
+      } catch (...) {  // the Work's own wait() reports it
+      }
+    }
+    inside = false;
+  }
+
+ private:
+  std::mutex mu_, turnMu_;
+  std::vector<std::weak_ptr<Work>> works_;
+};
+
 // A Work made of phases: each phase posts requests; the next one starts when they complete.
+// With `inflight`, polling it advances the communicator's other Works too (Note [Progress in
+// flight]).
 class MpiWork : public Work {
  public:
   using Phase = std::function<void(std::vector<MPI_Request>&)>;
 
-  MpiWork(std::string what, std::vector<Phase> phases)
-      : Work(std::move(what)), phases_(std::move(phases)) {
+  MpiWork(std::string what, std::vector<Phase> phases, std::shared_ptr<InFlight> inflight = nullptr)
+      : Work(std::move(what)), phases_(std::move(phases)), inflight_(std::move(inflight)) {
     checkFence();
     advance();
   }
@@ -161,6 +205,7 @@ class MpiWork : public Work {
  protected:
   bool polled() const override { return true; }
   bool poll() override {
+    if (inflight_) inflight_->progress(this);
     std::lock_guard<std::mutex> lock(pollMu_);
     if (finished_) return true;
     try {
@@ -193,6 +238,37 @@ class MpiWork : public Work {
   std::vector<MPI_Request> requests_;
   std::mutex pollMu_;
   bool finished_ = false;
+  std::shared_ptr<InFlight> inflight_;
+};
+
+// A Work of another kind (the ring's phases of sendRecvs) whose polls advance the communicator's
+// Works in flight first, as MpiWork's do.
+class ProgressingWork : public Work {
+ public:
+  ProgressingWork(std::shared_ptr<Work> inner, std::shared_ptr<InFlight> inflight)
+      : Work(inner->what()), inner_(std::move(inner)), inflight_(std::move(inflight)) {}
+  void abandon() override {
+    inner_->abandon();
+    finishAbandoned();
+  }
+
+ protected:
+  bool polled() const override { return true; }
+  bool poll() override {
+    inflight_->progress(this);
+    if (!inner_->completed()) return false;
+    try {
+      inner_->wait(std::chrono::duration<double>(0));  // completed: rethrows its failure
+      finish();
+    } catch (...) {
+      finish(std::current_exception());
+    }
+    return true;
+  }
+
+ private:
+  std::shared_ptr<Work> inner_;
+  std::shared_ptr<InFlight> inflight_;
 };
 
 int checkedInt(size_t v, const char* what) {
@@ -247,7 +323,7 @@ class MpiCommunicator : public Communicator {
     const int n = size_, me = rank_;
     const uint64_t seq = seq_++;
     const int tag = static_cast<int>(seq % kTagSpace);
-    return std::make_shared<MpiWork>(
+    return track(std::make_shared<MpiWork>(
         "allgatherv of " + std::to_string(send.size()) + " bytes" + where(seq),
         std::vector<MpiWork::Phase>{
             [=](std::vector<MPI_Request>& reqs) {
@@ -280,7 +356,8 @@ class MpiCommunicator : public Communicator {
                 CDL_MPI_CHECK(MPI_Isend(send.data(), static_cast<int>(send.size()), MPI_BYTE, r,
                                         tag, comm, &reqs.back()));
               }
-            }});
+            }},
+        inflight_));
   }
 
   std::shared_ptr<Work> alltoallv(const std::vector<Bytes>& send,
@@ -300,7 +377,7 @@ class MpiCommunicator : public Communicator {
     // of them; as the tag it keeps the messages of collectives in flight together apart.
     const uint64_t seq = seq_++;
     const int tag = static_cast<int>(seq % kTagSpace);
-    return std::make_shared<MpiWork>(
+    return track(std::make_shared<MpiWork>(
         "alltoallv" + where(seq),
         std::vector<MpiWork::Phase>{
             [=](std::vector<MPI_Request>& reqs) {
@@ -331,7 +408,8 @@ class MpiCommunicator : public Communicator {
                 CDL_MPI_CHECK(MPI_Isend(send[r].data(), static_cast<int>(send[r].size()), MPI_BYTE,
                                         r, tag, comm, &reqs.back()));
               }
-            }});
+            }},
+        inflight_));
   }
 
   std::shared_ptr<Work> broadcast(Bytes* data, int root) override {
@@ -388,9 +466,17 @@ class MpiCommunicator : public Communicator {
  private:
   std::shared_ptr<Work> ring(float* data, int64_t n, const std::string& purpose) {
     const uint64_t seq = seq_++;
-    return ringAllreduce(
-        *this, data, n, seq,
-        "allreduce of " + std::to_string(n) + " floats (ring" + purpose + ")" + where(seq));
+    return track(std::make_shared<ProgressingWork>(
+        ringAllreduce(
+            *this, data, n, seq,
+            "allreduce of " + std::to_string(n) + " floats (ring" + purpose + ")" + where(seq)),
+        inflight_));
+  }
+
+  // Keeps w among the Works in flight (Note [Progress in flight]).
+  std::shared_ptr<Work> track(std::shared_ptr<Work> w) {
+    inflight_->add(w);
+    return w;
   }
 
   std::shared_ptr<Work> transportAllreduce(float* data, int64_t n, const std::string& purpose) {
@@ -453,7 +539,7 @@ class MpiCommunicator : public Communicator {
   // A collective: numbered in issue order, the same on every rank (the number is also the tag of
   // its point-to-point messages).
   std::shared_ptr<Work> make(const std::string& what, std::vector<MpiWork::Phase> phases) {
-    return std::make_shared<MpiWork>(what + where(seq_++), std::move(phases));
+    return track(std::make_shared<MpiWork>(what + where(seq_++), std::move(phases), inflight_));
   }
 
   MPI_Comm comm_ = MPI_COMM_NULL;
@@ -462,8 +548,9 @@ class MpiCommunicator : public Communicator {
   int rank_ = 0;
   int size_ = 1;
   std::atomic<uint64_t> seq_{0};  // collectives issued so far
-  int64_t ringMin_ = -1;          // measured (Note [Allreduce choice]); -1: not yet
-  std::string choice_;            // what the measurement found, for allreduceChoice()
+  std::shared_ptr<InFlight> inflight_ = std::make_shared<InFlight>();
+  int64_t ringMin_ = -1;  // measured (Note [Allreduce choice]); -1: not yet
+  std::string choice_;    // what the measurement found, for allreduceChoice()
 };
 
 }  // namespace
