@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build run test bench fuzz-smoke fuzz format clean
+.PHONY: all deps configure build run test bench suite fuzz-smoke fuzz format clean
 
 all: build
 
@@ -41,6 +41,13 @@ bench: build
 	$(BUILD)/bin/cdl-bench model $(BUILD)/bench-out/allreduce.json
 	$(BUILD)/bin/cdl-launch -np $(NP) --bench -- train $(CONFIG) \
 	  --csv $(BUILD)/bench-out/train.csv --plot $(BUILD)/bench-out/train.png
+
+# The README's headline table: bench/run_suite.sh on 4 emulated nodes at 100 Mbit/s, 1 Gbit/s and
+# 10 Gbit/s (root), into $(BUILD)/bench-out/suite/ (summary.md and its plots). SUITE_FLAGS adds
+# run_suite.sh's flags, e.g. SUITE_FLAGS="--links 1gbit --no-tta".
+SUITE_FLAGS ?=
+suite: build
+	CDL_BUILD=$(BUILD) bench/run_suite.sh --out $(BUILD)/bench-out/suite $(SUITE_FLAGS)
 
 # Sanitized fuzzing of every reader of outside bytes for a short while, then every CTest test.
 test: build

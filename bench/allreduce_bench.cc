@@ -5,11 +5,13 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
 
 #include "bench/bench_util.h"
 #include "bench/plot.h"
+#include "bench/tcp_ring.h"
 #include "comm/reduce/compressed_allreduce.h"
 #include "comm/reduce/powersgd.h"
 #include "comm/reduce/scheme.h"
@@ -99,6 +101,8 @@ int runAllreduceBench(int* argc, char*** argv, const AllreduceBenchOptions& opt)
   CDL_CHECK(lo >= 4 && hi >= lo && opt.factor >= 2 && opt.iters >= 1,
             "allreduce bench: need 4 <= min-bytes <= max-bytes, factor >= 2, iters >= 1");
   std::vector<nlohmann::json> records;
+  std::unique_ptr<TcpRing> tcp;
+  if (opt.tcp && size >= 2) tcp = std::make_unique<TcpRing>();
   if (rank == 0 && !opt.json) {
     std::printf(
         "# cdl-bench allreduce: %d ranks, %d iterations (+%d warm-up), slowest rank, pipeline "
@@ -146,8 +150,13 @@ int runAllreduceBench(int* argc, char*** argv, const AllreduceBenchOptions& opt)
         std::fflush(stdout);
       }
     };
-    report("mpi_allreduce_fp32", fp32,
-           static_cast<uint64_t>(2.0 * (size - 1) / size * static_cast<double>(bytes)), nullptr);
+    const auto ringWire =
+        static_cast<uint64_t>(2.0 * (size - 1) / size * static_cast<double>(bytes));
+    report("mpi_allreduce_fp32", fp32, ringWire, nullptr);
+    if (tcp) {
+      report(kTcpRingRow, timeIters(opt.warmup, opt.iters, [&] { tcp->run(bytes); }), ringWire,
+             nullptr);
+    }
     for (const std::string& specText : opt.codecs) {
       const comm::SchemeSpec spec = comm::parseSchemeSpec(specText);
       comm::AllreduceStats st;
@@ -182,6 +191,7 @@ int runAllreduceBench(int* argc, char*** argv, const AllreduceBenchOptions& opt)
   if (rank == 0 && opt.json) std::cout << nlohmann::json(records).dump(2) << std::endl;
   if (rank == 0 && !opt.csv.empty()) core::writeFileAtomically(opt.csv, csvText(records));
   if (rank == 0 && !opt.plot.empty()) plotRows(opt.plot, size, records);
+  tcp.reset();
   comm.reset();
   comm::finalizeMpi();
   return 0;

@@ -17,6 +17,7 @@ struct AllreduceBenchOptions {
                                      "topk:density=0.01",
                                      "powersgd:rank=4"};
   std::string segmentBytes = "4M";  // the pipeline segment of summable codecs; 0: none
+  bool tcp = true;  // also time the raw TCP ring (Note [Raw TCP ring]) on 2+ ranks
   int iters = 5;
   int warmup = 1;
   bool json = false;
@@ -26,7 +27,8 @@ struct AllreduceBenchOptions {
 
 // Runs under mpirun: times plain MPI_Allreduce on fp32 and cdl's compressed allreduce per codec
 // for each size, in the same run, and prints (on rank 0) time, algbw, busbw, bytes on the wire
-// and the speed-up over fp32. PowerSGD sees the buffer as the squarest matrix it divides into and
+// and the speed-up over fp32. The row tcp_ring_raw is the ring's traffic over plain TCP sockets
+// (Note [Raw TCP ring]): the most any fp32 allreduce can get from these links. PowerSGD sees the buffer as the squarest matrix it divides into and
 // keeps its warm start across iterations, as in training. Returns the exit status.
 int runAllreduceBench(int* argc, char*** argv, const AllreduceBenchOptions& opt);
 

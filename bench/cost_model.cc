@@ -3,6 +3,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "bench/tcp_ring.h"
 #include "comm/codec/codec.h"
 #include "comm/codec/spec.h"
 #include "kernels/base/error.h"
@@ -60,7 +61,7 @@ std::vector<MeasuredRow> measuredRows(const nlohmann::json& doc) {
 }
 
 CostKind costKind(const std::string& codec) {
-  if (codec == "mpi_allreduce_fp32") return CostKind::kRing;
+  if (codec == "mpi_allreduce_fp32" || codec == kTcpRingRow) return CostKind::kRing;
   const comm::SchemeSpec spec = comm::parseSchemeSpec(codec);
   if (spec.scheme == comm::SchemeId::kPowerSgd) return CostKind::kPowerSgd;
   const auto c = comm::makeCodec(spec.codec.codec);

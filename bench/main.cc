@@ -39,6 +39,9 @@ int main(int argc, char** argv) {
   allreduceCmd->add_option("--codec", allreduce.codecs, "Codec specs (repeat the flag)");
   allreduceCmd->add_option("--segment-bytes", allreduce.segmentBytes,
                            "Pipeline segment of summable codecs (e.g. 4M; 0: unsegmented)");
+  allreduceCmd->add_flag("--tcp,!--no-tcp", allreduce.tcp,
+                         "Time the ring's traffic over plain TCP sockets, the links' limit "
+                         "(row tcp_ring_raw; default on)");
   allreduceCmd->add_option("--iters", allreduce.iters, "Timed iterations per row");
   allreduceCmd->add_option("--warmup", allreduce.warmup, "Untimed iterations per row");
   allreduceCmd->add_flag("--json", allreduce.json, "Print JSON records (rank 0)");

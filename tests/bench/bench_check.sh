@@ -16,9 +16,22 @@ is_png() { [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a
 mpirun_np 2 "$bench" allreduce --min-bytes 4K --max-bytes 64K --iters 1 --warmup 0 \
   --codec qsgd:bits=4,entropy=rans --json --csv "$tmp/ar.csv" --plot "$tmp/ar.png" \
   >"$tmp/ar.json" 2>"$tmp/ar.log" || { cat "$tmp/ar.log"; fail "the allreduce bench failed"; }
-[ "$(wc -l <"$tmp/ar.csv")" -eq 7 ] || { cat "$tmp/ar.csv"; fail "the allreduce CSV is not a header and 3 sizes x 2 rows"; }
+[ "$(wc -l <"$tmp/ar.csv")" -eq 10 ] || { cat "$tmp/ar.csv"; fail "the allreduce CSV is not a header and 3 sizes x 3 rows"; }
 [ "$(grep -c '^"qsgd:bits=4,bucket=1024,rounding=stochastic,entropy=rans",' "$tmp/ar.csv")" -eq 3 ] || fail "the qsgd rows of the allreduce CSV"
 [ "$(grep -c '^mpi_allreduce_fp32,' "$tmp/ar.csv")" -eq 3 ] || fail "the MPI_Allreduce rows of the allreduce CSV"
+# The raw TCP ring moves the ring's bytes (Note [Raw TCP ring]): as many as MPI_Allreduce's rows say.
+python3 - "$tmp/ar.json" <<'PY' || fail "the raw TCP ring rows are wrong: $(cat "$tmp/ar.json")"
+import json, sys
+rows = json.load(open(sys.argv[1]))
+tcp = [r for r in rows if r["codec"] == "tcp_ring_raw"]
+mpi = {r["bytes"]: r for r in rows if r["codec"] == "mpi_allreduce_fp32"}
+assert [r["bytes"] for r in tcp] == [4096, 16384, 65536], tcp
+for r in tcp:
+    assert r["time_us"] > 0 and r["wire_bytes"] == mpi[r["bytes"]]["wire_bytes"] == r["bytes"], r
+PY
+mpirun_np 2 "$bench" allreduce --min-bytes 4K --max-bytes 4K --iters 1 --warmup 0 --codec none \
+  --no-tcp --json >"$tmp/notcp.json" 2>"$tmp/notcp.log" || { cat "$tmp/notcp.log"; fail "--no-tcp failed"; }
+! grep -q tcp_ring_raw "$tmp/notcp.json" || fail "--no-tcp still timed the raw TCP ring"
 is_png "$tmp/ar.png" || fail "the allreduce plot is not a PNG"
 # The cost model on those records: the fit beside the 6 rows, projections per rank count and link.
 "$bench" model "$tmp/ar.json" --link 1gbit --ranks 16,64 --gbits 10,100 >"$tmp/model.txt" ||
@@ -30,8 +43,8 @@ python3 - "$tmp/model.json" <<'PY' || fail "the model JSON is wrong: $(cat "$tmp
 import json, sys
 m = json.load(open(sys.argv[1]))
 assert m["ranks"] == 2 and m["bandwidth_gbps"] > 0 and m["alpha_us"] >= 0, m
-assert len(m["measured"]) == 6 and all(r["model_us"] > 0 for r in m["measured"]), m["measured"]
-assert len(m["projected"]) == 2 * 2 * 2, m["projected"]
+assert len(m["measured"]) == 9 and all(r["model_us"] > 0 for r in m["measured"]), m["measured"]
+assert len(m["projected"]) == 2 * 2 * 3, m["projected"]  # MPI_Allreduce, the raw TCP ring, qsgd
 for p in m["projected"]:
     assert p["ms"] > 0 and p["speedup_vs_fp32_ring"] > 0, p
     if p["codec"] == "mpi_allreduce_fp32":

@@ -1,0 +1,249 @@
+#!/usr/bin/python3
+"""PyTorch DDP over gloo on the same job as configs/fmnist_cnn_fp32.yaml: the baseline of cdl-bench.
+
+Runs as one process per rank under mpirun (it reads OMPI_COMM_WORLD_RANK/SIZE, else SLURM's or
+torchrun's RANK/WORLD_SIZE), e.g. on the emulated cluster:
+
+    cdl-launch --emulate 4 --bandwidth 100mbit --bench --program /usr/bin/python3 -- \\
+        bench/ddp_baseline.py --store /tmp/ddp.store --steps 50 --json
+
+The model is cdl's built-in cnn written in PyTorch (scripts/make_torchscript_model.py), the data
+Fashion-MNIST normalized as cdl's loader does, the optimizer SGD with Nesterov momentum and weight
+decay under a linear warm-up and cosine schedule over --epochs, and each rank trains on its own
+shard of a shuffled epoch, as cdl-train does. The ranks meet through a FileStore (--store, a file
+every rank can reach; it must not exist yet) or a TCPStore on rank 0 (--master HOST:PORT); gloo
+talks on --iface (default: GLOO_SOCKET_IFNAME, else the first interface with an IPv4 address that
+is not loopback).
+
+With --steps N it times N steps after --warmup untimed ones and prints samples/s, the mean step
+and the seconds an epoch of the train split takes at that rate, the figure cdl-bench train gives
+for cdl. With --full it trains every epoch and tests after each, printing the wall seconds and the
+test accuracy of each epoch and the first wall second each accuracy threshold was reached
+(time_to_accuracy, as in cdl-train's summary.json).
+"""
+import argparse
+import datetime
+import fcntl
+import gzip
+import json
+import math
+import os
+import socket
+import struct
+import sys
+import time
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+from make_torchscript_model import Cnn  # noqa: E402  (the built-in cnn's layout)
+
+PIXEL_MEAN, PIXEL_STD = 0.2860, 0.3530  # as core/batch.cc
+THRESHOLDS = (0.50, 0.60, 0.70, 0.80, 0.85, 0.90, 0.95)  # as core/metrics_log.h
+
+
+def fail(msg):
+    rank = os.environ.get("OMPI_COMM_WORLD_RANK", os.environ.get("RANK", "?"))
+    print(f"ddp_baseline: [rank {rank}] {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def world():
+    for r, w in (("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"), ("PMIX_RANK", None),
+                 ("SLURM_PROCID", "SLURM_NTASKS"), ("RANK", "WORLD_SIZE")):
+        if r in os.environ and w and w in os.environ:
+            return int(os.environ[r]), int(os.environ[w])
+    return 0, 1
+
+
+def ipv4_interface():
+    """The first interface with an IPv4 address that is not loopback."""
+    for _, name in socket.if_nameindex():
+        if name == "lo":
+            continue
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            req = struct.pack("256s", name.encode()[:15])
+            fcntl.ioctl(s.fileno(), 0x8915, req)  # SIOCGIFADDR: fails without an IPv4 address
+            return name
+        except OSError:
+            continue
+        finally:
+            s.close()
+    return "lo"
+
+
+def read_idx(path, dims):
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    magic = struct.unpack(">I", data[:4])[0]
+    if magic != 0x800 + dims:
+        fail(f"{path}: not an IDX file of {dims} dimensions (magic {magic:#x})")
+    shape = struct.unpack(">" + "I" * dims, data[4:4 + 4 * dims])
+    count = math.prod(shape)
+    if len(data) - 4 - 4 * dims != count:
+        fail(f"{path}: {len(data) - 4 - 4 * dims} bytes of data, the header says {count}")
+    return torch.frombuffer(bytearray(data[4 + 4 * dims:]), dtype=torch.uint8).reshape(shape)
+
+
+def find(data_dir, name):
+    for p in (os.path.join(data_dir, name + ".gz"), os.path.join(data_dir, name)):
+        if os.path.isfile(p):
+            return p
+    fail(f"no {name}(.gz) in {data_dir} (Debian's dataset-fashion-mnist installs it)")
+
+
+def load(data_dir, split):
+    images = read_idx(find(data_dir, f"{split}-images-idx3-ubyte"), 3)
+    labels = read_idx(find(data_dir, f"{split}-labels-idx1-ubyte"), 1)
+    x = (images.float().div_(255.0).sub_(PIXEL_MEAN).div_(PIXEL_STD)).unsqueeze(1)
+    return x, labels.long()
+
+
+def lr_at(step, total, base, warmup):
+    """core/schedule.h's cosine schedule with a linear warm-up."""
+    if warmup > 0 and step < warmup:
+        return base * (step + 1) / warmup
+    span = total - warmup
+    if span <= 0:
+        return base
+    t = min(1.0, (step - warmup) / span)
+    return 0.5 * base * (1.0 + math.cos(math.pi * t))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--store", help="a FileStore path every rank reaches (must not exist yet)")
+    ap.add_argument("--master", help="HOST:PORT of a TCPStore on rank 0, instead of --store")
+    ap.add_argument("--iface", default=os.environ.get("GLOO_SOCKET_IFNAME"))
+    ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+    ap.add_argument("--batch", type=int, default=64, help="per rank")
+    ap.add_argument("--epochs", type=int, default=5, help="the schedule's length")
+    ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--momentum", type=float, default=0.9)
+    ap.add_argument("--weight-decay", type=float, default=5e-4)
+    ap.add_argument("--lr-warmup", type=int, default=100, help="warm-up steps of the schedule")
+    ap.add_argument("--threads", type=int, default=1, help="intra-op threads per rank")
+    ap.add_argument("--steps", type=int, default=50, help="timed steps")
+    ap.add_argument("--warmup", type=int, default=5, help="untimed steps before them")
+    ap.add_argument("--full", action="store_true", help="train every epoch, testing after each")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    rank, size = world()
+    if (a.store is None) == (a.master is None):
+        fail("give one of --store FILE or --master HOST:PORT")
+    if a.batch < 1 or a.epochs < 1 or a.steps < 1 or a.warmup < 0 or a.threads < 1:
+        fail("--batch, --epochs, --steps and --threads must be >= 1, --warmup >= 0")
+    torch.set_num_threads(a.threads)
+    os.environ["GLOO_SOCKET_IFNAME"] = a.iface or ipv4_interface()
+    if a.store:
+        store = dist.FileStore(a.store, size)
+    else:
+        host, _, port = a.master.rpartition(":")
+        store = dist.TCPStore(host, int(port), size, rank == 0,
+                              timeout=datetime.timedelta(seconds=120))
+    dist.init_process_group("gloo", store=store, rank=rank, world_size=size)
+
+    torch.manual_seed(a.seed)
+    x, y = load(a.data, "train")
+    model = nn.parallel.DistributedDataParallel(Cnn(1, 28, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=a.lr, momentum=a.momentum, nesterov=True,
+                          weight_decay=a.weight_decay)
+    loss_fn = nn.CrossEntropyLoss()
+    per_epoch = len(x) // (a.batch * size)
+    total = per_epoch * a.epochs
+    gen = torch.Generator().manual_seed(a.seed)
+
+    def batches(epoch):
+        perm = torch.randperm(len(x), generator=gen)
+        mine = perm[rank::size]
+        for i in range(per_epoch):
+            idx = mine[i * a.batch:(i + 1) * a.batch]
+            yield x[idx], y[idx]
+
+    step = 0
+
+    def train_step(xb, yb):
+        nonlocal step
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, total, a.lr, a.lr_warmup)
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(xb), yb)
+        loss.backward()
+        opt.step()
+        step += 1
+        return loss
+
+    out = {"tool": "pytorch_ddp_gloo", "torch": torch.__version__, "ranks": size,
+           "threads": a.threads, "batch_per_rank": a.batch, "global_batch": a.batch * size,
+           "iface": os.environ["GLOO_SOCKET_IFNAME"]}
+    if not a.full:
+        it = iter(())
+        epoch = 0
+
+        def next_batch():
+            nonlocal it, epoch
+            while True:
+                try:
+                    return next(it)
+                except StopIteration:
+                    it = batches(epoch)
+                    epoch += 1
+
+        for _ in range(a.warmup):
+            train_step(*next_batch())
+        dist.barrier()
+        t0 = time.perf_counter()
+        for _ in range(a.steps):
+            train_step(*next_batch())
+        dist.barrier()
+        seconds = torch.tensor([time.perf_counter() - t0], dtype=torch.float64)
+        dist.all_reduce(seconds, op=dist.ReduceOp.MAX)
+        s = seconds.item()
+        sps = a.steps * a.batch * size / s
+        out.update({"steps": a.steps, "warmup": a.warmup, "samples_per_s": sps,
+                    "step_ms": 1e3 * s / a.steps, "epoch_s": len(x) / sps})
+    else:
+        tx, ty = load(a.data, "t10k")
+        records, reached = [], {}
+        dist.barrier()
+        t0 = time.perf_counter()
+        for epoch in range(a.epochs):
+            model.train()
+            for xb, yb in batches(epoch):
+                train_step(xb, yb)
+            model.eval()
+            with torch.no_grad():
+                correct = sum(int((model.module(tx[i:i + 1000]).argmax(1) == ty[i:i + 1000]).sum())
+                              for i in range(0, len(tx), 1000))
+            acc = correct / len(tx)
+            wall = time.perf_counter() - t0
+            records.append({"epoch": epoch + 1, "step": step, "wall_s": wall, "test_accuracy": acc})
+            for th in THRESHOLDS:
+                if acc >= th and f"{th:.2f}" not in reached:
+                    reached[f"{th:.2f}"] = wall
+            if rank == 0 and not a.json:
+                print(f"epoch {epoch + 1}: {wall:.1f} s, test accuracy {acc:.4f}", flush=True)
+        out.update({"epochs": a.epochs, "records": records, "time_to_accuracy": reached,
+                    "epoch_s": records[-1]["wall_s"] / a.epochs})
+    if rank == 0:
+        if a.json:
+            print(json.dumps(out, indent=2))
+        elif not a.full:
+            print(f"pytorch DDP (gloo), {size} ranks x {a.threads} threads: "
+                  f"{out['samples_per_s']:.0f} samples/s, {out['step_ms']:.1f} ms per step, "
+                  f"{out['epoch_s']:.1f} s per epoch")
+    dist.destroy_process_group()
+    if rank == 0 and a.store:
+        try:
+            os.remove(a.store)
+        except OSError:
+            pass
+
+
+if __name__ == "__main__":
+    main()

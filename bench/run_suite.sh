@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# run_suite.sh: the benchmark suite behind the README's headline table, on one machine (root: the
+# links are emulated with cdl-launch --emulate). For each link rate, on --nodes emulated nodes:
+#   allreduce   cdl-bench allreduce: MPI_Allreduce, the raw TCP ring (Note [Raw TCP ring]) and
+#               cdl's allreduce per codec, --min-bytes to --max-bytes (links/RATE/allreduce.*)
+#   train       cdl-bench train: samples/s and the step split of the config per codec
+#               (links/RATE/train.*) with cdl's thread defaults
+#   ddp         PyTorch DDP over gloo on the same job and thread count (bench/ddp_baseline.py;
+#               links/RATE/ddp.json), when Debian's python3-torch is there (else left out, said)
+#   threads     at the first link only: the first compressed codec at 1 and 2 hand-set threads per
+#               rank beside the defaults (links/RATE/threads-N.json)
+# then time to accuracy (tta/): cdl-train of the config with each --tta-codec, on the emulated
+# --tta-link and on loopback with the same ranks (tta/{emulated,loopback}-K/), drawn by cdl-plot
+# (tta.png: test accuracy against wall seconds). bench/suite_report.py gathers it all into
+# summary.md, summary.json, summary.csv and speedup.png (speed-up against link rate).
+#
+#   bench/run_suite.sh [--out DIR] [--nodes N] [--links 100mbit,1gbit,10gbit] [--config F]
+#                      [--min-bytes 64K] [--max-bytes 64M] [--steps 30] [--warmup 3]
+#                      [--codec SPEC]... [--tta-codec SPEC]... [--tta-link RATE]
+#                      [--tta-epochs E] [--set KEY=VALUE]... [--no-tta] [--no-ddp] [--no-threads]
+#
+# --set goes to every training (bench rows and time-to-accuracy runs); --codec replaces the
+# default rows of allreduce and train. The build folder is CDL_BUILD (default build/). Everything
+# lands under --out (default build/bench-out/suite), which must be new, empty or an earlier
+# suite's output (it is then replaced).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+build=${CDL_BUILD:-$here/build}
+prog=run_suite
+die() {
+  echo "$prog: $*" >&2
+  exit 2
+}
+
+out=$build/bench-out/suite nodes=4 links=100mbit,1gbit,10gbit config=$here/configs/fmnist_cnn.yaml
+minBytes=64K maxBytes=64M steps=30 warmup=3 ttaLink=100mbit ttaEpochs="" tta=1 ddp=1 threads=1
+codecs=() ttaCodecs=() sets=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --no-tta) tta=0 && shift && continue ;;
+    --no-ddp) ddp=0 && shift && continue ;;
+    --no-threads) threads=0 && shift && continue ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' && exit 0 ;;
+    --out | --nodes | --links | --config | --min-bytes | --max-bytes | --steps | --warmup | --codec | \
+      --tta-codec | --tta-link | --tta-epochs | --set)
+      [ $# -ge 2 ] || die "$1 needs a value" ;;
+    *) die "unknown argument '$1' (see $0 --help)" ;;
+  esac
+  case $1 in
+    --out) out=$2 ;;
+    --nodes) nodes=$2 ;;
+    --links) links=$2 ;;
+    --config) config=$2 ;;
+    --min-bytes) minBytes=$2 ;;
+    --max-bytes) maxBytes=$2 ;;
+    --steps) steps=$2 ;;
+    --warmup) warmup=$2 ;;
+    --codec) codecs+=("$2") ;;
+    --tta-codec) ttaCodecs+=("$2") ;;
+    --tta-link) ttaLink=$2 ;;
+    --tta-epochs) ttaEpochs=$2 ;;
+    --set) sets+=("$2") ;;
+  esac
+  shift 2
+done
+[[ $nodes =~ ^[0-9]+$ ]] && [ "$nodes" -ge 2 ] || die "--nodes '$nodes' must be at least 2"
+[[ $steps =~ ^[0-9]+$ ]] && [ "$steps" -ge 1 ] || die "--steps '$steps' must be at least 1"
+[[ $warmup =~ ^[0-9]+$ ]] || die "--warmup '$warmup' must be a count"
+[ -z "$ttaEpochs" ] || [[ $ttaEpochs =~ ^[1-9][0-9]*$ ]] || die "--tta-epochs '$ttaEpochs' must be at least 1"
+[ -f "$config" ] || die "no config $config"
+[ ${#codecs[@]} -gt 0 ] || codecs=(none "qsgd:bits=8,entropy=rans" "qsgd:bits=4,entropy=rans" "powersgd:rank=4")
+[ ${#ttaCodecs[@]} -gt 0 ] || ttaCodecs=(none "qsgd:bits=4,bucket=1024,rounding=stochastic,entropy=rans")
+IFS=, read -r -a linkList <<<"$links"
+[ ${#linkList[@]} -ge 1 ] || die "--links is empty"
+for tool in cdl-launch cdl-bench cdl-train cdl-plot cdl-emulate; do
+  [ -x "$build/bin/$tool" ] || die "$build/bin/$tool is missing: build first (make build)"
+done
+[ "$(id -u)" -eq 0 ] || die "the emulated links need root (network namespaces and tc)"
+python=/usr/bin/python3
+if [ "$ddp" -eq 1 ] && ! "$python" -c "import torch.distributed as d; assert d.is_gloo_available()" 2>/dev/null; then
+  echo "$prog: no PyTorch with gloo in $python (Debian's python3-torch): the DDP baseline is left out" >&2
+  ddp=0
+fi
+
+if [ -e "$out" ] && [ -n "$(ls -A "$out" 2>/dev/null)" ] && [ ! -f "$out/.cdl-suite" ]; then
+  die "--out $out holds something that is not a suite's output: give a new folder"
+fi
+rm -rf "$out"
+mkdir -p "$out/links" "$out/tta"
+: >"$out/.cdl-suite"
+launch=$build/bin/cdl-launch
+setArgs=()
+for s in "${sets[@]}"; do setArgs+=(--set "$s"); done
+codecArgs=()
+for c in "${codecs[@]}"; do codecArgs+=(--codec "$c"); done
+# step NAME CMD...: runs CMD with stdout to NAME.$ext (json unless ext says) and stderr to
+# NAME.log in $dir; a failure stops the suite naming the step and its log's last lines.
+ext=json
+step() {
+  local name=$1
+  shift
+  echo "$prog: $dir/$name" >&2
+  if ! "$@" >"$dir/$name.$ext" 2>"$dir/$name.log"; then
+    tail -n 5 "$dir/$name.log" >&2
+    die "$name failed (log: $dir/$name.log)"
+  fi
+}
+first=1
+for link in "${linkList[@]}"; do
+  dir=$out/links/$link
+  mkdir -p "$dir"
+  emu=(--emulate "$nodes" --bandwidth "$link")
+  step allreduce "$launch" "${emu[@]}" --bench -- allreduce --min-bytes "$minBytes" \
+    --max-bytes "$maxBytes" "${codecArgs[@]}" --json --csv "$dir/allreduce.csv" \
+    --plot "$dir/allreduce.png"
+  step train "$launch" "${emu[@]}" --bench -- train "$config" "${codecArgs[@]}" "${setArgs[@]}" \
+    --steps "$steps" --warmup "$warmup" --json --csv "$dir/train.csv" --plot "$dir/train.png"
+  # The thread count cdl's defaults chose, for the DDP run and the sweep.
+  chosen=$("$python" -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["threads"])' "$dir/train.json")
+  if [ "$ddp" -eq 1 ]; then
+    rm -f "$dir/ddp.store"
+    step ddp "$launch" "${emu[@]}" --bench --program "$python" -- "$here/bench/ddp_baseline.py" \
+      --store "$dir/ddp.store" --threads "$chosen" --steps "$steps" --warmup "$warmup" --json
+  fi
+  if [ "$threads" -eq 1 ] && [ "$first" -eq 1 ]; then
+    sweepCodec=${codecs[-1]}
+    for c in "${codecs[@]}"; do
+      [ "$c" = none ] || { sweepCodec=$c && break; }
+    done
+    for t in 1 2; do
+      step "threads-$t" "$launch" "${emu[@]}" --bench -- train "$config" --codec "$sweepCodec" \
+        "${setArgs[@]}" --set "train.threads=$t" --steps "$steps" --warmup "$warmup" --json
+    done
+  fi
+  first=0
+done
+
+if [ "$tta" -eq 1 ]; then
+  dir=$out/tta ext=out
+  ttaSets=("${setArgs[@]}" --set "log.runs_dir=$dir")
+  [ -z "$ttaEpochs" ] || ttaSets+=(--set "train.epochs=$ttaEpochs")
+  runs=()
+  k=0
+  for c in "${ttaCodecs[@]}"; do
+    k=$((k + 1))
+    for where in emulated loopback; do
+      name=$where-$k
+      if [ "$where" = emulated ]; then
+        placement=(--emulate "$nodes" --bandwidth "$ttaLink")
+      else
+        placement=(-np "$nodes")
+      fi
+      step "$name" "$launch" "${placement[@]}" "$config" -- "${ttaSets[@]}" \
+        --set "comm.codec=$c" --set "name=$name"
+      runs+=("$dir/$name")
+    done
+  done
+  "$build/bin/cdl-plot" "${runs[@]}" -o "$out/tta.png" \
+    --title "test accuracy against wall time: $nodes nodes at $ttaLink and on loopback" ||
+    die "cdl-plot of the time-to-accuracy runs failed"
+  printf '%s\n' "${ttaCodecs[@]}" >"$dir/codecs.txt"
+  echo "$ttaLink" >"$dir/link.txt"
+fi
+
+"$python" "$here/bench/suite_report.py" "$out" || die "the report failed"
+echo "$prog: $out/summary.md" >&2

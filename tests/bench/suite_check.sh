@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# bench/run_suite.sh end to end on a small job: suite_check.sh SUITE BUILD CONFIG (root: skips
+# with 77 where network namespaces cannot be made).
+# 2 emulated nodes at 1gbit and 100mbit, a 256 KiB allreduce, 2 training steps of a synthetic
+# set, one epoch of time to accuracy: summary.md has a section per link (slowest first) with the
+# allreduce table (MPI_Allreduce, the raw TCP ring, every codec), the training table (with
+# PyTorch DDP's row where python3-torch is there) and the thread sweep at the first link, and the
+# time-to-accuracy table; summary.json and summary.csv say the same; speedup.png and tta.png are
+# PNGs. An --out that holds anything else is refused and left as it was, as are bad arguments;
+# the report names a record file that does not parse.
+source "$(dirname "$0")/../support/check.sh"
+suite=$1 build=$2 config=$3
+skip() { echo "suite_check: SKIP: $*"; exit 77; }
+is_png() { [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ]; }
+[ "$(id -u)" -eq 0 ] || skip "needs root (network namespaces and tc)"
+probe=cdlprobe$$
+ip netns add "$probe" 2>/dev/null || skip "cannot create a network namespace here"
+ip netns del "$probe"
+report=$(dirname "$suite")/suite_report.py
+
+mkdir -p "$tmp/keep"
+echo precious >"$tmp/keep/file"
+if CDL_BUILD=$build "$suite" --out "$tmp/keep" --nodes 2 2>"$tmp/refused.err"; then
+  fail "the suite ran into a folder holding something else"
+fi
+grep -q "is not a suite's output" "$tmp/refused.err" || fail "the refusal says $(cat "$tmp/refused.err")"
+[ "$(cat "$tmp/keep/file")" = precious ] || fail "the refused folder was changed"
+if CDL_BUILD=$build "$suite" --nodes 1 2>"$tmp/bad.err"; then fail "--nodes 1 was taken"; fi
+grep -q -- "--nodes '1' must be at least 2" "$tmp/bad.err" || fail "--nodes 1 says $(cat "$tmp/bad.err")"
+
+out=$tmp/suite
+CDL_BUILD=$build "$suite" --out "$out" --nodes 2 --links 1gbit,100mbit --config "$config" \
+  --min-bytes 64K --max-bytes 256K --steps 2 --warmup 1 --codec none \
+  --codec qsgd:bits=4,entropy=rans --set data.dataset=synthetic --set data.synthetic_train=512 \
+  --tta-epochs 1 >"$tmp/suite.out" 2>"$tmp/suite.err" ||
+  { tail -n 30 "$tmp/suite.err"; fail "the suite failed"; }
+ddp=0
+if /usr/bin/python3 -c "import torch.distributed as d; assert d.is_gloo_available()" 2>/dev/null; then ddp=1; fi
+
+python3 - "$out" "$ddp" <<'PY' || fail "the summary is wrong (summary.md: $(cat "$out/summary.md"))"
+import csv, json, sys
+out, ddp = sys.argv[1], sys.argv[2] == "1"
+s = json.load(open(f"{out}/summary.json"))
+assert [l["link"] for l in s["links"]] == ["100mbit", "1gbit"], s["links"]
+for l in s["links"]:
+    a = l["allreduce"]
+    assert a["bytes"] == 256 * 1024 and a["ranks"] == 2, a
+    assert [r["codec"] for r in a["rows"]] == [
+        "mpi_allreduce_fp32", "tcp_ring_raw", "none",
+        "qsgd:bits=4,bucket=1024,rounding=stochastic,entropy=rans"], a["rows"]
+    assert all(r["time_ms"] > 0 for r in a["rows"]), a
+    assert a["rows"][0]["speedup_vs_mpi"] == 1.0, a
+    assert [x["bytes"] for x in a["none_share_of_tcp"]] == [65536, 262144], a
+    t = l["train"]
+    assert [r["codec"] for r in t["rows"]][0] == "none" and len(t["rows"]) == 2, t
+    assert t["rows"][0]["speedup"] == 1.0 and t["rows"][1]["compression_ratio"] > 4, t
+    assert ("ddp" in t) == ddp, t
+    if ddp:
+        assert t["ddp"]["samples_per_s"] > 0 and t["ddp"]["threads"] == t["threads"], t
+assert "threads" in s["links"][1] and "threads" not in s["links"][0], "the sweep is at the first link (1gbit) only"
+th = s["links"][1]["threads"]
+assert sorted(th["hand_set"]) == ["1", "2"] and th["best_over_default"] > 0, th
+assert [r["codec"] for r in s["tta"]] == [
+    "none", "qsgd:bits=4,bucket=1024,rounding=stochastic,entropy=rans"], s["tta"]
+for r in s["tta"]:
+    assert r["link"] == "100mbit", r
+    for where in ("emulated", "loopback"):
+        assert r[where]["wall_s"] > 0 and 0 <= r[where]["test_accuracy"] <= 1, r
+md = open(f"{out}/summary.md").read()
+for text in ("## 100mbit per link (2 emulated nodes)", "## 1gbit per link (2 emulated nodes)",
+             "| tcp_ring_raw |", "| none |", "## Time to accuracy", "Threads (qsgd:bits=4,entropy=rans)"):
+    assert text in md, text
+assert ("| PyTorch DDP (gloo) |" in md) == ddp
+assert md.index("## 100mbit") < md.index("## 1gbit")
+rows = list(csv.reader(open(f"{out}/summary.csv")))
+assert rows[0] == ["section", "link", "codec", "metric", "value"], rows[0]
+assert any(r[:4] == ["allreduce", "1gbit", "tcp_ring_raw", "time_ms"] for r in rows), rows
+assert any(r[0] == "tta_loopback" for r in rows) or not any(
+    r["loopback"]["time_to_accuracy"] for r in s["tta"]), rows
+PY
+is_png "$out/speedup.png" || fail "speedup.png is not a PNG"
+is_png "$out/tta.png" || fail "tta.png is not a PNG"
+for l in 1gbit 100mbit; do
+  is_png "$out/links/$l/allreduce.png" && is_png "$out/links/$l/train.png" || fail "the $l plots"
+done
+# An earlier suite's folder is replaced.
+CDL_BUILD=$build "$suite" --out "$out" --nodes 2 --links 1gbit --config "$config" \
+  --min-bytes 64K --max-bytes 64K --steps 1 --warmup 0 --codec none --no-tta --no-ddp \
+  --no-threads --set data.dataset=synthetic --set data.synthetic_train=512 \
+  >"$tmp/again.out" 2>"$tmp/again.err" || { tail -n 20 "$tmp/again.err"; fail "the second run failed"; }
+[ ! -e "$out/links/100mbit" ] && [ ! -e "$out/tta.png" ] || fail "the earlier suite's files were kept"
+grep -q "^## 1gbit per link" "$out/summary.md" || fail "the second summary"
+# A record that does not parse is named.
+echo '{' >"$out/links/1gbit/train.json"
+if python3 "$report" "$out" 2>"$tmp/report.err"; then fail "the report took a broken record"; fi
+grep -q "links/1gbit/train.json" "$tmp/report.err" || fail "the report says $(cat "$tmp/report.err")"
+echo "suite_check: OK"
