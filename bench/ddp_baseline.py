@@ -51,9 +51,9 @@ def fail(msg):
 
 
 def world():
-    for r, w in (("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"), ("PMIX_RANK", None),
+    for r, w in (("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
                  ("SLURM_PROCID", "SLURM_NTASKS"), ("RANK", "WORLD_SIZE")):
-        if r in os.environ and w and w in os.environ:
+        if r in os.environ and w in os.environ:
             return int(os.environ[r]), int(os.environ[w])
     return 0, 1
 

@@ -6,7 +6,8 @@
 #   train       cdl-bench train: samples/s and the step split of the config per codec
 #               (links/RATE/train.*) with cdl's thread defaults
 #   ddp         PyTorch DDP over gloo on the same job and thread count (bench/ddp_baseline.py;
-#               links/RATE/ddp.json), when Debian's python3-torch is there (else left out, said)
+#               links/RATE/ddp.json), when Debian's python3-torch is there (else left out, said);
+#               it is the job of configs/fmnist_cnn*.yaml: with another --config, give --no-ddp
 #   threads     at the first link only: the first compressed codec at 1 and 2 hand-set threads per
 #               rank beside the defaults (links/RATE/threads-N.json)
 # then time to accuracy (tta/): cdl-train of the config with each --tta-codec, on the emulated
