@@ -18,10 +18,12 @@
 #   bench/run_suite.sh [--out DIR] [--nodes N] [--links 100mbit,1gbit,10gbit] [--config F]
 #                      [--min-bytes 64K] [--max-bytes 64M] [--steps 30] [--warmup 3]
 #                      [--codec SPEC]... [--tta-codec SPEC]... [--tta-link RATE]
-#                      [--tta-epochs E] [--set KEY=VALUE]... [--no-tta] [--no-ddp] [--no-threads]
+#                      [--tta-epochs E] [--set KEY=VALUE]... [--step-timeout S] [--no-tta]
+#                      [--no-ddp] [--no-threads]
 #
 # --set goes to every training (bench rows and time-to-accuracy runs); --codec replaces the
-# default rows of allreduce and train. The build folder is CDL_BUILD (default build/). Everything
+# default rows of allreduce and train. Each step is stopped after --step-timeout seconds (default
+# 3600; 0: never), which fails the suite naming the step and its log. The build folder is CDL_BUILD (default build/). Everything
 # lands under --out (default build/bench-out/suite), which must be new, empty or an earlier
 # suite's output (it is then replaced).
 set -euo pipefail
@@ -35,6 +37,7 @@ die() {
 
 out=$build/bench-out/suite nodes=4 links=100mbit,1gbit,10gbit config=$here/configs/fmnist_cnn.yaml
 minBytes=64K maxBytes=64M steps=30 warmup=3 ttaLink=100mbit ttaEpochs="" tta=1 ddp=1 threads=1
+stepTimeout=3600
 codecs=() ttaCodecs=() sets=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -43,7 +46,7 @@ while [ $# -gt 0 ]; do
     --no-threads) threads=0 && shift && continue ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' && exit 0 ;;
     --out | --nodes | --links | --config | --min-bytes | --max-bytes | --steps | --warmup | --codec | \
-      --tta-codec | --tta-link | --tta-epochs | --set)
+      --tta-codec | --tta-link | --tta-epochs | --set | --step-timeout)
       [ $# -ge 2 ] || die "$1 needs a value" ;;
     *) die "unknown argument '$1' (see $0 --help)" ;;
   esac
@@ -61,6 +64,7 @@ while [ $# -gt 0 ]; do
     --tta-link) ttaLink=$2 ;;
     --tta-epochs) ttaEpochs=$2 ;;
     --set) sets+=("$2") ;;
+    --step-timeout) stepTimeout=$2 ;;
   esac
   shift 2
 done
@@ -68,6 +72,7 @@ done
 [[ $steps =~ ^[0-9]+$ ]] && [ "$steps" -ge 1 ] || die "--steps '$steps' must be at least 1"
 [[ $warmup =~ ^[0-9]+$ ]] || die "--warmup '$warmup' must be a count"
 [ -z "$ttaEpochs" ] || [[ $ttaEpochs =~ ^[1-9][0-9]*$ ]] || die "--tta-epochs '$ttaEpochs' must be at least 1"
+[[ $stepTimeout =~ ^[0-9]+$ ]] || die "--step-timeout '$stepTimeout' must be a count of seconds"
 [ -f "$config" ] || die "no config $config"
 [ ${#codecs[@]} -gt 0 ] || codecs=(none "qsgd:bits=8,entropy=rans" "qsgd:bits=4,entropy=rans" "powersgd:rank=4")
 [ ${#ttaCodecs[@]} -gt 0 ] || ttaCodecs=(none "qsgd:bits=4,bucket=1024,rounding=stochastic,entropy=rans")
@@ -95,16 +100,24 @@ for s in "${sets[@]}"; do setArgs+=(--set "$s"); done
 codecArgs=()
 for c in "${codecs[@]}"; do codecArgs+=(--codec "$c"); done
 # step NAME CMD...: runs CMD with stdout to NAME.$ext (json unless ext says) and stderr to
-# NAME.log in $dir; a failure stops the suite naming the step and its log's last lines.
+# NAME.log in $dir, for at most $stepTimeout seconds (then SIGTERM, and SIGKILL 30 s later); a
+# failure stops the suite naming the step and its log's last lines. Each step's seconds are said.
 ext=json
 step() {
-  local name=$1
+  local name=$1 start=$SECONDS rc=0
   shift
   echo "$prog: $dir/$name" >&2
-  if ! "$@" >"$dir/$name.$ext" 2>"$dir/$name.log"; then
+  local bound=()
+  [ "$stepTimeout" -eq 0 ] || bound=(timeout -k 30 "$stepTimeout")
+  "${bound[@]}" "$@" >"$dir/$name.$ext" 2>"$dir/$name.log" || rc=$?
+  if [ "$rc" -ne 0 ]; then
     tail -n 5 "$dir/$name.log" >&2
+    if [ "$stepTimeout" -ne 0 ] && { [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; }; then
+      die "$name did not finish within --step-timeout $stepTimeout s (log: $dir/$name.log)"
+    fi
     die "$name failed (log: $dir/$name.log)"
   fi
+  echo "$prog: $name took $((SECONDS - start)) s" >&2
 }
 first=1
 for link in "${linkList[@]}"; do

@@ -7,7 +7,8 @@
 # PyTorch DDP's row where python3-torch is there) and the thread sweep at the first link, and the
 # time-to-accuracy table; summary.json and summary.csv say the same; speedup.png and tta.png are
 # PNGs. An --out that holds anything else is refused and left as it was, as are bad arguments;
-# the report names a record file that does not parse.
+# the report names a record file that does not parse. The suite's progress (each step and its
+# seconds) goes to stderr, and a step that hangs ends the suite after 300 s naming it.
 source "$(dirname "$0")/../support/check.sh"
 suite=$1 build=$2 config=$3
 skip() { echo "suite_check: SKIP: $*"; exit 77; }
@@ -27,13 +28,16 @@ grep -q "is not a suite's output" "$tmp/refused.err" || fail "the refusal says $
 [ "$(cat "$tmp/keep/file")" = precious ] || fail "the refused folder was changed"
 if CDL_BUILD=$build "$suite" --nodes 1 2>"$tmp/bad.err"; then fail "--nodes 1 was taken"; fi
 grep -q -- "--nodes '1' must be at least 2" "$tmp/bad.err" || fail "--nodes 1 says $(cat "$tmp/bad.err")"
+if CDL_BUILD=$build "$suite" --step-timeout 1s 2>"$tmp/bad.err"; then fail "--step-timeout 1s was taken"; fi
+grep -q -- "--step-timeout '1s' must be a count of seconds" "$tmp/bad.err" ||
+  fail "--step-timeout 1s says $(cat "$tmp/bad.err")"
 
 out=$tmp/suite
 CDL_BUILD=$build "$suite" --out "$out" --nodes 2 --links 1gbit,100mbit --config "$config" \
   --min-bytes 64K --max-bytes 256K --steps 2 --warmup 1 --codec none \
   --codec qsgd:bits=4,entropy=rans --set data.dataset=synthetic --set data.synthetic_train=512 \
-  --tta-epochs 1 >"$tmp/suite.out" 2>"$tmp/suite.err" ||
-  { tail -n 30 "$tmp/suite.err"; fail "the suite failed"; }
+  --tta-epochs 1 --step-timeout 300 >"$tmp/suite.out" ||
+  fail "the suite failed (its progress and errors are above)"
 ddp=0
 if /usr/bin/python3 -c "import torch.distributed as d; assert d.is_gloo_available()" 2>/dev/null; then ddp=1; fi
 
@@ -86,8 +90,9 @@ done
 # An earlier suite's folder is replaced.
 CDL_BUILD=$build "$suite" --out "$out" --nodes 2 --links 1gbit --config "$config" \
   --min-bytes 64K --max-bytes 64K --steps 1 --warmup 0 --codec none --no-tta --no-ddp \
-  --no-threads --set data.dataset=synthetic --set data.synthetic_train=512 \
-  >"$tmp/again.out" 2>"$tmp/again.err" || { tail -n 20 "$tmp/again.err"; fail "the second run failed"; }
+  --no-threads --set data.dataset=synthetic --set data.synthetic_train=512 --step-timeout 300 \
+  >"$tmp/again.out" ||
+  fail "the second run failed (its progress and errors are above)"
 [ ! -e "$out/links/100mbit" ] && [ ! -e "$out/tta.png" ] || fail "the earlier suite's files were kept"
 grep -q "^## 1gbit per link" "$out/summary.md" || fail "the second summary"
 # A record that does not parse is named.
