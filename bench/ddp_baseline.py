@@ -15,6 +15,11 @@ every rank can reach; it must not exist yet) or a TCPStore on rank 0 (--master H
 talks on --iface (default: GLOO_SOCKET_IFNAME, else the first interface with an IPv4 address that
 is not loopback).
 
+With --allreduce it trains nothing: it times gloo's allreduce of fp32 tensors (torch.distributed
+all_reduce, the collective under DDP) from --min-bytes to --max-bytes in steps of 4x, --iters times
+each after --warmup untimed ones, and prints records in cdl-bench allreduce's format (codec
+gloo_allreduce_fp32; the mean time of a call, the slowest rank's).
+
 With --steps N it times N steps after --warmup untimed ones and prints samples/s, the mean step
 and the seconds an epoch of the train split takes at that rate, the figure cdl-bench train gives
 for cdl. With --full it trains every epoch and tests after each, printing the wall seconds and the
@@ -28,6 +33,7 @@ import gzip
 import json
 import math
 import os
+import re
 import socket
 import struct
 import sys
@@ -103,6 +109,57 @@ def load(data_dir, split):
     return x, labels.long()
 
 
+def byte_size(text):
+    """'64K', '4M', '1G' (powers of 2) or a plain count, as cdl-bench takes them."""
+    m = re.fullmatch(r"([0-9]+)([KkMmGg]?)", text)
+    if not m:
+        fail(f"'{text}' is not a byte size (e.g. 64K, 4M)")
+    return int(m.group(1)) << {"": 0, "k": 10, "m": 20, "g": 30}[m.group(2).lower()]
+
+
+def time_allreduces(a, lo, hi, rank, size):
+    """gloo's allreduce of fp32 from lo to hi bytes: cdl-bench allreduce's records."""
+    records, n = [], lo
+    while n <= hi:
+        x = torch.ones(n // 4, dtype=torch.float32)
+        for _ in range(a.warmup):
+            dist.all_reduce(x)
+        dist.barrier()
+        t0 = time.perf_counter()
+        for _ in range(a.iters):
+            dist.all_reduce(x)
+        seconds = torch.tensor([(time.perf_counter() - t0) / a.iters], dtype=torch.float64)
+        dist.all_reduce(seconds, op=dist.ReduceOp.MAX)
+        t = seconds.item()
+        algbw = n / t / 1e9
+        records.append({"codec": "gloo_allreduce_fp32", "bytes": n, "ranks": size,
+                        "time_us": t * 1e6, "algbw_gbps": algbw,
+                        "busbw_gbps": algbw * 2 * (size - 1) / size})
+        if rank == 0 and not a.json:
+            print(f"{n:>10} B  {t * 1e6:12.1f} us  busbw {records[-1]['busbw_gbps']:.3f} GB/s",
+                  flush=True)
+        n *= 4
+    return records
+
+
+def finish(a, rank):
+    """Ends the process once every rank is here."""
+    dist.barrier()
+    # Every rank is past the last collective, so none reads the store again. The process ends
+    # without tearing the process group down: in PyTorch 1.13 (Debian's), the DDP reducer's
+    # destructor joins gloo's worker threads while holding the GIL, and a worker that is dropping
+    # the last reference to a tensor with a Python object waits for the GIL: a deadlock at exit in
+    # about one run in six here.
+    if rank == 0 and a.store:
+        try:
+            os.remove(a.store)
+        except OSError:
+            pass
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def lr_at(step, total, base, warmup):
     """core/schedule.h's cosine schedule with a linear warm-up."""
     if warmup > 0 and step < warmup:
@@ -130,14 +187,24 @@ def main():
     ap.add_argument("--steps", type=int, default=50, help="timed steps")
     ap.add_argument("--warmup", type=int, default=5, help="untimed steps before them")
     ap.add_argument("--full", action="store_true", help="train every epoch, testing after each")
+    ap.add_argument("--allreduce", action="store_true",
+                    help="time gloo's fp32 allreduce by size instead of training")
+    ap.add_argument("--min-bytes", default="64K", help="with --allreduce: the smallest size")
+    ap.add_argument("--max-bytes", default="64M", help="with --allreduce: the largest size")
+    ap.add_argument("--iters", type=int, default=5, help="with --allreduce: timed calls per size")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     rank, size = world()
     if (a.store is None) == (a.master is None):
         fail("give one of --store FILE or --master HOST:PORT")
-    if a.batch < 1 or a.epochs < 1 or a.steps < 1 or a.warmup < 0 or a.threads < 1:
-        fail("--batch, --epochs, --steps and --threads must be >= 1, --warmup >= 0")
+    if a.batch < 1 or a.epochs < 1 or a.steps < 1 or a.iters < 1 or a.warmup < 0 or a.threads < 1:
+        fail("--batch, --epochs, --steps, --iters and --threads must be >= 1, --warmup >= 0")
+    if a.allreduce and a.full:
+        fail("give one of --allreduce or --full")
+    lo, hi = byte_size(a.min_bytes), byte_size(a.max_bytes)
+    if lo < 4 or hi < lo:
+        fail("need 4 <= --min-bytes <= --max-bytes")
     torch.set_num_threads(a.threads)
     os.environ["GLOO_SOCKET_IFNAME"] = a.iface or ipv4_interface()
     if a.store:
@@ -147,6 +214,11 @@ def main():
         store = dist.TCPStore(host, int(port), size, rank == 0,
                               timeout=datetime.timedelta(seconds=120))
     dist.init_process_group("gloo", store=store, rank=rank, world_size=size)
+    if a.allreduce:
+        records = time_allreduces(a, lo, hi, rank, size)
+        if rank == 0 and a.json:
+            print(json.dumps(records, indent=2))
+        finish(a, rank)
 
     torch.manual_seed(a.seed)
     x, y = load(a.data, "train")
@@ -237,20 +309,7 @@ def main():
             print(f"pytorch DDP (gloo), {size} ranks x {a.threads} threads: "
                   f"{out['samples_per_s']:.0f} samples/s, {out['step_ms']:.1f} ms per step, "
                   f"{out['epoch_s']:.1f} s per epoch")
-    dist.barrier()
-    # Every rank is past the last collective, so none reads the store again. The process ends
-    # without tearing the process group down: in PyTorch 1.13 (Debian's), the DDP reducer's
-    # destructor joins gloo's worker threads while holding the GIL, and a worker that is dropping
-    # the last reference to a tensor with a Python object waits for the GIL: a deadlock at exit in
-    # about one run in six here.
-    if rank == 0 and a.store:
-        try:
-            os.remove(a.store)
-        except OSError:
-            pass
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    finish(a, rank)
 
 
 if __name__ == "__main__":

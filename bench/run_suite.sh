@@ -5,9 +5,11 @@
 #               cdl's allreduce per codec, --min-bytes to --max-bytes (links/RATE/allreduce.*)
 #   train       cdl-bench train: samples/s and the step split of the config per codec
 #               (links/RATE/train.*) with cdl's thread defaults
+#   gloo        gloo's fp32 allreduce (torch.distributed) over the same sizes (links/RATE/gloo.json)
 #   ddp         PyTorch DDP over gloo on the same job and thread count (bench/ddp_baseline.py;
-#               links/RATE/ddp.json), when Debian's python3-torch is there (else left out, said);
-#               it is the job of configs/fmnist_cnn*.yaml: with another --config, give --no-ddp
+#               links/RATE/ddp.json); gloo and ddp run when Debian's python3-torch is there (else
+#               they are left out, said); ddp is the job of configs/fmnist_cnn*.yaml: with another
+#               --config, give --no-ddp
 #   threads     at the first link only: the first compressed codec at 1 and 2 hand-set threads per
 #               rank beside the defaults (links/RATE/threads-N.json)
 # then time to accuracy (tta/): cdl-train of the config with each --tta-codec, on the emulated
@@ -132,7 +134,10 @@ for link in "${linkList[@]}"; do
   # The thread count cdl's defaults chose, for the DDP run and the sweep.
   chosen=$("$python" -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["threads"])' "$dir/train.json")
   if [ "$ddp" -eq 1 ]; then
-    rm -f "$dir/ddp.store"
+    rm -f "$dir/gloo.store" "$dir/ddp.store"
+    step gloo "$launch" "${emu[@]}" --bench --program "$python" -- "$here/bench/ddp_baseline.py" \
+      --store "$dir/gloo.store" --allreduce --min-bytes "$minBytes" --max-bytes "$maxBytes" \
+      --warmup 1 --json
     step ddp "$launch" "${emu[@]}" --bench --program "$python" -- "$here/bench/ddp_baseline.py" \
       --store "$dir/ddp.store" --threads "$chosen" --steps "$steps" --warmup "$warmup" --json
   fi

@@ -2,15 +2,16 @@
 """suite_report.py OUT: bench/run_suite.sh's records under OUT as summary.md, .json, .csv, speedup.png.
 
 OUT/links/RATE/ holds, per emulated link rate, allreduce.json (cdl-bench allreduce --json),
-train.json (cdl-bench train --json), ddp.json (bench/ddp_baseline.py --json, when it ran) and, at
+gloo.json (bench/ddp_baseline.py --allreduce --json), train.json (cdl-bench train --json),
+ddp.json (bench/ddp_baseline.py --json; gloo.json and ddp.json when they ran) and, at
 one link, threads-N.json (cdl-bench train at N hand-set threads); OUT/tta/ holds the
 time-to-accuracy run folders emulated-K and loopback-K of the K-th codec in tta/codecs.txt, at the
 link in tta/link.txt. Any of them may be missing (the suite's --no-* flags), but a file that is
 there and cannot be read is an error naming it.
 
 The figures: per link, at the largest allreduce size, every row's time and its speed-up over
-MPI_Allreduce and over the best fp32 allreduce of the run (MPI's or cdl's `none`), and `none`'s
-share of the raw TCP ring's rate at every size; cdl's training samples/s per codec beside
+MPI_Allreduce and over the best fp32 allreduce of the run (MPI's, gloo's or cdl's `none`), and
+`none`'s share of the raw TCP ring's rate and its speed-up over gloo at every size; cdl's training samples/s per codec beside
 PyTorch DDP's; the defaults' samples/s against the best hand-set thread count; the wall seconds
 to each test accuracy on the emulated link against loopback. speedup.png draws the speed-ups
 against the link rate (gnuplot).
@@ -24,7 +25,7 @@ import subprocess
 import sys
 
 EPOCH = 60000  # samples in an epoch of Fashion-MNIST's train split
-MPI, TCP = "mpi_allreduce_fp32", "tcp_ring_raw"
+MPI, TCP, GLOO = "mpi_allreduce_fp32", "tcp_ring_raw", "gloo_allreduce_fp32"
 UNITS = {"bit": 1, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9, "tbit": 1e12,
          "bps": 8, "kbps": 8e3, "mbps": 8e6, "gbps": 8e9}
 
@@ -63,12 +64,19 @@ def short(codec):
         ",rounding=nearest", "")
 
 
-def allreduce_section(path):
+def allreduce_section(path, gloo_path):
     rows = load(path)
     if rows is None:
         return None
     if not isinstance(rows, list) or not rows:
         fail(f"{path}: not a list of allreduce records")
+    gloo = load(gloo_path)
+    if gloo is not None:
+        if not isinstance(gloo, list) or not gloo:
+            fail(f"{gloo_path}: not a list of allreduce records")
+        # gloo's row goes after the raw TCP ring's, before cdl's.
+        at = next((i + 1 for i, r in enumerate(rows) if r.get("codec") == TCP), 1)
+        rows = rows[:at] + gloo + rows[at:]
     sizes = sorted({need(r, "bytes", path) for r in rows})
     by = {(need(r, "codec", path), r["bytes"]): need(r, "time_us", path) for r in rows}
     codecs = list(dict.fromkeys(r["codec"] for r in rows))
@@ -76,7 +84,7 @@ def allreduce_section(path):
     if (MPI, big) not in by:
         fail(f"{path}: no {MPI} row at {big} bytes")
     mpi = by[(MPI, big)]
-    fp32 = [by[(c, big)] for c in (MPI, "none") if (c, big) in by]
+    fp32 = [by[(c, big)] for c in (MPI, GLOO, "none") if (c, big) in by]
     best = min(fp32)
     out = {"bytes": big, "ranks": rows[0].get("ranks"), "rows": []}
     for c in codecs:
@@ -91,6 +99,9 @@ def allreduce_section(path):
         out["mpi_share_of_tcp"] = [
             {"bytes": s, "share": by[(TCP, s)] / by[(MPI, s)]}
             for s in sizes if (TCP, s) in by and (MPI, s) in by]
+    if gloo is not None and "none" in codecs:
+        out["none_vs_gloo"] = [{"bytes": s, "speedup": by[(GLOO, s)] / by[("none", s)]}
+                               for s in sizes if (GLOO, s) in by and ("none", s) in by]
     return out
 
 
@@ -253,6 +264,10 @@ def markdown(summary):
                 shares = ", ".join(f"{s['bytes'] / 2**10:g} KiB {100 * s['share']:.0f}%"
                                    for s in a["none_share_of_tcp"])
                 md += ["", f"cdl `none` at a share of the raw TCP ring's rate: {shares}."]
+            if a.get("none_vs_gloo"):
+                ratios = ", ".join(f"{s['bytes'] / 2**10:g} KiB {s['speedup']:.2f}x"
+                                   for s in a["none_vs_gloo"])
+                md += ["", f"cdl `none` over gloo's allreduce: {ratios}."]
             md.append("")
         t = l.get("train")
         if t:
@@ -325,7 +340,7 @@ def main():
     links = []
     for name in sorted(os.listdir(links_dir), key=rate_bits):
         d = os.path.join(links_dir, name)
-        a = allreduce_section(os.path.join(d, "allreduce.json"))
+        a = allreduce_section(os.path.join(d, "allreduce.json"), os.path.join(d, "gloo.json"))
         t = train_section(os.path.join(d, "train.json"), os.path.join(d, "ddp.json"))
         link = {"link": name, "gbit": rate_bits(name) / 1e9,
                 "nodes": (a or {}).get("ranks"), "allreduce": a, "train": t}

@@ -3,12 +3,13 @@
 # with 77 where network namespaces cannot be made).
 # 2 emulated nodes at 1gbit and 100mbit, a 256 KiB allreduce, 2 training steps of a synthetic
 # set, one epoch of time to accuracy: summary.md has a section per link (slowest first) with the
-# allreduce table (MPI_Allreduce, the raw TCP ring, every codec), the training table (with
-# PyTorch DDP's row where python3-torch is there) and the thread sweep at the first link, and the
-# time-to-accuracy table; summary.json and summary.csv say the same; speedup.png and tta.png are
-# PNGs. An --out that holds anything else is refused and left as it was, as are bad arguments;
-# the report names a record file that does not parse. The suite's progress (each step and its
-# seconds) goes to stderr, and a step that hangs ends the suite after 300 s naming it.
+# allreduce table (MPI_Allreduce, the raw TCP ring, gloo's allreduce where python3-torch is
+# there, every codec), the training table (with PyTorch DDP's row where python3-torch is there)
+# and the thread sweep at the first link, and the time-to-accuracy table; summary.json and
+# summary.csv say the same; speedup.png and tta.png are PNGs. An --out that holds anything else
+# is refused and left as it was, as are bad arguments; the report names a record file that does
+# not parse. The suite's progress (each step and its seconds) goes to stderr, and a step that
+# hangs ends the suite after 300 s naming it.
 source "$(dirname "$0")/../support/check.sh"
 suite=$1 build=$2 config=$3
 skip() { echo "suite_check: SKIP: $*"; exit 77; }
@@ -50,11 +51,15 @@ for l in s["links"]:
     a = l["allreduce"]
     assert a["bytes"] == 256 * 1024 and a["ranks"] == 2, a
     assert [r["codec"] for r in a["rows"]] == [
-        "mpi_allreduce_fp32", "tcp_ring_raw", "none",
-        "qsgd:bits=4,bucket=1024,rounding=stochastic,entropy=rans"], a["rows"]
+        "mpi_allreduce_fp32", "tcp_ring_raw"] + (["gloo_allreduce_fp32"] if ddp else []) + [
+        "none", "qsgd:bits=4,bucket=1024,rounding=stochastic,entropy=rans"], a["rows"]
     assert all(r["time_ms"] > 0 for r in a["rows"]), a
     assert a["rows"][0]["speedup_vs_mpi"] == 1.0, a
     assert [x["bytes"] for x in a["none_share_of_tcp"]] == [65536, 262144], a
+    assert ("none_vs_gloo" in a) == ddp, a
+    if ddp:
+        assert [x["bytes"] for x in a["none_vs_gloo"]] == [65536, 262144], a
+        assert all(x["speedup"] > 0 for x in a["none_vs_gloo"]), a
     t = l["train"]
     assert [r["codec"] for r in t["rows"]][0] == "none" and len(t["rows"]) == 2, t
     assert t["rows"][0]["speedup"] == 1.0 and t["rows"][1]["compression_ratio"] > 4, t
@@ -75,6 +80,7 @@ for text in ("## 100mbit per link (2 emulated nodes)", "## 1gbit per link (2 emu
              "| tcp_ring_raw |", "| none |", "## Time to accuracy", "Threads (qsgd:bits=4,entropy=rans)"):
     assert text in md, text
 assert ("| PyTorch DDP (gloo) |" in md) == ddp
+assert ("| gloo_allreduce_fp32 |" in md and "cdl `none` over gloo's allreduce" in md) == ddp
 assert md.index("## 100mbit") < md.index("## 1gbit")
 rows = list(csv.reader(open(f"{out}/summary.csv")))
 assert rows[0] == ["section", "link", "codec", "metric", "value"], rows[0]
