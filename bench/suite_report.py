@@ -52,6 +52,14 @@ def load(path):
         fail(f"{path}: {e}")
 
 
+def load_records(path, what):
+    """A record file that is a non-empty list (None when missing)."""
+    rows = load(path)
+    if rows is not None and (not isinstance(rows, list) or not rows):
+        fail(f"{path}: not a list of {what} records")
+    return rows
+
+
 def need(record, key, path):
     if not isinstance(record, dict) or key not in record:
         fail(f"{path}: a record without '{key}'")
@@ -65,15 +73,11 @@ def short(codec):
 
 
 def allreduce_section(path, gloo_path):
-    rows = load(path)
+    rows = load_records(path, "allreduce")
     if rows is None:
         return None
-    if not isinstance(rows, list) or not rows:
-        fail(f"{path}: not a list of allreduce records")
-    gloo = load(gloo_path)
+    gloo = load_records(gloo_path, "allreduce")
     if gloo is not None:
-        if not isinstance(gloo, list) or not gloo:
-            fail(f"{gloo_path}: not a list of allreduce records")
         # gloo's row goes after the raw TCP ring's, before cdl's.
         at = next((i + 1 for i, r in enumerate(rows) if r.get("codec") == TCP), 1)
         rows = rows[:at] + gloo + rows[at:]
@@ -106,11 +110,9 @@ def allreduce_section(path, gloo_path):
 
 
 def train_section(path, ddp_path):
-    rows = load(path)
+    rows = load_records(path, "train")
     if rows is None:
         return None
-    if not isinstance(rows, list) or not rows:
-        fail(f"{path}: not a list of train records")
     out = {"threads": need(rows[0], "threads", path), "rows": []}
     for r in rows:
         sps = need(r, "samples_per_s", path)
