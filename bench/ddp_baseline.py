@@ -185,7 +185,8 @@ def main():
     ap.add_argument("--lr-warmup", type=int, default=100, help="warm-up steps of the schedule")
     ap.add_argument("--threads", type=int, default=1, help="intra-op threads per rank")
     ap.add_argument("--steps", type=int, default=50, help="timed steps")
-    ap.add_argument("--warmup", type=int, default=5, help="untimed steps before them")
+    ap.add_argument("--warmup", type=int, default=5,
+                    help="untimed steps (with --allreduce: calls per size) before the timed ones")
     ap.add_argument("--full", action="store_true", help="train every epoch, testing after each")
     ap.add_argument("--allreduce", action="store_true",
                     help="time gloo's fp32 allreduce by size instead of training")

@@ -25,9 +25,9 @@
 #
 # --set goes to every training (bench rows and time-to-accuracy runs); --codec replaces the
 # default rows of allreduce and train. Each step is stopped after --step-timeout seconds (default
-# 3600; 0: never), which fails the suite naming the step and its log. The build folder is CDL_BUILD (default build/). Everything
-# lands under --out (default build/bench-out/suite), which must be new, empty or an earlier
-# suite's output (it is then replaced).
+# 3600; 0: never), which fails the suite naming the step and its log. The build folder is
+# CDL_BUILD (default build/). Everything lands under --out (default build/bench-out/suite), which
+# must be new, empty or an earlier suite's output (it is then replaced).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${CDL_BUILD:-$here/build}
