@@ -16,13 +16,9 @@ namespace cdl::bench {
 // per rank. An allreduce (MPI's, cdl's, gloo's) at x% of its rate moves bytes at x% of what the
 // network allows.
 //
-// The ring is set up over MPI_COMM_WORLD: every rank listens on an ephemeral port of every
-// address, allgathers its IPv4 addresses (non-loopback first) and port, and connects to the next
-// rank's addresses in order while a thread accepts the previous rank. A connection counts only
-// after a hello carrying the run's nonce (broadcast from rank 0) and the two ranks is answered in
-// kind, so an address that reaches some other host or process (a docker bridge present on every
-// node, say) is skipped. Setting up or a step that stalls for 30 s is an error naming the rank
-// and its peer.
+// The ring runs over MPI_COMM_WORLD's TCP ring links (Note [TCP ring links]); a step that stalls
+// for 30 s is an error naming the rank and its peer.
+
 // The name of its rows in cdl-bench allreduce's records.
 inline constexpr char kTcpRingRow[] = "tcp_ring_raw";
 
@@ -39,7 +35,7 @@ class TcpRing {
 
  private:
   int rank_ = 0, size_ = 0;
-  int toNext_ = -1;    // connected to rank + 1
+  int toNext_ = -1;    // connected to rank + 1 (Note [TCP ring links])
   int fromPrev_ = -1;  // accepted from rank - 1
   std::vector<char> out_, in_;
 };

@@ -5,14 +5,21 @@
 #   scripts/fuzz.sh full    each target for CDL_FUZZ_RUNS (default 10000000) inputs (make fuzz),
 #                           then a table of the inputs run per target
 #   scripts/fuzz.sh MODE TARGET...   only those targets (e.g. full config_fuzz)
+# CDL_FUZZ_JOBS=N (default 1) runs N processes per target over one corpus, each for its share of
+# the inputs (full) or for the whole time (smoke); the table adds up their inputs.
 # Any crash, leak or sanitizer report fails the script (the input is kept in build-fuzz/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-smoke}
 dir=${CDL_FUZZ_BUILD:-build-fuzz}
+jobs=${CDL_FUZZ_JOBS:-1}
+[[ $jobs =~ ^[1-9][0-9]?$ ]] || { echo "fuzz: CDL_FUZZ_JOBS='$jobs' is not 1 to 99" >&2; exit 2; }
 case "$mode" in
   smoke) limit=(-max_total_time="${CDL_FUZZ_SECONDS:-10}") ;;
-  full) limit=(-runs="${CDL_FUZZ_RUNS:-10000000}") ;;
+  full)
+    runs=${CDL_FUZZ_RUNS:-10000000}
+    limit=(-runs="$(((runs + jobs - 1) / jobs))")
+    ;;
   *) echo "usage: scripts/fuzz.sh [smoke|full] [TARGET...]" >&2; exit 2 ;;
 esac
 targets=(payload_fuzz model_file_fuzz spec_fuzz config_fuzz idx_fuzz checkpoint_fuzz)
@@ -73,17 +80,35 @@ for t in "${targets[@]}"; do
   corpus="$dir/corpus-$t"
   rm -rf "$corpus" && mkdir -p "$corpus"
   seed "$t" "$corpus"
-  echo "fuzz: $t from $(ls "$corpus" | wc -l) seeds (${limit[0]#-})"
-  out="$dir/$t.log"
-  # shellcheck disable=SC2046
-  if ! "$dir/bin/$t" "${limit[@]}" $(options "$t") -timeout=30 -max_len=65536 -print_final_stats=1 -artifact_prefix="$dir/$t-" \
-      "$corpus" >"$out" 2>&1; then
-    tail -n 40 "$out" >&2
-    echo "fuzz: $t failed (log: $out)" >&2
-    exit 1
-  fi
-  runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out" | tail -n 1)
-  secs=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$out" | tail -n 1)
+  echo "fuzz: $t from $(ls "$corpus" | wc -l) seeds (${limit[0]#-}, $jobs process(es))"
+  pids=() logs=()
+  for ((j = 0; j < jobs; j++)); do
+    out="$dir/$t.log"
+    [ "$j" -eq 0 ] || out="$dir/$t.$j.log"
+    logs+=("$out")
+    # shellcheck disable=SC2046
+    "$dir/bin/$t" "${limit[@]}" $(options "$t") -timeout=30 -max_len=65536 -print_final_stats=1 \
+      -artifact_prefix="$dir/$t-" "$corpus" >"$out" 2>&1 &
+    pids+=($!)
+  done
+  # The first process to fail stops the others; the logs that did not finish are shown.
+  for ((j = 0; j < jobs; j++)); do
+    if ! wait -n; then
+      kill "${pids[@]}" 2>/dev/null || true
+      wait || true
+      for out in "${logs[@]}"; do
+        grep -q '^Done [0-9]* runs' "$out" || { tail -n 40 "$out" >&2; echo "fuzz: $t failed (log: $out)" >&2; }
+      done
+      exit 1
+    fi
+  done
+  runs=0 secs=0
+  for out in "${logs[@]}"; do
+    n=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out" | tail -n 1)
+    s=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$out" | tail -n 1)
+    runs=$((runs + ${n:-0}))
+    [ "${s:-0}" -le "$secs" ] || secs=$s
+  done
   summary+=("$(printf '%-16s %12s inputs %7s s  0 crashes' "$t" "${runs:-?}" "${secs:-?}")")
 done
 printf 'fuzz: %s\n' "${summary[@]}"

@@ -15,8 +15,10 @@
 #include <vector>
 
 #include "comm/transport/ring_allreduce.h"
+#include "comm/transport/tcp_channel.h"
 #include "kernels/base/checks.h"
 #include "kernels/base/error.h"
+#include "kernels/base/knobs.h"
 
 namespace cdl::comm {
 
@@ -288,6 +290,7 @@ class MpiCommunicator : public Communicator {
     MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);
+    if (size_ >= 2 && knobChoice(kKnobTcpRing) == "on") openTcpRing();
   }
   ~MpiCommunicator() override {
     int finalized = 0;
@@ -448,19 +451,38 @@ class MpiCommunicator : public Communicator {
                                  size_t recvBytes, int from, uint64_t tag) override {
     CDL_CHECK(to >= 0 && to < size_ && from >= 0 && from < size_, "sendRecv: peers ", to, " and ",
               from, " outside ", size_, " ranks");
+    checkFence();
+    const std::string what = "sendRecv of " + std::to_string(sendBytes) + " bytes to rank " +
+                             std::to_string(to) + " and " + std::to_string(recvBytes) +
+                             " from rank " + std::to_string(from) + " (tag " + std::to_string(tag) +
+                             " on rank " + std::to_string(rank_) + ")";
+    // Note [TCP ring messages]: what goes to the next rank and comes from the previous one takes
+    // the TCP links, by direction alone, so that both ends of every message agree.
+    const bool tcpOut = tcp_ && to == (rank_ + 1) % size_ && to != rank_;
+    const bool tcpIn = tcp_ && from == (rank_ + size_ - 1) % size_ && from != rank_;
+    if (tcpOut && tcpIn) {
+      return tcp_->exchange(send, sendBytes, true, recv, recvBytes, true, tag, what);
+    }
     const int sendCount = checkedInt(sendBytes, "sendRecv"),
               recvCount = checkedInt(recvBytes, "sendRecv");
     const int mpiTag = static_cast<int>(tag % kTagSpace);
     MPI_Comm comm = comm_;
-    return std::make_shared<MpiWork>(
-        "sendRecv of " + std::to_string(sendBytes) + " bytes to rank " + std::to_string(to) +
-            " and " + std::to_string(recvBytes) + " from rank " + std::to_string(from) + " (tag " +
-            std::to_string(tag) + " on rank " + std::to_string(rank_) + ")",
-        std::vector<MpiWork::Phase>{[=](std::vector<MPI_Request>& reqs) {
-          reqs.resize(2);
-          CDL_MPI_CHECK(MPI_Irecv(recv, recvCount, MPI_BYTE, from, mpiTag, comm, &reqs[0]));
-          CDL_MPI_CHECK(MPI_Isend(send, sendCount, MPI_BYTE, to, mpiTag, comm, &reqs[1]));
+    auto mpi = std::make_shared<MpiWork>(
+        what, std::vector<MpiWork::Phase>{[=](std::vector<MPI_Request>& reqs) {
+          if (!tcpIn) {
+            reqs.emplace_back();
+            CDL_MPI_CHECK(MPI_Irecv(recv, recvCount, MPI_BYTE, from, mpiTag, comm, &reqs.back()));
+          }
+          if (!tcpOut) {
+            reqs.emplace_back();
+            CDL_MPI_CHECK(MPI_Isend(send, sendCount, MPI_BYTE, to, mpiTag, comm, &reqs.back()));
+          }
         }});
+    if (!tcpOut && !tcpIn) return mpi;
+    auto tcp = tcp_->exchange(send, sendBytes, tcpOut, recv, recvBytes, tcpIn, tag, what);
+    return std::make_shared<PhasedWork>(what, std::vector<PhasedWork::Phase>{[=] {
+                                          return std::vector<std::shared_ptr<Work>>{tcp, mpi};
+                                        }});
   }
 
  private:
@@ -496,6 +518,29 @@ class MpiCommunicator : public Communicator {
                 }});
   }
 
+  // Note [TCP ring messages]: connects the ring links, or leaves the messages on MPI (saying why in
+  // ringTransport_) when any rank cannot. Collective.
+  void openTcpRing() {
+    TcpRingLinks links;
+    std::string why;
+    try {
+      links = connectTcpRing(comm_, "TCP ring");
+    } catch (const Error& e) {
+      why = errorBody(e.what());
+    }
+    int ok = why.empty() ? 1 : 0, everywhere = 0;
+    CDL_MPI_CHECK(MPI_Allreduce(&ok, &everywhere, 1, MPI_INT, MPI_MIN, comm_));
+    if (everywhere) {
+      tcp_ = std::make_unique<TcpChannel>(links, rank_, (rank_ + 1) % size_,
+                                          (rank_ + size_ - 1) % size_);
+      ringTransport_ = "TCP";
+      return;
+    }
+    closeTcpRing(links);
+    ringTransport_ =
+        "MPI (" + (why.empty() ? "another rank could not connect over TCP" : why) + ")";
+  }
+
   // Note [Allreduce choice]: times Open MPI's allreduce and the ring at two sizes and sets
   // ringMin_ to where the ring becomes the faster.
   void measureRing() {
@@ -519,14 +564,14 @@ class MpiCommunicator : public Communicator {
     checkFence();
     CDL_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, t, 4, MPI_DOUBLE, MPI_MAX, comm_));
     ringMin_ = ringCrossover(n1, n2, t[0], t[1], t[2], t[3]);
-    char text[320];
+    char text[640];
     std::snprintf(text, sizeof(text),
-                  "%s (measured on %d ranks: Open MPI's allreduce %.0f us at %lld floats and "
-                  "%.0f us at %lld, the ring %.0f us and %.0f us)",
+                  "%s (measured on %d ranks, the ring's messages over %s: Open MPI's allreduce "
+                  "%.0f us at %lld floats and %.0f us at %lld, the ring %.0f us and %.0f us)",
                   ringMin_ == INT64_MAX
                       ? "Open MPI's allreduce at every size"
                       : ("the ring from " + std::to_string(ringMin_) + " floats").c_str(),
-                  size_, t[0] * 1e6, static_cast<long long>(n1), t[1] * 1e6,
+                  size_, ringTransport_.c_str(), t[0] * 1e6, static_cast<long long>(n1), t[1] * 1e6,
                   static_cast<long long>(n2), t[2] * 1e6, t[3] * 1e6);
     choice_ = text;
   }
@@ -549,8 +594,10 @@ class MpiCommunicator : public Communicator {
   int size_ = 1;
   std::atomic<uint64_t> seq_{0};  // collectives issued so far
   std::shared_ptr<InFlight> inflight_ = std::make_shared<InFlight>();
-  int64_t ringMin_ = -1;  // measured (Note [Allreduce choice]); -1: not yet
-  std::string choice_;    // what the measurement found, for allreduceChoice()
+  int64_t ringMin_ = -1;               // measured (Note [Allreduce choice]); -1: not yet
+  std::string choice_;                 // what the measurement found, for allreduceChoice()
+  std::unique_ptr<TcpChannel> tcp_;    // Note [TCP ring messages]; null: over MPI
+  std::string ringTransport_ = "MPI";  // what carries the ring's messages, for the choice's text
 };
 
 }  // namespace

@@ -42,7 +42,14 @@ inline constexpr Knob kKnobFault = {
     "POINT:RANK:STEP kills that rank at that point of that step (points: backward, "
     "checkpoint-write, after-rename); for fault tests",
     nullptr, "(|(backward|checkpoint-write|after-rename):[0-9]{1,6}:[0-9]{1,12})"};
-inline constexpr const Knob* kAllKnobs[] = {&kKnobCommTimeout, &kKnobLogLevel, &kKnobFault};
+// Note [TCP ring messages] (comm/transport/tcp_channel.h).
+inline constexpr Knob kKnobTcpRing = {
+    "CDL_TCP_RING", "on",
+    "on: an MPI communicator's messages to its ring neighbours (the fp32 ring allreduce, pipeline "
+    "stages) go over direct TCP connections; off: over MPI",
+    "on|off"};
+inline constexpr const Knob* kAllKnobs[] = {&kKnobCommTimeout, &kKnobLogLevel, &kKnobFault,
+                                            &kKnobTcpRing};
 
 // The knob's value as a number of seconds (0 for "none"); its default when unset or empty.
 // Throws cdl::Error naming the variable when the value is not such a number (negative, above

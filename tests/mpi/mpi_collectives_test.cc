@@ -2,6 +2,7 @@
 #include <xxhash.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <string>
 #include <thread>
 #include <vector>
@@ -78,6 +79,37 @@ TEST(MpiCollectives, TheAllreduceAlgorithmIsChosenByMeasurementAlikeOnEveryRank)
       << choice;
   EXPECT_TRUE(sameOnEveryRank(*c, choice.data(), choice.size()))
       << "the ranks chose otherwise than rank 0: " << choice;
+  // Note [TCP ring messages]: on by default, off by CDL_TCP_RING=off (the np3_mpi_ring entry).
+  const char* knob = std::getenv("CDL_TCP_RING");
+  const bool tcp = knob == nullptr || std::string(knob) != "off";
+  EXPECT_NE(choice.find(tcp ? "the ring's messages over TCP" : "the ring's messages over MPI"),
+            std::string::npos)
+      << choice;
+}
+
+// Note [TCP ring messages]: messages to the next rank and from the previous one go over TCP,
+// the others over MPI, by direction, so both ends agree. One exchange with each neighbour both
+// ways, in flight together with one tag, mixes the two in one sendRecv on three ranks or more;
+// on two, both exchanges are with the same peer and its messages come in the order sent.
+TEST(MpiCollectives, ExchangesWithBothNeighboursBothWaysDeliverEachMessage) {
+  auto c = world();
+  const int size = c->size(), r = c->rank();
+  const int next = (r + 1) % size, prev = (r + size - 1) % size;
+  for (size_t n : {size_t{1}, size_t{300000}}) {
+    std::vector<int> toNext(n, 1000 * r + 1), toPrev(n, 1000 * r + 2), fromNext(n), fromPrev(n);
+    auto a = c->sendRecv(toNext.data(), n * sizeof(int), next, fromNext.data(), n * sizeof(int),
+                         next, 11);
+    auto b = c->sendRecv(toPrev.data(), n * sizeof(int), prev, fromPrev.data(), n * sizeof(int),
+                         prev, 11);
+    b->wait(kWait);
+    a->wait(kWait);
+    // With two ranks the peer's first message with the tag (to its next) meets this rank's first
+    // receive with the tag (from its next).
+    const int wantFromNext = size == 2 ? 1000 * next + 1 : 1000 * next + 2;
+    const int wantFromPrev = size == 2 ? 1000 * prev + 2 : 1000 * prev + 1;
+    EXPECT_EQ(fromNext, std::vector<int>(n, wantFromNext)) << "rank " << r << ", n " << n;
+    EXPECT_EQ(fromPrev, std::vector<int>(n, wantFromPrev)) << "rank " << r << ", n " << n;
+  }
 }
 
 TEST(MpiCollectives, VariableSizeExchangesDeliverEveryRanksBytes) {

@@ -1,0 +1,350 @@
+// Tagged messages over the TCP ring links (Note [TCP ring messages]).
+#include "comm/transport/tcp_channel.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "kernels/base/error.h"
+
+namespace cdl::comm {
+namespace {
+
+constexpr uint32_t kMagic = 0x74636463;  // "cdct" on the wire
+
+struct Header {
+  uint32_t magic = kMagic;
+  uint32_t reserved = 0;
+  uint64_t tag = 0;
+  uint64_t bytes = 0;
+};
+static_assert(sizeof(Header) == 24, "the header is 24 bytes on the wire");
+
+class TcpWork;
+
+// One message's move: a send (header and body) or a receive (body).
+struct Transfer {
+  TcpWork* work = nullptr;
+  char* data = nullptr;
+  size_t bytes = 0;
+  Header header;    // a send's header
+  size_t done = 0;  // bytes moved: a send's header and body, a receive's body
+};
+
+std::exception_ptr errorOf(const std::string& message) {
+  try {
+    CDL_THROW(message);
+  } catch (...) {
+    return std::current_exception();
+  }
+}
+
+bool wouldBlock() { return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR; }
+
+}  // namespace
+
+// The channel's state, shared by its thread and its Works; every member is guarded by mu.
+struct TcpChannel::Core {
+  std::mutex mu;
+  TcpRingLinks links;
+  int wake = -1;  // eventfd that wakes the thread for a new send or the stop
+  int rank = 0, next = 0, prev = 0;
+  std::deque<Transfer> sends;                                 // front: being written
+  std::map<uint64_t, std::deque<Transfer>> posted;            // receives waiting for a message
+  std::map<uint64_t, std::deque<std::vector<char>>> arrived;  // messages waiting for a receive
+  Header incoming;                                            // the header being read
+  size_t headerDone = 0;
+  bool inBody = false;
+  Transfer reading;         // where the body goes: a posted receive (work set) or spill
+  std::vector<char> spill;  // the body of a message no receive waits for yet
+  std::string broken;       // why the channel can no longer be used; empty while it can
+  bool stop = false;
+  std::thread thread;
+
+  void run();
+  void writeSome();
+  void readSome();
+  void deliver(uint64_t tag, std::vector<char>&& body);
+  void complete(Transfer& t);
+  void fail(const std::string& why);
+  void wakeThread() {
+    const uint64_t one = 1;
+    [[maybe_unused]] ssize_t k = ::write(wake, &one, sizeof(one));
+  }
+  std::string link(bool out) const {
+    return out ? "the TCP link from rank " + std::to_string(rank) + " to rank " +
+                     std::to_string(next)
+               : "the TCP link from rank " + std::to_string(prev) + " to rank " +
+                     std::to_string(rank);
+  }
+};
+
+namespace {
+
+// A Work of one exchange: done when its parts (a send, a receive) are.
+class TcpWork : public Work {
+ public:
+  TcpWork(std::string what, std::shared_ptr<TcpChannel::Core> core)
+      : Work(std::move(what)), core_(std::move(core)) {}
+  ~TcpWork() override { abandon(); }
+
+  // Abandoning an exchange with a part in flight breaks the channel: the peer's bytes for it may
+  // still come, and its buffers may go (Note [TCP ring messages]).
+  void abandon() override {
+    {
+      std::lock_guard<std::mutex> lock(core_->mu);
+      if (parts > 0) core_->fail(what() + " was abandoned in flight");
+    }
+    finishAbandoned();
+  }
+
+  int parts = 0;  // guarded by core_->mu
+
+ private:
+  std::shared_ptr<TcpChannel::Core> core_;
+};
+
+}  // namespace
+
+void TcpChannel::Core::complete(Transfer& t) {
+  if (--t.work->parts == 0) t.work->finish();
+}
+
+void TcpChannel::Core::fail(const std::string& why) {
+  if (broken.empty()) broken = why;
+  const std::exception_ptr error = errorOf(broken);
+  auto failWork = [&](Transfer& t) {
+    if (t.work == nullptr) return;
+    t.work->parts = 0;
+    t.work->finish(error);
+  };
+  for (Transfer& t : sends) failWork(t);
+  for (auto& [tag, queue] : posted) {
+    for (Transfer& t : queue) failWork(t);
+  }
+  failWork(reading);
+  sends.clear();
+  posted.clear();
+  arrived.clear();
+  reading = Transfer{};
+  spill.clear();
+}
+
+void TcpChannel::Core::writeSome() {
+  while (!sends.empty()) {
+    Transfer& t = sends.front();
+    const size_t total = sizeof(Header) + t.bytes;
+    iovec parts[2];
+    int count = 0;
+    if (t.done < sizeof(Header)) {
+      parts[count++] = {reinterpret_cast<char*>(&t.header) + t.done, sizeof(Header) - t.done};
+      if (t.bytes > 0) parts[count++] = {t.data, t.bytes};
+    } else {
+      parts[count++] = {t.data + (t.done - sizeof(Header)), total - t.done};
+    }
+    msghdr msg{};
+    msg.msg_iov = parts;
+    msg.msg_iovlen = static_cast<size_t>(count);
+    const ssize_t k = ::sendmsg(links.toNext, &msg, MSG_NOSIGNAL);
+    if (k < 0) {
+      if (wouldBlock()) return;
+      fail(link(true) + " failed: " + std::strerror(errno) + " (did rank " + std::to_string(next) +
+           " end?)");
+      return;
+    }
+    t.done += static_cast<size_t>(k);
+    if (t.done < total) continue;
+    complete(t);
+    sends.pop_front();
+  }
+}
+
+void TcpChannel::Core::deliver(uint64_t tag, std::vector<char>&& body) {
+  auto it = posted.find(tag);
+  if (it == posted.end() || it->second.empty()) {
+    arrived[tag].push_back(std::move(body));
+    return;
+  }
+  Transfer t = it->second.front();
+  it->second.pop_front();
+  if (it->second.empty()) posted.erase(it);
+  if (body.size() != t.bytes) {
+    fail("rank " + std::to_string(prev) + " sent " + std::to_string(body.size()) +
+         " bytes with tag " + std::to_string(tag) + " where rank " + std::to_string(rank) +
+         " expected " + std::to_string(t.bytes));
+    return;
+  }
+  if (!body.empty()) std::memcpy(t.data, body.data(), body.size());
+  complete(t);
+}
+
+void TcpChannel::Core::readSome() {
+  while (broken.empty()) {
+    if (!inBody) {
+      const ssize_t k = ::recv(links.fromPrev, reinterpret_cast<char*>(&incoming) + headerDone,
+                               sizeof(Header) - headerDone, 0);
+      if (k == 0) return fail(link(false) + " was closed by rank " + std::to_string(prev));
+      if (k < 0) {
+        if (wouldBlock()) return;
+        return fail(link(false) + " failed: " + std::strerror(errno));
+      }
+      headerDone += static_cast<size_t>(k);
+      if (headerDone < sizeof(Header)) continue;
+      headerDone = 0;
+      if (incoming.magic != kMagic || incoming.reserved != 0) {
+        return fail(link(false) + " carried a message that is not cdl's (bad header)");
+      }
+      inBody = true;
+      reading = Transfer{};
+      auto it = posted.find(incoming.tag);
+      if (it != posted.end() && !it->second.empty()) {  // straight into the receive's buffer
+        reading = it->second.front();
+        it->second.pop_front();
+        if (it->second.empty()) posted.erase(it);
+        if (reading.bytes != incoming.bytes) {
+          return fail("rank " + std::to_string(prev) + " sent " + std::to_string(incoming.bytes) +
+                      " bytes with tag " + std::to_string(incoming.tag) + " where rank " +
+                      std::to_string(rank) + " expected " + std::to_string(reading.bytes));
+        }
+      } else {
+        spill.resize(incoming.bytes);
+      }
+    }
+    const bool direct = reading.work != nullptr;
+    char* to = direct ? reading.data : spill.data();
+    const size_t want = incoming.bytes - reading.done;
+    if (want > 0) {
+      const ssize_t k = ::recv(links.fromPrev, to + reading.done, want, 0);
+      if (k == 0) return fail(link(false) + " was closed by rank " + std::to_string(prev));
+      if (k < 0) {
+        if (wouldBlock()) return;
+        return fail(link(false) + " failed: " + std::strerror(errno));
+      }
+      reading.done += static_cast<size_t>(k);
+      if (reading.done < incoming.bytes) continue;
+    }
+    inBody = false;
+    if (direct) {
+      Transfer t = reading;
+      reading = Transfer{};
+      complete(t);
+    } else {
+      reading = Transfer{};
+      deliver(incoming.tag, std::move(spill));
+      spill = {};
+    }
+  }
+}
+
+void TcpChannel::Core::run() {
+  std::unique_lock<std::mutex> lock(mu);
+  while (!stop) {
+    const bool live = broken.empty();
+    pollfd fds[3] = {{wake, POLLIN, 0},
+                     {live ? links.toNext : -1, static_cast<short>(sends.empty() ? 0 : POLLOUT), 0},
+                     {live ? links.fromPrev : -1, POLLIN, 0}};
+    lock.unlock();
+    const int ready = ::poll(fds, 3, -1);
+    lock.lock();
+    if (ready < 0) continue;  // EINTR
+    if (fds[0].revents != 0) {
+      uint64_t n = 0;
+      [[maybe_unused]] ssize_t k = ::read(wake, &n, sizeof(n));
+    }
+    if (!broken.empty()) continue;
+    if ((fds[1].revents & (POLLERR | POLLHUP)) != 0 && sends.empty()) {
+      fail(link(true) + " was closed (did rank " + std::to_string(next) + " end?)");
+      continue;
+    }
+    try {
+      if (fds[1].revents != 0) writeSome();
+      if (fds[2].revents != 0) readSome();
+    } catch (const std::exception& e) {  // out of memory for a message that came first
+      fail(link(false) + ": " + e.what());
+    }
+  }
+}
+
+TcpChannel::TcpChannel(TcpRingLinks links, int rank, int next, int prev)
+    : core_(std::make_shared<Core>()) {
+  core_->links = links;
+  core_->rank = rank;
+  core_->next = next;
+  core_->prev = prev;
+  core_->wake = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (core_->wake < 0) {
+    const std::string why = std::strerror(errno);
+    closeTcpRing(core_->links);
+    CDL_THROW("TCP ring messages: rank ", rank, ": eventfd: ", why);
+  }
+  core_->thread = std::thread([core = core_.get()] { core->run(); });
+}
+
+TcpChannel::~TcpChannel() {
+  {
+    std::lock_guard<std::mutex> lock(core_->mu);
+    core_->stop = true;
+    core_->fail("the communicator was destroyed with this exchange in flight");
+    core_->wakeThread();
+  }
+  core_->thread.join();
+  ::close(core_->wake);
+  closeTcpRing(core_->links);
+}
+
+std::shared_ptr<Work> TcpChannel::exchange(const void* send, size_t sendBytes, bool toNext,
+                                           void* recv, size_t recvBytes, bool fromPrev,
+                                           uint64_t tag, const std::string& what) {
+  auto work = std::make_shared<TcpWork>(what, core_);
+  Core& c = *core_;
+  std::lock_guard<std::mutex> lock(c.mu);
+  if (!c.broken.empty()) {
+    work->finish(errorOf(what + ": " + c.broken));
+    return work;
+  }
+  work->parts = (toNext ? 1 : 0) + (fromPrev ? 1 : 0);
+  if (fromPrev) {
+    Transfer t;
+    t.work = work.get();
+    t.data = static_cast<char*>(recv);
+    t.bytes = recvBytes;
+    auto early = c.arrived.find(tag);
+    if (early != c.arrived.end()) {  // its message came first
+      std::vector<char> body = std::move(early->second.front());
+      early->second.pop_front();
+      if (early->second.empty()) c.arrived.erase(early);
+      c.posted[tag].push_back(t);
+      c.deliver(tag, std::move(body));
+    } else {
+      c.posted[tag].push_back(t);
+    }
+  }
+  if (toNext && c.broken.empty()) {
+    Transfer t;
+    t.work = work.get();
+    t.data = const_cast<char*>(static_cast<const char*>(send));
+    t.bytes = sendBytes;
+    t.header.tag = tag;
+    t.header.bytes = sendBytes;
+    const bool idle = c.sends.empty();
+    c.sends.push_back(t);
+    if (idle) c.writeSome();  // at once from this thread while the socket has room
+    if (!c.sends.empty()) c.wakeThread();
+  }
+  if (work->parts == 0) work->finish();
+  return work;
+}
+
+}  // namespace cdl::comm
