@@ -203,9 +203,9 @@ class MpiWork : public Work {
     }
     finishAbandoned();
   }
+  bool polled() const override { return true; }
 
  protected:
-  bool polled() const override { return true; }
   bool poll() override {
     if (inflight_) inflight_->progress(this);
     std::lock_guard<std::mutex> lock(pollMu_);
@@ -253,9 +253,10 @@ class ProgressingWork : public Work {
     inner_->abandon();
     finishAbandoned();
   }
+  bool polled() const override { return true; }
+  bool idle(std::chrono::microseconds most) override { return inner_->idle(most); }
 
  protected:
-  bool polled() const override { return true; }
   bool poll() override {
     inflight_->progress(this);
     if (!inner_->completed()) return false;

@@ -146,10 +146,10 @@ class NcclComm;
 class NcclWork : public Work {
  public:
   NcclWork(std::shared_ptr<NcclComm> comm, std::shared_ptr<Op> op);
+  bool polled() const override { return true; }
 
  protected:
   bool poll() override;
-  bool polled() const override { return true; }
   std::string missing() const override;
 
  private:

@@ -2,18 +2,18 @@
 #include "comm/transport/tcp_channel.h"
 
 #include <poll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <ctime>
 #include <deque>
 #include <exception>
 #include <map>
 #include <mutex>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -55,11 +55,10 @@ bool wouldBlock() { return errno == EAGAIN || errno == EWOULDBLOCK || errno == E
 
 }  // namespace
 
-// The channel's state, shared by its thread and its Works; every member is guarded by mu.
+// The channel's state, shared by its Works; every member is guarded by mu.
 struct TcpChannel::Core {
   std::mutex mu;
   TcpRingLinks links;
-  int wake = -1;  // eventfd that wakes the thread for a new send or the stop
   int rank = 0, next = 0, prev = 0;
   std::deque<Transfer> sends;                                 // front: being written
   std::map<uint64_t, std::deque<Transfer>> posted;            // receives waiting for a message
@@ -70,19 +69,18 @@ struct TcpChannel::Core {
   Transfer reading;         // where the body goes: a posted receive (work set) or spill
   std::vector<char> spill;  // the body of a message no receive waits for yet
   std::string broken;       // why the channel can no longer be used; empty while it can
-  bool stop = false;
-  std::thread thread;
+  uint64_t moved = 0;       // bytes moved so far, either way
 
-  void run();
+  // Moves what the sockets take and hold now, then, when nothing moved and `most` is positive,
+  // sleeps until a socket is ready (at most `most`) and moves again. Takes mu.
+  void progress(std::chrono::microseconds most);
+  // With mu held:
+  void moveBytes();
   void writeSome();
   void readSome();
   void deliver(uint64_t tag, std::vector<char>&& body);
   void complete(Transfer& t);
   void fail(const std::string& why);
-  void wakeThread() {
-    const uint64_t one = 1;
-    [[maybe_unused]] ssize_t k = ::write(wake, &one, sizeof(one));
-  }
   std::string link(bool out) const {
     return out ? "the TCP link from rank " + std::to_string(rank) + " to rank " +
                      std::to_string(next)
@@ -100,6 +98,12 @@ class TcpWork : public Work {
       : Work(std::move(what)), core_(std::move(core)) {}
   ~TcpWork() override { abandon(); }
 
+  bool polled() const override { return true; }
+  bool idle(std::chrono::microseconds most) override {
+    core_->progress(most);
+    return true;
+  }
+
   // Abandoning an exchange with a part in flight breaks the channel: the peer's bytes for it may
   // still come, and its buffers may go (Note [TCP ring messages]).
   void abandon() override {
@@ -111,6 +115,13 @@ class TcpWork : public Work {
   }
 
   int parts = 0;  // guarded by core_->mu
+
+ protected:
+  bool poll() override {
+    core_->progress(std::chrono::microseconds(0));
+    std::lock_guard<std::mutex> lock(core_->mu);
+    return parts == 0;
+  }
 
  private:
   std::shared_ptr<TcpChannel::Core> core_;
@@ -165,6 +176,7 @@ void TcpChannel::Core::writeSome() {
       return;
     }
     t.done += static_cast<size_t>(k);
+    moved += static_cast<uint64_t>(k);
     if (t.done < total) continue;
     complete(t);
     sends.pop_front();
@@ -201,6 +213,7 @@ void TcpChannel::Core::readSome() {
         return fail(link(false) + " failed: " + std::strerror(errno));
       }
       headerDone += static_cast<size_t>(k);
+      moved += static_cast<uint64_t>(k);
       if (headerDone < sizeof(Header)) continue;
       headerDone = 0;
       if (incoming.magic != kMagic || incoming.reserved != 0) {
@@ -233,6 +246,7 @@ void TcpChannel::Core::readSome() {
         return fail(link(false) + " failed: " + std::strerror(errno));
       }
       reading.done += static_cast<size_t>(k);
+      moved += static_cast<uint64_t>(k);
       if (reading.done < incoming.bytes) continue;
     }
     inBody = false;
@@ -248,33 +262,33 @@ void TcpChannel::Core::readSome() {
   }
 }
 
-void TcpChannel::Core::run() {
-  std::unique_lock<std::mutex> lock(mu);
-  while (!stop) {
-    const bool live = broken.empty();
-    pollfd fds[3] = {{wake, POLLIN, 0},
-                     {live ? links.toNext : -1, static_cast<short>(sends.empty() ? 0 : POLLOUT), 0},
-                     {live ? links.fromPrev : -1, POLLIN, 0}};
-    lock.unlock();
-    const int ready = ::poll(fds, 3, -1);
-    lock.lock();
-    if (ready < 0) continue;  // EINTR
-    if (fds[0].revents != 0) {
-      uint64_t n = 0;
-      [[maybe_unused]] ssize_t k = ::read(wake, &n, sizeof(n));
-    }
-    if (!broken.empty()) continue;
-    if ((fds[1].revents & (POLLERR | POLLHUP)) != 0 && sends.empty()) {
-      fail(link(true) + " was closed (did rank " + std::to_string(next) + " end?)");
-      continue;
-    }
-    try {
-      if (fds[1].revents != 0) writeSome();
-      if (fds[2].revents != 0) readSome();
-    } catch (const std::exception& e) {  // out of memory for a message that came first
-      fail(link(false) + ": " + e.what());
-    }
+void TcpChannel::Core::moveBytes() {
+  try {
+    writeSome();
+    readSome();
+  } catch (const std::exception& e) {  // out of memory for a message that came first
+    fail(link(false) + ": " + e.what());
   }
+}
+
+void TcpChannel::Core::progress(std::chrono::microseconds most) {
+  std::unique_lock<std::mutex> lock(mu);
+  if (!broken.empty()) return;
+  const uint64_t before = moved;
+  moveBytes();
+  if (most.count() <= 0 || moved != before || !broken.empty()) return;
+  pollfd fds[2] = {{links.toNext, static_cast<short>(sends.empty() ? 0 : POLLOUT), 0},
+                   {links.fromPrev, POLLIN, 0}};
+  lock.unlock();
+  const timespec limit{static_cast<time_t>(most.count() / 1000000),
+                       static_cast<long>(most.count() % 1000000) * 1000};
+  const int ready = ::ppoll(fds, 2, &limit, nullptr);
+  lock.lock();
+  if (ready <= 0 || !broken.empty()) return;
+  if ((fds[0].revents & (POLLERR | POLLHUP)) != 0 && sends.empty()) {
+    return fail(link(true) + " was closed (did rank " + std::to_string(next) + " end?)");
+  }
+  moveBytes();
 }
 
 TcpChannel::TcpChannel(TcpRingLinks links, int rank, int next, int prev)
@@ -283,24 +297,11 @@ TcpChannel::TcpChannel(TcpRingLinks links, int rank, int next, int prev)
   core_->rank = rank;
   core_->next = next;
   core_->prev = prev;
-  core_->wake = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (core_->wake < 0) {
-    const std::string why = std::strerror(errno);
-    closeTcpRing(core_->links);
-    CDL_THROW("TCP ring messages: rank ", rank, ": eventfd: ", why);
-  }
-  core_->thread = std::thread([core = core_.get()] { core->run(); });
 }
 
 TcpChannel::~TcpChannel() {
-  {
-    std::lock_guard<std::mutex> lock(core_->mu);
-    core_->stop = true;
-    core_->fail("the communicator was destroyed with this exchange in flight");
-    core_->wakeThread();
-  }
-  core_->thread.join();
-  ::close(core_->wake);
+  std::lock_guard<std::mutex> lock(core_->mu);
+  core_->fail("the communicator was destroyed with this exchange in flight");
   closeTcpRing(core_->links);
 }
 
@@ -338,10 +339,8 @@ std::shared_ptr<Work> TcpChannel::exchange(const void* send, size_t sendBytes, b
     t.bytes = sendBytes;
     t.header.tag = tag;
     t.header.bytes = sendBytes;
-    const bool idle = c.sends.empty();
     c.sends.push_back(t);
-    if (idle) c.writeSome();  // at once from this thread while the socket has room
-    if (!c.sends.empty()) c.wakeThread();
+    c.writeSome();  // at once, while the socket has room
   }
   if (work->parts == 0) work->finish();
   return work;

@@ -35,8 +35,13 @@ bool Work::waitUntilDone(std::chrono::duration<double> timeout) {
                             ? Clock::time_point::max()
                             : Clock::now() + std::chrono::duration_cast<Clock::duration>(timeout);
   if (polled()) {
-    // Drive progress ourselves; yield so that oversubscribed ranks still get the core.
+    // Drive progress ourselves; between polls idle where the operation can (a millisecond at
+    // most, so that polling goes on), else yield so that oversubscribed ranks still get the core.
     for (uint64_t spins = 0; !poll(); ++spins) {
+      if (idle(std::chrono::milliseconds(1))) {
+        if (!forever && Clock::now() >= deadline) return false;
+        continue;
+      }
       if ((spins & 255) == 0 && !forever && Clock::now() >= deadline) return false;
       std::this_thread::yield();
     }
@@ -60,6 +65,11 @@ void Work::wait(std::chrono::duration<double> timeout) {
   CDL_THROW(what_, " did not complete within ", timeout.count(), " s",
             who.empty() ? std::string() : " (" + who + ")",
             "; a rank may have failed or skipped it (CDL_COMM_TIMEOUT sets the limit)");
+}
+
+void Work::sleepUntilDone(std::chrono::duration<double> timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, timeout, [this] { return done_; });
 }
 
 void Work::finishAbandoned() {
@@ -124,6 +134,22 @@ void PhasedWork::abandon() {
   }
   for (const auto& w : pending) w->abandon();
   finishAbandoned();
+}
+
+bool PhasedWork::idle(std::chrono::microseconds most) {
+  std::shared_ptr<Work> first;
+  {
+    std::lock_guard<std::mutex> lock(pollMu_);
+    for (const auto& w : pending_) {
+      if (w->completed()) continue;
+      first = w;
+      break;
+    }
+  }
+  if (!first) return false;
+  if (first->polled()) return first->idle(most);
+  first->sleepUntilDone(most);
+  return true;
 }
 
 std::string PhasedWork::missing() const {

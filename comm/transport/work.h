@@ -44,6 +44,19 @@ class Work {
   // default, for operations that own what they touch, does nothing.
   virtual void abandon() {}
 
+  // Whether the operation completes only as it is polled (see poll()).
+  virtual bool polled() const { return false; }
+  // For a polled operation: sleeps until it may progress, at most `most` (the sockets it waits on
+  // become ready, a sub-operation completes), and returns true; or returns false at once where it
+  // cannot tell, and wait() then polls in a yielding loop. Waiting this way between polls leaves
+  // the core to ranks that share it.
+  virtual bool idle(std::chrono::microseconds most) {
+    (void)most;
+    return false;
+  }
+  // Sleeps until the operation is done or `timeout` passes; neither polls nor rethrows.
+  void sleepUntilDone(std::chrono::duration<double> timeout);
+
  protected:
   // Progress hook for operations that complete by polling (MPI requests, CUDA events): called by
   // wait() and completed() with no lock held; returns true once the operation is done (after
@@ -51,7 +64,6 @@ class Work {
   // poll() in a yielding loop, as MPI's own blocking calls do. The default leaves completion to
   // finish() from another thread.
   virtual bool poll() { return false; }
-  virtual bool polled() const { return false; }
   // Who the operation still waits for ("ranks 2, 3 have not joined"), when known.
   virtual std::string missing() const { return {}; }
   // For abandon(): fails the operation with "<what> was abandoned before it completed".
@@ -78,11 +90,14 @@ class PhasedWork : public Work {
 
  protected:
   bool poll() override;
-  bool polled() const override { return true; }
   std::string missing() const override;
 
  public:
+  bool polled() const override { return true; }
   void abandon() override;  // abandons the sub-Works in flight
+  // Idles on the first sub-Work in flight: sleeps until one that completes by itself does, or
+  // lets a polled one idle.
+  bool idle(std::chrono::microseconds most) override;
 
  private:
   void start();  // runs phases_[next_], with pollMu_ held

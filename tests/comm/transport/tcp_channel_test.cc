@@ -10,8 +10,11 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <future>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kernels/base/error.h"
@@ -51,6 +54,22 @@ std::vector<uint8_t> pattern(size_t n, int seed) {
   return v;
 }
 
+// Runs fn(r) for r in [0, size) on a thread each, as ranks do (a channel moves bytes only while
+// one of its Works is polled or waited for), and reports what they throw.
+void onRanks(int size, const std::function<void(int)>& fn) {
+  std::vector<std::thread> threads;
+  for (int r = 0; r < size; ++r) {
+    threads.emplace_back([&fn, r] {
+      try {
+        fn(r);
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << "rank " << r << ": " << e.what();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+}
+
 // Algorithms in flight together (rings of several buckets) post their receives in any order and
 // their messages interleave: each receive gets the message of its own tag, whole, whether it was
 // posted before the message came or after, empty and multi-megabyte ones alike.
@@ -59,27 +78,36 @@ TEST(TcpChannel, EachReceiveGetsTheMessageOfItsTagWhicheverCameFirst) {
   const std::vector<size_t> sizes = {0, 1, 1000, size_t{5} << 20};
   for (int r = 0; r < 3; ++r) {
     std::vector<std::vector<uint8_t>> out, in(sizes.size());
-    std::vector<std::shared_ptr<Work>> works;
     for (size_t k = 0; k < sizes.size(); ++k) out.push_back(pattern(sizes[k], int(k) + 10 * r));
     const int next = (r + 1) % 3;
-    // Rank `next` posts its receives for tags 3, 2 before anything is sent, 1, 0 after.
-    for (uint64_t tag : {3, 2}) {
-      in[tag].resize(sizes[tag]);
-      works.push_back(ch[next]->exchange(nullptr, 0, false, in[tag].data(), sizes[tag], true, tag,
-                                         "receive " + std::to_string(tag)));
-    }
-    for (uint64_t tag : {0, 1, 2, 3}) {
-      works.push_back(ch[r]->exchange(out[tag].data(), sizes[tag], true, nullptr, 0, false, tag,
-                                      "send " + std::to_string(tag)));
-    }
-    for (uint64_t tag : {1, 0}) {
-      in[tag].resize(sizes[tag]);
-      works.push_back(ch[next]->exchange(nullptr, 0, false, in[tag].data(), sizes[tag], true, tag,
-                                         "receive " + std::to_string(tag)));
-    }
-    for (auto& w : works) w->wait(kWait);
-    for (size_t k = 0; k < sizes.size(); ++k)
+    std::promise<void> posted, sent;
+    onRanks(2, [&](int role) {
+      std::vector<std::shared_ptr<Work>> works;
+      auto receive = [&](uint64_t tag) {
+        in[tag].resize(sizes[tag]);
+        works.push_back(ch[next]->exchange(nullptr, 0, false, in[tag].data(), sizes[tag], true, tag,
+                                           "receive " + std::to_string(tag)));
+      };
+      if (role == 0) {  // rank `next`: receives for tags 3, 2 before anything is sent, 1, 0 after
+        receive(3);
+        receive(2);
+        posted.set_value();
+        sent.get_future().wait();
+        receive(1);
+        receive(0);
+      } else {  // rank r
+        posted.get_future().wait();
+        for (uint64_t tag : {0, 1, 2, 3}) {
+          works.push_back(ch[r]->exchange(out[tag].data(), sizes[tag], true, nullptr, 0, false, tag,
+                                          "send " + std::to_string(tag)));
+        }
+        sent.set_value();
+      }
+      for (auto& w : works) w->wait(kWait);
+    });
+    for (size_t k = 0; k < sizes.size(); ++k) {
       EXPECT_EQ(in[k], out[k]) << "rank " << r << " tag " << k;
+    }
   }
 }
 
@@ -104,14 +132,14 @@ TEST(TcpChannel, ARingStepMovesEveryRanksChunkToTheNext) {
   for (int size : {1, 2, 4}) {
     auto ch = ring(size);
     std::vector<std::vector<uint8_t>> out(size), in(size);
-    std::vector<std::shared_ptr<Work>> works;
-    for (int r = 0; r < size; ++r) {
-      out[r] = pattern(100000, r);
-      in[r].resize(100000);
-      works.push_back(ch[r]->exchange(out[r].data(), out[r].size(), true, in[r].data(),
-                                      in[r].size(), true, 1, "ring step"));
-    }
-    for (auto& w : works) w->wait(kWait);
+    onRanks(size, [&](int r) {
+      out[r] = pattern(size_t{3} << 20, r);
+      in[r].resize(out[r].size());
+      ch[r]
+          ->exchange(out[r].data(), out[r].size(), true, in[r].data(), in[r].size(), true, 1,
+                     "ring step")
+          ->wait(kWait);
+    });
     for (int r = 0; r < size; ++r) EXPECT_EQ(in[r], out[(r + size - 1) % size]) << "rank " << r;
   }
 }
