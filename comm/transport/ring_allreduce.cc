@@ -23,7 +23,14 @@ int64_t ringCrossover(int64_t n1, int64_t n2, double transport1, double transpor
   // A ring line as steep or steeper: the ring wins at every size up to n2 when it wins at n2 (and,
   // bandwidth-optimal, is not taken to lose beyond the sizes measured), else at none from n2 on.
   if (br >= bt) return ring2 < transport2 ? 1 : INT64_MAX;
-  const double cross = (ar - at) / (bt - br);
+  double cross = (ar - at) / (bt - br);
+  // Below n1 nothing was measured. A transport whose line would cost nothing at some size there
+  // (its time grew faster than in proportion between the probes: it changed protocol) is taken
+  // to cost in proportion to the size below n1, its line through the origin and (n1, t1).
+  if (cross < static_cast<double>(n1) && at < 0.0) {
+    const double proportional = transport1 / static_cast<double>(n1);
+    cross = proportional > br ? ar / (proportional - br) : 0.0;
+  }
   if (cross <= 1.0) return 1;
   if (cross >= 9e18) return INT64_MAX;
   return static_cast<int64_t>(std::ceil(cross));

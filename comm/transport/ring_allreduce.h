@@ -45,7 +45,8 @@ inline constexpr int64_t kRingProbeFloats = int64_t{1} << 16;
 // The size from which the ring is the faster of two algorithms measured as (n1, t1) and (n2, t2)
 // floats and seconds each (transport first, then ring), at least 1, or INT64_MAX for never: where
 // the ring's line crosses below the transport's when it is the less steep (extrapolated past n2
-// too); when it is as steep or steeper, 1 if it is the faster at n2, else never.
+// too; below n1 a transport line that would reach zero time is replaced by the proportional one
+// through (n1, t1)); when it is as steep or steeper, 1 if it is the faster at n2, else never.
 int64_t ringCrossover(int64_t n1, int64_t n2, double transport1, double transport2, double ring1,
                       double ring2);
 

@@ -87,6 +87,19 @@ TEST(RingAllreduce, TheCrossoverIsWhereTheRingsLineFallsBelowTheTransports) {
   EXPECT_EQ(ringCrossover(1000, 9000, t(400, 0.01, 1000), t(400, 0.01, 9000), t(50, 0.02, 1000),
                           t(50, 0.02, 9000)),
             1);
+  // Below the smaller probe a transport that grew faster than in proportion between the probes
+  // (its line, -2000 + n/10, would cost nothing at 20000 floats) costs in proportion to the size:
+  // 4553.6 us at 65536 floats, so the ring (100 + 0.03 n) wins from 100 / (4553.6/65536 - 0.03)
+  // = 2533 floats, not from 30000 where the two lines cross.
+  EXPECT_NEAR(
+      static_cast<double>(ringCrossover(65536, 524288, t(-2000, 0.1, 65536), t(-2000, 0.1, 524288),
+                                        t(100, 0.03, 65536), t(100, 0.03, 524288))),
+      2533.0, 1.0);
+  // A crossing above the smaller probe keeps the lines.
+  EXPECT_NEAR(
+      static_cast<double>(ringCrossover(1000, 90000, t(-2000, 0.1, 1000), t(-2000, 0.1, 90000),
+                                        t(100, 0.03, 1000), t(100, 0.03, 90000))),
+      30000.0, 1.0);
   EXPECT_THROW(ringCrossover(9000, 1000, 1, 2, 3, 4), Error);
 }
 
