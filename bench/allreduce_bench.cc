@@ -16,6 +16,7 @@
 #include "comm/reduce/powersgd.h"
 #include "comm/reduce/scheme.h"
 #include "comm/transport/mpi_communicator.h"
+#include "comm/transport/ring_allreduce.h"
 #include "core/files.h"
 #include "kernels/base/error.h"
 #include "kernels/rng.h"
@@ -100,6 +101,13 @@ int runAllreduceBench(int* argc, char*** argv, const AllreduceBenchOptions& opt)
   const int64_t segmentBytes = parseCount(opt.segmentBytes);
   CDL_CHECK(lo >= 4 && hi >= lo && opt.factor >= 2 && opt.iters >= 1,
             "allreduce bench: need 4 <= min-bytes <= max-bytes, factor >= 2, iters >= 1");
+  // The fp32 algorithm is chosen at the first allreduce of kRingProbeFloats or more (Note
+  // [Allreduce choice]), as a training run's first large bucket chooses it: here before the rows,
+  // so that the smaller ones too run as they would after that.
+  if (size > 2) {
+    std::vector<float> probe(static_cast<size_t>(comm::kRingProbeFloats), 0.0f);
+    comm->allreduce(probe.data(), comm::kRingProbeFloats)->wait();
+  }
   std::vector<nlohmann::json> records;
   std::unique_ptr<TcpRing> tcp;
   if (opt.tcp && size >= 2) tcp = std::make_unique<TcpRing>();
