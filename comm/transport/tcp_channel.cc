@@ -78,6 +78,9 @@ struct TcpChannel::Core {
   void moveBytes();
   void writeSome();
   void readSome();
+  ssize_t receive(char* to, size_t n);
+  bool takePosted(uint64_t tag, Transfer* t);
+  std::string mismatch(uint64_t tag, uint64_t sent, size_t expected) const;
   void deliver(uint64_t tag, std::vector<char>&& body);
   void complete(Transfer& t);
   void fail(const std::string& why);
@@ -183,21 +186,44 @@ void TcpChannel::Core::writeSome() {
   }
 }
 
-void TcpChannel::Core::deliver(uint64_t tag, std::vector<char>&& body) {
+// The bytes recv() read (more than zero), or -1: none there now, or the channel failed.
+ssize_t TcpChannel::Core::receive(char* to, size_t n) {
+  const ssize_t k = ::recv(links.fromPrev, to, n, 0);
+  if (k > 0) {
+    moved += static_cast<uint64_t>(k);
+    return k;
+  }
+  if (k == 0) {
+    fail(link(false) + " was closed by rank " + std::to_string(prev));
+  } else if (!wouldBlock()) {
+    fail(link(false) + " failed: " + std::strerror(errno));
+  }
+  return -1;
+}
+
+// Takes the first receive posted for `tag` into *t, if there is one.
+bool TcpChannel::Core::takePosted(uint64_t tag, Transfer* t) {
   auto it = posted.find(tag);
-  if (it == posted.end() || it->second.empty()) {
+  if (it == posted.end()) return false;
+  *t = it->second.front();
+  it->second.pop_front();
+  if (it->second.empty()) posted.erase(it);
+  return true;
+}
+
+std::string TcpChannel::Core::mismatch(uint64_t tag, uint64_t sent, size_t expected) const {
+  return "rank " + std::to_string(prev) + " sent " + std::to_string(sent) + " bytes with tag " +
+         std::to_string(tag) + " where rank " + std::to_string(rank) + " expected " +
+         std::to_string(expected);
+}
+
+void TcpChannel::Core::deliver(uint64_t tag, std::vector<char>&& body) {
+  Transfer t;
+  if (!takePosted(tag, &t)) {
     arrived[tag].push_back(std::move(body));
     return;
   }
-  Transfer t = it->second.front();
-  it->second.pop_front();
-  if (it->second.empty()) posted.erase(it);
-  if (body.size() != t.bytes) {
-    fail("rank " + std::to_string(prev) + " sent " + std::to_string(body.size()) +
-         " bytes with tag " + std::to_string(tag) + " where rank " + std::to_string(rank) +
-         " expected " + std::to_string(t.bytes));
-    return;
-  }
+  if (body.size() != t.bytes) return fail(mismatch(tag, body.size(), t.bytes));
   if (!body.empty()) std::memcpy(t.data, body.data(), body.size());
   complete(t);
 }
@@ -205,15 +231,10 @@ void TcpChannel::Core::deliver(uint64_t tag, std::vector<char>&& body) {
 void TcpChannel::Core::readSome() {
   while (broken.empty()) {
     if (!inBody) {
-      const ssize_t k = ::recv(links.fromPrev, reinterpret_cast<char*>(&incoming) + headerDone,
-                               sizeof(Header) - headerDone, 0);
-      if (k == 0) return fail(link(false) + " was closed by rank " + std::to_string(prev));
-      if (k < 0) {
-        if (wouldBlock()) return;
-        return fail(link(false) + " failed: " + std::strerror(errno));
-      }
+      const ssize_t k =
+          receive(reinterpret_cast<char*>(&incoming) + headerDone, sizeof(Header) - headerDone);
+      if (k < 0) return;
       headerDone += static_cast<size_t>(k);
-      moved += static_cast<uint64_t>(k);
       if (headerDone < sizeof(Header)) continue;
       headerDone = 0;
       if (incoming.magic != kMagic || incoming.reserved != 0) {
@@ -221,15 +242,9 @@ void TcpChannel::Core::readSome() {
       }
       inBody = true;
       reading = Transfer{};
-      auto it = posted.find(incoming.tag);
-      if (it != posted.end() && !it->second.empty()) {  // straight into the receive's buffer
-        reading = it->second.front();
-        it->second.pop_front();
-        if (it->second.empty()) posted.erase(it);
+      if (takePosted(incoming.tag, &reading)) {  // straight into the receive's buffer
         if (reading.bytes != incoming.bytes) {
-          return fail("rank " + std::to_string(prev) + " sent " + std::to_string(incoming.bytes) +
-                      " bytes with tag " + std::to_string(incoming.tag) + " where rank " +
-                      std::to_string(rank) + " expected " + std::to_string(reading.bytes));
+          return fail(mismatch(incoming.tag, incoming.bytes, reading.bytes));
         }
       } else {
         spill.resize(incoming.bytes);
@@ -239,14 +254,9 @@ void TcpChannel::Core::readSome() {
     char* to = direct ? reading.data : spill.data();
     const size_t want = incoming.bytes - reading.done;
     if (want > 0) {
-      const ssize_t k = ::recv(links.fromPrev, to + reading.done, want, 0);
-      if (k == 0) return fail(link(false) + " was closed by rank " + std::to_string(prev));
-      if (k < 0) {
-        if (wouldBlock()) return;
-        return fail(link(false) + " failed: " + std::strerror(errno));
-      }
+      const ssize_t k = receive(to + reading.done, want);
+      if (k < 0) return;
       reading.done += static_cast<size_t>(k);
-      moved += static_cast<uint64_t>(k);
       if (reading.done < incoming.bytes) continue;
     }
     inBody = false;
@@ -321,15 +331,13 @@ std::shared_ptr<Work> TcpChannel::exchange(const void* send, size_t sendBytes, b
     t.work = work.get();
     t.data = static_cast<char*>(recv);
     t.bytes = recvBytes;
+    c.posted[tag].push_back(t);
     auto early = c.arrived.find(tag);
     if (early != c.arrived.end()) {  // its message came first
       std::vector<char> body = std::move(early->second.front());
       early->second.pop_front();
       if (early->second.empty()) c.arrived.erase(early);
-      c.posted[tag].push_back(t);
       c.deliver(tag, std::move(body));
-    } else {
-      c.posted[tag].push_back(t);
     }
   }
   if (toNext && c.broken.empty()) {
