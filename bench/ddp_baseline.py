@@ -1,10 +1,12 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """PyTorch DDP over gloo on the same job as configs/fmnist_cnn_fp32.yaml: the baseline of cdl-bench.
+
+It runs on the python of cdl's venv (scripts/torch-venv.sh), whose torch is cdl's LibTorch.
 
 Runs as one process per rank under mpirun (it reads OMPI_COMM_WORLD_RANK/SIZE, else SLURM's or
 torchrun's RANK/WORLD_SIZE), e.g. on the emulated cluster:
 
-    cdl-launch --emulate 4 --bandwidth 100mbit --bench --program /usr/bin/python3 -- \\
+    cdl-launch --emulate 4 --bandwidth 100mbit --bench --program "$(scripts/torch-venv.sh)/bin/python" -- \\
         bench/ddp_baseline.py --store /tmp/ddp.store --steps 50 --json
 
 The model is cdl's built-in cnn written in PyTorch (scripts/make_torchscript_model.py), the data
@@ -38,10 +40,13 @@ import socket
 import struct
 import sys
 import time
+import warnings
 
-import torch
-import torch.distributed as dist
-from torch import nn
+# torch warns at import when numpy, which nothing here uses, is not installed.
+warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+from torch import nn  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
 from make_torchscript_model import Cnn  # noqa: E402  (the built-in cnn's layout)
@@ -146,10 +151,9 @@ def finish(a, rank):
     """Ends the process once every rank is here."""
     dist.barrier()
     # Every rank is past the last collective, so none reads the store again. The process ends
-    # without tearing the process group down: in PyTorch 1.13 (Debian's), the DDP reducer's
-    # destructor joins gloo's worker threads while holding the GIL, and a worker that is dropping
-    # the last reference to a tensor with a Python object waits for the GIL: a deadlock at exit in
-    # about one run in six here.
+    # without tearing the process group down: a DDP reducer's destructor that joins gloo's worker
+    # threads while holding the GIL, with a worker dropping the last reference to a tensor with a
+    # Python object and waiting for the GIL, deadlocked at exit (PyTorch 1.13, one run in six).
     if rank == 0 and a.store:
         try:
             os.remove(a.store)
@@ -169,6 +173,18 @@ def lr_at(step, total, base, warmup):
         return base
     t = min(1.0, (step - warmup) / span)
     return 0.5 * base * (1.0 + math.cos(math.pi * t))
+
+
+def torch_info():
+    """The torch this runs on, as cdl-train --version says its LibTorch: version and library."""
+    lib = os.path.realpath(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so"))
+    return f"ddp_baseline: torch {torch.__version__} at {lib}"
+
+
+class PrintVersion(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(torch_info())
+        sys.exit(0)
 
 
 def main():
@@ -195,6 +211,8 @@ def main():
     ap.add_argument("--iters", type=int, default=5, help="with --allreduce: timed calls per size")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--version", nargs=0, action=PrintVersion,
+                    help="print the torch it runs on (version and library) and exit")
     a = ap.parse_args()
     rank, size = world()
     if (a.store is None) == (a.master is None):

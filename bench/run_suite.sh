@@ -7,8 +7,8 @@
 #               (links/RATE/train.*) with cdl's thread defaults
 #   gloo        gloo's fp32 allreduce (torch.distributed) over the same sizes (links/RATE/gloo.json)
 #   ddp         PyTorch DDP over gloo on the same job and thread count (bench/ddp_baseline.py;
-#               links/RATE/ddp.json); gloo and ddp run when Debian's python3-torch is there (else
-#               they are left out, said); ddp is the job of configs/fmnist_cnn*.yaml: with another
+#               links/RATE/ddp.json); gloo and ddp run on the torch of cdl's venv
+#               (scripts/torch-venv.sh; where it has none they are left out, said); ddp is the job of configs/fmnist_cnn*.yaml: with another
 #               --config, give --no-ddp
 #   threads     at the first link only: the first compressed codec at 1 and 2 hand-set threads per
 #               rank beside the defaults (links/RATE/threads-N.json)
@@ -84,9 +84,9 @@ for tool in cdl-launch cdl-bench cdl-train cdl-plot cdl-emulate; do
   [ -x "$build/bin/$tool" ] || die "$build/bin/$tool is missing: build first (make build)"
 done
 [ "$(id -u)" -eq 0 ] || die "the emulated links need root (network namespaces and tc)"
-python=/usr/bin/python3
+python=$("$here/scripts/torch-venv.sh")/bin/python
 if [ "$ddp" -eq 1 ] && ! "$python" -c "import torch.distributed as d; assert d.is_gloo_available()" 2>/dev/null; then
-  echo "$prog: no PyTorch with gloo in $python (Debian's python3-torch): the DDP baseline is left out" >&2
+  echo "$prog: no PyTorch with gloo in $python (cdl's venv: scripts/install-deps.sh): the DDP baseline is left out" >&2
   ddp=0
 fi
 

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """suite_report.py OUT: bench/run_suite.sh's records under OUT as summary.md, .json, .csv, speedup.png.
 
 OUT/links/RATE/ holds, per emulated link rate, allreduce.json (cdl-bench allreduce --json),

@@ -1,6 +1,7 @@
-# The packages cdl's libraries link against, found the same way by cdl's own build
-# (cmake/CdlDeps.cmake) and by a project that uses the installed package (cdlConfig.cmake, where a
-# missing one makes find_package(cdl) fail naming it). Defines cdl::xxhash.
+# The packages cdl's libraries link against (LibTorch aside: Note [LibTorch]), found the same way
+# by cdl's own build (cmake/CdlDeps.cmake) and by a project that uses the installed package
+# (cdlConfig.cmake, where a missing one makes find_package(cdl) fail naming it). Defines
+# cdl::xxhash.
 include(CMakeFindDependencyMacro)
 macro(cdl_require_package)
   if(CMAKE_FIND_PACKAGE_NAME STREQUAL "cdl")
@@ -13,7 +14,6 @@ endmacro()
 cdl_require_package(Threads)
 cdl_require_package(PkgConfig)
 cdl_require_package(MPI COMPONENTS C)
-cdl_require_package(Torch)
 cdl_require_package(nlohmann_json CONFIG)
 cdl_require_package(spdlog)
 cdl_require_package(yaml-cpp)

@@ -289,13 +289,11 @@ std::vector<std::pair<std::string, at::Tensor>> optimizedParameters(
   return out;
 }
 
-std::string stateKey(const at::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
-
 void writeOptimizer(ArchiveWriter& w, const torch::nn::Module& model,
                     const torch::optim::Optimizer& optimizer) {
   const auto& state = optimizer.state();
   for (const auto& [name, p] : optimizedParameters(model, optimizer)) {
-    auto it = state.find(stateKey(p));
+    auto it = state.find(optimizerStateKey(p));
     if (it == state.end()) continue;
     const std::string at = "optim/" + name + "/";
     const torch::optim::OptimizerParamState* s = it->second.get();
@@ -326,7 +324,7 @@ void readOptimizer(ArchiveReader& r, const torch::nn::Module& model,
     if (sgd && r.has(at + "momentum_buffer")) {
       auto s = std::make_unique<torch::optim::SGDParamState>();
       s->momentum_buffer(r.takeTensor(at + "momentum_buffer", ArrayType::kF32, shape));
-      state[stateKey(p)] = std::move(s);
+      state[optimizerStateKey(p)] = std::move(s);
     } else if (adam && r.has(at + "step")) {
       auto s = std::make_unique<torch::optim::AdamParamState>();
       const std::vector<int64_t> scalar;
@@ -336,7 +334,7 @@ void readOptimizer(ArchiveReader& r, const torch::nn::Module& model,
       if (r.has(at + "max_exp_avg_sq")) {
         s->max_exp_avg_sq(r.takeTensor(at + "max_exp_avg_sq", ArrayType::kF32, shape));
       }
-      state[stateKey(p)] = std::move(s);
+      state[optimizerStateKey(p)] = std::move(s);
     }
   }
   r.requireAllTaken("optim/", "optimizer state");
@@ -542,5 +540,7 @@ void loadCheckpointWeights(const std::string& path, torch::nn::Module& model) {
     CDL_THROW("checkpoint ", path, " cannot be loaded: ", e.what());
   }
 }
+
+void* optimizerStateKey(const at::Tensor& p) { return p.unsafeGetTensorImpl(); }
 
 }  // namespace cdl::core

@@ -81,6 +81,9 @@ struct TrainState {
 std::string saveCheckpoint(const std::string& dir, const torch::nn::Module& model,
                            const torch::optim::Optimizer& optimizer, const TrainState& state);
 
+// The key of parameter p's state in torch::optim::Optimizer::state().
+void* optimizerStateKey(const at::Tensor& p);
+
 // Removes this rank's checkpoints in dir beyond the newest `keep`.
 void pruneCheckpoints(const std::string& dir, int rank, int64_t keep);
 

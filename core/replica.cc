@@ -12,6 +12,7 @@
 
 #include "comm/reduce/adaptive_rates.h"
 #include "comm/reduce/reducer.h"
+#include "core/checkpoint.h"
 #include "core/files.h"
 #include "core/models.h"
 #include "kernels/base/error.h"
@@ -37,7 +38,7 @@ std::vector<at::Tensor> optimizerStateTensors(torch::optim::Optimizer& optimizer
   auto& state = optimizer.state();
   for (auto& group : optimizer.param_groups()) {
     for (auto& p : group.params()) {
-      auto it = state.find(c10::guts::to_string(p.unsafeGetTensorImpl()));
+      auto it = state.find(optimizerStateKey(p));
       if (it == state.end()) continue;
       torch::optim::OptimizerParamState* s = it->second.get();
       if (auto* sgd = dynamic_cast<torch::optim::SGDParamState*>(s)) {

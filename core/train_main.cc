@@ -10,6 +10,7 @@
 #include "comm/transport/mpi_communicator.h"
 #include "core/config.h"
 #include "core/metrics_log.h"
+#include "core/torch_info.h"
 #include "core/train_args.h"
 #include "core/trainer.h"
 #include "kernels/base/checks.h"
@@ -49,6 +50,9 @@ int main(int argc, char** argv) {
   CLI::App app{"cdl-train: data-parallel training with compressed gradients"};
   cdl::core::TrainArgs args;
   cdl::core::addTrainArgs(app, args);
+  app.set_version_flag("--version", [] {
+    return std::string("cdl-train ") + CDL_VERSION + ", " + cdl::core::torchInfo();
+  });
   CLI11_PARSE(app, argc, argv);
   cdl::core::TrainOptions options;
   options.resume = args.resume;
@@ -66,6 +70,7 @@ int main(int argc, char** argv) {
     spdlog::set_level(spdlog::level::from_str(cdl::knobChoice(cdl::kKnobLogLevel)));
 
     const cdl::core::Config config = cdl::core::loadConfig(configPath, sets);
+    if (rank == 0) spdlog::info("{}", cdl::core::torchInfo());
     cdl::core::setIntraOpThreads(config, *comm);  // Note [Thread defaults]
     options.progressBar = rank == 0 && ::isatty(STDERR_FILENO);
 

@@ -1,7 +1,10 @@
-#!/usr/bin/python3
-"""Saves a TorchScript model for cdl-train (model.torchscript), made with Debian's python3-torch.
+#!/usr/bin/env python3
+"""Saves a TorchScript model for cdl-train (model.torchscript), made with PyTorch.
 
-    make_torchscript_model.py MODEL OUT.pt [--classes 10] [--channels 1] [--size 28]
+Run it with the python of cdl's venv, whose torch is cdl's LibTorch (scripts/torch-venv.sh):
+
+    "$(scripts/torch-venv.sh)/bin/python" scripts/make_torchscript_model.py MODEL OUT.pt \\
+        [--classes 10] [--channels 1] [--size 28]
 
 MODEL is one of:
   cnn         the layout of cdl's built-in cnn (conv-bn-relu-pool twice, fc 128, fc out) with the
@@ -12,8 +15,11 @@ MODEL is one of:
 The weights are PyTorch's default initialization from --seed.
 """
 import argparse
+import warnings
 
-import torch
+# torch warns at import when numpy, which nothing here uses, is not installed.
+warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
+import torch  # noqa: E402
 from torch import nn
 
 

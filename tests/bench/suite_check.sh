@@ -3,8 +3,8 @@
 # with 77 where network namespaces cannot be made).
 # 2 emulated nodes at 1gbit and 100mbit, a 256 KiB allreduce, 2 training steps of a synthetic
 # set, one epoch of time to accuracy: summary.md has a section per link (slowest first) with the
-# allreduce table (MPI_Allreduce, the raw TCP ring, gloo's allreduce where python3-torch is
-# there, every codec), the training table (with PyTorch DDP's row where python3-torch is there)
+# allreduce table (MPI_Allreduce, the raw TCP ring, gloo's allreduce on the torch of cdl's venv,
+# every codec), the training table (with PyTorch DDP's row)
 # and the thread sweep at the first link, and the time-to-accuracy table; summary.json and
 # summary.csv say the same; speedup.png and tta.png are PNGs. An --out that holds anything else
 # is refused and left as it was, as are bad arguments; the report names a record file that does
@@ -40,7 +40,10 @@ CDL_BUILD=$build "$suite" --out "$out" --nodes 2 --links 1gbit,100mbit --config 
   --tta-epochs 1 --step-timeout 300 >"$tmp/suite.out" ||
   fail "the suite failed (its progress and errors are above)"
 ddp=0
-if /usr/bin/python3 -c "import torch.distributed as d; assert d.is_gloo_available()" 2>/dev/null; then ddp=1; fi
+python=$("$(dirname "$suite")/../scripts/torch-venv.sh")/bin/python
+"$python" -W ignore -c "import torch.distributed as d; assert d.is_gloo_available()" ||
+  fail "$python has no torch with gloo (scripts/install-deps.sh installs cdl's venv)"
+ddp=1
 
 python3 - "$out" "$ddp" <<'PY' || fail "the summary is wrong (summary.md: $(cat "$out/summary.md"))"
 import csv, json, sys

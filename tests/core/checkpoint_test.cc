@@ -58,7 +58,7 @@ std::unique_ptr<torch::optim::Optimizer> makeOptimizer(SmallNet& net, bool adam)
 std::vector<at::Tensor> stateOf(SmallNet& net, torch::optim::Optimizer& o) {
   std::vector<at::Tensor> out;
   for (const at::Tensor& p : net.parameters()) {
-    auto it = o.state().find(c10::guts::to_string(p.unsafeGetTensorImpl()));
+    auto it = o.state().find(optimizerStateKey(p));
     if (it == o.state().end()) continue;
     if (auto* s = dynamic_cast<torch::optim::SGDParamState*>(it->second.get())) {
       out.push_back(s->momentum_buffer());
