@@ -1,5 +1,6 @@
-# The entry points a user needs (README): `make run` and `make test`. Each installs missing Debian
-# packages (scripts/install-deps.sh), configures and builds as needed.
+# The entry points a user needs (README): `make run` and `make test`. Each installs what is missing
+# (scripts/install-deps.sh: Debian packages and the PyTorch wheel that is cdl's LibTorch),
+# configures and builds as needed.
 BUILD ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?=

@@ -19,7 +19,6 @@ if(NOT DEFINED CDL_TORCH_VENV)
   set(CDL_TORCH_VENV ${_cdl_venv} CACHE PATH
       "The venv of scripts/install-deps.sh that holds the PyTorch wheel (LibTorch and Python)")
 endif()
-set(CDL_PYTHON ${CDL_TORCH_VENV}/bin/python)
 
 # The folder of the TorchConfig.cmake to use, in the order Note [LibTorch] gives.
 function(cdl_find_torch_config out)
@@ -61,7 +60,14 @@ endif()
 get_filename_component(CDL_TORCH_PREFIX ${CDL_TORCH_DIR}/../../.. ABSOLUTE)
 set(_cdl_torch_libdir ${CDL_TORCH_PREFIX}/lib)
 
+# Note [libstdc++ before LibTorch]
+# The wheel's libraries carry parts of libstdc++ linked in for older systems (std::filesystem,
+# std::chrono's time zones, ...) and export them. A program whose NEEDED list names a LibTorch
+# library before libstdc++ has its own calls bound to those copies: std::filesystem::remove_all
+# jumped to address 0 in cdl-bench that way. cdl_torch names libstdc++ first, so the system's
+# libstdc++ serves the program (and LibTorch) as it serves every other library.
 add_library(cdl_torch INTERFACE)
+target_link_libraries(cdl_torch INTERFACE stdc++)
 if(CDL_CUDA_ENABLED OR NOT EXISTS ${_cdl_torch_libdir}/libtorch_cuda.so)
   set(CDL_TORCH_FROM_PACKAGE ON)
   # Torch's package looks for Caffe2's package and its libraries with PATHS, which come after the
