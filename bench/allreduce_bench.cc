@@ -4,20 +4,19 @@
 
 #include <chrono>
 #include <cstdio>
-#include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
 
 #include "bench/bench_util.h"
 #include "bench/plot.h"
+#include "bench/records.h"
 #include "bench/tcp_ring.h"
 #include "comm/reduce/compressed_allreduce.h"
 #include "comm/reduce/powersgd.h"
 #include "comm/reduce/scheme.h"
 #include "comm/transport/mpi_communicator.h"
 #include "comm/transport/ring_allreduce.h"
-#include "core/files.h"
 #include "kernels/base/error.h"
 #include "kernels/rng.h"
 
@@ -44,22 +43,6 @@ int64_t squarestRows(int64_t n) {
     if (n % r == 0) rows = r;
   }
   return rows;
-}
-
-std::string csvText(const std::vector<nlohmann::json>& records) {
-  std::string out =
-      "codec,bytes,ranks,time_us,algbw_gbps,busbw_gbps,wire_bytes,speedup_vs_fp32,encode_us,"
-      "comm_us,decode_us,segment_bytes\n";
-  for (const nlohmann::json& r : records) {
-    out += csvField(r["codec"].get<std::string>());
-    for (const char* k :
-         {"bytes", "ranks", "time_us", "algbw_gbps", "busbw_gbps", "wire_bytes", "speedup_vs_fp32",
-          "encode_us", "comm_us", "decode_us", "segment_bytes"}) {
-      out += "," + (r.contains(k) ? r[k].dump() : std::string());
-    }
-    out += "\n";
-  }
-  return out;
 }
 
 // busbw and the speed-up over MPI_Allreduce against the message size, a line per codec.
@@ -91,6 +74,115 @@ void plotRows(const std::string& png, int ranks, const std::vector<nlohmann::jso
   plotPanels(png, "cdl-bench allreduce: " + std::to_string(ranks) + " ranks", {busbw, speedup}, 2);
 }
 
+// The rows of one message size: MPI_Allreduce on fp32 first (every row's speed-up is over it),
+// then the raw TCP ring and each codec, as records and table lines (rank 0).
+class SizeRows {
+ public:
+  SizeRows(comm::Communicator& comm, const AllreduceBenchOptions& opt, int64_t bytes,
+           int64_t segmentBytes, std::vector<nlohmann::json>& records)
+      : comm_(comm),
+        opt_(opt),
+        bytes_(bytes),
+        n_(bytes / 4),
+        segmentBytes_(segmentBytes),
+        records_(records),
+        size_(comm.size()),
+        input_(gradientData("laplace", n_, 77 + static_cast<uint64_t>(comm.rank()))),
+        buf_(input_.size()) {}
+
+  void run(TcpRing* tcp) {
+    fp32_ = timeIters(opt_.warmup, opt_.iters, [&] {
+      restore();
+      MPI_Allreduce(MPI_IN_PLACE, buf_.data(), static_cast<int>(n_), MPI_FLOAT, MPI_SUM,
+                    MPI_COMM_WORLD);
+    });
+    const auto ringWire =
+        static_cast<uint64_t>(2.0 * (size_ - 1) / size_ * static_cast<double>(bytes_));
+    report("mpi_allreduce_fp32", fp32_, ringWire, nullptr);
+    if (tcp) {
+      report(kTcpRingRow, timeIters(opt_.warmup, opt_.iters, [&] { tcp->run(bytes_); }), ringWire,
+             nullptr);
+    }
+    for (const std::string& specText : opt_.codecs) runScheme(comm::parseSchemeSpec(specText));
+  }
+
+ private:
+  void restore() { std::copy(input_.begin(), input_.end(), buf_.begin()); }
+
+  void runScheme(const comm::SchemeSpec& spec) {
+    comm::AllreduceStats st;
+    double t = 0.0;
+    if (spec.scheme == comm::SchemeId::kPowerSgd) {
+      // The squarest matrix the buffer divides into; the warm start stays across iterations.
+      const int64_t rows = squarestRows(n_);
+      comm::PowerSgdState state("bench", rows, n_ / rows);
+      comm::PowerSgdOptions psgd;
+      psgd.rank = spec.rank;
+      t = timeIters(opt_.warmup, opt_.iters, [&] {
+        restore();
+        comm::powerSgdAllreduce(comm_, state, buf_.data(), rows, n_ / rows, psgd, &st);
+      });
+    } else {
+      auto codec = comm::makeCodec(spec.codec.codec);
+      uint64_t step = 0;
+      comm::CompressedAllreduceOptions cao;
+      cao.segmentBytes = segmentBytes_;
+      t = timeIters(opt_.warmup, opt_.iters, [&] {
+        restore();
+        cao.roundingKey = kernels::roundingKey(1, step++, 0);
+        comm::compressedAllreduce(comm_, *codec, spec.codec.rate, buf_.data(), n_, cao, &st);
+      });
+    }
+    report(comm::formatSchemeSpec(spec), t, st.wireBytes, &st);
+  }
+
+  // st: the last iteration's split of this rank's time (none for plain MPI_Allreduce).
+  void report(const std::string& name, double t, uint64_t wire, const comm::AllreduceStats* st) {
+    const double algbw = static_cast<double>(bytes_) / t / 1e9;
+    const double busbw = algbw * 2.0 * (size_ - 1) / size_;
+    nlohmann::json r = {{"codec", name},       {"bytes", bytes_},
+                        {"ranks", size_},      {"time_us", t * 1e6},
+                        {"algbw_gbps", algbw}, {"busbw_gbps", busbw},
+                        {"wire_bytes", wire},  {"speedup_vs_fp32", fp32_ / t}};
+    if (st) {
+      r["segment_bytes"] = segmentBytes_;
+      r["encode_us"] = st->encodeSeconds * 1e6;
+      r["comm_us"] = st->commSeconds * 1e6;
+      r["decode_us"] = st->decodeSeconds * 1e6;
+    }
+    records_.push_back(r);
+    if (comm_.rank() != 0 || opt_.sink.json) return;
+    std::printf("%12lld  %-28s %11.1f %10.3f %10.3f %14llu %9.2f", static_cast<long long>(bytes_),
+                name.c_str(), t * 1e6, algbw, busbw, static_cast<unsigned long long>(wire),
+                fp32_ / t);
+    if (st) {
+      std::printf(" %9.0f %9.0f %9.0f", st->encodeSeconds * 1e6, st->commSeconds * 1e6,
+                  st->decodeSeconds * 1e6);
+    }
+    std::printf("\n");
+    std::fflush(stdout);
+  }
+
+  comm::Communicator& comm_;
+  const AllreduceBenchOptions& opt_;
+  int64_t bytes_, n_, segmentBytes_;
+  std::vector<nlohmann::json>& records_;
+  int size_;
+  std::vector<float> input_, buf_;
+  double fp32_ = 0.0;
+};
+
+void printHeader(const AllreduceBenchOptions& opt, int size) {
+  std::printf(
+      "# cdl-bench allreduce: %d ranks, %d iterations (+%d warm-up), slowest rank, pipeline "
+      "segments of %s\n",
+      size, opt.iters, opt.warmup, opt.segmentBytes.c_str());
+  std::printf("%12s  %-28s %11s %10s %10s %14s %9s %9s %9s %9s\n", "bytes", "codec", "time(us)",
+              "algbw", "busbw", "wire_bytes", "speedup", "encode", "comm", "decode");
+  std::printf("%12s  %-28s %11s %10s %10s %14s %9s %9s %9s %9s\n", "", "", "", "GB/s", "GB/s",
+              "per rank", "vs fp32", "us", "us", "us");
+}
+
 }  // namespace
 
 int runAllreduceBench(int* argc, char*** argv, const AllreduceBenchOptions& opt) {
@@ -111,94 +203,21 @@ int runAllreduceBench(int* argc, char*** argv, const AllreduceBenchOptions& opt)
   std::vector<nlohmann::json> records;
   std::unique_ptr<TcpRing> tcp;
   if (opt.tcp && size >= 2) tcp = std::make_unique<TcpRing>();
-  if (rank == 0 && !opt.json) {
-    std::printf(
-        "# cdl-bench allreduce: %d ranks, %d iterations (+%d warm-up), slowest rank, pipeline "
-        "segments of %s\n",
-        size, opt.iters, opt.warmup, opt.segmentBytes.c_str());
-    std::printf("%12s  %-28s %11s %10s %10s %14s %9s %9s %9s %9s\n", "bytes", "codec", "time(us)",
-                "algbw", "busbw", "wire_bytes", "speedup", "encode", "comm", "decode");
-    std::printf("%12s  %-28s %11s %10s %10s %14s %9s %9s %9s %9s\n", "", "", "", "GB/s", "GB/s",
-                "per rank", "vs fp32", "us", "us", "us");
-  }
+  if (rank == 0 && !opt.sink.json) printHeader(opt, size);
   for (int64_t bytes = lo; bytes <= hi; bytes *= opt.factor) {
-    const int64_t n = bytes / 4;
-    std::vector<float> input = gradientData("laplace", n, 77 + static_cast<uint64_t>(rank));
-    std::vector<float> buf(input.size());
-    const double fp32 = timeIters(opt.warmup, opt.iters, [&] {
-      std::copy(input.begin(), input.end(), buf.begin());
-      MPI_Allreduce(MPI_IN_PLACE, buf.data(), static_cast<int>(n), MPI_FLOAT, MPI_SUM,
-                    MPI_COMM_WORLD);
-    });
-    // st: the last iteration's split of this rank's time (none for plain MPI_Allreduce).
-    auto report = [&](const std::string& name, double t, uint64_t wire,
-                      const comm::AllreduceStats* st) {
-      const double algbw = static_cast<double>(bytes) / t / 1e9;
-      const double busbw = algbw * 2.0 * (size - 1) / size;
-      nlohmann::json r = {{"codec", name},       {"bytes", bytes},
-                          {"ranks", size},       {"time_us", t * 1e6},
-                          {"algbw_gbps", algbw}, {"busbw_gbps", busbw},
-                          {"wire_bytes", wire},  {"speedup_vs_fp32", fp32 / t}};
-      if (st) {
-        r["segment_bytes"] = segmentBytes;
-        r["encode_us"] = st->encodeSeconds * 1e6;
-        r["comm_us"] = st->commSeconds * 1e6;
-        r["decode_us"] = st->decodeSeconds * 1e6;
-      }
-      records.push_back(r);
-      if (rank == 0 && !opt.json) {
-        std::printf("%12lld  %-28s %11.1f %10.3f %10.3f %14llu %9.2f",
-                    static_cast<long long>(bytes), name.c_str(), t * 1e6, algbw, busbw,
-                    static_cast<unsigned long long>(wire), fp32 / t);
-        if (st) {
-          std::printf(" %9.0f %9.0f %9.0f", st->encodeSeconds * 1e6, st->commSeconds * 1e6,
-                      st->decodeSeconds * 1e6);
-        }
-        std::printf("\n");
-        std::fflush(stdout);
-      }
-    };
-    const auto ringWire =
-        static_cast<uint64_t>(2.0 * (size - 1) / size * static_cast<double>(bytes));
-    report("mpi_allreduce_fp32", fp32, ringWire, nullptr);
-    if (tcp) {
-      report(kTcpRingRow, timeIters(opt.warmup, opt.iters, [&] { tcp->run(bytes); }), ringWire,
-             nullptr);
-    }
-    for (const std::string& specText : opt.codecs) {
-      const comm::SchemeSpec spec = comm::parseSchemeSpec(specText);
-      comm::AllreduceStats st;
-      if (spec.scheme == comm::SchemeId::kPowerSgd) {
-        const int64_t rows = squarestRows(n);
-        comm::PowerSgdState state("bench", rows, n / rows);
-        comm::PowerSgdOptions psgd;
-        psgd.rank = spec.rank;
-        const double t = timeIters(opt.warmup, opt.iters, [&] {
-          std::copy(input.begin(), input.end(), buf.begin());
-          comm::powerSgdAllreduce(*comm, state, buf.data(), rows, n / rows, psgd, &st);
-        });
-        report(comm::formatSchemeSpec(spec), t, st.wireBytes, &st);
-        continue;
-      }
-      auto codec = comm::makeCodec(spec.codec.codec);
-      uint64_t step = 0;
-      comm::CompressedAllreduceOptions cao;
-      cao.segmentBytes = segmentBytes;
-      const double t = timeIters(opt.warmup, opt.iters, [&] {
-        std::copy(input.begin(), input.end(), buf.begin());
-        cao.roundingKey = kernels::roundingKey(1, step++, 0);
-        comm::compressedAllreduce(*comm, *codec, spec.codec.rate, buf.data(), n, cao, &st);
-      });
-      report(comm::formatSchemeSpec(spec), t, st.wireBytes, &st);
-    }
+    SizeRows(*comm, opt, bytes, segmentBytes, records).run(tcp.get());
   }
   if (rank == 0 && !comm->allreduceChoice().empty()) {
-    std::fprintf(opt.json ? stderr : stdout, "# fp32 allreduce: %s\n",
+    std::fprintf(opt.sink.json ? stderr : stdout, "# fp32 allreduce: %s\n",
                  comm->allreduceChoice().c_str());
   }
-  if (rank == 0 && opt.json) std::cout << nlohmann::json(records).dump(2) << std::endl;
-  if (rank == 0 && !opt.csv.empty()) core::writeFileAtomically(opt.csv, csvText(records));
-  if (rank == 0 && !opt.plot.empty()) plotRows(opt.plot, size, records);
+  if (rank == 0) {
+    emitRecords(opt.sink, records,
+                plainColumns({"codec", "bytes", "ranks", "time_us", "algbw_gbps", "busbw_gbps",
+                              "wire_bytes", "speedup_vs_fp32", "encode_us", "comm_us", "decode_us",
+                              "segment_bytes"}),
+                [&](const std::string& png) { plotRows(png, size, records); });
+  }
   tcp.reset();
   comm.reset();
   comm::finalizeMpi();

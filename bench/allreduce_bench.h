@@ -3,6 +3,8 @@
 #include <string>
 #include <vector>
 
+#include "bench/records.h"
+
 namespace cdl::bench {
 
 struct AllreduceBenchOptions {
@@ -17,19 +19,18 @@ struct AllreduceBenchOptions {
                                      "topk:density=0.01",
                                      "powersgd:rank=4"};
   std::string segmentBytes = "4M";  // the pipeline segment of summable codecs; 0: none
-  bool tcp = true;  // also time the raw TCP ring (Note [Raw TCP ring]) on 2+ ranks
+  bool tcp = true;                  // also time the raw TCP ring (Note [Raw TCP ring]) on 2+ ranks
   int iters = 5;
   int warmup = 1;
-  bool json = false;
-  std::string csv;   // also write the rows as CSV here (rank 0)
-  std::string plot;  // also draw busbw and the speed-up against size per codec into this PNG
+  RecordSink sink;  // Note [Bench records]; the plot: busbw and the speed-up against size
 };
 
 // Runs under mpirun: times plain MPI_Allreduce on fp32 and cdl's compressed allreduce per codec
 // for each size, in the same run, and prints (on rank 0) time, algbw, busbw, bytes on the wire
 // and the speed-up over fp32. The row tcp_ring_raw is the ring's traffic over plain TCP sockets
-// (Note [Raw TCP ring]): the most any fp32 allreduce can get from these links. PowerSGD sees the buffer as the squarest matrix it divides into and
-// keeps its warm start across iterations, as in training. Returns the exit status.
+// (Note [Raw TCP ring]): the most any fp32 allreduce can get from these links. PowerSGD sees the
+// buffer as the squarest matrix it divides into and keeps its warm start across iterations, as in
+// training. Returns the exit status.
 int runAllreduceBench(int* argc, char*** argv, const AllreduceBenchOptions& opt);
 
 }  // namespace cdl::bench

@@ -7,12 +7,11 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "bench/bench_util.h"
 #include "bench/plot.h"
+#include "bench/records.h"
 #include "comm/codec/codec.h"
 #include "comm/codec/spec.h"
 #include "kernels/base/error.h"
@@ -90,47 +89,30 @@ std::string labelOf(const nlohmann::json& r) {
          r["data"].get<std::string>() + "/" + r["numel"].dump();
 }
 
-}  // namespace
-
-int runCodecBench(const CodecBenchOptions& opt) {
-  std::vector<json> records;
-  if (!opt.json) {
-    std::printf("%-52s %-7s %5s %7s %7s %7s %7s %7s %7s %7s %7s %7s\n", "codec", "data", "numel",
-                "bits/el", "H/el", "coded/H", "enc", "dec", "zstd3", "zstd3", "zstd1", "memcpy");
-    std::printf("%-52s %-7s %5s %7s %7s %7s %7s %7s %7s %7s %7s %7s\n", "", "", "", "", "", "",
-                "GB/s", "GB/s", "bits/el", "GB/s", "bits/el", "GB/s");
+// One row: the codec of specText on x (n elements of distribution dist), timed and sized, with
+// the entropy bound and zstd on the same quantized symbols for qsgd.
+json measureCodec(const std::string& specText, const std::vector<float>& x, int64_t n,
+                  const std::string& dist, double memcpyGbps) {
+  const comm::CodecSpec spec = comm::parseCodecSpec(specText);
+  const uint64_t key = kernels::roundingKey(1, 0, 0);
+  auto codec = comm::makeCodec(spec.codec);
+  std::vector<uint8_t> payload(codec->maxEncodedBytes(n, spec.rate));
+  size_t len = 0;
+  const double enc = bestSeconds(
+      [&] { len = codec->encode(x.data(), n, spec.rate, key, payload.data(), payload.size()); });
+  std::vector<float> y(x.size());
+  const double dec =
+      bestSeconds([&] { codec->decode(payload.data(), len, y.data(), n, /*accumulate=*/false); });
+  const double bytes = 4.0 * static_cast<double>(n);
+  const double bits = 8.0 * static_cast<double>(len) / static_cast<double>(n);
+  double entropy = NAN;
+  ZstdResult z1{NAN, NAN, NAN}, z3{NAN, NAN, NAN};
+  if (spec.codec == comm::CodecId::kQsgd) {
+    entropy = qsgdEntropyBits(x, spec.rate, key);
+    z1 = zstdOnPacked(x, spec.rate, key, 1);
+    z3 = zstdOnPacked(x, spec.rate, key, 3);
   }
-  for (const std::string& sizeText : opt.sizes) {
-    const int64_t n = parseCount(sizeText);
-    for (const std::string& dist : opt.dists) {
-      const std::vector<float> x = gradientData(dist, n, 1234);
-      std::vector<float> copy(x.size());
-      const double bytes = 4.0 * static_cast<double>(n);
-      const double memcpyGbps =
-          bytes / bestSeconds([&] { std::memcpy(copy.data(), x.data(), x.size() * 4); }) / 1e9;
-      for (const std::string& specText : opt.codecs) {
-        const comm::CodecSpec spec = comm::parseCodecSpec(specText);
-        const uint64_t key = kernels::roundingKey(1, 0, 0);
-        auto codec = comm::makeCodec(spec.codec);
-        std::vector<uint8_t> payload(codec->maxEncodedBytes(n, spec.rate));
-        size_t len = 0;
-        const double enc = bestSeconds([&] {
-          len = codec->encode(x.data(), n, spec.rate, key, payload.data(), payload.size());
-        });
-        std::vector<float> y(x.size());
-        const double dec = bestSeconds(
-            [&] { codec->decode(payload.data(), len, y.data(), n, /*accumulate=*/false); });
-        const double bits = 8.0 * static_cast<double>(len) / static_cast<double>(n);
-        double entropy = NAN;
-        ZstdResult z1{NAN, NAN, NAN}, z3{NAN, NAN, NAN};
-        if (spec.codec == comm::CodecId::kQsgd) {
-          entropy = qsgdEntropyBits(x, spec.rate, key);
-          z1 = zstdOnPacked(x, spec.rate, key, 1);
-          z3 = zstdOnPacked(x, spec.rate, key, 3);
-        }
-        const std::string name = comm::formatCodecSpec(spec);
-        json r = {
-            {"codec", name},
+  json r = {{"codec", comm::formatCodecSpec(spec)},
             {"scheme", codec->name()},
             {"bits", spec.codec == comm::CodecId::kQsgd ? json(spec.rate.bits) : json(nullptr)},
             {"data", dist},
@@ -147,46 +129,63 @@ int runCodecBench(const CodecBenchOptions& opt) {
             {"zstd3_encode_gbps", nullable(z3.encodeGbps)},
             {"zstd3_decode_gbps", nullable(z3.decodeGbps)},
             {"memcpy_gbps", memcpyGbps}};
-        records.push_back(r);
-        if (!opt.json) {
-          std::printf("%-52s %-7s %5s %7.3f %7.3f %7.4f %7.2f %7.2f %7.3f %7.2f %7.3f %7.2f\n",
-                      name.c_str(), dist.c_str(), sizeText.c_str(), bits, entropy, bits / entropy,
-                      bytes / enc / 1e9, bytes / dec / 1e9, z3.bitsPerElement, z3.encodeGbps,
-                      z1.bitsPerElement, memcpyGbps);
-          std::fflush(stdout);
-        }
+  r["label"] = labelOf(r);
+  return r;
+}
+
+// A number of a record for the table; NaN for null.
+double num(const json& v) { return v.is_number() ? v.get<double>() : NAN; }
+
+void printRow(const json& r, const std::string& sizeText) {
+  std::printf("%-52s %-7s %5s %7.3f %7.3f %7.4f %7.2f %7.2f %7.3f %7.2f %7.3f %7.2f\n",
+              r["codec"].get<std::string>().c_str(), r["data"].get<std::string>().c_str(),
+              sizeText.c_str(), num(r["bits_per_element"]), num(r["entropy_bits_per_element"]),
+              num(r["coded_over_entropy"]), num(r["encode_gbps"]), num(r["decode_gbps"]),
+              num(r["zstd3_bits_per_element"]), num(r["zstd3_encode_gbps"]),
+              num(r["zstd1_bits_per_element"]), num(r["memcpy_gbps"]));
+  std::fflush(stdout);
+}
+
+void plotRows(const std::string& png, const std::vector<json>& records) {
+  std::vector<std::string> labels;
+  std::vector<BarColumn> columns{
+      {"bits_per_element", {}}, {"encode_gbps", {}}, {"decode_gbps", {}}};
+  for (const json& r : records) {
+    labels.push_back(r["label"].get<std::string>());
+    for (BarColumn& c : columns) c.values.push_back(num(r[c.title]));
+  }
+  plotBars(png, "cdl-bench codec: bits per element and throughput (GB/s of fp32)", labels, columns);
+}
+
+}  // namespace
+
+int runCodecBench(const CodecBenchOptions& opt) {
+  std::vector<json> records;
+  if (!opt.sink.json) {
+    std::printf("%-52s %-7s %5s %7s %7s %7s %7s %7s %7s %7s %7s %7s\n", "codec", "data", "numel",
+                "bits/el", "H/el", "coded/H", "enc", "dec", "zstd3", "zstd3", "zstd1", "memcpy");
+    std::printf("%-52s %-7s %5s %7s %7s %7s %7s %7s %7s %7s %7s %7s\n", "", "", "", "", "", "",
+                "GB/s", "GB/s", "bits/el", "GB/s", "bits/el", "GB/s");
+  }
+  for (const std::string& sizeText : opt.sizes) {
+    const int64_t n = parseCount(sizeText);
+    for (const std::string& dist : opt.dists) {
+      const std::vector<float> x = gradientData(dist, n, 1234);
+      std::vector<float> copy(x.size());
+      const double memcpyGbps =
+          4.0 * static_cast<double>(n) /
+          bestSeconds([&] { std::memcpy(copy.data(), x.data(), x.size() * 4); }) / 1e9;
+      for (const std::string& specText : opt.codecs) {
+        records.push_back(measureCodec(specText, x, n, dist, memcpyGbps));
+        if (!opt.sink.json) printRow(records.back(), sizeText);
       }
     }
   }
-  if (opt.json) std::cout << json(records).dump(2) << std::endl;
-  if (!opt.csv.empty()) {
-    std::ofstream csv(opt.csv);
-    CDL_CHECK(csv, "cannot write ", opt.csv);
-    csv << "label,codec,data,numel,bits_per_element,entropy_bits_per_element,encode_gbps,"
-           "decode_gbps,zstd3_bits_per_element,zstd3_encode_gbps,memcpy_gbps\n";
-    for (const json& r : records) {
-      auto num = [](const json& v) { return v.is_null() ? std::string("NaN") : v.dump(); };
-      csv << csvField(labelOf(r)) << "," << csvField(r["codec"].get<std::string>()) << ","
-          << r["data"].get<std::string>() << "," << r["numel"].dump() << ","
-          << num(r["bits_per_element"]) << "," << num(r["entropy_bits_per_element"]) << ","
-          << num(r["encode_gbps"]) << "," << num(r["decode_gbps"]) << ","
-          << num(r["zstd3_bits_per_element"]) << "," << num(r["zstd3_encode_gbps"]) << ","
-          << num(r["memcpy_gbps"]) << "\n";
-    }
-  }
-  if (!opt.plot.empty()) {
-    std::vector<std::string> labels;
-    std::vector<BarColumn> columns{
-        {"bits_per_element", {}}, {"encode_gbps", {}}, {"decode_gbps", {}}};
-    for (const json& r : records) {
-      labels.push_back(labelOf(r));
-      for (BarColumn& c : columns) {
-        c.values.push_back(r[c.title].is_number() ? r[c.title].get<double>() : NAN);
-      }
-    }
-    plotBars(opt.plot, "cdl-bench codec: bits per element and throughput (GB/s of fp32)", labels,
-             columns);
-  }
+  emitRecords(opt.sink, records,
+              plainColumns({"label", "codec", "data", "numel", "bits_per_element",
+                            "entropy_bits_per_element", "encode_gbps", "decode_gbps",
+                            "zstd3_bits_per_element", "zstd3_encode_gbps", "memcpy_gbps"}),
+              [&](const std::string& png) { plotRows(png, records); });
   return 0;
 }
 

@@ -3,6 +3,8 @@
 #include <string>
 #include <vector>
 
+#include "bench/records.h"
+
 namespace cdl::bench {
 
 struct CodecBenchOptions {
@@ -18,9 +20,7 @@ struct CodecBenchOptions {
       "qsgd:bits=8,bucket=1024,rounding=stochastic,entropy=rans",
       "topk:density=0.01,entropy=rans",
   };
-  bool json = false;
-  std::string csv;
-  std::string plot;
+  RecordSink sink;  // Note [Bench records]; the plot: bits per element and throughput per row
 };
 
 // Runs the codec benchmark, printing a table (or JSON records) to stdout. Returns the exit status.

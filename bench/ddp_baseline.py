@@ -51,8 +51,8 @@ from torch import nn  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
 from make_torchscript_model import Cnn  # noqa: E402  (the built-in cnn's layout)
 
-PIXEL_MEAN, PIXEL_STD = 0.2860, 0.3530  # as core/batch.cc
-THRESHOLDS = (0.50, 0.60, 0.70, 0.80, 0.85, 0.90, 0.95)  # as core/metrics_log.h
+PIXEL_MEAN, PIXEL_STD = 0.2860, 0.3530  # as core/data/batch.cc
+THRESHOLDS = (0.50, 0.60, 0.70, 0.80, 0.85, 0.90, 0.95)  # as core/run/metrics_log.h
 
 
 def fail(msg):
@@ -165,7 +165,7 @@ def finish(a, rank):
 
 
 def lr_at(step, total, base, warmup):
-    """core/schedule.h's cosine schedule with a linear warm-up."""
+    """core/step/lr_schedule.h's cosine schedule with a linear warm-up."""
     if warmup > 0 and step < warmup:
         return base * (step + 1) / warmup
     span = total - warmup

@@ -11,19 +11,19 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <iostream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "bench/bench_util.h"
 #include "bench/plot.h"
+#include "bench/records.h"
 #include "comm/reduce/scheme.h"
 #include "comm/transport/mpi_communicator.h"
-#include "core/config.h"
-#include "core/files.h"
-#include "core/metrics_log.h"
-#include "core/trainer.h"
+#include "core/config/config.h"
+#include "core/run/metrics_log.h"
+#include "core/train/trainer.h"
 #include "kernels/base/error.h"
 #include "kernels/base/knobs.h"
 
@@ -74,8 +74,7 @@ core::Config rowConfig(const TrainBenchOptions& opt, const std::string& codec, s
   sets.push_back("name=row" + std::to_string(row));
   core::Config cfg = core::loadConfig(opt.config, sets);
   CDL_CHECK(cfg.model.split.stages == 1, opt.config, ": model.split.stages is ",
-            cfg.model.split.stages,
-            "; cdl-bench train times unsplit steps (Note [Step times]): set it to 1");
+            cfg.model.split.stages, "; cdl-bench train runs unsplit models: set it to 1");
   return cfg;
 }
 
@@ -88,19 +87,6 @@ std::vector<double> meanParts(const std::vector<core::StepTimes>& times, int64_t
   }
   for (double& m : mean) m /= static_cast<double>(times.size() - first);
   return mean;
-}
-
-std::string csvText(const std::vector<json>& records) {
-  std::string out = "codec,ranks,global_batch,samples_per_s,speedup";
-  for (const Part& p : kParts) out += std::string(",") + p.key + "_ms";
-  out += ",wire_bytes_per_step,compression_ratio\n";
-  for (const json& r : records) {
-    out += csvField(r["codec"].get<std::string>()) + "," + r["ranks"].dump() + "," +
-           r["global_batch"].dump() + "," + r["samples_per_s"].dump() + "," + r["speedup"].dump();
-    for (const Part& p : kParts) out += "," + r["ms"][p.key].dump();
-    out += "," + r["wire_bytes_per_step"].dump() + "," + r["compression_ratio"].dump() + "\n";
-  }
-  return out;
 }
 
 void plotRows(const std::string& png, const std::string& title, const std::vector<json>& records) {
@@ -116,6 +102,75 @@ void plotRows(const std::string& png, const std::string& title, const std::vecto
     }
   }
   plotBars(png, title, labels, columns);
+}
+
+// One row: trains the row's config and measures its timed steps over every rank (collective).
+json measureRow(const TrainBenchOptions& opt, size_t row, const std::string& runsDir,
+                const std::shared_ptr<comm::Communicator>& world, int threads) {
+  const int size = world->size();
+  const core::Config cfg = rowConfig(opt, opt.codecs[row], row, runsDir);
+  core::TrainOptions to;
+  to.keepStepTimes = true;
+  const core::TrainResult r = core::train(cfg, world, to);
+  CDL_CHECK(static_cast<int64_t>(r.stepTimes.size()) == opt.warmup + opt.steps,
+            "train bench: the run of ", opt.codecs[row], " took ", r.stepTimes.size(),
+            " steps, not ", opt.warmup + opt.steps, " (is the train split that short?)");
+  std::vector<double> mean = meanParts(r.stepTimes, opt.warmup);
+  double slowest = mean[0];
+  MPI_Allreduce(MPI_IN_PLACE, mean.data(), kPartCount, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  MPI_Allreduce(MPI_IN_PLACE, &slowest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  double wire = static_cast<double>(r.wireBytes), fp32 = static_cast<double>(r.fp32WireBytes);
+  MPI_Allreduce(MPI_IN_PLACE, &wire, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  MPI_Allreduce(MPI_IN_PLACE, &fp32, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  const int64_t globalBatch = cfg.train.batchSize * size;
+  json ms = json::object();
+  for (int p = 0; p < kPartCount; ++p) ms[kParts[p].key] = mean[p] / size * 1e3;
+  const double steps = static_cast<double>(r.steps) * size;
+  return {{"codec", comm::formatSchemeSpec(comm::parseSchemeSpec(opt.codecs[row]))},
+          {"config", opt.config},
+          {"ranks", size},
+          {"threads", threads},
+          {"batch_per_rank", cfg.train.batchSize},
+          {"global_batch", globalBatch},
+          {"steps", opt.steps},
+          {"warmup", opt.warmup},
+          {"samples_per_s", static_cast<double>(globalBatch) / slowest},
+          {"ms", ms},
+          {"wire_bytes_per_step", wire / steps},
+          {"compression_ratio",
+           core::compressionRatio(static_cast<uint64_t>(fp32), static_cast<uint64_t>(wire))}};
+}
+
+void printTable(const TrainBenchOptions& opt, const std::string& title,
+                const std::vector<json>& records) {
+  std::printf("# %s, batch %lld per rank, %lld timed steps after %lld\n", title.c_str(),
+              static_cast<long long>(records[0]["batch_per_rank"].get<int64_t>()),
+              static_cast<long long>(opt.steps), static_cast<long long>(opt.warmup));
+  std::printf(
+      "# ms per step, mean over steps and ranks; encode, comm and decode run on the "
+      "communication thread, overlapping compute and wait\n");
+  std::printf("%-30s %10s %8s", "codec", "samples/s", "speedup");
+  for (const Part& p : kParts) std::printf(" %9s", p.key);
+  std::printf(" %12s %7s\n", "wire B/step", "x fp32");
+  for (const json& r : records) {
+    std::printf("%-30s %10.1f %8.2f", r["codec"].get<std::string>().c_str(),
+                r["samples_per_s"].get<double>(), r["speedup"].get<double>());
+    for (const Part& p : kParts) std::printf(" %9.2f", r["ms"][p.key].get<double>());
+    std::printf(" %12.0f %7.1f\n", r["wire_bytes_per_step"].get<double>(),
+                r["compression_ratio"].get<double>());
+  }
+  std::fflush(stdout);
+}
+
+// The CSV's columns: the row, each part's ms, the bytes.
+std::vector<CsvColumn> csvColumns() {
+  std::vector<CsvColumn> columns = {
+      {"codec"}, {"ranks"}, {"global_batch"}, {"samples_per_s"}, {"speedup"}};
+  for (const Part& p : kParts)
+    columns.push_back({std::string(p.key) + "_ms", std::string("ms.") + p.key});
+  columns.push_back({"wire_bytes_per_step"});
+  columns.push_back({"compression_ratio"});
+  return columns;
 }
 
 }  // namespace
@@ -142,42 +197,10 @@ int runTrainBench(int* argc, char*** argv, const TrainBenchOptions& opt) {
   const std::string runsDir = scratch ? sharedScratchFolder() : opt.runsDir;
   const int threads = core::setIntraOpThreads(rowConfig(opt, opt.codecs[0], 0, runsDir), *world);
   std::vector<json> records;
-  double firstRate = 0.0;
   for (size_t row = 0; row < opt.codecs.size(); ++row) {
-    const core::Config cfg = rowConfig(opt, opt.codecs[row], row, runsDir);
-    core::TrainOptions to;
-    to.keepStepTimes = true;
-    const core::TrainResult r = core::train(cfg, world, to);
-    CDL_CHECK(static_cast<int64_t>(r.stepTimes.size()) == opt.warmup + opt.steps,
-              "train bench: the run of ", opt.codecs[row], " took ", r.stepTimes.size(),
-              " steps, not ", opt.warmup + opt.steps, " (is the train split that short?)");
-    std::vector<double> mean = meanParts(r.stepTimes, opt.warmup);
-    double slowest = mean[0];
-    MPI_Allreduce(MPI_IN_PLACE, mean.data(), kPartCount, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-    MPI_Allreduce(MPI_IN_PLACE, &slowest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-    double wire = static_cast<double>(r.wireBytes), fp32 = static_cast<double>(r.fp32WireBytes);
-    MPI_Allreduce(MPI_IN_PLACE, &wire, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-    MPI_Allreduce(MPI_IN_PLACE, &fp32, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-    const int64_t globalBatch = cfg.train.batchSize * size;
-    const double rate = static_cast<double>(globalBatch) / slowest;
-    if (row == 0) firstRate = rate;
-    json ms = json::object();
-    for (int p = 0; p < kPartCount; ++p) ms[kParts[p].key] = mean[p] / size * 1e3;
-    const double steps = static_cast<double>(r.steps) * size;
-    records.push_back({{"codec", comm::formatSchemeSpec(comm::parseSchemeSpec(opt.codecs[row]))},
-                       {"config", opt.config},
-                       {"ranks", size},
-                       {"threads", threads},
-                       {"batch_per_rank", cfg.train.batchSize},
-                       {"global_batch", globalBatch},
-                       {"steps", opt.steps},
-                       {"warmup", opt.warmup},
-                       {"samples_per_s", rate},
-                       {"speedup", rate / firstRate},
-                       {"ms", ms},
-                       {"wire_bytes_per_step", wire / steps},
-                       {"compression_ratio", core::compressionRatio(static_cast<uint64_t>(fp32),
-                                                                    static_cast<uint64_t>(wire))}});
+    records.push_back(measureRow(opt, row, runsDir, world, threads));
+    records.back()["speedup"] = records.back()["samples_per_s"].get<double>() /
+                                records.front()["samples_per_s"].get<double>();
   }
   MPI_Barrier(MPI_COMM_WORLD);
   if (scratch) {
@@ -187,29 +210,9 @@ int runTrainBench(int* argc, char*** argv, const TrainBenchOptions& opt) {
   if (rank == 0) {
     const std::string title = "cdl-bench train: " + opt.config + ", " + std::to_string(size) +
                               " ranks x " + std::to_string(threads) + " threads";
-    if (opt.json) {
-      std::cout << json(records).dump(2) << std::endl;
-    } else {
-      std::printf("# %s, batch %lld per rank, %lld timed steps after %lld\n", title.c_str(),
-                  static_cast<long long>(records[0]["batch_per_rank"].get<int64_t>()),
-                  static_cast<long long>(opt.steps), static_cast<long long>(opt.warmup));
-      std::printf(
-          "# ms per step, mean over steps and ranks; encode, comm and decode run on the "
-          "communication thread, overlapping compute and wait\n");
-      std::printf("%-30s %10s %8s", "codec", "samples/s", "speedup");
-      for (const Part& p : kParts) std::printf(" %9s", p.key);
-      std::printf(" %12s %7s\n", "wire B/step", "x fp32");
-      for (const json& r : records) {
-        std::printf("%-30s %10.1f %8.2f", r["codec"].get<std::string>().c_str(),
-                    r["samples_per_s"].get<double>(), r["speedup"].get<double>());
-        for (const Part& p : kParts) std::printf(" %9.2f", r["ms"][p.key].get<double>());
-        std::printf(" %12.0f %7.1f\n", r["wire_bytes_per_step"].get<double>(),
-                    r["compression_ratio"].get<double>());
-      }
-      std::fflush(stdout);
-    }
-    if (!opt.csv.empty()) core::writeFileAtomically(opt.csv, csvText(records));
-    if (!opt.plot.empty()) plotRows(opt.plot, title + ": ms per step", records);
+    if (!opt.sink.json) printTable(opt, title, records);
+    emitRecords(opt.sink, records, csvColumns(),
+                [&](const std::string& png) { plotRows(png, title + ": ms per step", records); });
   }
   world.reset();
   comm::finalizeMpi();

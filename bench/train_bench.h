@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "bench/records.h"
+
 namespace cdl::bench {
 
 struct TrainBenchOptions {
@@ -14,9 +16,7 @@ struct TrainBenchOptions {
   int64_t steps = 50;             // timed steps per codec
   int64_t warmup = 5;             // untimed steps before them
   std::string runsDir;            // where the rows' runs go; empty: a scratch folder, removed
-  bool json = false;
-  std::string csv;   // also write the rows as CSV here
-  std::string plot;  // also draw the step split per row into this PNG
+  RecordSink sink;                // Note [Bench records]; the plot: the step split per row
 };
 
 // Note [Training benchmark]

@@ -1,7 +1,7 @@
 # The fuzz build (CDL_FUZZ=ON, clang): every reader of outside bytes under libFuzzer with ASan and
 # UBSan: payloads, coded model files, codec specs, configs, IDX data files and checkpoints. It
-# builds the kernels and each reader's own target (cdl_codec, cdl_model_file, and cdl_config,
-# cdl_data and cdl_checkpoint from core/inputs.cmake) with the sanitizers and links each fuzz
+# builds the kernels and each reader's own target (cdl_codec, and cdl_config, cdl_data,
+# cdl_checkpoint and cdl_model_file from their rooms of core/) with the sanitizers and links each fuzz
 # target against exactly that target, so no file of a reader escapes fuzzing. Only the checkpoint
 # target needs LibTorch (itself not instrumented); none needs MPI.
 if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
@@ -20,8 +20,10 @@ add_subdirectory(${PROJECT_SOURCE_DIR}/kernels ${CMAKE_BINARY_DIR}/kernels)
 add_subdirectory(${PROJECT_SOURCE_DIR}/comm/codec ${CMAKE_BINARY_DIR}/comm/codec)
 find_package(nlohmann_json CONFIG REQUIRED)
 include(CdlTorch)
-include(${PROJECT_SOURCE_DIR}/core/model_file.cmake)
-include(${PROJECT_SOURCE_DIR}/core/inputs.cmake)
+# Each room defines its reader first and, in the fuzz build, nothing after it.
+foreach(room config data run model_file)
+  add_subdirectory(${PROJECT_SOURCE_DIR}/core/${room} ${CMAKE_BINARY_DIR}/core/${room})
+endforeach()
 
 # cdl_fuzz_target(NAME LIB [SEEDER]): NAME from tests/fuzz/NAME.cc over LIB, and its seed maker.
 function(cdl_fuzz_target name lib)

@@ -12,10 +12,11 @@
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
-#include "core/config.h"
-#include "core/train_args.h"
+#include "core/cli/train_args.h"
+#include "core/config/config.h"
 #include "kernels/base/checks.h"
 #include "kernels/base/error.h"
 #include "kernels/base/knobs.h"
@@ -107,20 +108,26 @@ std::string knownKnobs() {
   return out;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  CLI::App app{"cdl-launch: run cdl-train (or cdl-bench) on local ranks, hosts or SLURM"};
+// The command line: cdl-launch's own options, and after "--" the program's.
+struct Args {
   cdl::launcher::LaunchOptions opt;
   bool dryRun = false, slurm = false, wait = false;
   std::string script;
+  // Whether the user gave these options (else the config's slurm section sets them).
+  bool np = false, nodes = false, tasksPerNode = false, time = false, partition = false,
+       account = false, jobName = false, output = false;
+};
+
+void addOptions(CLI::App& app, Args& a, std::vector<std::pair<CLI::Option*, bool*>>& given) {
+  cdl::launcher::LaunchOptions& opt = a.opt;
   app.add_option("config", opt.config, "Experiment config (YAML) for cdl-train");
-  CLI::Option* npOpt =
+  given.emplace_back(
       app.add_option("-n,--np", opt.np, "Number of ranks (-np works too, as with mpirun)")
-          ->check(CLI::PositiveNumber);
+          ->check(CLI::PositiveNumber),
+      &a.np);
   app.add_option("-H,--host", opt.hosts, "Hosts and slots: host1:2,host2:2");
   app.add_option("--hostfile", opt.hostfile, "An OpenMPI hostfile");
-  app.add_flag("--dry-run", dryRun, "Print the command (or the sbatch script) and exit");
+  app.add_flag("--dry-run", a.dryRun, "Print the command (or the sbatch script) and exit");
   app.add_flag("--bench", opt.bench, "Run cdl-bench (arguments after --) instead of cdl-train");
   app.add_option("--program", opt.program, "The executable to run (default: next to cdl-launch)");
   app.add_option("--mpi-arg", opt.mpiArgs, "An argument for mpirun as it is (repeatable)");
@@ -131,35 +138,45 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--bandwidth", opt.bandwidth, "With --emulate: per link and direction (tc units)");
   app.add_option("--latency", opt.latency, "With --emulate: one-way delay, e.g. 5ms (needs netem)");
-  app.add_flag("--slurm", slurm, "Write an sbatch script, submit it and print the job id");
-  app.add_flag("--wait", wait, "With --slurm: wait for the job and return its status");
+  app.add_flag("--slurm", a.slurm, "Write an sbatch script, submit it and print the job id");
+  app.add_flag("--wait", a.wait, "With --slurm: wait for the job and return its status");
   // The SLURM settings default to the config's slurm section (cdl-train jobs).
-  CLI::Option* nodesOpt = app.add_option("--nodes", opt.nodes, "SLURM: nodes (slurm.nodes)");
-  CLI::Option* perNodeOpt =
-      app.add_option("--tasks-per-node", opt.tasksPerNode,
-                     "SLURM: tasks per node (slurm.tasks_per_node; np/nodes)");
-  CLI::Option* timeOpt = app.add_option("--time", opt.time, "SLURM: time limit (slurm.time)");
-  CLI::Option* partitionOpt =
-      app.add_option("--partition", opt.partition, "SLURM: partition (slurm.partition)");
-  CLI::Option* accountOpt =
-      app.add_option("--account", opt.account, "SLURM: account (slurm.account)");
-  CLI::Option* jobNameOpt =
-      app.add_option("--job-name", opt.jobName, "SLURM: job name (slurm.job_name; the run's name)");
-  CLI::Option* outputOpt = app.add_option(
-      "--output", opt.output, "SLURM: output file pattern, e.g. cdl-%j.out (slurm.output)");
-  app.add_option("--script", script, "SLURM: where to write the sbatch script");
+  given.emplace_back(app.add_option("--nodes", opt.nodes, "SLURM: nodes (slurm.nodes)"), &a.nodes);
+  given.emplace_back(app.add_option("--tasks-per-node", opt.tasksPerNode,
+                                    "SLURM: tasks per node (slurm.tasks_per_node; np/nodes)"),
+                     &a.tasksPerNode);
+  given.emplace_back(app.add_option("--time", opt.time, "SLURM: time limit (slurm.time)"), &a.time);
+  given.emplace_back(
+      app.add_option("--partition", opt.partition, "SLURM: partition (slurm.partition)"),
+      &a.partition);
+  given.emplace_back(app.add_option("--account", opt.account, "SLURM: account (slurm.account)"),
+                     &a.account);
+  given.emplace_back(
+      app.add_option("--job-name", opt.jobName, "SLURM: job name (slurm.job_name; the run's name)"),
+      &a.jobName);
+  given.emplace_back(app.add_option("--output", opt.output,
+                                    "SLURM: output file pattern, e.g. cdl-%j.out (slurm.output)"),
+                     &a.output);
+  app.add_option("--script", a.script, "SLURM: where to write the sbatch script");
+}
+
+// Parses the command line into a; returns an exit status when cdl-launch is to stop (--help or
+// a bad option), else -1.
+int parseArgs(int argc, char** argv, Args& a) {
+  CLI::App app{"cdl-launch: run cdl-train (or cdl-bench) on local ranks, hosts or SLURM"};
+  std::vector<std::pair<CLI::Option*, bool*>> given;
+  addOptions(app, a, given);
   app.allow_extras(false);
   app.positionals_at_end(false);
   // Everything after "--" goes to the program.
-  std::vector<std::string> rest;
   std::vector<std::string> ours;
   for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--") {
-      rest.assign(argv + i + 1, argv + argc);
+    const std::string arg = argv[i];
+    if (arg == "--") {
+      a.opt.args.assign(argv + i + 1, argv + argc);
       break;
     }
-    ours.push_back(a == "-np" ? "--np" : a);  // mpirun's spelling
+    ours.push_back(arg == "-np" ? "--np" : arg);  // mpirun's spelling
   }
   std::reverse(ours.begin(), ours.end());  // CLI11 takes the arguments in reverse
   try {
@@ -167,92 +184,111 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  opt.args = rest;
-  opt.runAsRoot = ::geteuid() == 0;
+  for (auto& [option, flag] : given) *flag = option->count() > 0;
+  a.opt.runAsRoot = ::geteuid() == 0;
+  return -1;
+}
 
+// A cdl-train job: checks the config here, once, rather than in every rank, reading the forwarded
+// arguments exactly as cdl-train will, and takes the SLURM settings the user left out from its
+// slurm section.
+void applyConfig(Args& a) {
+  cdl::launcher::LaunchOptions& opt = a.opt;
+  CDL_CHECK(!opt.config.empty(), "cdl-launch: give a config (e.g. configs/fmnist_cnn.yaml)");
+  CLI::App trainApp{"cdl-train"};
+  cdl::core::TrainArgs trainArgs;
+  cdl::core::addTrainArgs(trainApp, trainArgs);
+  std::vector<std::string> forwarded = {opt.config};
+  forwarded.insert(forwarded.end(), opt.args.begin(), opt.args.end());
+  std::reverse(forwarded.begin(), forwarded.end());
   try {
+    trainApp.parse(forwarded);
+  } catch (const CLI::ParseError& e) {
+    CDL_THROW("cdl-launch: the arguments after -- are not cdl-train's: ", e.what());
+  }
+  const cdl::core::Config cfg = cdl::core::loadConfig(opt.config, trainArgs.sets);
+  const cdl::core::Config::Slurm& sl = cfg.slurm;
+  if (!a.nodes) opt.nodes = static_cast<int>(sl.nodes);
+  if (!a.tasksPerNode) opt.tasksPerNode = static_cast<int>(sl.tasksPerNode);
+  if (!a.time) opt.time = sl.time;
+  if (!a.partition) opt.partition = sl.partition;
+  if (!a.account) opt.account = sl.account;
+  if (!a.jobName) opt.jobName = sl.jobName.empty() ? cfg.name : sl.jobName;
+  if (!a.output) opt.output = sl.output;
+  // Without -np, a SLURM job fills the nodes it asks for.
+  if (a.slurm && !a.np && opt.tasksPerNode > 0) opt.np = opt.nodes * opt.tasksPerNode;
+}
+
+// Writes the sbatch script and submits it (or prints it with --dry-run); returns the status.
+int submit(Args& a, const std::vector<std::string>& env) {
+  cdl::launcher::LaunchOptions& opt = a.opt;
+  char cwd[4096];
+  if (::getcwd(cwd, sizeof(cwd)) != nullptr) opt.workDir = cwd;
+  const std::string text = cdl::launcher::sbatchScript(opt, env);
+  if (a.dryRun) {
+    std::fputs(text.c_str(), stdout);
+    return 0;
+  }
+  if (a.script.empty()) a.script = opt.jobName + ".sbatch";
+  {
+    std::ofstream out(a.script, std::ios::trunc);
+    out << text;
+    CDL_CHECK(out.good(), "cdl-launch: cannot write ", a.script);
+  }
+  std::vector<std::string> cmd = {"sbatch", "--parsable"};
+  if (a.wait) cmd.push_back("--wait");
+  cmd.push_back(a.script);
+  std::fprintf(stderr, "cdl-launch: %s\n", cdl::launcher::joinCommand(cmd).c_str());
+  int rank = -1;
+  std::string first;
+  const int rc = runJob(cmd, &rank, &first);
+  if (rc != 0) std::fprintf(stderr, "cdl-launch: sbatch exited with status %d\n", rc);
+  return rc;
+}
+
+// Runs the job here (local ranks, hosts, an emulated cluster or inside a SLURM allocation), or
+// prints its command with --dry-run; returns its status and names the rank that failed first.
+int runHere(Args& a, const std::vector<std::string>& env) {
+  cdl::launcher::LaunchOptions& opt = a.opt;
+  if (opt.emulate > 0 && !a.np) opt.np = opt.emulate;
+  opt.inAllocation = std::getenv("SLURM_JOB_ID") != nullptr;
+  opt.srunPmix = opt.inAllocation && srunOffersPmix();
+  std::vector<std::string> cmd = cdl::launcher::launchCommand(opt, env);
+  if (opt.emulate > 0) cmd = cdl::launcher::emulateCommand(opt, selfDir() + "/cdl-emulate", cmd);
+  CDL_CHECK(opt.emulate == 0 || opt.runAsRoot || a.dryRun,
+            "cdl-launch --emulate needs root (network namespaces and tc)");
+  if (a.dryRun) {
+    std::printf("%s\n", cdl::launcher::joinCommand(cmd).c_str());
+    return 0;
+  }
+  std::fprintf(stderr, "cdl-launch: %s\n", cdl::launcher::joinCommand(cmd).c_str());
+  int rank = -1;
+  std::string first;
+  const int rc = runJob(cmd, &rank, &first);
+  if (rc != 0) {
+    if (rank >= 0)
+      std::fprintf(stderr, "cdl-launch: rank %d failed first: %s\n", rank, first.c_str());
+    std::fprintf(stderr, "cdl-launch: the job exited with status %d\n", rc);
+  }
+  return rc;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  if (const int rc = parseArgs(argc, argv, a); rc >= 0) return rc;
+  try {
+    cdl::launcher::LaunchOptions& opt = a.opt;
     if (opt.program.empty()) opt.program = selfDir() + (opt.bench ? "/cdl-bench" : "/cdl-train");
-    if (!opt.bench) {
-      // Check the config here, once, rather than in every rank, reading the forwarded arguments
-      // exactly as cdl-train will.
-      CDL_CHECK(!opt.config.empty(), "cdl-launch: give a config (e.g. configs/fmnist_cnn.yaml)");
-      CLI::App trainApp{"cdl-train"};
-      cdl::core::TrainArgs trainArgs;
-      cdl::core::addTrainArgs(trainApp, trainArgs);
-      std::vector<std::string> forwarded = {opt.config};
-      forwarded.insert(forwarded.end(), opt.args.begin(), opt.args.end());
-      std::reverse(forwarded.begin(), forwarded.end());
-      try {
-        trainApp.parse(forwarded);
-      } catch (const CLI::ParseError& e) {
-        CDL_THROW("cdl-launch: the arguments after -- are not cdl-train's: ", e.what());
-      }
-      const cdl::core::Config cfg = cdl::core::loadConfig(opt.config, trainArgs.sets);
-      const cdl::core::Config::Slurm& sl = cfg.slurm;
-      if (nodesOpt->count() == 0) opt.nodes = static_cast<int>(sl.nodes);
-      if (perNodeOpt->count() == 0) opt.tasksPerNode = static_cast<int>(sl.tasksPerNode);
-      if (timeOpt->count() == 0) opt.time = sl.time;
-      if (partitionOpt->count() == 0) opt.partition = sl.partition;
-      if (accountOpt->count() == 0) opt.account = sl.account;
-      if (jobNameOpt->count() == 0) opt.jobName = sl.jobName.empty() ? cfg.name : sl.jobName;
-      if (outputOpt->count() == 0) opt.output = sl.output;
-      // Without -np, a SLURM job fills the nodes it asks for.
-      if (slurm && npOpt->count() == 0 && opt.tasksPerNode > 0) {
-        opt.np = opt.nodes * opt.tasksPerNode;
-      }
-    }
+    if (!opt.bench) applyConfig(a);
     const std::vector<std::string> env = cdl::launcher::cdlEnvironment();
     for (const std::string& name : cdl::launcher::undeclaredCdlVariables()) {
       std::fprintf(stderr, "cdl-launch: warning: %s is not a cdl knob and is not forwarded (%s)\n",
                    name.c_str(), knownKnobs().c_str());
     }
-    CDL_CHECK(!(slurm && opt.emulate > 0), "cdl-launch: --emulate runs here, not with --slurm");
-    if (slurm) {
-      char cwd[4096];
-      if (::getcwd(cwd, sizeof(cwd)) != nullptr) opt.workDir = cwd;
-      const std::string text = cdl::launcher::sbatchScript(opt, env);
-      if (dryRun) {
-        std::fputs(text.c_str(), stdout);
-        return 0;
-      }
-      if (script.empty()) script = opt.jobName + ".sbatch";
-      {
-        std::ofstream out(script, std::ios::trunc);
-        out << text;
-        CDL_CHECK(out.good(), "cdl-launch: cannot write ", script);
-      }
-      std::vector<std::string> cmd = {"sbatch", "--parsable"};
-      if (wait) cmd.push_back("--wait");
-      cmd.push_back(script);
-      std::fprintf(stderr, "cdl-launch: %s\n", cdl::launcher::joinCommand(cmd).c_str());
-      int rank = -1;
-      std::string first;
-      const int rc = runJob(cmd, &rank, &first);
-      if (rc != 0) std::fprintf(stderr, "cdl-launch: sbatch exited with status %d\n", rc);
-      return rc;
-    }
-    if (opt.emulate > 0 && npOpt->count() == 0) opt.np = opt.emulate;
-    opt.inAllocation = !slurm && std::getenv("SLURM_JOB_ID") != nullptr;
-    opt.srunPmix = opt.inAllocation && srunOffersPmix();
-    std::vector<std::string> cmd = cdl::launcher::launchCommand(opt, env);
-    if (opt.emulate > 0) cmd = cdl::launcher::emulateCommand(opt, selfDir() + "/cdl-emulate", cmd);
-    CDL_CHECK(opt.emulate == 0 || opt.runAsRoot || dryRun,
-              "cdl-launch --emulate needs root (network namespaces and tc)");
-    if (dryRun) {
-      std::printf("%s\n", cdl::launcher::joinCommand(cmd).c_str());
-      return 0;
-    }
-    std::fprintf(stderr, "cdl-launch: %s\n", cdl::launcher::joinCommand(cmd).c_str());
-    int rank = -1;
-    std::string first;
-    const int rc = runJob(cmd, &rank, &first);
-    if (rc != 0) {
-      if (rank >= 0) {
-        std::fprintf(stderr, "cdl-launch: rank %d failed first: %s\n", rank, first.c_str());
-      }
-      std::fprintf(stderr, "cdl-launch: the job exited with status %d\n", rc);
-    }
-    return rc;
+    CDL_CHECK(!(a.slurm && opt.emulate > 0), "cdl-launch: --emulate runs here, not with --slurm");
+    return a.slurm ? submit(a, env) : runHere(a, env);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 2;

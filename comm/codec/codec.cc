@@ -1,6 +1,7 @@
 #include "comm/codec/codec.h"
 
 #include "comm/codec/codecs.h"
+#include "comm/codec/registry.h"
 #include "kernels/base/error.h"
 
 namespace cdl::comm {
@@ -22,28 +23,16 @@ Bytes Codec::encode(const float* x, int64_t n, const LayerRate& rate, uint64_t r
 }
 
 std::unique_ptr<Codec> makeCodec(CodecId id) {
-  switch (id) {
-    case CodecId::kNone:
-      return makeNoneCodec();
-    case CodecId::kFp16:
-      return makeFp16Codec();
-    case CodecId::kBf16:
-      return makeBf16Codec();
-    case CodecId::kQsgd:
-      return makeQsgdCodec();
-    case CodecId::kTopk:
-      return makeTopkCodec();
-  }
-  CDL_THROW("unknown codec id ", static_cast<int>(id));
+  const CodecEntry* e = findCodec(id);
+  CDL_CHECK(e != nullptr, "unknown codec id ", static_cast<int>(id));
+  return e->make();
 }
 
 std::unique_ptr<Codec> makeCodec(const std::string& name) {
-  for (int i = 0; i < kNumCodecIds; ++i) {
-    if (codecName(static_cast<CodecId>(i)) == name) return makeCodec(static_cast<CodecId>(i));
-  }
+  if (const CodecEntry* e = findCodec(name)) return e->make();
   CDL_CHECK(name != "powersgd",
             "powersgd is not a payload codec but a reduction scheme (comm/reduce/scheme.h)");
-  CDL_THROW("unknown codec '", name, "' (expected none, fp16, bf16, qsgd or topk)");
+  CDL_THROW("unknown codec '", name, "' (expected ", codecNames(), ")");
 }
 
 }  // namespace cdl::comm

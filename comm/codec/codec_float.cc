@@ -128,16 +128,23 @@ void bf16ToWire(const float* x, int64_t n, uint8_t* out) {
 
 }  // namespace
 
-std::unique_ptr<Codec> makeNoneCodec() {
-  return std::make_unique<FixedWidthCodec>(CodecId::kNone, 4, true, fp32ToWire, fp32FromWire);
+CodecEntry noneCodecEntry() {
+  return {CodecId::kNone, "none", {}, [] {
+            return std::unique_ptr<Codec>(std::make_unique<FixedWidthCodec>(
+                CodecId::kNone, 4, true, fp32ToWire, fp32FromWire));
+          }};
 }
-std::unique_ptr<Codec> makeFp16Codec() {
-  return std::make_unique<FixedWidthCodec>(CodecId::kFp16, 2, false, fp16ToWire,
-                                           halfFromWire<kernels::halfToFloat>);
+CodecEntry fp16CodecEntry() {
+  return {CodecId::kFp16, "fp16", {}, [] {
+            return std::unique_ptr<Codec>(std::make_unique<FixedWidthCodec>(
+                CodecId::kFp16, 2, false, fp16ToWire, halfFromWire<kernels::halfToFloat>));
+          }};
 }
-std::unique_ptr<Codec> makeBf16Codec() {
-  return std::make_unique<FixedWidthCodec>(CodecId::kBf16, 2, false, bf16ToWire,
-                                           halfFromWire<kernels::bf16ToFloat>);
+CodecEntry bf16CodecEntry() {
+  return {CodecId::kBf16, "bf16", {}, [] {
+            return std::unique_ptr<Codec>(std::make_unique<FixedWidthCodec>(
+                CodecId::kBf16, 2, false, bf16ToWire, halfFromWire<kernels::bf16ToFloat>));
+          }};
 }
 
 }  // namespace cdl::comm

@@ -6,9 +6,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "comm/codec/codecs.h"
+#include "comm/codec/spec.h"
 #include "kernels/base/error.h"
 #include "kernels/bitpack.h"
 #include "kernels/histogram.h"
@@ -122,6 +124,31 @@ class QsgdCodec : public Codec {
 
 }  // namespace
 
-std::unique_ptr<Codec> makeQsgdCodec() { return std::make_unique<QsgdCodec>(); }
+CodecEntry qsgdCodecEntry() {
+  std::vector<RateKey> keys = {{"bits",
+                                [](const std::string& spec, const std::string& v, LayerRate* r) {
+                                  r->bits = static_cast<int>(specInteger(spec, "bits", v, 1, 8));
+                                },
+                                [](const LayerRate& r) { return std::to_string(r.bits); }},
+                               {"bucket",
+                                [](const std::string& spec, const std::string& v, LayerRate* r) {
+                                  r->bucket = specInteger(spec, "bucket", v, 1, int64_t{1} << 30);
+                                },
+                                [](const LayerRate& r) { return std::to_string(r.bucket); }},
+                               {"rounding",
+                                [](const std::string& spec, const std::string& v, LayerRate* r) {
+                                  CDL_CHECK(v == "nearest" || v == "stochastic", "codec spec '",
+                                            spec, "': rounding must be nearest or stochastic");
+                                  r->rounding = v == "nearest" ? kernels::Rounding::kNearest
+                                                               : kernels::Rounding::kStochastic;
+                                },
+                                [](const LayerRate& r) -> std::string {
+                                  return r.rounding == kernels::Rounding::kNearest ? "nearest"
+                                                                                   : "stochastic";
+                                }},
+                               entropyRateKey()};
+  return {CodecId::kQsgd, "qsgd", std::move(keys),
+          [] { return std::unique_ptr<Codec>(std::make_unique<QsgdCodec>()); }};
+}
 
 }  // namespace cdl::comm

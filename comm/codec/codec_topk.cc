@@ -8,9 +8,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <sstream>
+#include <string>
 #include <vector>
 
 #include "comm/codec/codecs.h"
+#include "comm/codec/spec.h"
 #include "kernels/base/bytes.h"
 #include "kernels/base/error.h"
 #include "kernels/rans.h"
@@ -187,6 +190,21 @@ class TopkCodec : public Codec {
 
 }  // namespace
 
-std::unique_ptr<Codec> makeTopkCodec() { return std::make_unique<TopkCodec>(); }
+CodecEntry topkCodecEntry() {
+  std::vector<RateKey> keys = {{"density",
+                                [](const std::string& spec, const std::string& v, LayerRate* r) {
+                                  r->density = specNumber(spec, "density", v);
+                                  CDL_CHECK(r->density > 0.0 && r->density <= 1.0, "codec spec '",
+                                            spec, "': density must be in (0, 1]");
+                                },
+                                [](const LayerRate& r) {
+                                  std::ostringstream os;
+                                  os << r.density;
+                                  return os.str();
+                                }},
+                               entropyRateKey()};
+  return {CodecId::kTopk, "topk", std::move(keys),
+          [] { return std::unique_ptr<Codec>(std::make_unique<TopkCodec>()); }};
+}
 
 }  // namespace cdl::comm

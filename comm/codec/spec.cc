@@ -1,8 +1,10 @@
 #include "comm/codec/spec.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <sstream>
 
+#include "comm/codec/registry.h"
 #include "kernels/base/error.h"
 
 namespace cdl::comm {
@@ -40,65 +42,32 @@ double specNumber(const std::string& spec, const std::string& key, const std::st
   return x;
 }
 
-namespace {
-
-// Sets the rate field that key names for this codec; false when the codec has no such key.
-bool setRateKey(const std::string& spec, CodecId codec, const std::string& key,
-                const std::string& v, LayerRate* rate) {
-  const bool qsgd = codec == CodecId::kQsgd, topk = codec == CodecId::kTopk;
-  if (qsgd && key == "bits") {
-    rate->bits = static_cast<int>(specInteger(spec, key, v, 1, 8));
-  } else if (qsgd && key == "bucket") {
-    rate->bucket = specInteger(spec, key, v, 1, int64_t{1} << 30);
-  } else if (qsgd && key == "rounding") {
-    CDL_CHECK(v == "nearest" || v == "stochastic", "codec spec '", spec,
-              "': rounding must be nearest or stochastic");
-    rate->rounding = v == "nearest" ? kernels::Rounding::kNearest : kernels::Rounding::kStochastic;
-  } else if ((qsgd || topk) && key == "entropy") {
-    CDL_CHECK(v == "none" || v == "rans", "codec spec '", spec, "': entropy must be none or rans");
-    rate->entropy = v == "none" ? EntropyStage::kNone : EntropyStage::kRans;
-  } else if (topk && key == "density") {
-    rate->density = specNumber(spec, key, v);
-    CDL_CHECK(rate->density > 0.0 && rate->density <= 1.0, "codec spec '", spec,
-              "': density must be in (0, 1]");
-  } else {
-    return false;
-  }
-  return true;
-}
-
-}  // namespace
-
 CodecSpec parseCodecSpec(const std::string& spec) {
   const SpecItems items = splitSpec(spec);
+  const CodecEntry* entry = findCodec(items.name);
+  CDL_CHECK(entry != nullptr, "codec spec '", spec, "': unknown codec '", items.name,
+            "' (expected ", codecNames(), ")");
   CodecSpec out;
-  bool known = false;
-  for (int i = 0; i < kNumCodecIds && !known; ++i) {
-    out.codec = static_cast<CodecId>(i);
-    known = codecName(out.codec) == items.name;
-  }
-  CDL_CHECK(known, "codec spec '", spec, "': unknown codec '", items.name,
-            "' (expected none, fp16, bf16, qsgd or topk)");
+  out.codec = entry->id;
   for (const auto& [key, value] : items.items) {
-    CDL_CHECK(setRateKey(spec, out.codec, key, value, &out.rate), "codec spec '", spec,
-              "': unknown key '", key, "' for codec ", items.name);
+    const auto k = std::find_if(entry->keys.begin(), entry->keys.end(),
+                                [&](const RateKey& r) { return key == r.name; });
+    CDL_CHECK(k != entry->keys.end(), "codec spec '", spec, "': unknown key '", key, "' for codec ",
+              items.name);
+    k->parse(spec, value, &out.rate);
   }
   return out;
 }
 
 std::string formatCodecSpec(const CodecSpec& spec) {
-  std::ostringstream os;
-  os << codecName(spec.codec);
-  const LayerRate& r = spec.rate;
-  const char* entropy = r.entropy == EntropyStage::kRans ? "rans" : "none";
-  if (spec.codec == CodecId::kQsgd) {
-    os << ":bits=" << r.bits << ",bucket=" << r.bucket
-       << ",rounding=" << (r.rounding == kernels::Rounding::kNearest ? "nearest" : "stochastic")
-       << ",entropy=" << entropy;
-  } else if (spec.codec == CodecId::kTopk) {
-    os << ":density=" << r.density << ",entropy=" << entropy;
+  const CodecEntry* entry = findCodec(spec.codec);
+  CDL_CHECK(entry != nullptr, "unknown codec id ", static_cast<int>(spec.codec));
+  std::string out = entry->name;
+  for (size_t i = 0; i < entry->keys.size(); ++i) {
+    const RateKey& k = entry->keys[i];
+    out += (i == 0 ? ":" : ",") + std::string(k.name) + "=" + k.format(spec.rate);
   }
-  return os.str();
+  return out;
 }
 
 SchemeSpec parseSchemeSpec(const std::string& spec) {

@@ -2,6 +2,7 @@
 
 #include <xxhash.h>
 
+#include "comm/codec/registry.h"
 #include "kernels/base/bytes.h"
 #include "kernels/base/error.h"
 
@@ -18,18 +19,7 @@ uint64_t payloadHash(const uint8_t* payload, uint64_t bodyBytes) {
 }  // namespace
 
 std::string codecName(CodecId id) {
-  switch (id) {
-    case CodecId::kNone:
-      return "none";
-    case CodecId::kFp16:
-      return "fp16";
-    case CodecId::kBf16:
-      return "bf16";
-    case CodecId::kQsgd:
-      return "qsgd";
-    case CodecId::kTopk:
-      return "topk";
-  }
+  if (const CodecEntry* e = findCodec(id)) return e->name;
   return "codec#" + std::to_string(static_cast<int>(id));
 }
 
@@ -59,7 +49,8 @@ PayloadHeader readHeader(const uint8_t* in, size_t len) {
   CDL_CHECK(in[4] == kWireVersion, "payload: format version ", int(in[4]), " but this build reads ",
             int(kWireVersion));
   PayloadHeader h;
-  CDL_CHECK(in[5] < kNumCodecIds, "payload: unknown codec id ", int(in[5]));
+  CDL_CHECK(findCodec(static_cast<CodecId>(in[5])) != nullptr, "payload: unknown codec id ",
+            int(in[5]));
   h.codec = static_cast<CodecId>(in[5]);
   h.dtype = in[6];
   CDL_CHECK(h.dtype == 0, "payload: unknown dtype ", int(h.dtype));

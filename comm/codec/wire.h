@@ -36,7 +36,6 @@ constexpr size_t kHeaderBytes = 48;
 
 // The payload codecs (comm/codec/codec.h), as the header names them.
 enum class CodecId : uint8_t { kNone = 0, kFp16 = 1, kBf16 = 2, kQsgd = 3, kTopk = 4 };
-constexpr int kNumCodecIds = 5;
 
 struct PayloadHeader {
   CodecId codec = CodecId::kNone;

@@ -127,107 +127,141 @@ void progress(const std::vector<Segment>& slots) {
   }
 }
 
+// One pipelined scatter-reduce (Note [Pipelined scatter-reduce]): x's segments, each through the
+// three phases below, with at most three segments' buffers in flight (segmentSlots).
+class SegmentedScatterReduce {
+ public:
+  SegmentedScatterReduce(Communicator& comm, const Codec& codec, const LayerRate& rate, float* x,
+                         int64_t n, const CompressedAllreduceOptions& opt, AllreduceStats& st)
+      : comm_(comm),
+        codec_(codec),
+        rate_(rate),
+        x_(x),
+        n_(n),
+        opt_(opt),
+        st_(st),
+        size_(comm.size()),
+        rank_(comm.rank()),
+        slots_(segmentSlots()) {
+    // Chunk boundaries on multiples of the codec's alignment, so quantization buckets stay whole.
+    align_ = std::max<int64_t>(1, codec.chunkAlignment(rate));
+    units_ = (n + align_ - 1) / align_;
+    segUnits_ = opt.segmentBytes > 0 ? std::max<int64_t>(1, opt.segmentBytes / 4 / align_) : units_;
+    segments_ = std::max<int64_t>(1, (units_ + segUnits_ - 1) / segUnits_);
+  }
+  // Operations still in flight when run() throws are let go while their buffers live: a
+  // transport that cannot take them back fences itself (Work::abandon()).
+  ~SegmentedScatterReduce() {
+    for (Segment& g : slots_) g.exchange.reset(), g.gather.reset();
+  }
+
+  // Every rank issues the collectives in this one order: alltoallv 0, then for each k >= 1
+  // alltoallv k and allgatherv k - 1. Returns when the final decode began.
+  Clock::time_point run(Clock::time_point t0) {
+    lastDecode_ = t0;
+    encodeSegment(0);
+    for (int64_t k = 1; k < segments_; ++k) {
+      encodeSegment(k);
+      reduceSegment(k - 1);
+      if (k >= 2) finishSegment(k - 2);
+    }
+    reduceSegment(segments_ - 1);
+    if (segments_ >= 2) finishSegment(segments_ - 2);
+    finishSegment(segments_ - 1);
+    return lastDecode_;
+  }
+
+ private:
+  Segment& slot(int64_t k) { return slots_[static_cast<size_t>(k % 3)]; }
+
+  // A: encode segment k's chunk for each rank (and the residual), and start its alltoallv.
+  void encodeSegment(int64_t k) {
+    Segment& g = slot(k);
+    const int64_t u0 = k * segUnits_, u1 = std::min(units_, u0 + segUnits_);
+    g.begin.resize(static_cast<size_t>(size_) + 1);
+    for (int r = 0; r <= size_; ++r)
+      g.begin[r] = std::min(n_, (u0 + (u1 - u0) * r / size_) * align_);
+    g.send.resize(size_);
+    const auto t = Clock::now();
+    for (int r = 0; r < size_; ++r) {
+      const int64_t len = g.begin[r + 1] - g.begin[r];
+      encodeRange(codec_, x_ + g.begin[r], len, rate_,
+                  chunkKey(opt_.roundingKey, 1, rank_, static_cast<uint64_t>(k * size_ + r)),
+                  &g.send[r]);
+      if (opt_.residual) {
+        updateResidual(codec_, g.send[r], x_ + g.begin[r], len, opt_.residual + g.begin[r]);
+      }
+      if (r != rank_) st_.wireBytes += g.send[r].size();
+      progress(slots_);
+    }
+    st_.encodeSeconds += secondsSince(t);
+    g.exchange = comm_.alltoallv(g.send, &g.recv);
+  }
+
+  // B: once segment k's alltoallv is in, sum this rank's chunk, re-encode it, start its allgatherv.
+  void reduceSegment(int64_t k) {
+    Segment& g = slot(k);
+    auto t = Clock::now();
+    waitWork(g.exchange, opt_.timeoutSeconds);
+    g.exchange.reset();
+    st_.commSeconds += secondsSince(t);
+    t = Clock::now();
+    float* mine = x_ + g.begin[rank_];
+    const int64_t myLen = g.begin[rank_ + 1] - g.begin[rank_];
+    for (int r = 0; r < size_; ++r) {
+      codec_.decode(g.recv[r].data(), g.recv[r].size(), mine, myLen, /*accumulate=*/r > 0);
+    }
+    st_.decodeSeconds += secondsSince(t);
+    progress(slots_);
+    t = Clock::now();
+    encodeRange(codec_, mine, myLen, rate_,
+                chunkKey(opt_.roundingKey, 2, rank_, static_cast<uint64_t>(k * size_ + rank_)),
+                &g.reduced);
+    st_.encodeSeconds += secondsSince(t);
+    st_.wireBytes += g.reduced.size() * static_cast<uint64_t>(size_ - 1);
+    g.gather = comm_.allgatherv(g.reduced, &g.all, &g.sizes);
+  }
+
+  // C: once segment k's allgatherv is in, decode every rank's reduced chunk into x.
+  void finishSegment(int64_t k) {
+    Segment& g = slot(k);
+    const auto t = Clock::now();
+    waitWork(g.gather, opt_.timeoutSeconds);
+    g.gather.reset();
+    st_.commSeconds += secondsSince(t);
+    lastDecode_ = Clock::now();
+    size_t off = 0;
+    for (int r = 0; r < size_; ++r) {
+      codec_.decode(g.all.data() + off, g.sizes[r], x_ + g.begin[r], g.begin[r + 1] - g.begin[r],
+                    /*accumulate=*/false);
+      off += g.sizes[r];
+      progress(slots_);
+    }
+    if (k + 1 < segments_) st_.decodeSeconds += secondsSince(lastDecode_);
+  }
+
+  Communicator& comm_;
+  const Codec& codec_;
+  const LayerRate& rate_;
+  float* x_;
+  int64_t n_;
+  const CompressedAllreduceOptions& opt_;
+  AllreduceStats& st_;
+  int size_, rank_;
+  std::vector<Segment>& slots_;
+  int64_t align_ = 1, units_ = 0, segUnits_ = 0, segments_ = 1;
+  Clock::time_point lastDecode_;
+};
+
 // The scatter-reduce + allgather path for summable codecs (Note [Compressed allreduce]), in
 // segments (Note [Pipelined scatter-reduce]). t0 is when encoding began; returns when the final
 // decode began.
 Clock::time_point scatterReduce(Communicator& comm, const Codec& codec, const LayerRate& rate,
                                 float* x, int64_t n, const CompressedAllreduceOptions& opt,
                                 Clock::time_point t0, AllreduceStats& st) {
-  const int size = comm.size(), rank = comm.rank();
-  // Chunk boundaries on multiples of the codec's alignment, so quantization buckets stay whole.
-  const int64_t align = std::max<int64_t>(1, codec.chunkAlignment(rate));
-  const int64_t units = (n + align - 1) / align;
-  const int64_t segUnits =
-      opt.segmentBytes > 0 ? std::max<int64_t>(1, opt.segmentBytes / 4 / align) : units;
-  const int64_t segments = std::max<int64_t>(1, (units + segUnits - 1) / segUnits);
-  std::vector<Segment>& slots = segmentSlots();
-  // Operations still in flight when this returns (only when it throws) are let go while their
-  // buffers live: a transport that cannot take them back fences itself (Work::abandon()).
-  struct LetGo {
-    std::vector<Segment>& slots;
-    ~LetGo() {
-      for (Segment& g : slots) g.exchange.reset(), g.gather.reset();
-    }
-  } letGo{slots};
-
-  // A: encode segment k's chunk for each rank (and the residual), and start its alltoallv.
-  const auto encodeSegment = [&](int64_t k) {
-    Segment& g = slots[static_cast<size_t>(k % 3)];
-    const int64_t u0 = k * segUnits, u1 = std::min(units, u0 + segUnits);
-    g.begin.resize(static_cast<size_t>(size) + 1);
-    for (int r = 0; r <= size; ++r) {
-      g.begin[r] = std::min(n, (u0 + (u1 - u0) * r / size) * align);
-    }
-    g.send.resize(size);
-    const auto t = Clock::now();
-    for (int r = 0; r < size; ++r) {
-      const int64_t len = g.begin[r + 1] - g.begin[r];
-      encodeRange(codec, x + g.begin[r], len, rate,
-                  chunkKey(opt.roundingKey, 1, rank, static_cast<uint64_t>(k * size + r)),
-                  &g.send[r]);
-      if (opt.residual) {
-        updateResidual(codec, g.send[r], x + g.begin[r], len, opt.residual + g.begin[r]);
-      }
-      if (r != rank) st.wireBytes += g.send[r].size();
-      progress(slots);
-    }
-    st.encodeSeconds += secondsSince(t);
-    g.exchange = comm.alltoallv(g.send, &g.recv);
-  };
-  // B: once segment k's alltoallv is in, sum this rank's chunk, re-encode it, start its allgatherv.
-  const auto reduceSegment = [&](int64_t k) {
-    Segment& g = slots[static_cast<size_t>(k % 3)];
-    auto t = Clock::now();
-    waitWork(g.exchange, opt.timeoutSeconds);
-    g.exchange.reset();
-    st.commSeconds += secondsSince(t);
-    t = Clock::now();
-    float* mine = x + g.begin[rank];
-    const int64_t myLen = g.begin[rank + 1] - g.begin[rank];
-    for (int r = 0; r < size; ++r) {
-      codec.decode(g.recv[r].data(), g.recv[r].size(), mine, myLen, /*accumulate=*/r > 0);
-    }
-    st.decodeSeconds += secondsSince(t);
-    progress(slots);
-    t = Clock::now();
-    encodeRange(codec, mine, myLen, rate,
-                chunkKey(opt.roundingKey, 2, rank, static_cast<uint64_t>(k * size + rank)),
-                &g.reduced);
-    st.encodeSeconds += secondsSince(t);
-    st.wireBytes += g.reduced.size() * static_cast<uint64_t>(size - 1);
-    g.gather = comm.allgatherv(g.reduced, &g.all, &g.sizes);
-  };
-  // C: once segment k's allgatherv is in, decode every rank's reduced chunk into x.
-  Clock::time_point lastDecode = t0;
-  const auto finishSegment = [&](int64_t k) {
-    Segment& g = slots[static_cast<size_t>(k % 3)];
-    const auto t = Clock::now();
-    waitWork(g.gather, opt.timeoutSeconds);
-    g.gather.reset();
-    st.commSeconds += secondsSince(t);
-    lastDecode = Clock::now();
-    size_t off = 0;
-    for (int r = 0; r < size; ++r) {
-      codec.decode(g.all.data() + off, g.sizes[r], x + g.begin[r], g.begin[r + 1] - g.begin[r],
-                   /*accumulate=*/false);
-      off += g.sizes[r];
-      progress(slots);
-    }
-    if (k + 1 < segments) st.decodeSeconds += secondsSince(lastDecode);
-  };
-  // Every rank issues the collectives in this one order: alltoallv 0, then for each k >= 1
-  // alltoallv k and allgatherv k - 1.
+  SegmentedScatterReduce segmented(comm, codec, rate, x, n, opt, st);
   st.encodeSeconds += secondsSince(t0);  // the residual's addition
-  encodeSegment(0);
-  for (int64_t k = 1; k < segments; ++k) {
-    encodeSegment(k);
-    reduceSegment(k - 1);
-    if (k >= 2) finishSegment(k - 2);
-  }
-  reduceSegment(segments - 1);
-  if (segments >= 2) finishSegment(segments - 2);
-  finishSegment(segments - 1);
-  return lastDecode;
+  return segmented.run(t0);
 }
 
 }  // namespace

@@ -1,8 +1,9 @@
 #pragma once
 
 // Writing and reading the fields of cdl's file formats (Note [Coded model file] in
-// core/model_file.h, Note [Checkpoints] in core/checkpoint.h): little-endian values (Note [Byte
-// order]), LEB128 varints and raw bytes, every read checked against the bytes that are left.
+// core/model_file/model_file.h, Note [Checkpoints] in core/run/checkpoint.h): little-endian values
+// (Note [Byte order]), LEB128 varints and raw bytes, every read checked against the bytes that are
+// left.
 #include <cstddef>
 #include <cstdint>
 

@@ -35,8 +35,8 @@ inline constexpr double kMaxKnobSeconds = 1e7;
 inline constexpr Knob kKnobLogLevel = {"CDL_LOG_LEVEL", "info", "log level of every rank",
                                        "trace|debug|info|warn|error|critical|off"};
 
-// Fault injection for the fault tests (Note [Fault points], core/faults.h): POINT:RANK:STEP kills
-// rank RANK with SIGKILL at fault point POINT of step STEP.
+// Fault injection for the fault tests (Note [Fault points], core/run/files.h): POINT:RANK:STEP
+// kills rank RANK with SIGKILL at fault point POINT of step STEP.
 inline constexpr Knob kKnobFault = {
     "CDL_FAULT", "",
     "POINT:RANK:STEP kills that rank at that point of that step (points: backward, "

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "core/checkpoint.h"
+#include "core/run/checkpoint.h"
 #include "kernels/base/error.h"
 #include "tests/fuzz/checkpoint_net.h"
 #include "tests/fuzz/fuzz_files.h"

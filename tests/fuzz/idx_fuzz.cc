@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <string>
 
-#include "core/data.h"
+#include "core/data/data.h"
 #include "kernels/base/error.h"
 #include "tests/fuzz/fuzz_files.h"
 

@@ -10,7 +10,7 @@
 #include <filesystem>
 #include <string>
 
-#include "core/checkpoint.h"
+#include "core/run/checkpoint.h"
 #include "tests/fuzz/checkpoint_net.h"
 
 int main(int argc, char** argv) {

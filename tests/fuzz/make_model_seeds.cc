@@ -4,7 +4,7 @@
 #include <fstream>
 #include <string>
 
-#include "core/model_file.h"
+#include "core/model_file/model_file.h"
 #include "tests/support/model_files.h"
 
 int main(int argc, char** argv) {

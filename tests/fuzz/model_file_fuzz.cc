@@ -6,8 +6,8 @@
 // rightly stand for 2^31 symbols, and allocating those would only slow the search down.
 #include <cstdint>
 
-#include "core/model_file.h"
-#include "core/model_report.h"
+#include "core/model_file/model_file.h"
+#include "core/model_file/model_report.h"
 #include "kernels/base/error.h"
 
 namespace {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "comm/codec/codec.h"
+#include "comm/codec/registry.h"
 #include "comm/codec/wire.h"
 #include "kernels/base/error.h"
 
@@ -15,7 +16,10 @@ namespace {
 constexpr uint64_t kMaxElements = 1 << 20;
 
 void tryDecode(const uint8_t* data, size_t size) {
-  if (size < cdl::comm::kHeaderBytes || data[5] >= cdl::comm::kNumCodecIds) return;
+  if (size < cdl::comm::kHeaderBytes ||
+      cdl::comm::findCodec(static_cast<cdl::comm::CodecId>(data[5])) == nullptr) {
+    return;
+  }
   uint64_t numel;
   std::memcpy(&numel, data + 8, 8);
   if (numel > kMaxElements) return;

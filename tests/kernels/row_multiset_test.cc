@@ -1,4 +1,5 @@
 #include "kernels/row_multiset.h"
+#include "tests/support/error_of.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -84,15 +85,7 @@ Bytes decode(const Bytes& in, int64_t rows, int64_t cols, int alphabet) {
   return sym;
 }
 
-template <typename F>
-std::string errorOf(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
+using test::errorOf;
 
 // log2(rows! / prod m!) from the row multiplicities, summing log2 of integers.
 double permutationBitsByCounting(const Matrix& m) {

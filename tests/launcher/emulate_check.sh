@@ -7,11 +7,9 @@
 #     takes at least the one-way delay;
 #  3. SIGTERM to cdl-launch in the middle of a run stops it with a failure status;
 #  4. every run removes its namespaces, links, folder and processes.
-set -uo pipefail
+source "$(dirname "$0")/../support/check.sh"
+set +e  # each step's status is checked where it matters
 launch=$1 config=$2
-fail() { echo "emulate_check: FAIL: $*" >&2; exit 1; }
-skip() { echo "emulate_check: SKIP: $*"; exit 77; }
-log() { echo "emulate_check: $*"; }
 
 [ "$(id -u)" -eq 0 ] || skip "needs root (network namespaces and tc)"
 for tool in ip tc timeout; do command -v "$tool" >/dev/null || skip "$tool is not installed"; done
@@ -19,8 +17,6 @@ probe=cdlprobe$$
 ip netns add "$probe" 2>/dev/null || skip "cannot create a network namespace here"
 ip netns del "$probe"
 
-tmp=$(mktemp -d /tmp/cdl_emulate_check.XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
 ids=()  # the PIDs of the cdl-emulate runs so far (they name every resource a run makes)
 
 # emulated NAME ARGS...: cdl-launch ARGS, at most 300 s (then SIGTERM, so its clean-up runs);

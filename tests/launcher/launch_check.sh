@@ -4,11 +4,9 @@
 #  2. a run whose ranks fail exits non-zero, names the failed rank and its error, and leaves no
 #     process behind;
 #  3. a bad config (a bad key, a bad codec spec) is refused before anything starts, naming the key.
-set -uo pipefail
+source "$(dirname "$0")/../support/check.sh"
+set +e  # each step's status is checked where it matters
 launch=$1 config=$2
-tmp=$(mktemp -d /tmp/cdl_launch_check.XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "launch_check: $*" >&2; exit 1; }
 
 "$launch" -np 2 "$config" -- --set data.dataset=synthetic --set train.epochs=1 \
   --set log.runs_dir="$tmp/ok" || fail "the synthetic run failed"

@@ -9,11 +9,8 @@
 #  5. a job whose ranks fail makes `cdl-launch --slurm --wait` exit non-zero.
 # Exits 77 (CTest's skip) with the reason when the packages cannot be installed or the daemons
 # cannot start here; every daemon and job it started is stopped on exit.
-set -euo pipefail
+source "$(dirname "$0")/../support/check.sh"
 launch=$1 config=$2
-log() { echo "slurm_check: $*"; }
-fail() { echo "slurm_check: FAIL: $*" >&2; exit 1; }
-skip() { echo "slurm_check: SKIP: $*" >&2; exit 77; }
 
 # 1. Packages.
 need=()
@@ -38,7 +35,6 @@ fi
 [ "$(id -u)" -eq 0 ] || skip "not root: this single-node cluster runs its daemons as root"
 
 # 2. The cluster. munged wants its socket folder (and the folders above) searchable by all.
-tmp=$(mktemp -d /tmp/cdl_slurm_check.XXXXXX)
 chmod 755 "$tmp"
 mkdir -p "$tmp/munge" "$tmp/state" "$tmp/spool" "$tmp/log" "$tmp/jobtmp"
 chmod 755 "$tmp/munge"

@@ -15,6 +15,7 @@
 #include "comm/transport/mpi_communicator.h"
 #include "comm/transport/work.h"
 #include "kernels/base/error.h"
+#include "tests/support/error_of.h"
 
 namespace {
 
@@ -30,16 +31,7 @@ void expect(bool ok, const std::string& what) {
   }
 }
 
-// The error `f` throws, or "" when it throws none.
-template <typename F>
-std::string errorOf(F&& f) {
-  try {
-    f();
-  } catch (const cdl::Error& e) {
-    return e.what();
-  }
-  return {};
-}
+using cdl::test::errorOf;
 
 bool has(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;

@@ -4,15 +4,14 @@
 # measurement window after a re-plan, then resumed. Every rank checks at each re-plan that all
 # ranks hold the same plan (a differing rank fails the run naming the tensor); here the two runs
 # must end with the same test accuracy, loss and bytes, and write the same plans.
-set -euo pipefail
+source "$(dirname "$0")/../support/check.sh"
 train=$1 np=$2 config=$3
 shift 3
-runs=$(mktemp -d /tmp/cdl_adaptive_check.XXXXXX)
-trap 'rm -rf "$runs"' EXIT
+runs=$tmp
 common=(--set log.runs_dir="$runs" --set comm.adaptive.enabled=true --set comm.adaptive.warmup_steps=20
         --set comm.adaptive.every_steps=30 --set comm.adaptive.window=5 --set log.every_steps=10 "$@")
 mpi() {
-  mpirun --oversubscribe --allow-run-as-root --mca btl_vader_single_copy_mechanism none -np "$np" \
+  mpirun_np "$np" \
     "$train" "$config" "${common[@]}" "$@"
 }
 mpi --set name=whole

@@ -5,14 +5,10 @@
 # after its rename (before the ranks confirm the step), with checkpoint.keep 1. Each time the job
 # must end within a bound with a failure, and --resume must then end exactly as the uninterrupted
 # run: the same step records and the same test loss.
-set -euo pipefail
+source "$(dirname "$0")/../support/check.sh"
 train=$1 config=$2
-tmp=$(mktemp -d /tmp/cdl_faults_check.XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "faults_check: $*" >&2; exit 1; }
 mpi() {
-  timeout 120 mpirun --oversubscribe --allow-run-as-root --mca btl_vader_single_copy_mechanism none \
-    -np 2 "$train" "$config" --set log.runs_dir="$tmp" --set data.dataset=synthetic \
+  timeout 120 mpirun "${mpirun_flags[@]}" -np 2 "$train" "$config" --set log.runs_dir="$tmp" --set data.dataset=synthetic \
     --set train.epochs=2 --set train.threads=1 --set checkpoint.every_steps=4 \
     --set checkpoint.keep=1 --set log.every_steps=2 --set comm.codec=qsgd:bits=4 "$@"
 }

@@ -10,6 +10,7 @@
 #include "comm/transport/mpi_communicator.h"
 #include "comm/transport/ring_allreduce.h"
 #include "kernels/base/error.h"
+#include "tests/support/communicator_contract.h"
 
 namespace cdl::comm {
 namespace {
@@ -21,34 +22,10 @@ std::shared_ptr<Communicator> world() {
 
 constexpr auto kWait = std::chrono::seconds(60);
 
-// Collective: whether every rank of c holds the same `bytes` bytes at data (their xxhash64s).
-bool sameOnEveryRank(Communicator& c, const void* data, size_t bytes) {
-  const uint64_t h = XXH64(data, bytes, 0);
-  Bytes mine(reinterpret_cast<const uint8_t*>(&h), reinterpret_cast<const uint8_t*>(&h) + 8);
-  Bytes all;
-  std::vector<size_t> sizes;
-  c.allgatherv(mine, &all, &sizes)->wait(kWait);
-  for (int r = 1; r < c.size(); ++r) {
-    if (!std::equal(all.begin(), all.begin() + 8, all.begin() + 8 * r)) return false;
-  }
-  return true;
-}
+using test::sameOnEveryRank;
 
-TEST(MpiCollectives, AllreduceSumsAndEveryRankHoldsTheSameBits) {
-  auto c = world();
-  for (int64_t n : {int64_t{0}, int64_t{1}, int64_t{1000}, (int64_t{1} << 20) + 3}) {
-    std::vector<float> x(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) x[i] = 0.25f * float(c->rank() + 1) + 1e-3f * float(i % 97);
-    c->allreduce(x.data(), n)->wait(kWait);
-    for (int64_t i = 0; i < n; ++i) {
-      double want = 0;
-      for (int r = 0; r < c->size(); ++r) want += 0.25 * (r + 1) + 1e-3 * double(i % 97);
-      ASSERT_NEAR(x[i], want, 1e-4 * c->size()) << "n=" << n << " i=" << i;
-    }
-    EXPECT_TRUE(sameOnEveryRank(*c, x.data(), x.size() * sizeof(float)))
-        << "the ranks hold different bits for n=" << n;
-  }
-}
+// The communicator contract (tests/support/communicator_contract.h) over MPI processes.
+TEST(MpiCollectives, KeepTheCommunicatorContract) { test::expectCommunicatorContract(*world()); }
 
 // Note [Allreduce choice]: on three ranks or more the first allreduce of kRingProbeFloats floats
 // or more measures both algorithms, once, and every rank takes the same choice; on two nothing is
@@ -110,31 +87,6 @@ TEST(MpiCollectives, ExchangesWithBothNeighboursBothWaysDeliverEachMessage) {
     EXPECT_EQ(fromNext, std::vector<int>(n, wantFromNext)) << "rank " << r << ", n " << n;
     EXPECT_EQ(fromPrev, std::vector<int>(n, wantFromPrev)) << "rank " << r << ", n " << n;
   }
-}
-
-TEST(MpiCollectives, VariableSizeExchangesDeliverEveryRanksBytes) {
-  auto c = world();
-  const int size = c->size(), r = c->rank();
-  Bytes mine(static_cast<size_t>(1000 + r), static_cast<uint8_t>(r));
-  Bytes all;
-  std::vector<size_t> sizes;
-  c->allgatherv(mine, &all, &sizes)->wait(kWait);
-  size_t off = 0;
-  for (int s = 0; s < size; ++s) {
-    ASSERT_EQ(sizes[s], static_cast<size_t>(1000 + s));
-    for (size_t i = 0; i < sizes[s]; ++i) ASSERT_EQ(all[off + i], s);
-    off += sizes[s];
-  }
-  std::vector<Bytes> send(size), recv;
-  for (int to = 0; to < size; ++to)
-    send[to].assign(static_cast<size_t>(to + r), uint8_t(10 * r + to));
-  c->alltoallv(send, &recv)->wait(kWait);
-  for (int from = 0; from < size; ++from) {
-    EXPECT_EQ(recv[from], Bytes(static_cast<size_t>(r + from), uint8_t(10 * from + r)));
-  }
-  Bytes b = r == size - 1 ? Bytes{7, 8, 9} : Bytes{};
-  c->broadcast(&b, size - 1)->wait(kWait);
-  EXPECT_EQ(b, (Bytes{7, 8, 9}));
 }
 
 TEST(MpiCollectives, ExchangesInFlightTogetherKeepTheirOwnBytesWhateverTheWaitOrder) {

@@ -7,17 +7,15 @@
 #   3. A CDL model split in 2 stages sends its activation indices; cdl-model exports the stages'
 #      checkpoints as one coded file whose accuracy equals the run's.
 #   4. -np that the stages do not divide is one error naming model.split.stages.
-set -euo pipefail
+source "$(dirname "$0")/../support/check.sh"
 train=$1 model=$2 config=$3
-tmp=$(mktemp -d /tmp/cdl_split_check.XXXXXX)
 stopped=
 cleanup() {
   [ -n "$stopped" ] && kill -CONT "$stopped" 2>/dev/null || true
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-fail() { echo "split_check: $*" >&2; exit 1; }
-mpi() { mpirun --oversubscribe --allow-run-as-root --mca btl_vader_single_copy_mechanism none "$@"; }
+mpi() { mpirun "${mpirun_flags[@]}" "$@"; }
 common=(--set log.runs_dir="$tmp" --set data.dataset=synthetic --set train.epochs=1
         --set train.threads=1 --set comm.codec=none --set log.every_steps=8)
 lossless=(--set model.split.activation_codec=none --set model.split.gradient_codec=none)

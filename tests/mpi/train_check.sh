@@ -6,7 +6,7 @@
 # compression ratio against fp32 falls below the given minimum; with --max-bits (a CDL run), also
 # when the model's bits per quantized weight exceed B; with --max-bpc (a text run), when the test
 # bits per character exceed C.
-set -euo pipefail
+source "$(dirname "$0")/../support/check.sh"
 train=$1 np=$2 config=$3 minAcc=$4 minRatio=$5
 shift 5
 maxBits= maxBpc=
@@ -14,9 +14,8 @@ while [ "${1:-}" = --max-bits ] || [ "${1:-}" = --max-bpc ]; do
   if [ "$1" = --max-bits ]; then maxBits=$2; else maxBpc=$2; fi
   shift 2
 done
-runs=$(mktemp -d /tmp/cdl_train_check.XXXXXX)
-trap 'rm -rf "$runs"' EXIT
-mpirun --oversubscribe --allow-run-as-root --mca btl_vader_single_copy_mechanism none -np "$np" \
+runs=$tmp
+mpirun_np "$np" \
   "$train" "$config" --set log.runs_dir="$runs" "$@"
 summary=$(find "$runs" -name summary.json | head -n 1)
 if [ -z "$summary" ]; then

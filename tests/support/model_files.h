@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "core/model_file.h"
+#include "core/model_file/model_file.h"
 
 namespace cdl::test {
 

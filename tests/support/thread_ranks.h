@@ -15,17 +15,16 @@
 
 namespace cdl::test {
 
-// Runs fn(rank, communicator) on `size` thread-ranks of one in-process group.
-inline void spawn(int size, const std::function<void(int, std::shared_ptr<comm::Communicator>)>& fn,
-                  const comm::CollectiveOptions& options = {}) {
-  auto group = comm::makeLocalGroup(size, options);
+// Runs fn(rank) on `size` threads, each with its rank set; rethrows the first rank's failure
+// once every rank has ended.
+inline void onThreadRanks(int size, const std::function<void(int)>& fn) {
   std::vector<std::thread> threads;
   std::vector<std::exception_ptr> errors(static_cast<size_t>(size));
   for (int r = 0; r < size; ++r) {
     threads.emplace_back([&, r] {
       setThreadRank(r);
       try {
-        fn(r, group[static_cast<size_t>(r)]);
+        fn(r);
       } catch (...) {
         errors[static_cast<size_t>(r)] = std::current_exception();
       }
@@ -36,6 +35,13 @@ inline void spawn(int size, const std::function<void(int, std::shared_ptr<comm::
   for (auto& e : errors) {
     if (e) std::rethrow_exception(e);
   }
+}
+
+// Runs fn(rank, communicator) on `size` thread-ranks of one in-process group.
+inline void spawn(int size, const std::function<void(int, std::shared_ptr<comm::Communicator>)>& fn,
+                  const comm::CollectiveOptions& options = {}) {
+  auto group = comm::makeLocalGroup(size, options);
+  onThreadRanks(size, [&](int r) { fn(r, group[static_cast<size_t>(r)]); });
 }
 
 // The same with the communicator by reference, for tests that do not keep it.

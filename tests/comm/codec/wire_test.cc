@@ -9,6 +9,7 @@
 #include "comm/codec/codec.h"
 #include "comm/codec/spec.h"
 #include "kernels/base/error.h"
+#include "tests/support/error_of.h"
 
 namespace cdl::comm {
 namespace {
@@ -19,13 +20,8 @@ std::vector<uint8_t> samplePayload() {
   return makeCodec("qsgd")->encode(x.data(), 100, LayerRate{});
 }
 
-std::string errorOf(const std::vector<uint8_t>& p) {
-  try {
-    readHeader(p.data(), p.size());
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
+std::string headerError(const std::vector<uint8_t>& p) {
+  return test::errorOf([&] { readHeader(p.data(), p.size()); });
 }
 
 // Rewrites the hash after a deliberate change, as an attacker or a buggy peer could.
@@ -63,25 +59,25 @@ TEST(Wire, ReadHeaderNamesWhatIsWrong) {
   auto p = samplePayload();
   auto bad = p;
   bad[0] = 'X';
-  EXPECT_NE(errorOf(bad).find("bad magic"), std::string::npos);
+  EXPECT_NE(headerError(bad).find("bad magic"), std::string::npos);
   bad = p;
   bad[4] = 99;
-  EXPECT_NE(errorOf(bad).find("format version 99"), std::string::npos);
+  EXPECT_NE(headerError(bad).find("format version 99"), std::string::npos);
   bad = p;
   bad[5] = 77;
-  EXPECT_NE(errorOf(bad).find("unknown codec id 77"), std::string::npos);
+  EXPECT_NE(headerError(bad).find("unknown codec id 77"), std::string::npos);
   bad = p;
   bad.push_back(0);
-  EXPECT_NE(errorOf(bad).find("truncated or padded"), std::string::npos);
+  EXPECT_NE(headerError(bad).find("truncated or padded"), std::string::npos);
   bad = p;
   bad.resize(20);
-  EXPECT_NE(errorOf(bad).find("shorter than the 48-byte header"), std::string::npos);
+  EXPECT_NE(headerError(bad).find("shorter than the 48-byte header"), std::string::npos);
   bad = p;
   bad.back() ^= 1;
-  EXPECT_NE(errorOf(bad).find("xxhash64 mismatch"), std::string::npos);
+  EXPECT_NE(headerError(bad).find("xxhash64 mismatch"), std::string::npos);
   bad = p;
   bad[7] = 1;  // checked before the hash
-  EXPECT_NE(errorOf(bad).find("reserved header bytes"), std::string::npos);
+  EXPECT_NE(headerError(bad).find("reserved header bytes"), std::string::npos);
 }
 
 TEST(Wire, ResealedCorruptBodiesGiveErrorsNotCrashes) {

@@ -8,6 +8,8 @@
 
 #include "comm/transport/communicator.h"
 #include "kernels/base/error.h"
+#include "tests/support/communicator_contract.h"
+#include "tests/support/error_of.h"
 #include "tests/support/thread_ranks.h"
 
 namespace cdl::comm {
@@ -15,49 +17,12 @@ namespace {
 
 class LocalCollectives : public ::testing::TestWithParam<std::tuple<int, int64_t>> {};
 
-TEST_P(LocalCollectives, AllreduceSumsAndEveryRankHoldsTheSameBits) {
+// The communicator contract (tests/support/communicator_contract.h) on thread-ranks.
+TEST_P(LocalCollectives, KeepTheCommunicatorContract) {
   const auto [size, n] = GetParam();
-  std::vector<std::vector<float>> data(size);
-  test::spawnRanks(size, [&, n = n](int r, Communicator& c) {
-    data[r].resize(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) data[r][i] = 0.25f * float(r + 1) + 1e-3f * float(i % 97);
-    c.allreduce(data[r].data(), n)->wait(std::chrono::seconds(30));
-  });
-  for (int64_t i = 0; i < n; ++i) {
-    double want = 0;
-    for (int r = 0; r < size; ++r) want += 0.25 * (r + 1) + 1e-3 * double(i % 97);
-    ASSERT_NEAR(data[0][i], want, 1e-4 * size) << i;
-    for (int r = 1; r < size; ++r) ASSERT_EQ(data[r][i], data[0][i]);
-  }
-}
-
-TEST_P(LocalCollectives, AllgathervAndAlltoallvDeliverEveryRanksBytes) {
-  const auto [size, n] = GetParam();
-  const int64_t m = std::min<int64_t>(n, 5000);
-  test::spawnRanks(size, [&, size = size](int r, Communicator& c) {
-    Bytes mine(static_cast<size_t>(m + r), static_cast<uint8_t>(r));
-    Bytes all;
-    std::vector<size_t> sizes;
-    c.allgatherv(mine, &all, &sizes)->wait(std::chrono::seconds(30));
-    ASSERT_EQ(static_cast<int>(sizes.size()), size);
-    size_t off = 0;
-    for (int s = 0; s < size; ++s) {
-      ASSERT_EQ(sizes[s], static_cast<size_t>(m + s));
-      for (size_t i = 0; i < sizes[s]; ++i) ASSERT_EQ(all[off + i], s);
-      off += sizes[s];
-    }
-    std::vector<Bytes> send(size), recv;
-    for (int to = 0; to < size; ++to)
-      send[to].assign(static_cast<size_t>(to + r), uint8_t(10 * r + to));
-    c.alltoallv(send, &recv)->wait(std::chrono::seconds(30));
-    ASSERT_EQ(static_cast<int>(recv.size()), size);
-    for (int from = 0; from < size; ++from) {
-      EXPECT_EQ(recv[from], Bytes(static_cast<size_t>(r + from), uint8_t(10 * from + r)));
-    }
-    Bytes b = r == size - 1 ? Bytes{1, 2, 3} : Bytes{};
-    c.broadcast(&b, size - 1)->wait(std::chrono::seconds(30));
-    EXPECT_EQ(b, (Bytes{1, 2, 3}));
-    c.barrier()->wait(std::chrono::seconds(30));
+  test::spawnRanks(size, [&, n = n](int, Communicator& c) {
+    test::expectAllreduceContract(c, n);
+    test::expectExchangeContract(c, std::min<int64_t>(n, 5000));
   });
 }
 
@@ -68,20 +33,12 @@ INSTANTIATE_TEST_SUITE_P(RanksBySizes, LocalCollectives,
 TEST(LocalCommunicator, MismatchedCollectivesFailOnEveryRankNamingBoth) {
   std::vector<std::string> messages(2);
   auto group = makeLocalGroup(2);
-  std::vector<std::thread> threads;
-  for (int r = 0; r < 2; ++r) {
-    threads.emplace_back([&, r] {
-      std::vector<float> x(r == 0 ? 10 : 11);
-      try {
-        group[r]
-            ->allreduce(x.data(), static_cast<int64_t>(x.size()))
-            ->wait(std::chrono::seconds(30));
-      } catch (const Error& e) {
-        messages[r] = e.what();
-      }
+  test::onThreadRanks(2, [&](int r) {
+    std::vector<float> x(r == 0 ? 10 : 11);
+    messages[r] = test::errorOf([&] {
+      group[r]->allreduce(x.data(), static_cast<int64_t>(x.size()))->wait(std::chrono::seconds(30));
     });
-  }
-  for (auto& t : threads) t.join();
+  });
   for (const auto& m : messages) {
     EXPECT_NE(m.find("allreduce of 10 floats"), std::string::npos) << m;
     EXPECT_NE(m.find("allreduce of 11 floats"), std::string::npos) << m;

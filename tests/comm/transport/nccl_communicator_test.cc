@@ -14,6 +14,8 @@
 #include "kernels/base/checks.h"
 #include "kernels/base/error.h"
 #include "kernels/cuda/device.h"
+#include "tests/support/communicator_contract.h"
+#include "tests/support/thread_ranks.h"
 
 namespace cdl::comm {
 namespace {
@@ -217,62 +219,25 @@ TEST_F(NcclOneRank, CallsAfterAbortFailNamingTheReason) {
 }
 
 // NCCL puts one rank per GPU, so several ranks need several GPUs: ranks run as threads here.
-TEST(NcclRanks, CollectivesAcrossGpusMatchTheirDefinitions) {
+TEST(NcclRanks, KeepTheCommunicatorContractAcrossGpus) {
   CDL_SKIP_WITHOUT_GPU();
   int devices = 0;
   CDL_CUDA_CHECK(cudaGetDeviceCount(&devices));
   if (devices < 2) GTEST_SKIP() << "needs 2 or more GPUs (found " << devices << ")";
   const int size = std::min(devices, 4);
   auto group = makeLocalGroup(size);
-  std::vector<std::exception_ptr> errors(size);
-  std::vector<std::thread> threads;
-  for (int r = 0; r < size; ++r) {
-    threads.emplace_back([&, r] {
-      setThreadRank(r);
-      try {
-        CDL_CUDA_CHECK(cudaSetDevice(r));
-        auto comm = makeNcclCommunicator(group[r], r);
-        for (size_t n : {size_t{0}, size_t{1000}, (size_t{1} << 20) + 3}) {
-          DeviceFloats buf(n);
-          buf.upload(std::vector<float>(n, static_cast<float>(r + 1)));
-          comm->allreduce(buf.get(), static_cast<int64_t>(n))->wait(kWait);
-          const float want = static_cast<float>(size * (size + 1) / 2);
-          EXPECT_EQ(buf.download(), std::vector<float>(n, want)) << "n = " << n;
-        }
-
-        Bytes all;
-        std::vector<size_t> sizes;
-        comm->allgatherv(bytesOf(100 * r, r), &all, &sizes)->wait(kWait);
-        Bytes wantAll;
-        std::vector<size_t> wantSizes;
-        for (int p = 0; p < size; ++p) {
-          const Bytes b = bytesOf(100 * p, p);
-          wantAll.insert(wantAll.end(), b.begin(), b.end());
-          wantSizes.push_back(b.size());
-        }
-        EXPECT_EQ(all, wantAll);
-        EXPECT_EQ(sizes, wantSizes);
-
-        std::vector<Bytes> send(size), got;
-        for (int p = 0; p < size; ++p) send[p] = bytesOf(10 * r * (p + 1), 16 * r + p);
-        comm->alltoallv(send, &got)->wait(kWait);
-        ASSERT_EQ(static_cast<int>(got.size()), size);
-        for (int p = 0; p < size; ++p) EXPECT_EQ(got[p], bytesOf(10 * p * (r + 1), 16 * p + r));
-
-        Bytes data = r == size - 1 ? bytesOf(4097, 5) : Bytes{9};
-        comm->broadcast(&data, size - 1)->wait(kWait);
-        EXPECT_EQ(data, bytesOf(4097, 5));
-
-        comm->barrier()->wait(kWait);
-      } catch (...) {
-        errors[r] = std::current_exception();
-      }
+  test::onThreadRanks(size, [&](int r) {
+    CDL_CUDA_CHECK(cudaSetDevice(r));
+    auto comm = makeNcclCommunicator(group[r], r);
+    // The communicator contract (tests/support/communicator_contract.h), its allreduces on
+    // device buffers.
+    test::expectCommunicatorContract(*comm, [](Communicator& c, std::vector<float>& v) {
+      DeviceFloats buf(v.size());
+      buf.upload(v);
+      c.allreduce(buf.get(), static_cast<int64_t>(v.size()))->wait(kWait);
+      v = buf.download();
     });
-  }
-  for (auto& t : threads) t.join();
-  for (auto& e : errors) {
-    if (e) std::rethrow_exception(e);
-  }
+  });
 }
 
 }  // namespace

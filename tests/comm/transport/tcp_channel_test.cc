@@ -19,6 +19,7 @@
 
 #include "kernels/base/error.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/thread_ranks.h"
 
 namespace cdl::comm {
 namespace {
@@ -56,19 +57,7 @@ std::vector<uint8_t> pattern(size_t n, int seed) {
 
 // Runs fn(r) for r in [0, size) on a thread each, as ranks do (a channel moves bytes only while
 // one of its Works is polled or waited for), and reports what they throw.
-void onRanks(int size, const std::function<void(int)>& fn) {
-  std::vector<std::thread> threads;
-  for (int r = 0; r < size; ++r) {
-    threads.emplace_back([&fn, r] {
-      try {
-        fn(r);
-      } catch (const std::exception& e) {
-        ADD_FAILURE() << "rank " << r << ": " << e.what();
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-}
+using test::onThreadRanks;
 
 // Algorithms in flight together (rings of several buckets) post their receives in any order and
 // their messages interleave: each receive gets the message of its own tag, whole, whether it was
@@ -81,7 +70,7 @@ TEST(TcpChannel, EachReceiveGetsTheMessageOfItsTagWhicheverCameFirst) {
     for (size_t k = 0; k < sizes.size(); ++k) out.push_back(pattern(sizes[k], int(k) + 10 * r));
     const int next = (r + 1) % 3;
     std::promise<void> posted, sent;
-    onRanks(2, [&](int role) {
+    onThreadRanks(2, [&](int role) {
       std::vector<std::shared_ptr<Work>> works;
       auto receive = [&](uint64_t tag) {
         in[tag].resize(sizes[tag]);
@@ -132,7 +121,7 @@ TEST(TcpChannel, ARingStepMovesEveryRanksChunkToTheNext) {
   for (int size : {1, 2, 4}) {
     auto ch = ring(size);
     std::vector<std::vector<uint8_t>> out(size), in(size);
-    onRanks(size, [&](int r) {
+    onThreadRanks(size, [&](int r) {
       out[r] = pattern(size_t{3} << 20, r);
       in[r].resize(out[r].size());
       ch[r]

@@ -7,17 +7,13 @@
 #include <string>
 
 #include "kernels/base/error.h"
+#include "tests/support/error_of.h"
 
 namespace cdl {
 namespace {
 
-std::string errorOf(const Knob& knob, const std::string& value) {
-  try {
-    checkKnobValue(knob, value);
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
+std::string knobError(const Knob& knob, const std::string& value) {
+  return test::errorOf([&] { checkKnobValue(knob, value); });
 }
 
 TEST(Knobs, EveryKnobIsDeclaredOnceWithAMeaningAndADefaultItAccepts) {
@@ -33,13 +29,13 @@ TEST(Knobs, EveryKnobIsDeclaredOnceWithAMeaningAndADefaultItAccepts) {
 }
 
 TEST(Knobs, ATypoInTheLogLevelIsAnErrorNamingTheVariableAndTheChoices) {
-  const std::string e = errorOf(kKnobLogLevel, "inf");
+  const std::string e = knobError(kKnobLogLevel, "inf");
   EXPECT_NE(e.find("CDL_LOG_LEVEL='inf'"), std::string::npos) << e;
   EXPECT_NE(e.find("debug"), std::string::npos) << e;
-  EXPECT_NE(errorOf(kKnobLogLevel, "infoo"), "no error");
-  EXPECT_NE(errorOf(kKnobLogLevel, "in"), "no error");
+  EXPECT_NE(knobError(kKnobLogLevel, "infoo"), "no error");
+  EXPECT_NE(knobError(kKnobLogLevel, "in"), "no error");
   for (const char* level : {"trace", "debug", "info", "warn", "error", "critical", "off"}) {
-    EXPECT_EQ(errorOf(kKnobLogLevel, level), "no error") << level;
+    EXPECT_EQ(knobError(kKnobLogLevel, level), "no error") << level;
   }
 }
 
@@ -47,20 +43,21 @@ TEST(Knobs, MalformedSecondsAreAnErrorNamingTheVariable) {
   // Values whose deadline no clock holds (1e12 s made every collective time out at once) and
   // non-numbers are refused; "none" is the explicit no-limit.
   for (const char* bad : {"abc", "-1", "5s", "1e", "1e12", "inf", "nan", "10000001", "None"}) {
-    const std::string e = errorOf(kKnobCommTimeout, bad);
+    const std::string e = knobError(kKnobCommTimeout, bad);
     EXPECT_NE(e.find("CDL_COMM_TIMEOUT"), std::string::npos) << bad << ": " << e;
   }
   for (const char* good : {"0", "2.5", "1e7", "none"}) {
-    EXPECT_EQ(errorOf(kKnobCommTimeout, good), "no error") << good;
+    EXPECT_EQ(knobError(kKnobCommTimeout, good), "no error") << good;
   }
 }
 
 TEST(Knobs, AFreeTextKnobTakesOnlyValuesOfItsForm) {
   for (const char* good : {"", "backward:1:10", "checkpoint-write:0:32", "after-rename:3:1"}) {
-    EXPECT_EQ(errorOf(kKnobFault, good), "no error") << good;
+    EXPECT_EQ(knobError(kKnobFault, good), "no error") << good;
   }
-  for (const char* bad : {"backward", "backward:1", "explode:1:2", "backward:-1:2", "backward:1:x"}) {
-    const std::string e = errorOf(kKnobFault, bad);
+  for (const char* bad :
+       {"backward", "backward:1", "explode:1:2", "backward:-1:2", "backward:1:x"}) {
+    const std::string e = knobError(kKnobFault, bad);
     EXPECT_NE(e.find("CDL_FAULT='"), std::string::npos) << bad << ": " << e;
   }
 }

@@ -1,0 +1,27 @@
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+
+#include "core/cdl/cdl_quantizer.h"
+
+namespace cdl::core {
+
+// The fused CDL quantizer (Note [CDL quantizer]): one pass over x computes, per element, the
+// window's probabilities and either a sampled level (sample: CDL, draw counterBase + j of stream
+// `key` for element j) or Q_d (R-CDL), and adds the probabilities to the level masses; the backward
+// pass recomputes the window and gives the gradients of Q_d with respect to x, step and kappa and
+// of the masses with respect to x and kappa (not step: the rate shapes the distribution, it does
+// not grow q). It equals softQuantize / sampleLevels / levelMass up to float rounding (tests check
+// it), without their [elements x window] temporaries. x must be a float32 CPU tensor; step and
+// kappa 1-element ones.
+struct FusedQuantization {
+  at::Tensor y;     // the quantized x
+  at::Tensor mass;  // float [range.count()]: the summed P(i | x) of every level
+};
+FusedQuantization fusedQuantize(const at::Tensor& x, const at::Tensor& step,
+                                const at::Tensor& kappa, LevelRange range, int window, bool sample,
+                                uint64_t key, int64_t counterBase = 0);
+
+}  // namespace cdl::core

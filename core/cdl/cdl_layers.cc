@@ -1,0 +1,77 @@
+#include "core/cdl/cdl_layers.h"
+
+#include <ATen/ops/linear.h>
+#include <torch/nn/module.h>
+
+namespace cdl::core {
+
+namespace {
+
+// The weight quantizer "wq" of owner, started from its weight w; empty without options.
+Quantizer weightQuantizerOf(torch::nn::Module& owner, const QuantizerOptions* options,
+                            const at::Tensor& w) {
+  if (options == nullptr) return Quantizer(nullptr);
+  Quantizer q = owner.register_module("wq", Quantizer(*options));
+  q->initFromWeight(w);
+  return q;
+}
+
+}  // namespace
+
+QLinearImpl::QLinearImpl(const torch::nn::LinearOptions& options,
+                         const QuantizerOptions* weightQuantizer)
+    : torch::nn::LinearImpl(options), wq_(weightQuantizerOf(*this, weightQuantizer, weight)) {}
+
+at::Tensor QLinearImpl::forward(const at::Tensor& x) {
+  if (!is_training() && x.dim() == 2) {
+    if (indexed_ != nullptr) return exactLinear(x, *indexed_, bias);
+    if (!wq_.is_empty()) {
+      IndexedWeight w{weight.size(0),
+                      weight.size(1),
+                      static_cast<int>(wq_->range().lo),
+                      wq_->options().bits,
+                      static_cast<float>(wq_->stepValue()),
+                      wq_->symbols(weight),
+                      {}};
+      return exactLinear(x, w, bias);
+    }
+  }
+  return at::linear(x, quantized(wq_, weight), bias);
+}
+
+QConv2dImpl::QConv2dImpl(const torch::nn::Conv2dOptions& options,
+                         const QuantizerOptions* weightQuantizer)
+    : torch::nn::Conv2dImpl(options), wq_(weightQuantizerOf(*this, weightQuantizer, weight)) {}
+
+at::Tensor QConv2dImpl::forward(const at::Tensor& x) {
+  return _conv_forward(x, quantized(wq_, weight));
+}
+
+std::vector<std::pair<std::string, Quantizer>> quantizersOf(torch::nn::Module& model) {
+  std::vector<std::pair<std::string, Quantizer>> out;
+  for (const auto& item : model.named_modules()) {
+    if (auto q = std::dynamic_pointer_cast<QuantizerImpl>(item.value())) {
+      out.emplace_back(item.key(), Quantizer(q));
+    }
+  }
+  return out;
+}
+
+std::vector<QuantizedWeight> quantizedWeightsOf(torch::nn::Module& model) {
+  std::vector<QuantizedWeight> out;
+  for (const auto& item : model.named_modules()) {
+    const std::string prefix = item.key().empty() ? "" : item.key() + ".";
+    if (auto l = std::dynamic_pointer_cast<QLinearImpl>(item.value())) {
+      if (!l->weightQuantizer().is_empty()) {
+        out.push_back({prefix + "weight", l->weightQuantizer(), l->weight});
+      }
+    } else if (auto c = std::dynamic_pointer_cast<QConv2dImpl>(item.value())) {
+      if (!c->weightQuantizer().is_empty()) {
+        out.push_back({prefix + "weight", c->weightQuantizer(), c->weight});
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace cdl::core

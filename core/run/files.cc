@@ -1,0 +1,145 @@
+#include "core/run/files.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+
+#include "kernels/base/checks.h"
+#include "kernels/base/error.h"
+#include "kernels/base/knobs.h"
+
+namespace cdl::core {
+namespace {
+
+// fsyncs a folder, so that a rename inside it survives a crash. File systems that cannot sync a
+// folder (EINVAL) order the rename by themselves.
+void syncDir(const std::string& dir) {
+  const int fd = CDL_SYS_CHECK(::open(dir.c_str(), O_RDONLY | O_DIRECTORY), "cannot open folder ",
+                               dir, " to sync it");
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  CDL_CHECK(rc == 0 || err == EINVAL, "cannot sync folder ", dir, ": ", std::strerror(err));
+}
+
+std::string folderOf(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+}  // namespace
+
+void makeDirs(const std::string& path) {
+  std::string partial;
+  size_t pos = 0;
+  while (pos != std::string::npos) {
+    pos = path.find('/', pos + 1);
+    partial = path.substr(0, pos);
+    if (partial.empty()) continue;
+    if (::mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST) {
+      CDL_THROW("cannot create folder ", partial, ": ", std::strerror(errno));
+    }
+  }
+}
+
+bool exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+void writeFileAtomically(const std::string& path,
+                         const std::function<void(const ByteSink&)>& produce) {
+  const std::string tmp = path + ".tmp";
+  FILE* f = std::fopen(tmp.c_str(), "wb");
+  CDL_CHECK(f != nullptr, "cannot create ", tmp, " to write ", path, ": ", std::strerror(errno));
+  int err = 0;  // the first errno of a failed write
+  const ByteSink sink = [&](const void* data, size_t n) {
+    if (err == 0 && n != 0 && std::fwrite(data, 1, n, f) != n) err = errno != 0 ? errno : EIO;
+  };
+  try {
+    produce(sink);
+  } catch (const Error&) {
+    std::fclose(f);
+    std::remove(tmp.c_str());
+    throw;
+  } catch (const std::exception& e) {
+    std::fclose(f);
+    std::remove(tmp.c_str());
+    CDL_THROW("writing ", path, " failed: ", e.what(), "; the previous file is intact");
+  }
+  if (err == 0 && std::fflush(f) != 0) err = errno;
+  if (err == 0 && ::fsync(fileno(f)) != 0) err = errno;
+  if (std::fclose(f) != 0 && err == 0) err = errno;
+  if (err != 0) {
+    std::remove(tmp.c_str());
+    CDL_THROW("writing ", path, " failed: ", std::strerror(err),
+              " (is the disk full?); the previous file is intact");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    err = errno;
+    std::remove(tmp.c_str());
+    CDL_THROW("renaming ", tmp, " to ", path, " failed: ", std::strerror(err),
+              "; the previous file is intact");
+  }
+  syncDir(folderOf(path));
+}
+
+void writeFileAtomically(const std::string& path, const std::string& text) {
+  writeFileAtomically(path, [&](const ByteSink& sink) { sink(text.data(), text.size()); });
+}
+
+AppendFile::AppendFile(const std::string& path) : path_(path) {
+  fd_ = CDL_SYS_CHECK(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644),
+                      "cannot open ", path, " for writing");
+}
+
+AppendFile::~AppendFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void AppendFile::append(const std::string& text) {
+  // One write() normally takes the whole record; the loop only finishes a short write.
+  size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = CDL_SYS_CHECK(::write(fd_, text.data() + done, text.size() - done),
+                                    "cannot append to ", path_);
+    CDL_CHECK(n > 0, "cannot append to ", path_, ": ", std::strerror(EIO));
+    done += static_cast<size_t>(n);
+  }
+  CDL_SYS_CHECK(::fsync(fd_), "cannot sync ", path_);
+}
+
+void faultPoint(const char* point, int64_t step) {
+  struct Fault {
+    std::string point;
+    int rank = -1;
+    int64_t step = -1;
+  };
+  static const Fault fault = [] {
+    Fault f;
+    const std::string v = knobText(kKnobFault);
+    const size_t a = v.find(':'), b = v.rfind(':');
+    if (v.empty() || a == std::string::npos || b == a) return f;
+    f.point = v.substr(0, a);
+    f.rank = std::stoi(v.substr(a + 1, b - a - 1));
+    f.step = std::stoll(v.substr(b + 1));
+    return f;
+  }();
+  if (fault.rank < 0 || fault.step != step || fault.point != point || currentRank() != fault.rank) {
+    return;
+  }
+  std::fprintf(stderr, "[rank %d] CDL_FAULT: killed at %s of step %lld\n", fault.rank, point,
+               static_cast<long long>(step));
+  std::fflush(stderr);
+  ::kill(::getpid(), SIGKILL);
+}
+
+}  // namespace cdl::core

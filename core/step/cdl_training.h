@@ -1,0 +1,76 @@
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "comm/transport/communicator.h"
+#include "core/cdl/cdl_layers.h"
+#include "core/cdl/cdl_quantizer.h"
+#include "core/cdl/cdl_report.h"
+#include "core/config/config.h"
+#include "core/models/models.h"
+
+namespace cdl::core {
+
+// The CDL side of a training run: the model's quantizers joined to one context (their sample
+// streams keyed by the run's seed and step, the activation histograms summed over the ranks of
+// comm), the rate loss, and the epoch report.
+class CdlTraining {
+ public:
+  // The model must have been built with CDL on (ModelOptions::cdl). A pipeline stage passes the
+  // whole model as idModel: a quantizer's sample stream is then keyed by its place in the whole
+  // model, so the stage draws what the unsplit model would.
+  CdlTraining(const Config::Cdl& cfg, uint64_t seed, Net& model, comm::Communicator& comm,
+              Net* idModel = nullptr);
+
+  // The step the next forward pass belongs to (keys CDL's samples).
+  void setStep(int64_t step);
+  // The first example of the next forward pass within the step's batch (Note [Pipeline split]).
+  void setExampleOffset(int64_t offset);
+
+  struct Rate {
+    at::Tensor loss;              // the term to add to the cross-entropy (a differentiable scalar)
+    double weightBits = 0.0;      // bits per weight of the last forward pass
+    double activationBits = 0.0;  // bits per activation element of the last forward pass
+  };
+  // The rate term of the last training forward pass at `step`: ramp * (lambda_w * bits per weight
+  // + lambda_a * bits per activation element), each a size-weighted mean over the quantized
+  // tensors; ramp grows linearly from 0 to 1 over cdl.rate_warmup_steps.
+  Rate rate(int64_t step) const;
+
+  // The same in parts, for a model split into stages: the sums of rate * elements over this
+  // model's quantizers (differentiable) and their values and element counts...
+  struct RateParts {
+    at::Tensor weightSum, activationSum;
+    double weightBits = 0.0, weightElements = 0.0;  // the values: sum of bits * elements
+    double activationBits = 0.0, activationElements = 0.0;
+  };
+  RateParts rateParts() const;
+  // ...and the term of this model's quantizers when `all` holds the values summed over every
+  // stage: its sums divided by all's element counts, so the stages' terms add up to the unsplit
+  // model's; the bits reported are all's means.
+  Rate rate(int64_t step, const RateParts& own, const RateParts& all) const;
+
+  // Evaluation counts the activations' nearest levels while on (setCounting(true) clears them).
+  void setCounting(bool on);
+  // Collective (sums the activation counts over the ranks): the weights' entropies and coded
+  // sizes, the activations' entropies, the coded model size.
+  CdlReport report() const;
+
+ private:
+  Config::Cdl cfg_;
+  Net& model_;
+  comm::Communicator& comm_;
+  std::shared_ptr<CdlContext> context_;
+  std::vector<std::pair<std::string, Quantizer>> weightQuantizers_, activationQuantizers_;
+};
+
+// The model options' CDL part from a config.
+CdlModelOptions cdlModelOptions(const Config::Cdl& cfg);
+
+}  // namespace cdl::core

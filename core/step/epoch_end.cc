@@ -1,0 +1,49 @@
+#include "core/step/epoch_end.h"
+
+#include <spdlog/spdlog.h>
+
+#include "core/step/cdl_training.h"
+#include "core/step/train_step.h"
+
+namespace cdl::core {
+
+bool checkpointDue(const Config::Checkpoint& ck, int64_t step, bool epochEnd, bool stopping,
+                   bool runDone) {
+  return (epochEnd && ck.everyEpoch) || stopping || runDone ||
+         (ck.everySteps > 0 && step % ck.everySteps == 0);
+}
+
+EpochEndResult endEpoch(const EpochEndSetup& e, TrainState& state) {
+  const Replica& r = e.replica;
+  broadcastTensors(r.comm, r.buffers);
+  EpochEndResult out;
+  if (r.cdl) r.cdl->setCounting(true);
+  out.test = r.schedule.evaluate(r, e.testSet);
+  if (r.cdl) {
+    r.cdl->setCounting(false);
+    out.cdl = r.cdl->report();
+    out.cdl = r.schedule.joinReports(out.cdl);
+  }
+  e.metrics.writeEpoch(state.epoch, state.step, out.test.loss, out.test.accuracy,
+                       r.cdl ? &out.cdl : nullptr);
+  if (r.schedule.logs(r)) {
+    spdlog::info("epoch {} done at step {}: test loss {:.4f}, test accuracy {:.2f}%", state.epoch,
+                 state.step, out.test.loss, 100.0 * out.test.accuracy);
+    if (r.cdl) {
+      spdlog::info("CDL: {:.3f} bits/weight ({:.3f} coded), model {} bytes coded",
+                   out.cdl.bitsPerWeight, out.cdl.codedBitsPerWeight, out.cdl.modelCodedBytes());
+    }
+  }
+  ++state.epoch;
+  state.batchInEpoch = 0;
+  const bool stopping = stopsAfter(e.stopAfterSteps, state.step);
+  const bool runDone = state.step == e.totalSteps;
+  if (checkpointDue(e.checkpoint, state.step, /*epochEnd=*/true, stopping, runDone)) {
+    e.metrics.saveTo(state);
+    saveReplicaCheckpoint(r, e.checkpointDir, e.checkpoint.keep, state);
+  }
+  out.stop = stopping && state.step < e.totalSteps;
+  return out;
+}
+
+}  // namespace cdl::core
