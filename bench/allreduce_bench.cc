@@ -13,7 +13,6 @@
 #include "bench/records.h"
 #include "bench/tcp_ring.h"
 #include "comm/reduce/compressed_allreduce.h"
-#include "comm/reduce/powersgd.h"
 #include "comm/reduce/scheme.h"
 #include "comm/transport/mpi_communicator.h"
 #include "comm/transport/ring_allreduce.h"
@@ -109,30 +108,21 @@ class SizeRows {
  private:
   void restore() { std::copy(input_.begin(), input_.end(), buf_.begin()); }
 
+  // The scheme as training makes it (makeScheme), over the buffer as the squarest matrix it
+  // divides into, without error feedback; PowerSGD keeps its warm start across iterations.
   void runScheme(const comm::SchemeSpec& spec) {
+    const int64_t rows = squarestRows(n_);
+    comm::SchemeOptions so;
+    so.errorFeedback = false;
+    so.seed = 1;
+    so.segmentBytes = segmentBytes_;
+    const auto scheme = comm::makeScheme(spec, {{"bench", 0, 0, rows, n_ / rows}}, so);
     comm::AllreduceStats st;
-    double t = 0.0;
-    if (spec.scheme == comm::SchemeId::kPowerSgd) {
-      // The squarest matrix the buffer divides into; the warm start stays across iterations.
-      const int64_t rows = squarestRows(n_);
-      comm::PowerSgdState state("bench", rows, n_ / rows);
-      comm::PowerSgdOptions psgd;
-      psgd.rank = spec.rank;
-      t = timeIters(opt_.warmup, opt_.iters, [&] {
-        restore();
-        comm::powerSgdAllreduce(comm_, state, buf_.data(), rows, n_ / rows, psgd, &st);
-      });
-    } else {
-      auto codec = comm::makeCodec(spec.codec.codec);
-      uint64_t step = 0;
-      comm::CompressedAllreduceOptions cao;
-      cao.segmentBytes = segmentBytes_;
-      t = timeIters(opt_.warmup, opt_.iters, [&] {
-        restore();
-        cao.roundingKey = kernels::roundingKey(1, step++, 0);
-        comm::compressedAllreduce(comm_, *codec, spec.codec.rate, buf_.data(), n_, cao, &st);
-      });
-    }
+    uint64_t step = 0;
+    const double t = timeIters(opt_.warmup, opt_.iters, [&] {
+      restore();
+      scheme->reduce(comm_, buf_.data(), 0, step++, &st);
+    });
     report(comm::formatSchemeSpec(spec), t, st.wireBytes, &st);
   }
 

@@ -5,7 +5,7 @@
 
 #include "bench/tcp_ring.h"
 #include "comm/codec/codec.h"
-#include "comm/codec/spec.h"
+#include "comm/reduce/scheme_spec.h"
 #include "kernels/base/error.h"
 
 namespace cdl::bench {

@@ -1,8 +1,8 @@
 # The fuzz build (CDL_FUZZ=ON, clang): every reader of outside bytes under libFuzzer with ASan and
 # UBSan: payloads, coded model files, codec specs, configs, IDX data files and checkpoints. It
-# builds the kernels and each reader's own target (cdl_codec, and cdl_config, cdl_data,
-# cdl_checkpoint and cdl_model_file from their rooms of core/) with the sanitizers and links each fuzz
-# target against exactly that target, so no file of a reader escapes fuzzing. Only the checkpoint
+# builds the kernels and each reader's own target (cdl_codec, cdl_scheme_spec, and cdl_config,
+# cdl_data, cdl_checkpoint and cdl_model_file from their rooms of core/) with the sanitizers and
+# links each fuzz target against exactly that target, so no file of a reader escapes fuzzing. Only the checkpoint
 # target needs LibTorch (itself not instrumented); none needs MPI.
 if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
   message(FATAL_ERROR "CDL_FUZZ needs clang (CC=clang CXX=clang++), not ${CMAKE_CXX_COMPILER_ID}")
@@ -18,6 +18,7 @@ add_compile_options(-fsanitize=address,undefined -fno-sanitize-recover=undefined
 add_link_options(-fsanitize=address,undefined)
 add_subdirectory(${PROJECT_SOURCE_DIR}/kernels ${CMAKE_BINARY_DIR}/kernels)
 add_subdirectory(${PROJECT_SOURCE_DIR}/comm/codec ${CMAKE_BINARY_DIR}/comm/codec)
+add_subdirectory(${PROJECT_SOURCE_DIR}/comm/reduce ${CMAKE_BINARY_DIR}/comm/reduce)
 find_package(nlohmann_json CONFIG REQUIRED)
 include(CdlTorch)
 # Each room defines its reader first and, in the fuzz build, nothing after it.
@@ -37,7 +38,7 @@ function(cdl_fuzz_target name lib)
 endfunction()
 cdl_fuzz_target(payload_fuzz cdl_codec make_payload_seeds)
 cdl_fuzz_target(model_file_fuzz cdl_model_file make_model_seeds)
-cdl_fuzz_target(spec_fuzz cdl_codec)
+cdl_fuzz_target(spec_fuzz cdl_scheme_spec)
 cdl_fuzz_target(config_fuzz cdl_config)
 cdl_fuzz_target(idx_fuzz cdl_data make_idx_seeds)
 cdl_fuzz_target(checkpoint_fuzz cdl_checkpoint make_checkpoint_seeds)

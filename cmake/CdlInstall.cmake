@@ -10,7 +10,8 @@ target_link_libraries(cdl_comm INTERFACE cdl_reduce)
 add_library(cdl::comm ALIAS cdl_comm)
 add_library(cdl::core ALIAS cdl_core)
 
-set(_cdl_libraries cdl_base cdl_kernels cdl_codec cdl_transport cdl_reduce cdl_comm cdl_torch)
+set(_cdl_libraries cdl_base cdl_kernels cdl_codec cdl_transport cdl_scheme_spec cdl_reduce cdl_comm
+                   cdl_torch)
 foreach(room ${CDL_CORE_ROOMS})
   get_directory_property(_room_targets DIRECTORY ${PROJECT_SOURCE_DIR}/core/${room}
                          BUILDSYSTEM_TARGETS)

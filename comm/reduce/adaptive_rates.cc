@@ -1,129 +1,47 @@
 #include "comm/reduce/adaptive_rates.h"
 
-#include <ATen/ops/from_blob.h>
-#include <ATen/ops/linalg_qr.h>
-#include <ATen/ops/matmul.h>
-
 #include <chrono>
 #include <cmath>
 #include <set>
 
-#include "comm/codec/codec.h"
-#include "comm/reduce/powersgd.h"
+#include "comm/reduce/scheme_type.h"
 #include "kernels/base/bytes.h"
 #include "kernels/base/error.h"
 
 namespace cdl::comm {
 namespace {
 
-// Stochastic rounding of the measurements: any fixed stream, the same on every rank.
-constexpr uint64_t kMeasureKey = 0x4c47726563ull;  // "LGrec"
-constexpr int kPowerIterations = 2;
-
-// The wire bytes per rank of a collective moving `payload` bytes per rank: reduce-scatter plus
-// allgather (each 1 - 1/W of it), or an allgather to the W - 1 peers.
-int64_t wireBytes(double payload, int ranks, bool summable) {
-  const double w = std::max(ranks, 2);
-  return static_cast<int64_t>(
-      std::llround(summable ? 2.0 * (w - 1) / w * payload : (w - 1) * payload));
-}
-
-double distance(const float* a, const float* b, int64_t n) {
-  double s = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    const double d = double(a[i]) - double(b[i]);
-    s += d * d;
-  }
-  return std::sqrt(s);
-}
-
 bool applies(const SchemeSpec& spec, int64_t rows, int64_t cols) {
-  if (spec.scheme == SchemeId::kPowerSgd) return powerSgdCompresses(rows, cols, spec.rank);
-  if (spec.codec.codec == CodecId::kTopk) {
-    return spec.codec.rate.density * double(rows * cols) >= 1.0;
-  }
-  return true;
-}
-
-CandidateCost powerSgdCost(const float* g, int64_t rows, int64_t cols, int rank, int ranks) {
-  const at::Tensor m = at::from_blob(const_cast<float*>(g), {rows, cols}, at::kFloat);
-  std::vector<float> q0(static_cast<size_t>(rank * cols));
-  for (int k = 0; k < rank; ++k) drawPowerSgdColumn(powerSgdSeed(0, 0), k, cols, &q0[k * cols]);
-  at::Tensor q = at::from_blob(q0.data(), {rank, cols}, at::kFloat).t().contiguous();
-  at::Tensor p;
-  for (int it = 0; it < kPowerIterations; ++it) {
-    p = std::get<0>(at::linalg_qr(at::matmul(m, q), "reduced"));
-    q = at::matmul(m.t(), p);
-  }
-  const at::Tensor approx = at::matmul(p, q.t()).contiguous();
-  return {true, distance(g, approx.data_ptr<float>(), rows * cols),
-          wireBytes(4.0 * double(rank) * double(rows + cols), ranks, true)};
+  return schemeType(spec.scheme).applies(spec, rows, cols);
 }
 
 }  // namespace
 
-std::string familyOf(const SchemeSpec& spec) {
-  if (spec.scheme == SchemeId::kPowerSgd) return "powersgd";
-  return codecName(spec.codec.codec);
-}
+std::string familyOf(const SchemeSpec& spec) { return schemeType(spec.scheme).family(spec); }
 
 std::vector<SchemeSpec> candidateGrid(const std::vector<std::string>& families,
                                       const SchemeSpec& uniform, const std::string& key) {
   CDL_CHECK(!families.empty(), key, ": no families to choose among");
   std::vector<SchemeSpec> out;
   for (const std::string& f : families) {
-    SchemeSpec s;
-    if (f == "qsgd") {
-      s.codec.codec = CodecId::kQsgd;
-      s.codec.rate = uniform.codec.codec == CodecId::kQsgd ? uniform.codec.rate : LayerRate{};
-      for (int bits = 2; bits <= 8; ++bits) {
-        for (int64_t bucket : {128, 512, 1024, 4096}) {
-          for (kernels::Rounding r :
-               {kernels::Rounding::kStochastic, kernels::Rounding::kNearest}) {
-            s.codec.rate.bits = bits;
-            s.codec.rate.bucket = bucket;
-            s.codec.rate.rounding = r;
-            out.push_back(s);
-          }
-        }
+    const SchemeType* served = nullptr;
+    std::string known;
+    for (const SchemeType* t : schemeTypes()) {
+      for (const std::string& g : t->families()) {
+        known += (known.empty() ? "" : ", ") + g;
+        if (g == f) served = t;
       }
-    } else if (f == "topk") {
-      s.codec.codec = CodecId::kTopk;
-      for (int i = 0; i < 7; ++i) {
-        s.codec.rate.density = 0.001 * std::pow(100.0, i / 6.0);
-        out.push_back(s);
-      }
-    } else if (f == "powersgd") {
-      s.scheme = SchemeId::kPowerSgd;
-      for (int r : {1, 2, 4, 8, 16, 32}) {
-        s.rank = r;
-        out.push_back(s);
-      }
-    } else {
-      CDL_THROW(key, ": unknown family '", f, "' (qsgd, topk, powersgd)");
     }
+    CDL_CHECK(served != nullptr, key, ": unknown family '", f, "' (", known, ")");
+    for (const SchemeSpec& s : served->candidates(f, uniform)) out.push_back(s);
   }
   return out;
 }
 
 CandidateCost measureCandidate(const float* g, int64_t rows, int64_t cols, const SchemeSpec& spec,
                                int ranks, bool isDefault) {
-  const int64_t n = rows * cols;
-  const bool fits = applies(spec, rows, cols);
-  if (!fits && !isDefault) return {false, 0.0, 0};
-  if (spec.scheme == SchemeId::kPowerSgd) {
-    // The uniform scheme still reduces a layer it does not fit: PowerSGD as plain fp32 (top-k
-    // keeps at least one element, measured below).
-    if (!fits) return {true, 0.0, wireBytes(4.0 * double(n), ranks, true)};
-    return powerSgdCost(g, rows, cols, spec.rank, ranks);
-  }
-  const std::unique_ptr<Codec> codec = makeCodec(spec.codec.codec);
-  if (codec->lossless()) return {true, 0.0, wireBytes(4.0 * double(n), ranks, true)};
-  const Bytes payload = codec->encode(g, n, spec.codec.rate, kMeasureKey);
-  std::vector<float> back(static_cast<size_t>(n));
-  codec->decode(payload, back.data(), n);
-  return {true, distance(g, back.data(), n),
-          wireBytes(double(payload.size()), ranks, codec->summable())};
+  if (!applies(spec, rows, cols) && !isDefault) return {false, 0.0, 0};
+  return schemeType(spec.scheme).measure(g, rows, cols, spec, ranks);
 }
 
 AdaptiveRates::AdaptiveRates(Reducer& reducer, Communicator& comm, AdaptiveOptions options)

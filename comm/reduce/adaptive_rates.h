@@ -9,6 +9,7 @@
 #include "comm/reduce/rate_planner.h"
 #include "comm/reduce/reducer.h"
 #include "comm/reduce/scheme.h"
+#include "comm/reduce/scheme_type.h"
 #include "comm/transport/communicator.h"
 
 namespace cdl::comm {
@@ -43,26 +44,18 @@ struct AdaptiveOptions {
   bool named = false;
 };
 
-// The candidates of the named families ("qsgd", "topk", "powersgd"), with the uniform scheme's
-// entropy stage: qsgd bits 2..8 x buckets {128, 512, 1024, 4096} x stochastic or nearest rounding
-// (error feedback carries what nearest rounding's bias loses); top-k densities 0.1% .. 10%, 7
-// log-spaced; PowerSGD ranks {1, 2, 4, 8, 16, 32}. An unknown family or an empty
-// list is a cdl::Error naming `key`.
+// The candidates of the named families ("qsgd", "topk", "powersgd"), each its scheme type's grid
+// (Note [Scheme registry]): qsgd bits 2..8 x buckets {128, 512, 1024, 4096} x stochastic or
+// nearest rounding; top-k densities 0.1% .. 10%, 7 log-spaced; PowerSGD ranks {1, 2, 4, 8, 16,
+// 32}. An unknown family or an empty list is a cdl::Error naming `key`.
 std::vector<SchemeSpec> candidateGrid(const std::vector<std::string>& families,
                                       const SchemeSpec& uniform, const std::string& key);
 
 // The family of a scheme ("qsgd", "topk", "powersgd", or the codec's name).
 std::string familyOf(const SchemeSpec& spec);
 
-// What one candidate costs one tensor (rows x cols, g): ||g - C(g)||_2 and the bytes one rank of
-// `ranks` sends. Not valid when the candidate does not apply to the tensor, unless it is the
-// layer's default (its configured scheme), which is then costed as what really happens: PowerSGD
-// falls back to a plain fp32 allreduce.
-struct CandidateCost {
-  bool valid = true;
-  double error = 0.0;
-  int64_t bytes = 0;
-};
+// What one candidate costs one tensor (CandidateCost, through its scheme type); not valid when it
+// does not apply to the tensor and is not the layer's default.
 CandidateCost measureCandidate(const float* g, int64_t rows, int64_t cols, const SchemeSpec& spec,
                                int ranks, bool isDefault = false);
 

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "comm/codec/spec.h"
 #include "comm/reduce/compressed_allreduce.h"
+#include "comm/reduce/scheme_spec.h"
 #include "comm/transport/communicator.h"
 
 namespace cdl::comm {
@@ -31,6 +31,8 @@ struct SchemeOptions {
   bool errorFeedback = true;    // keep what compression lost and add it to the next step
   uint64_t seed = 0;            // rounding streams and PowerSGD's factors derive from it
   double timeoutSeconds = 0.0;  // per collective; zero or less: CDL_COMM_TIMEOUT
+  // The pipeline segment of a summable payload codec (Note [Pipelined scatter-reduce]).
+  int64_t segmentBytes = kDefaultSegmentBytes;
 };
 
 // Note [Reduction schemes]

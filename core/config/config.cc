@@ -19,7 +19,7 @@
 #include <type_traits>
 #include <variant>
 
-#include "comm/codec/spec.h"
+#include "comm/reduce/scheme_spec.h"
 #include "kernels/base/error.h"
 
 namespace cdl::core {

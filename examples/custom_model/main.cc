@@ -16,8 +16,8 @@
 #include <utility>
 #include <vector>
 
-#include "comm/codec/spec.h"
 #include "comm/reduce/reducer.h"
+#include "comm/reduce/scheme_spec.h"
 #include "comm/transport/mpi_communicator.h"
 #include "kernels/base/error.h"
 

@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "comm/codec/spec.h"
+#include "comm/reduce/scheme_spec.h"
 #include "kernels/base/error.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -59,7 +59,7 @@ TEST(CandidateGrid, HoldsEachFamilysRatesWithTheUniformEntropyStage) {
   EXPECT_THAT(errorOf([&] {
                 candidateGrid({"qsgd", "lowrank"}, uniform, "comm.adaptive.families");
               }),
-              HasSubstr("comm.adaptive.families: unknown family 'lowrank'"));
+              HasSubstr("comm.adaptive.families: unknown family 'lowrank' (qsgd, topk, powersgd)"));
   EXPECT_THAT(errorOf([&] { candidateGrid({}, uniform, "comm.adaptive.families"); }),
               HasSubstr("comm.adaptive.families: no families"));
 }

@@ -6,19 +6,47 @@
 #include <string>
 #include <vector>
 
+#include "comm/reduce/scheme_type.h"
 #include "kernels/base/error.h"
+#include "tests/support/error_of.h"
 #include "tests/support/thread_ranks.h"
 
 namespace cdl::comm {
 namespace {
 
 std::string specError(const std::string& spec) {
-  try {
-    parseSchemeSpec(spec);
-  } catch (const Error& e) {
-    return e.what();
+  return test::errorOf([&] { parseSchemeSpec(spec); });
+}
+
+// Every scheme type (Note [Scheme registry]) is found by its id; its families' candidates are its
+// own specs, of that family, that format and parse back; its instances reduce with their spec.
+TEST(SchemeRegistry, EveryTypeServesItsFamiliesAndMakesItsSchemes) {
+  ASSERT_FALSE(schemeTypes().empty());
+  for (const SchemeType* t : schemeTypes()) {
+    EXPECT_EQ(&schemeType(t->id()), t);
+    ASSERT_FALSE(t->families().empty());
+    for (const std::string& f : t->families()) {
+      const std::vector<SchemeSpec> grid = t->candidates(f, SchemeSpec{});
+      ASSERT_FALSE(grid.empty()) << f;
+      for (const SchemeSpec& c : grid) {
+        EXPECT_EQ(c.scheme, t->id()) << f;
+        EXPECT_EQ(t->family(c), f);
+        EXPECT_EQ(formatSchemeSpec(parseSchemeSpec(formatSchemeSpec(c))), formatSchemeSpec(c));
+      }
+      const auto scheme = t->make(grid.front(), {{"w", 0, 0, 64, 32}}, SchemeOptions{});
+      EXPECT_EQ(formatSchemeSpec(scheme->spec()), formatSchemeSpec(grid.front()));
+      // A 64 x 32 gradient: each candidate that applies is measured with a finite error and a
+      // positive size.
+      std::vector<float> g(64 * 32);
+      for (size_t i = 0; i < g.size(); ++i) g[i] = std::sin(0.37f * float(i));
+      for (const SchemeSpec& c : grid) {
+        if (!t->applies(c, 64, 32)) continue;
+        const CandidateCost cost = t->measure(g.data(), 64, 32, c, 4);
+        EXPECT_TRUE(cost.valid && std::isfinite(cost.error) && cost.bytes > 0)
+            << formatSchemeSpec(c);
+      }
+    }
   }
-  return "no error";
 }
 
 TEST(SchemeSpec, PowerSgdIsASchemeWithARankAndCodecSpecsArePayloadSchemes) {
