@@ -14,7 +14,7 @@
 #include "bench/tcp_ring.h"
 #include "comm/reduce/compressed_allreduce.h"
 #include "comm/reduce/scheme.h"
-#include "comm/transport/mpi_communicator.h"
+#include "comm/transport/mpi/mpi_communicator.h"
 #include "comm/transport/ring_allreduce.h"
 #include "kernels/base/error.h"
 #include "kernels/rng.h"

@@ -4,11 +4,14 @@
 #include <exception>
 #include <string>
 
-#include "bench/allreduce_bench.h"
 #include "bench/codec_bench.h"
 #include "bench/model_bench.h"
+#include "comm/transport/communicator.h"
+#if CDL_WITH_MPI
+#include "bench/allreduce_bench.h"
 #include "bench/train_bench.h"
-#include "comm/transport/mpi_communicator.h"
+#include "comm/transport/mpi/mpi_communicator.h"
+#endif
 
 namespace {
 
@@ -36,6 +39,7 @@ CLI::App* addCodecCommand(CLI::App& app, CodecBenchOptions& codec) {
   return cmd;
 }
 
+#if CDL_WITH_MPI
 CLI::App* addAllreduceCommand(CLI::App& app, AllreduceBenchOptions& allreduce) {
   CLI::App* cmd = app.add_subcommand(
       "allreduce",
@@ -77,6 +81,8 @@ CLI::App* addTrainCommand(CLI::App& app, TrainBenchOptions& train) {
   return cmd;
 }
 
+#endif
+
 CLI::App* addModelCommand(CLI::App& app, ModelBenchOptions& model) {
   CLI::App* cmd = app.add_subcommand(
       "model",
@@ -102,22 +108,28 @@ int main(int argc, char** argv) {
   CLI::App app{"cdl-bench: throughput and size of cdl's codecs, collectives and training"};
   app.require_subcommand(1);
   CodecBenchOptions codec;
-  AllreduceBenchOptions allreduce;
-  TrainBenchOptions train;
   ModelBenchOptions model;
   CLI::App* codecCmd = addCodecCommand(app, codec);
+  CLI::App* modelCmd = addModelCommand(app, model);
+#if CDL_WITH_MPI
+  AllreduceBenchOptions allreduce;
+  TrainBenchOptions train;
   CLI::App* allreduceCmd = addAllreduceCommand(app, allreduce);
   CLI::App* trainCmd = addTrainCommand(app, train);
-  CLI::App* modelCmd = addModelCommand(app, model);
+#endif
   CLI11_PARSE(app, argc, argv);
   try {
     if (codecCmd->parsed()) return runCodecBench(codec);
+    if (modelCmd->parsed()) return runModelBench(model);
+#if CDL_WITH_MPI
     if (allreduceCmd->parsed()) return runAllreduceBench(&argc, &argv, allreduce);
     if (trainCmd->parsed()) return runTrainBench(&argc, &argv, train);
-    if (modelCmd->parsed()) return runModelBench(model);
+#endif
   } catch (const std::exception& e) {  // cdl::Error, or LibTorch's from a training row
     std::fprintf(stderr, "cdl-bench: %s\n", e.what());
+#if CDL_WITH_MPI
     cdl::comm::abortMpi(2);  // peers waiting in a collective stop too
+#endif
     return 2;
   }
   return 0;

@@ -9,7 +9,7 @@
 #include <cstring>
 #include <string>
 
-#include "comm/transport/tcp_links.h"
+#include "comm/transport/tcp/tcp_links.h"
 #include "kernels/base/error.h"
 
 namespace cdl::bench {

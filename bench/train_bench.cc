@@ -20,7 +20,7 @@
 #include "bench/plot.h"
 #include "bench/records.h"
 #include "comm/reduce/scheme.h"
-#include "comm/transport/mpi_communicator.h"
+#include "comm/transport/mpi/mpi_communicator.h"
 #include "core/config/config.h"
 #include "core/run/metrics_log.h"
 #include "core/train/trainer.h"

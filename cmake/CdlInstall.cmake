@@ -37,7 +37,9 @@ foreach(program cdl-train cdl-model cdl-launch cdl-bench cdl-plot)
     install(TARGETS ${program} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
   endif()
 endforeach()
-install(PROGRAMS ${CMAKE_RUNTIME_OUTPUT_DIRECTORY}/cdl-emulate DESTINATION ${CMAKE_INSTALL_BINDIR})
+if(CDL_WITH_MPI)
+  install(PROGRAMS ${CMAKE_RUNTIME_OUTPUT_DIRECTORY}/cdl-emulate DESTINATION ${CMAKE_INSTALL_BINDIR})
+endif()
 
 set(_cdl_package_dir ${CMAKE_BINARY_DIR}/package)
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/cdlConfig.cmake.in

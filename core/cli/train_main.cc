@@ -6,8 +6,13 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
+#include <string>
 
-#include "comm/transport/mpi_communicator.h"
+#include "comm/transport/communicator.h"
+#if CDL_WITH_MPI
+#include "comm/transport/mpi/mpi_communicator.h"
+#endif
 #include "core/cli/train_args.h"
 #include "core/config/config.h"
 #include "core/run/metrics_log.h"
@@ -19,7 +24,16 @@
 
 namespace {
 
-// Ranks sharing this host, as the MPI launcher tells (OpenMPI, then SLURM); 1 when unknown.
+#if CDL_WITH_MPI
+// The job's ranks: MPI_COMM_WORLD.
+std::shared_ptr<cdl::comm::Communicator> startWorld(int* argc, char*** argv) {
+  cdl::comm::initMpi(argc, argv);
+  return cdl::comm::makeMpiCommunicator();
+}
+void endWorld() { cdl::comm::finalizeMpi(); }
+// The other ranks may be waiting in a collective: take the whole job down.
+void abortWorld(int status) { cdl::comm::abortMpi(status); }
+
 // The grid of the config's stages over MPI_COMM_WORLD (Note [Pipeline split]): the data-parallel
 // group of each stage and the pipeline group of each replica, split from the world.
 cdl::core::ProcessGrid makeGrid(std::shared_ptr<cdl::comm::Communicator> world,
@@ -43,6 +57,27 @@ cdl::core::ProcessGrid makeGrid(std::shared_ptr<cdl::comm::Communicator> world,
   g.pipe = sub(g.replica());
   return g;
 }
+#else
+// Built without MPI (CDL_WITH_MPI=OFF): one rank. Started as one of several by a launcher that
+// says so, it refuses rather than train alone beside the others.
+std::shared_ptr<cdl::comm::Communicator> startWorld(int*, char***) {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS", "WORLD_SIZE"}) {
+    const char* n = std::getenv(v);
+    CDL_CHECK(n == nullptr || std::string(n) == "1" || std::string(n).empty(),
+              "cdl-train was built without MPI (CDL_WITH_MPI=OFF) and runs one rank, but ", v,
+              " is ", n, ": build with MPI for several ranks");
+  }
+  return cdl::comm::makeLocalGroup(1)[0];
+}
+void endWorld() {}
+void abortWorld(int) {}
+
+cdl::core::ProcessGrid makeGrid(std::shared_ptr<cdl::comm::Communicator> world,
+                                const cdl::core::Config& config) {
+  cdl::core::checkGridSize(world->size(), config.model.split.stages);
+  return cdl::core::unsplitGrid(world);
+}
+#endif
 
 }  // namespace
 
@@ -62,8 +97,7 @@ int main(int argc, char** argv) {
 
   int rank = 0;
   try {
-    cdl::comm::initMpi(&argc, &argv);
-    auto comm = cdl::comm::makeMpiCommunicator();
+    auto comm = startWorld(&argc, &argv);
     rank = comm->rank();
     cdl::setProcessRank(rank);
     spdlog::set_pattern("[%H:%M:%S.%e] [rank " + std::to_string(rank) + "] [%l] %v");
@@ -91,15 +125,14 @@ int main(int argc, char** argv) {
       }
     }
     comm.reset();
-    cdl::comm::finalizeMpi();
+    endWorld();
   } catch (const cdl::Error& e) {
     std::fprintf(stderr, "cdl-train: %s\n", e.what());  // the message names the rank
-    cdl::comm::abortMpi(2);
+    abortWorld(2);
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cdl-train: [rank %d] %s\n", rank, e.what());
-    // The other ranks may be waiting in a collective: take the whole job down.
-    cdl::comm::abortMpi(2);
+    abortWorld(2);
     return 2;
   }
   return 0;

@@ -18,7 +18,7 @@
 
 #include "comm/reduce/reducer.h"
 #include "comm/reduce/scheme_spec.h"
-#include "comm/transport/mpi_communicator.h"
+#include "comm/transport/mpi/mpi_communicator.h"
 #include "kernels/base/error.h"
 
 namespace {

@@ -42,7 +42,7 @@ inline constexpr Knob kKnobFault = {
     "POINT:RANK:STEP kills that rank at that point of that step (points: backward, "
     "checkpoint-write, after-rename); for fault tests",
     nullptr, "(|(backward|checkpoint-write|after-rename):[0-9]{1,6}:[0-9]{1,12})"};
-// Note [TCP ring messages] (comm/transport/tcp_channel.h).
+// Note [TCP ring messages] (comm/transport/tcp/tcp_channel.h).
 inline constexpr Knob kKnobTcpRing = {
     "CDL_TCP_RING", "on",
     "on: an MPI communicator's messages to its ring neighbours (the fp32 ring allreduce, pipeline "

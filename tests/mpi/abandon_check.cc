@@ -12,7 +12,7 @@
 #include <thread>
 #include <vector>
 
-#include "comm/transport/mpi_communicator.h"
+#include "comm/transport/mpi/mpi_communicator.h"
 #include "comm/transport/work.h"
 #include "kernels/base/error.h"
 #include "tests/support/error_of.h"

@@ -7,7 +7,7 @@
 #include <thread>
 #include <vector>
 
-#include "comm/transport/mpi_communicator.h"
+#include "comm/transport/mpi/mpi_communicator.h"
 #include "comm/transport/ring_allreduce.h"
 #include "kernels/base/error.h"
 #include "tests/support/communicator_contract.h"

@@ -9,7 +9,7 @@
 
 #include "comm/reduce/compressed_allreduce.h"
 #include "comm/reduce/reducer.h"
-#include "comm/transport/mpi_communicator.h"
+#include "comm/transport/mpi/mpi_communicator.h"
 #include "kernels/base/error.h"
 
 namespace cdl::comm {

@@ -2,7 +2,7 @@
 // prints the test progress, and every rank's failures are reported with its rank.
 #include <gtest/gtest.h>
 
-#include "comm/transport/mpi_communicator.h"
+#include "comm/transport/mpi/mpi_communicator.h"
 
 int main(int argc, char** argv) {
   cdl::comm::initMpi(&argc, &argv);

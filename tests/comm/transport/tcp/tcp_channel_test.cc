@@ -1,7 +1,7 @@
 // TcpChannel (Note [TCP ring messages]) between in-process ranks joined in a ring by socket
 // pairs, as connectTcpRing joins processes: what goes to the next rank and comes from the
 // previous one.
-#include "comm/transport/tcp_channel.h"
+#include "comm/transport/tcp/tcp_channel.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>

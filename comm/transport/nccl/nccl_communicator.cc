@@ -3,7 +3,7 @@
 // previous one's event completed (a launch may need what the previous one copied back, such as the
 // sizes), and a host step that runs once the last event completed. Ops are launched in call order
 // by progress(), which every call and every Work's poll() drives.
-#include "comm/transport/nccl_communicator.h"
+#include "comm/transport/nccl/nccl_communicator.h"
 
 #include <nccl.h>
 

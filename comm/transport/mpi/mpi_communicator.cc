@@ -1,6 +1,6 @@
 // Communicator over MPI: each call posts non-blocking MPI requests; Work::wait drives them with
 // MPI_Test, so a peer that never joins turns into a timeout error instead of a hang.
-#include "comm/transport/mpi_communicator.h"
+#include "comm/transport/mpi/mpi_communicator.h"
 
 #include <algorithm>
 #include <atomic>
@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "comm/transport/ring_allreduce.h"
-#include "comm/transport/tcp_channel.h"
+#include "comm/transport/tcp/tcp_channel.h"
 #include "kernels/base/checks.h"
 #include "kernels/base/error.h"
 #include "kernels/base/knobs.h"

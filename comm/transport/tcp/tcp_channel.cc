@@ -1,5 +1,5 @@
 // Tagged messages over the TCP ring links (Note [TCP ring messages]).
-#include "comm/transport/tcp_channel.h"
+#include "comm/transport/tcp/tcp_channel.h"
 
 #include <poll.h>
 #include <sys/socket.h>

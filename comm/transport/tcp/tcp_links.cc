@@ -1,5 +1,5 @@
 // The TCP ring links of Note [TCP ring links].
-#include "comm/transport/tcp_links.h"
+#include "comm/transport/tcp/tcp_links.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>

@@ -5,7 +5,7 @@
 #include <memory>
 #include <string>
 
-#include "comm/transport/tcp_links.h"
+#include "comm/transport/tcp/tcp_links.h"
 #include "comm/transport/work.h"
 
 namespace cdl::comm {

@@ -1,4 +1,4 @@
-#include "comm/transport/nccl_communicator.h"
+#include "comm/transport/nccl/nccl_communicator.h"
 
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
