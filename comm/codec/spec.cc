@@ -49,12 +49,13 @@ CodecSpec parseCodecSpec(const std::string& spec) {
             "' (expected ", codecNames(), ")");
   CodecSpec out;
   out.codec = entry->id;
-  for (const auto& [key, value] : items.items) {
+  for (const auto& item : items.items) {
+    const std::string& key = item.first;
     const auto k = std::find_if(entry->keys.begin(), entry->keys.end(),
                                 [&](const RateKey& r) { return key == r.name; });
     CDL_CHECK(k != entry->keys.end(), "codec spec '", spec, "': unknown key '", key, "' for codec ",
               items.name);
-    k->parse(spec, value, &out.rate);
+    k->parse(spec, item.second, &out.rate);
   }
   return out;
 }
