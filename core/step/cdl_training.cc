@@ -10,6 +10,7 @@
 
 #include "core/models/models.h"
 #include "core/run/collectives.h"
+#include "core/step/train_step.h"
 #include "kernels/base/error.h"
 #include "kernels/histogram.h"
 #include "kernels/rans.h"
@@ -48,6 +49,11 @@ RateSum rateSum(const std::vector<std::pair<std::string, Quantizer>>& qs) {
 }
 
 }  // namespace
+
+void CdlTraining::afterEvaluation(const StepSchedule& schedule, std::optional<CdlReport>& out) {
+  setCounting(false);
+  out = schedule.joinReports(report());
+}
 
 CdlModelOptions cdlModelOptions(const Config::Cdl& cfg) {
   CdlModelOptions o;

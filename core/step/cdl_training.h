@@ -14,13 +14,15 @@
 #include "core/cdl/cdl_report.h"
 #include "core/config/config.h"
 #include "core/models/models.h"
+#include "core/step/run_hooks.h"
 
 namespace cdl::core {
 
 // The CDL side of a training run: the model's quantizers joined to one context (their sample
 // streams keyed by the run's seed and step, the activation histograms summed over the ranks of
-// comm), the rate loss, and the epoch report.
-class CdlTraining {
+// comm), the rate loss, and the epoch report. A hook of the run (Note [Run hooks]) for the step's
+// key and the evaluation's counts and report.
+class CdlTraining final : public RunHook {
  public:
   // The model must have been built with CDL on (ModelOptions::cdl). A pipeline stage passes the
   // whole model as idModel: a quantizer's sample stream is then keyed by its place in the whole
@@ -30,6 +32,10 @@ class CdlTraining {
 
   // The step the next forward pass belongs to (keys CDL's samples).
   void setStep(int64_t step);
+  void beginStep(int64_t step) override { setStep(step); }
+  // Counts the activations during the evaluation; then the report, joined over the stages.
+  void beforeEvaluation() override { setCounting(true); }
+  void afterEvaluation(const StepSchedule& schedule, std::optional<CdlReport>& report) override;
   // The first example of the next forward pass within the step's batch (Note [Pipeline split]).
   void setExampleOffset(int64_t offset);
 

@@ -2,7 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "core/step/cdl_training.h"
+#include "core/step/run_hooks.h"
 #include "core/step/train_step.h"
 
 namespace cdl::core {
@@ -17,21 +17,17 @@ EpochEndResult endEpoch(const EpochEndSetup& e, TrainState& state) {
   const Replica& r = e.replica;
   broadcastTensors(r.comm, r.buffers);
   EpochEndResult out;
-  if (r.cdl) r.cdl->setCounting(true);
+  for (RunHook* h : r.hooks) h->beforeEvaluation();
   out.test = r.schedule.evaluate(r, e.testSet);
-  if (r.cdl) {
-    r.cdl->setCounting(false);
-    out.cdl = r.cdl->report();
-    out.cdl = r.schedule.joinReports(out.cdl);
-  }
+  for (RunHook* h : r.hooks) h->afterEvaluation(r.schedule, out.cdl);
   e.metrics.writeEpoch(state.epoch, state.step, out.test.loss, out.test.accuracy,
-                       r.cdl ? &out.cdl : nullptr);
+                       out.cdl ? &*out.cdl : nullptr);
   if (r.schedule.logs(r)) {
     spdlog::info("epoch {} done at step {}: test loss {:.4f}, test accuracy {:.2f}%", state.epoch,
                  state.step, out.test.loss, 100.0 * out.test.accuracy);
-    if (r.cdl) {
+    if (out.cdl) {
       spdlog::info("CDL: {:.3f} bits/weight ({:.3f} coded), model {} bytes coded",
-                   out.cdl.bitsPerWeight, out.cdl.codedBitsPerWeight, out.cdl.modelCodedBytes());
+                   out.cdl->bitsPerWeight, out.cdl->codedBitsPerWeight, out.cdl->modelCodedBytes());
     }
   }
   ++state.epoch;

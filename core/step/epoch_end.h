@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "comm/transport/communicator.h"
@@ -37,8 +38,8 @@ struct EpochEndSetup {
 
 struct EpochEndResult {
   Evaluation test;
-  bool stop = false;  // --stop-after stops the run before it is done
-  CdlReport cdl;      // a CDL model's report (Replica::cdl), else empty
+  bool stop = false;             // --stop-after stops the run before it is done
+  std::optional<CdlReport> cdl;  // a CDL model's report (Note [Run hooks])
 };
 
 // Collective. Ends epoch state.epoch after its last step: takes rank 0's batch-norm buffers,

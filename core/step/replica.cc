@@ -10,11 +10,11 @@
 #include <mutex>
 #include <tuple>
 
-#include "comm/reduce/adaptive_rates.h"
 #include "comm/reduce/reducer.h"
 #include "core/models/models.h"
 #include "core/run/checkpoint.h"
 #include "core/run/files.h"
+#include "core/step/run_hooks.h"
 #include "kernels/base/error.h"
 
 namespace cdl::core {
@@ -57,12 +57,7 @@ std::string saveReplicaCheckpoint(const Replica& r, const std::string& dir, int6
                                   TrainState& state) {
   broadcastTensors(r.comm, r.buffers);
   state.schemeState = r.reducer.schemeState();
-  if (r.rates != nullptr) {
-    state.ratePlan = r.rates->plan();
-    state.captured = r.reducer.captured();
-    state.capturedSteps = r.reducer.capturedSteps();
-    std::tie(state.sentSincePlan, state.stepsSincePlan) = r.rates->sinceLastPlan();
-  }
+  for (const RunHook* h : r.hooks) h->save(state);
   {
     at::Generator gen = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(gen.mutex());
@@ -89,13 +84,10 @@ void restoreReplica(const Replica& r, const std::string& path, const std::string
   CDL_CHECK(loaded.configHash == state.configHash, "checkpoint ", path,
             " was written with a different config; resume with the run's config.yaml (", runDir,
             "/config.yaml)");
-  // The plan first: it decides which schemes the saved state belongs to.
-  if (r.rates != nullptr) {
-    r.rates->restore(loaded.ratePlan, static_cast<uint64_t>(loaded.step),
-                     {loaded.sentSincePlan, loaded.stepsSincePlan});
-  }
+  // A plan first: it decides which schemes the saved state belongs to.
+  for (RunHook* h : r.hooks) h->restoreBeforeSchemes(loaded);
   r.reducer.restoreSchemeState(loaded.schemeState);
-  if (r.rates != nullptr) r.reducer.setCaptured(loaded.captured, loaded.capturedSteps);
+  for (RunHook* h : r.hooks) h->restoreAfterSchemes(loaded);
   r.reducer.setStep(static_cast<uint64_t>(loaded.step));
   if (loaded.rngState.defined()) {
     at::Generator gen = at::detail::getDefaultCPUGenerator();

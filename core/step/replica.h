@@ -14,7 +14,6 @@ class Optimizer;
 }
 namespace cdl::comm {
 class Reducer;
-class AdaptiveRates;
 }  // namespace cdl::comm
 
 namespace cdl::core {
@@ -22,6 +21,7 @@ namespace cdl::core {
 class Net;
 class CdlTraining;
 class StepSchedule;
+class RunHook;
 
 // What one rank trains, owned by train(): the training step, the epoch end and the checkpoints
 // work on it. Every rank holds the same model and optimizer state (Note [Training loop]).
@@ -34,9 +34,11 @@ struct Replica {
   // or a split model's stage (Note [Pipeline split]), where `comm` is the stage's data-parallel
   // group and `model` the stage's part of the model.
   StepSchedule& schedule;
-  std::vector<at::Tensor> buffers;       // the model's buffers (batch-norm running statistics)
-  CdlTraining* cdl = nullptr;            // the rate loss and quantizers of a CDL model, else null
-  comm::AdaptiveRates* rates = nullptr;  // layerwise-adaptive schemes (comm.adaptive), else null
+  std::vector<at::Tensor> buffers;  // the model's buffers (batch-norm running statistics)
+  CdlTraining* cdl = nullptr;       // a CDL model's rate term, which the schedules add; else null
+  // The run's optional parts, called at the loop's points (Note [Run hooks]): a CDL model's
+  // quantizers, adaptive rates (comm.adaptive).
+  std::vector<RunHook*> hooks;
   // Every rank of the job (checkpoints are confirmed across it); null: `comm` is the job.
   comm::Communicator* world = nullptr;
 };

@@ -13,6 +13,7 @@
 #include "core/run/files.h"
 #include "core/step/cdl_training.h"
 #include "core/step/lr_schedule.h"
+#include "core/step/run_hooks.h"
 #include "kernels/base/clock.h"
 #include "kernels/base/error.h"
 
@@ -25,7 +26,7 @@ double beginStep(const StepSetup& s, int64_t step) {
       scheduledLr(t.schedule, t.lr, step, s.totalSteps, t.warmupSteps, t.stepEvery, t.stepGamma);
   for (auto& group : r.optimizer.param_groups()) group.options().set_lr(lr);
   r.optimizer.zero_grad();
-  if (r.cdl) r.cdl->setStep(step);
+  for (RunHook* h : r.hooks) h->beginStep(step);
   return lr;
 }
 

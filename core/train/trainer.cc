@@ -32,6 +32,7 @@
 #include "core/step/cdl_training.h"
 #include "core/step/epoch_end.h"
 #include "core/step/replica.h"
+#include "core/step/run_hooks.h"
 #include "core/step/train_step.h"
 #include "core/train/cores.h"
 #include "kernels/base/clock.h"
@@ -184,10 +185,7 @@ bool trainEpoch(const EpochSetup& e, TrainState& state) {
     state.cutFp32Bytes += m.cutFp32Bytes;
     state.skippedSteps += m.skipped;
     e.metrics.addStep(m);
-    if (comm::AdaptiveRates* rates = e.step.replica.rates) {
-      if (auto plan = rates->afterStep(static_cast<uint64_t>(state.step)))
-        e.metrics.writePlan(*plan);
-    }
+    for (RunHook* h : e.step.replica.hooks) h->afterStep(state.step, e.metrics);
     if (state.step % cfg.log.everySteps == 0 || state.step == len.totalSteps) {
       e.metrics.writeStep(state.step, state.epoch, m.lr);
     }
@@ -324,6 +322,7 @@ struct RankParts {
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   std::unique_ptr<comm::Reducer> reducer;
   std::unique_ptr<comm::AdaptiveRates> rates;
+  std::unique_ptr<AdaptiveRatesHook> ratesHook;
   std::unique_ptr<CdlTraining> cdl;
   std::unique_ptr<StepSchedule> schedule;
   std::unique_ptr<Replica> replica;
@@ -357,8 +356,14 @@ std::unique_ptr<RankParts> buildRank(const Config& cfg, const ProcessGrid& grid,
   } else {
     p->schedule = std::make_unique<WholeModel>();
   }
+  std::vector<RunHook*> hooks;
+  if (p->cdl) hooks.push_back(p->cdl.get());
+  if (p->rates) {
+    p->ratesHook = std::make_unique<AdaptiveRatesHook>(*p->rates, *p->reducer);
+    hooks.push_back(p->ratesHook.get());
+  }
   p->replica.reset(new Replica{c, *p->model, *p->optimizer, *p->reducer, *p->schedule,
-                               p->model->buffers(), p->cdl.get(), p->rates.get(),
+                               p->model->buffers(), p->cdl.get(), std::move(hooks),
                                grid.world.get()});
   return p;
 }
@@ -457,8 +462,10 @@ TrainResult train(const Config& cfg, const ProcessGrid& grid, const TrainOptions
     const EpochEndResult end = endEpoch(epochEnd, state);
     result.testAccuracy = end.test.accuracy;
     result.testLoss = end.test.loss;
-    result.modelBitsPerWeight = end.cdl.bitsPerWeight;
-    result.modelCodedBytes = end.cdl.modelCodedBytes();
+    if (end.cdl) {
+      result.modelBitsPerWeight = end.cdl->bitsPerWeight;
+      result.modelCodedBytes = end.cdl->modelCodedBytes();
+    }
     result.epochs = state.epoch;
     if (end.stop) break;
   }
