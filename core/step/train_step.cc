@@ -18,7 +18,10 @@
 #include "kernels/base/error.h"
 
 namespace cdl::core {
+namespace {
 
+// The start of step `step` (0-based): sets the scheduled learning rate on every parameter group,
+// zeroes the gradients and tells the run's hooks; returns the learning rate.
 double beginStep(const StepSetup& s, int64_t step) {
   const Config::Train& t = s.train;
   const Replica& r = s.replica;
@@ -30,6 +33,10 @@ double beginStep(const StepSetup& s, int64_t step) {
   return lr;
 }
 
+// After the reducer's finalize(): true when the step's update is to be skipped because some rank's
+// gradients held NaN or infinity and train.skip_nonfinite is set; without it, throws naming the
+// parameter and the step (Note [Non-finite gradients]). `loss` is this rank's (null when the
+// rank has none: a pipeline stage before the last).
 bool skipsNonFinite(const StepSetup& s, int64_t step, const double* loss) {
   const comm::ReducerStepStats& st = s.replica.reducer.lastStats();
   if (st.nonFiniteRanks == 0) return false;
@@ -47,6 +54,8 @@ bool skipsNonFinite(const StepSetup& s, int64_t step, const double* loss) {
   CDL_THROW("step ", step, ": the gradients of ", st.nonFiniteRanks,
             " other rank(s) hold NaN or infinity (their errors name the parameter)");
 }
+
+}  // namespace
 
 bool WholeModel::forwardBackward(const StepSetup& s, int64_t step, const at::Tensor& x,
                                  const at::Tensor& y, StepMetrics& m) {

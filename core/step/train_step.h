@@ -58,16 +58,6 @@ class WholeModel final : public StepSchedule {
   bool logs(const Replica& r) const override;
 };
 
-// The start of step `step` (0-based): sets the scheduled learning rate on every parameter group,
-// zeroes the gradients and keys a CDL model's samples; returns the learning rate.
-double beginStep(const StepSetup& s, int64_t step);
-
-// After the reducer's finalize(): true when the step's update is to be skipped because some rank's
-// gradients held NaN or infinity and train.skip_nonfinite is set; without it, throws naming the
-// parameter and the step (Note [Non-finite gradients]). `loss` is this rank's (null when the
-// rank has none: a pipeline stage before the last).
-bool skipsNonFinite(const StepSetup& s, int64_t step, const double* loss);
-
 // Collective (through the reducer, and a split model's stages). Step `step` (0-based) of the run
 // on the batch (x, y), as Note [One training step] says. Returns the step's metrics: the loss and
 // accuracy are of this rank's batch before the update, the bytes those the reducer sent.
