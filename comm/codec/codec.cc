@@ -22,6 +22,48 @@ Bytes Codec::encode(const float* x, int64_t n, const LayerRate& rate, uint64_t r
   return p;
 }
 
+namespace {
+
+void requireHost(const Codec& codec, const BufferPlace& place, const char* what) {
+  CDL_CHECK(place.memory == BufferMemory::kHost, codec.name(), ": a batch to ", what,
+            " in the memory of device cuda:", place.device,
+            " reached the host codecs; device buffers go through the GPU codecs "
+            "(comm/codec/cuda)");
+}
+
+}  // namespace
+
+void Codec::encodeChunk(EncodeChunk& c, const LayerRate& rate) const {
+  c.bytes = encode(c.x, c.n, rate, c.roundingKey, c.out, c.capacity);
+  if (c.residual == nullptr) return;
+  decode(c.out, c.bytes, c.residual, c.n, /*accumulate=*/false);
+  for (int64_t i = 0; i < c.n; ++i) c.residual[i] = c.x[i] - c.residual[i];
+}
+
+void Codec::encodeBatch(EncodeChunk* chunks, size_t count, const LayerRate& rate,
+                        const BufferPlace& place) const {
+  requireHost(*this, place, "encode");
+  for (size_t i = 0; i < count; ++i) {
+    try {
+      encodeChunk(chunks[i], rate);
+    } catch (const Error& e) {
+      CDL_THROW(name(), ": chunk ", i, " of ", count, ": ", errorBody(e.what()));
+    }
+  }
+}
+
+void Codec::decodeBatch(const DecodeChunk* chunks, size_t count, const BufferPlace& place) const {
+  requireHost(*this, place, "decode");
+  for (size_t i = 0; i < count; ++i) {
+    const DecodeChunk& c = chunks[i];
+    try {
+      decode(c.in, c.len, c.out, c.n, c.accumulate);
+    } catch (const Error& e) {
+      CDL_THROW(name(), ": chunk ", i, " of ", count, ": ", errorBody(e.what()));
+    }
+  }
+}
+
 std::unique_ptr<Codec> makeCodec(CodecId id) {
   const CodecEntry* e = findCodec(id);
   CDL_CHECK(e != nullptr, "unknown codec id ", static_cast<int>(id));

@@ -24,6 +24,45 @@ struct LayerRate {
   double density = 0.01;                                        // topk: kept fraction, (0, 1]
 };
 
+// Where a batch's buffers live (Note [Codec batches]).
+enum class BufferMemory : uint8_t { kHost, kDevice };
+struct BufferPlace {
+  BufferMemory memory = BufferMemory::kHost;
+  int device = -1;         // device memory: the GPU's index
+  void* stream = nullptr;  // device memory: the cudaStream_t the work is ordered on (null: the
+                           // default stream)
+};
+
+// One chunk of a batched encode: x[0..n) into out[0..capacity), capacity >= maxEncodedBytes(n).
+struct EncodeChunk {
+  const float* x = nullptr;
+  int64_t n = 0;
+  uint64_t roundingKey = 0;
+  uint8_t* out = nullptr;
+  size_t capacity = 0;
+  // Optional: receives x - decode(payload), what error feedback keeps, without a decode pass
+  // where the codec can (qsgd computes it from its symbols); may not alias x.
+  float* residual = nullptr;
+  size_t bytes = 0;  // set by the encode: the payload's size
+};
+
+// One chunk of a batched decode: in[0..len) into out[0..n), overwritten or added to.
+struct DecodeChunk {
+  const uint8_t* in = nullptr;
+  size_t len = 0;
+  float* out = nullptr;
+  int64_t n = 0;
+  bool accumulate = false;
+};
+
+// Note [Codec batches]
+// A collective encodes a segment's chunks (one per peer) with one rate. encodeBatch and
+// decodeBatch take them together with where their buffers live (dietgpu's shape: raw pointers,
+// sizes, a bound on each output, a place with its stream). The codecs here run on host memory;
+// a batch in device memory goes through comm/codec/cuda (the GPU codecs, which write the same
+// bytes), and given here it is an error naming the codec and the device. A failure names the
+// chunk's index; chunks before it are complete, the failed one's output is unspecified.
+
 // Turns a flat fp32 buffer into a self-describing payload (Note [Payload wire format]) and back.
 // Codecs hold no state between calls and may be shared by threads.
 class Codec {
@@ -59,6 +98,15 @@ class Codec {
   // Validates the header (codec, count, hash) and the body; throws cdl::Error saying what is
   // wrong and never touches memory outside in[0..len) and out[0..n).
   void decode(const uint8_t* in, size_t len, float* out, int64_t n, bool accumulate) const;
+
+  // Note [Codec batches]: every chunk encoded with `rate` (chunk.bytes set), or decoded.
+  void encodeBatch(EncodeChunk* chunks, size_t count, const LayerRate& rate,
+                   const BufferPlace& place = {}) const;
+  void decodeBatch(const DecodeChunk* chunks, size_t count, const BufferPlace& place = {}) const;
+
+  // One chunk on the host: encode, and the residual when asked for (by default a decode of the
+  // payload; codecs that know it from their encoding override this).
+  virtual void encodeChunk(EncodeChunk& chunk, const LayerRate& rate) const;
 
   // Convenience forms.
   Bytes encode(const float* x, int64_t n, const LayerRate& rate, uint64_t roundingKey = 0) const;

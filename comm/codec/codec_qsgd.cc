@@ -50,6 +50,22 @@ class QsgdCodec : public Codec {
 
   size_t encode(const float* x, int64_t n, const LayerRate& rate, uint64_t roundingKey,
                 uint8_t* out, size_t capacity) const override {
+    return encodeInto(x, n, rate, roundingKey, out, capacity, nullptr);
+  }
+
+  // The residual from the symbols and scales just computed: dequantizing them is what decoding
+  // the payload would give, bit for bit, without undoing the entropy stage.
+  void encodeChunk(EncodeChunk& c, const LayerRate& rate) const override {
+    c.bytes = encodeInto(c.x, c.n, rate, c.roundingKey, c.out, c.capacity, c.residual);
+  }
+
+ protected:
+  void decodeBody(const PayloadHeader& h, const uint8_t* body, float* out, int64_t n,
+                  bool accumulate) const override;
+
+ private:
+  size_t encodeInto(const float* x, int64_t n, const LayerRate& rate, uint64_t roundingKey,
+                    uint8_t* out, size_t capacity, float* residual) const {
     CDL_CHECK(n >= 0 && (x != nullptr || n == 0), "qsgd: bad input (n = ", n, ")");
     const size_t bound = maxEncodedBytes(n, rate);
     CDL_CHECK(capacity >= bound, "qsgd: output capacity ", capacity, " < ", bound);
@@ -62,6 +78,10 @@ class QsgdCodec : public Codec {
     qp.rounding = rate.rounding;
     qp.key = roundingKey;
     kernels::quantize(x, n, qp, sym, scales.data());
+    if (residual != nullptr) {
+      kernels::dequantize(sym, scales.data(), n, rate.bits, rate.bucket, residual, false);
+      for (int64_t i = 0; i < n; ++i) residual[i] = x[i] - residual[i];
+    }
 
     uint8_t* body = out + kHeaderBytes;
     if (nb > 0) std::memcpy(body, scales.data(), scales.size() * 4);
@@ -85,42 +105,41 @@ class QsgdCodec : public Codec {
     writeHeader(h, out);
     return kHeaderBytes + h.bodyBytes;
   }
-
- protected:
-  void decodeBody(const PayloadHeader& h, const uint8_t* body, float* out, int64_t n,
-                  bool accumulate) const override {
-    CDL_CHECK(h.bits >= 1 && h.bits <= 8, "qsgd payload: bits = ", int(h.bits));
-    CDL_CHECK(h.bucket >= 1 && h.bucket <= (1u << 30), "qsgd payload: bucket = ", h.bucket);
-    CDL_CHECK(h.rounding <= 1 && h.entropy <= 1 && h.arg == 0,
-              "qsgd payload: bad rounding, entropy or argument field");
-    const int64_t nb = kernels::numBuckets(n, h.bucket);
-    const uint64_t scaleBytes = 4 * static_cast<uint64_t>(nb);
-    CDL_CHECK(h.bodyBytes >= scaleBytes, "qsgd payload: body of ", h.bodyBytes,
-              " bytes cannot hold ", nb, " scales");
-    std::vector<float> scales(static_cast<size_t>(nb));
-    if (nb > 0) std::memcpy(scales.data(), body, scaleBytes);
-    for (int64_t b = 0; b < nb; ++b) {
-      CDL_CHECK(std::isfinite(scales[b]) && scales[b] >= 0.0f, "qsgd payload: scale of bucket ", b,
-                " is ", scales[b]);
-    }
-    const uint8_t* stream = body + scaleBytes;
-    const size_t streamBytes = h.bodyBytes - scaleBytes;
-    const int alphabet = static_cast<int>(kernels::quantIntervals(h.bits)) + 1;
-    uint8_t* sym = symbolScratch(n);
-    if (h.entropy == static_cast<uint8_t>(EntropyStage::kRans)) {
-      kernels::ransDecode(stream, streamBytes, n, sym, alphabet);
-    } else {
-      CDL_CHECK(streamBytes == kernels::packedBytes(n, h.bits), "qsgd payload: ", streamBytes,
-                " packed bytes for ", n, " symbols of ", int(h.bits), " bits");
-      kernels::unpackBits(stream, n, h.bits, sym);
-      uint8_t maxSym = 0;
-      for (int64_t i = 0; i < n; ++i) maxSym = std::max(maxSym, sym[i]);
-      CDL_CHECK(n == 0 || maxSym < alphabet, "qsgd payload: symbol ", int(maxSym), " outside the ",
-                alphabet, " levels of ", int(h.bits), " bits");
-    }
-    kernels::dequantize(sym, scales.data(), n, h.bits, h.bucket, out, accumulate);
-  }
 };
+
+void QsgdCodec::decodeBody(const PayloadHeader& h, const uint8_t* body, float* out, int64_t n,
+                           bool accumulate) const {
+  CDL_CHECK(h.bits >= 1 && h.bits <= 8, "qsgd payload: bits = ", int(h.bits));
+  CDL_CHECK(h.bucket >= 1 && h.bucket <= (1u << 30), "qsgd payload: bucket = ", h.bucket);
+  CDL_CHECK(h.rounding <= 1 && h.entropy <= 1 && h.arg == 0,
+            "qsgd payload: bad rounding, entropy or argument field");
+  const int64_t nb = kernels::numBuckets(n, h.bucket);
+  const uint64_t scaleBytes = 4 * static_cast<uint64_t>(nb);
+  CDL_CHECK(h.bodyBytes >= scaleBytes, "qsgd payload: body of ", h.bodyBytes, " bytes cannot hold ",
+            nb, " scales");
+  std::vector<float> scales(static_cast<size_t>(nb));
+  if (nb > 0) std::memcpy(scales.data(), body, scaleBytes);
+  for (int64_t b = 0; b < nb; ++b) {
+    CDL_CHECK(std::isfinite(scales[b]) && scales[b] >= 0.0f, "qsgd payload: scale of bucket ", b,
+              " is ", scales[b]);
+  }
+  const uint8_t* stream = body + scaleBytes;
+  const size_t streamBytes = h.bodyBytes - scaleBytes;
+  const int alphabet = static_cast<int>(kernels::quantIntervals(h.bits)) + 1;
+  uint8_t* sym = symbolScratch(n);
+  if (h.entropy == static_cast<uint8_t>(EntropyStage::kRans)) {
+    kernels::ransDecode(stream, streamBytes, n, sym, alphabet);
+  } else {
+    CDL_CHECK(streamBytes == kernels::packedBytes(n, h.bits), "qsgd payload: ", streamBytes,
+              " packed bytes for ", n, " symbols of ", int(h.bits), " bits");
+    kernels::unpackBits(stream, n, h.bits, sym);
+    uint8_t maxSym = 0;
+    for (int64_t i = 0; i < n; ++i) maxSym = std::max(maxSym, sym[i]);
+    CDL_CHECK(n == 0 || maxSym < alphabet, "qsgd payload: symbol ", int(maxSym), " outside the ",
+              alphabet, " levels of ", int(h.bits), " bits");
+  }
+  kernels::dequantize(sym, scales.data(), n, h.bits, h.bucket, out, accumulate);
+}
 
 }  // namespace
 

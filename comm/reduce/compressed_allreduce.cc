@@ -17,10 +17,20 @@ uint64_t chunkKey(uint64_t key, uint64_t stage, uint64_t rank, uint64_t chunk) {
   return kernels::mix64(key ^ kernels::mix64((stage << 56) ^ (rank << 28) ^ chunk));
 }
 
+// Encodes x[0..n) into *p; with a residual, also residual[0..n) = x - decode(*p), which the codec
+// computes without a decode pass where it can (Note [Codec batches]).
 void encodeRange(const Codec& codec, const float* x, int64_t n, const LayerRate& rate, uint64_t key,
-                 Bytes* p) {
+                 Bytes* p, float* residual = nullptr) {
   p->resize(codec.maxEncodedBytes(n, rate));
-  p->resize(codec.encode(x, n, rate, key, p->data(), p->size()));
+  EncodeChunk c;
+  c.x = x;
+  c.n = n;
+  c.roundingKey = key;
+  c.out = p->data();
+  c.capacity = p->size();
+  c.residual = residual;
+  codec.encodeChunk(c, rate);
+  p->resize(c.bytes);
 }
 
 // The buffers of one thread's compressed allreduces, kept between calls: reusing their capacity
@@ -33,13 +43,6 @@ struct Scratch {
 Scratch& scratch() {
   thread_local Scratch s;
   return s;
-}
-
-// residual[0..n) = x[0..n) - decode(payload).
-void updateResidual(const Codec& codec, const Bytes& payload, const float* x, int64_t n,
-                    float* residual) {
-  codec.decode(payload.data(), payload.size(), residual, n, /*accumulate=*/false);
-  for (int64_t i = 0; i < n; ++i) residual[i] = x[i] - residual[i];
 }
 
 }  // namespace
@@ -87,8 +90,7 @@ Clock::time_point gatherReduce(Communicator& comm, const Codec& codec, const Lay
   const int size = comm.size(), rank = comm.rank();
   Scratch& sc = scratch();
   Bytes& mine = sc.mine;
-  encodeRange(codec, x, n, rate, chunkKey(opt.roundingKey, 0, rank, 0), &mine);
-  if (opt.residual) updateResidual(codec, mine, x, n, opt.residual);
+  encodeRange(codec, x, n, rate, chunkKey(opt.roundingKey, 0, rank, 0), &mine, opt.residual);
   st.encodeSeconds += secondsSince(t0);
   t0 = Clock::now();
   waitWork(comm.allgatherv(mine, &sc.all, &sc.sizes), opt.timeoutSeconds);
@@ -187,10 +189,7 @@ class SegmentedScatterReduce {
       const int64_t len = g.begin[r + 1] - g.begin[r];
       encodeRange(codec_, x_ + g.begin[r], len, rate_,
                   chunkKey(opt_.roundingKey, 1, rank_, static_cast<uint64_t>(k * size_ + r)),
-                  &g.send[r]);
-      if (opt_.residual) {
-        updateResidual(codec_, g.send[r], x_ + g.begin[r], len, opt_.residual + g.begin[r]);
-      }
+                  &g.send[r], opt_.residual ? opt_.residual + g.begin[r] : nullptr);
       if (r != rank_) st_.wireBytes += g.send[r].size();
       progress(slots_);
     }

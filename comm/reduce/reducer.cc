@@ -1,6 +1,7 @@
 #include "comm/reduce/reducer.h"
 
 #include <ATen/ops/empty_like.h>
+#include <ATen/ops/from_blob.h>
 #include <fnmatch.h>
 
 #include <algorithm>
@@ -35,8 +36,9 @@ Reducer::Reducer(std::shared_ptr<Communicator> comm,
     CDL_CHECK(tensor.defined(), "reducer: parameter '", name, "' is undefined");
     CDL_CHECK(tensor.scalar_type() == at::kFloat, "reducer: parameter '", name,
               "' is not float32 (", tensor.scalar_type(), ")");
-    CDL_CHECK(tensor.device().is_cpu(), "reducer: parameter '", name, "' is on ", tensor.device(),
-              "; this reducer reduces CPU tensors");
+    CDL_CHECK(tensor.device() == params.front().second.device(), "reducer: parameter '", name,
+              "' is on ", tensor.device(), " and '", params.front().first, "' on ",
+              params.front().second.device(), "; a reducer's parameters share one device");
     CDL_CHECK(byName_.emplace(name, static_cast<int>(params_.size())).second,
               "reducer: parameter name '", name, "' appears twice");
     Param p;
@@ -114,9 +116,10 @@ void Reducer::checkReplicas() {
 
 void Reducer::onGradient(int index, const at::Tensor& grad) {
   Param& p = params_[index];
-  CDL_CHECK(grad.scalar_type() == at::kFloat && grad.device().is_cpu() && grad.numel() == p.numel,
-            "reducer: gradient of '", p.name, "' is not a CPU float32 tensor of ", p.numel,
-            " elements");
+  CDL_CHECK(grad.scalar_type() == at::kFloat && grad.device() == p.tensor.device() &&
+                grad.numel() == p.numel,
+            "reducer: gradient of '", p.name, "' is not a float32 tensor of ", p.numel,
+            " elements on ", p.tensor.device());
   int arrived = 0;
   bool last = false;
   {
@@ -127,7 +130,8 @@ void Reducer::onGradient(int index, const at::Tensor& grad) {
     p.ready = last = p.arrived == backwardsPerStep_;
   }
   // The bucket is not in flight while one of its gradients is missing, so the copy needs no lock.
-  const at::Tensor g = grad.contiguous();
+  // A device gradient is staged through host memory (Note [Training device]).
+  const at::Tensor g = grad.device().is_cpu() ? grad.contiguous() : grad.to(at::kCPU).contiguous();
   float* dst = buckets_[p.bucket].data.data() + p.offset;
   const float* src = g.data_ptr<float>();
   if (arrived == 0) {
@@ -248,8 +252,12 @@ void Reducer::finalize() {
     if (!grad.defined() || !grad.is_contiguous() || grad.scalar_type() != at::kFloat) {
       grad = at::empty_like(p.tensor, at::MemoryFormat::Contiguous);
     }
-    std::memcpy(grad.data_ptr<float>(), buckets_[p.bucket].data.data() + p.offset,
-                static_cast<size_t>(p.numel) * sizeof(float));
+    float* averaged = buckets_[p.bucket].data.data() + p.offset;
+    if (grad.device().is_cpu()) {
+      std::memcpy(grad.data_ptr<float>(), averaged, static_cast<size_t>(p.numel) * sizeof(float));
+    } else {
+      grad.view({-1}).copy_(at::from_blob(averaged, {p.numel}, at::kFloat));
+    }
     p.ready = false;
     p.arrived = 0;
   }

@@ -54,7 +54,9 @@ struct ReducerStepStats {
 // thread while backward goes on. Buckets are always issued in index order,
 // from that one thread, so every rank issues the same collectives in the same order whatever
 // order its gradients arrive in. finalize() treats parameters that got no gradient this step as
-// zero, waits, and writes the averaged gradients into each parameter's grad.
+// zero, waits, and writes the averaged gradients into each parameter's grad. The parameters
+// share one device; the buckets live in host memory, so a GPU's gradients are copied there as
+// they arrive and back once averaged (Note [Training device]).
 //
 // Parameters whose scheme is powersgd are reduced one by one, as rows x cols matrices (the first
 // dimension by the rest, like PyTorch's PowerSGD hook), with a PowerSgdState each; vectors and

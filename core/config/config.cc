@@ -36,8 +36,9 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 // What a value must satisfy beyond its type. Defaults are not checked: they satisfy their rules.
 struct Rule {
   // kScheme: a reduction-scheme spec (a codec spec or powersgd:...); kCodec: a codec spec;
-  // kCut: a codec spec or one of `choices` (what may cross a model split's cut).
-  enum Kind { kAny, kRange, kOneOf, kNonEmpty, kRunName, kScheme, kCodec, kCut };
+  // kCut: a codec spec or one of `choices` (what may cross a model split's cut); kDevice: a
+  // train.device value.
+  enum Kind { kAny, kRange, kOneOf, kNonEmpty, kRunName, kScheme, kCodec, kCut, kDevice };
   Kind kind = kAny;
   double lo = -kInf, hi = kInf;  // kRange
   bool loOpen = false, hiOpen = false;
@@ -101,6 +102,7 @@ constexpr Rule runName() { return {Rule::kRunName, 0, 0, false, false, {}}; }
 constexpr Rule schemeSpec() { return {Rule::kScheme, 0, 0, false, false, {}}; }
 constexpr Rule codecSpec() { return {Rule::kCodec, 0, 0, false, false, {}}; }
 constexpr Rule cutSpec(std::string_view words) { return {Rule::kCut, 0, 0, false, false, words}; }
+constexpr Rule deviceSpec() { return {Rule::kDevice, 0, 0, false, false, {}}; }
 
 // One key of the schema. Its type is the alternative `field` returns; its default is that field
 // of a default-constructed Config, so config.h stays the one place defaults are written.
@@ -166,6 +168,7 @@ constexpr Key kSchema[] = {
     {"train.step_gamma", CDL_FIELD(train.stepGamma), within(0, 1, true, false)},
     {"train.threads", CDL_FIELD(train.threads), within(0, 4096, false, false)},
     {"train.skip_nonfinite", CDL_FIELD(train.skipNonfinite), {}},
+    {"train.device", CDL_FIELD(train.device), deviceSpec()},
 
     {"comm.codec", CDL_FIELD(comm.codec), schemeSpec()},
     {"comm.error_feedback", CDL_FIELD(comm.errorFeedback), {}},
@@ -497,6 +500,12 @@ class Applier {
                   listed(r.choices), ", got '", v, "'");
       } else if (r.kind == Rule::kScheme || r.kind == Rule::kCodec || r.kind == Rule::kCut) {
         checkSpec(r.kind, r.choices, std::string(k.path), v, n);
+      } else if (r.kind == Rule::kDevice) {
+        try {
+          parseDeviceSpec(v);
+        } catch (const Error& e) {
+          CDL_THROW(where(n), ": ", k.path, ": ", errorBody(e.what()));
+        }
       } else if (r.kind == Rule::kNonEmpty) {
         CDL_CHECK(!v.empty(), where(n), ": ", k.path, " must not be empty");
       } else if (r.kind == Rule::kRunName) {
@@ -684,6 +693,15 @@ void checkKeysTogether(const Config& c) {
               "config key model.split.stages: charlm ties its input "
               "and output embeddings, so it cannot be split");
   }
+  // Note [Training device]: what trains on the CPU only, for now.
+  if (parseDeviceSpec(c.train.device).kind == DeviceSpec::kCuda) {
+    CDL_CHECK(c.model.split.stages == 1, "config key train.device: ", c.train.device,
+              ", but a split model (model.split.stages ", c.model.split.stages,
+              ") trains on the CPU only; set train.device to cpu or auto");
+    CDL_CHECK(c.cdl.mode == "none", "config key train.device: ", c.train.device,
+              ", but the CDL quantizers (cdl.mode ", c.cdl.mode,
+              ") run on the CPU only; set train.device to cpu or auto");
+  }
   // Note [TorchScript models]: the file goes with the name, and what such a module cannot do.
   if (c.model.name == "torchscript") {
     CDL_CHECK(!c.model.torchscript.empty(),
@@ -700,6 +718,21 @@ void checkKeysTogether(const Config& c) {
 }
 
 }  // namespace
+
+DeviceSpec parseDeviceSpec(const std::string& text) {
+  if (text == "auto") return {DeviceSpec::kAuto, -1};
+  if (text == "cpu") return {DeviceSpec::kCpu, -1};
+  if (text == "cuda") return {DeviceSpec::kCuda, -1};
+  const std::string prefix = "cuda:";
+  const std::string digits =
+      text.compare(0, prefix.size(), prefix) == 0 ? text.substr(prefix.size()) : std::string();
+  const bool number =
+      !digits.empty() && digits.size() <= 4 &&
+      std::all_of(digits.begin(), digits.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+  CDL_CHECK(number && std::stoi(digits) < 1024, "'", text,
+            "' is no device: use auto, cpu, cuda or cuda:N (N the GPU's index)");
+  return {DeviceSpec::kCuda, std::stoi(digits)};
+}
 
 Config parseConfig(const std::string& yaml, const std::string& origin,
                    const std::vector<std::string>& overrides) {
@@ -771,6 +804,7 @@ std::string describeDifference(const Config& a, const Config& b) {
 uint64_t configHash(const Config& c) {
   Config what = c;
   what.slurm = Config::Slurm{};
+  what.train.device = Config{}.train.device;  // a run may resume on another device
   const std::string text = toYaml(what);
   return XXH64(text.data(), text.size(), 0);
 }

@@ -28,6 +28,17 @@ inline bool operator==(const CodecOverride& a, const CodecOverride& b) {
 }
 inline bool operator!=(const CodecOverride& a, const CodecOverride& b) { return !(a == b); }
 
+// A value of train.device (Note [Training device]).
+struct DeviceSpec {
+  enum Kind { kAuto, kCpu, kCuda };
+  Kind kind = kAuto;
+  int index = -1;  // cuda:N: N; cuda: -1 (the rank's local GPU)
+};
+
+// Parses "auto", "cpu", "cuda" or "cuda:N" (N a decimal below 1024); throws cdl::Error naming
+// the value otherwise.
+DeviceSpec parseDeviceSpec(const std::string& text);
+
 struct Config {
   std::string name = "run";  // the run folder: <log.runs_dir>/<name>
   uint64_t seed = 42;
@@ -100,6 +111,8 @@ struct Config {
     // parameter and step; true, the update is skipped on every rank and counted (as a loss
     // scaler does).
     bool skipNonfinite = false;
+    // Where the model trains (Note [Training device]): auto | cpu | cuda | cuda:N.
+    std::string device = "auto";
   } train;
 
   struct Comm {
@@ -166,7 +179,8 @@ std::string toYaml(const Config& c);
 // The first key whose value differs between a and b, as "key (A vs B)" with the values in YAML
 // flow style; empty when they are equal.
 std::string describeDifference(const Config& a, const Config& b);
-// xxhash64 of toYaml(c) with the slurm section at its defaults.
+// xxhash64 of toYaml(c) with the slurm section and train.device at their defaults (a run may
+// resume on another device, Note [Training device]).
 uint64_t configHash(const Config& c);
 
 }  // namespace cdl::core

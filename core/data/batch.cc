@@ -46,4 +46,11 @@ std::pair<at::Tensor, at::Tensor> makeBatch(const ImageSet& set, const std::vect
   return {x, y};
 }
 
+std::pair<at::Tensor, at::Tensor> toDevice(std::pair<at::Tensor, at::Tensor> batch,
+                                           c10::Device device) {
+  if (device.is_cpu()) return batch;
+  return {batch.first.pin_memory().to(device, /*non_blocking=*/true),
+          batch.second.pin_memory().to(device, /*non_blocking=*/true)};
+}
+
 }  // namespace cdl::core

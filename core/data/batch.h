@@ -1,6 +1,7 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -17,5 +18,11 @@ namespace cdl::core {
 // [n, cols - 1], both int64.
 std::pair<at::Tensor, at::Tensor> makeBatch(const ImageSet& set, const std::vector<int64_t>& idx,
                                             size_t begin, size_t end);
+
+// A batch of makeBatch on `device` (Note [Training device]): to a GPU through pinned host memory
+// with non-blocking copies, which the current stream orders before the kernels that read them;
+// a CPU batch is returned as it is.
+std::pair<at::Tensor, at::Tensor> toDevice(std::pair<at::Tensor, at::Tensor> batch,
+                                           c10::Device device);
 
 }  // namespace cdl::core

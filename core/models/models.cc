@@ -306,4 +306,9 @@ std::shared_ptr<Net> makeModel(const std::string& name, const ModelOptions& opt)
   return std::make_shared<ResNet20>(opt);
 }
 
+c10::Device modelDevice(const torch::nn::Module& model) {
+  const std::vector<at::Tensor> params = model.parameters();
+  return params.empty() ? c10::Device(c10::kCPU) : params.front().device();
+}
+
 }  // namespace cdl::core

@@ -83,4 +83,7 @@ struct ModelOptions {
 // the width.
 std::shared_ptr<Net> makeModel(const std::string& name, const ModelOptions& opt = {});
 
+// The device of a model's parameters (Note [Training device]); the CPU for a model without any.
+c10::Device modelDevice(const torch::nn::Module& model);
+
 }  // namespace cdl::core

@@ -110,8 +110,9 @@ class ArchiveWriter {
     emit(w.bytes().data(), w.bytes().size());
     emit(data, bytes);
   }
+  // Whatever the tensor's device, the archive holds its host bytes (Note [Training device]).
   void add(const std::string& name, const at::Tensor& t) {
-    const at::Tensor c = t.contiguous();
+    const at::Tensor c = t.to(at::kCPU).contiguous();
     add(name, typeOf(c, name), c.sizes().vec(), c.data_ptr(), c.numel() * c.element_size());
   }
   template <typename T>
@@ -221,7 +222,13 @@ class ArchiveReader {
     CDL_CHECK(t.is_contiguous(), "tensor '", name, "' is not contiguous");
     const std::vector<int64_t> shape = t.sizes().vec();
     const Array a = take(name, typeOf(t, name), &shape);
-    std::memcpy(t.data_ptr(), a.data, a.bytes);
+    if (t.device().is_cpu()) {
+      std::memcpy(t.data_ptr(), a.data, a.bytes);
+      return;
+    }
+    at::Tensor host = at::empty(shape, t.options().device(at::kCPU));
+    std::memcpy(host.data_ptr(), a.data, a.bytes);
+    t.copy_(host);
   }
   // A new tensor of array `name`, which must have `shape`.
   at::Tensor takeTensor(const std::string& name, ArrayType type,
@@ -323,16 +330,18 @@ void readOptimizer(ArchiveReader& r, const torch::nn::Module& model,
     const std::vector<int64_t> shape = p.sizes().vec();
     if (sgd && r.has(at + "momentum_buffer")) {
       auto s = std::make_unique<torch::optim::SGDParamState>();
-      s->momentum_buffer(r.takeTensor(at + "momentum_buffer", ArrayType::kF32, shape));
+      s->momentum_buffer(
+          r.takeTensor(at + "momentum_buffer", ArrayType::kF32, shape).to(p.device()));
       state[optimizerStateKey(p)] = std::move(s);
     } else if (adam && r.has(at + "step")) {
       auto s = std::make_unique<torch::optim::AdamParamState>();
       const std::vector<int64_t> scalar;
       s->step(r.takeTensor(at + "step", ArrayType::kI64, scalar).item<int64_t>());
-      s->exp_avg(r.takeTensor(at + "exp_avg", ArrayType::kF32, shape));
-      s->exp_avg_sq(r.takeTensor(at + "exp_avg_sq", ArrayType::kF32, shape));
+      s->exp_avg(r.takeTensor(at + "exp_avg", ArrayType::kF32, shape).to(p.device()));
+      s->exp_avg_sq(r.takeTensor(at + "exp_avg_sq", ArrayType::kF32, shape).to(p.device()));
       if (r.has(at + "max_exp_avg_sq")) {
-        s->max_exp_avg_sq(r.takeTensor(at + "max_exp_avg_sq", ArrayType::kF32, shape));
+        s->max_exp_avg_sq(
+            r.takeTensor(at + "max_exp_avg_sq", ArrayType::kF32, shape).to(p.device()));
       }
       state[optimizerStateKey(p)] = std::move(s);
     }
@@ -466,6 +475,7 @@ std::string saveCheckpoint(const std::string& dir, const torch::nn::Module& mode
       w.addVector("metrics_window", ArrayType::kF64, state.metricsWindow);
     }
     if (state.rngState.defined()) w.add("rng", state.rngState);
+    if (!state.device.empty()) w.addText("device", state.device);
     faultPoint("checkpoint-write", state.step);  // the arrays written, the trailer not yet
     w.finish();
   });
@@ -518,6 +528,7 @@ TrainState loadCheckpoint(const std::string& path, torch::nn::Module& model,
       s.rngState = at::empty({static_cast<int64_t>(bytes.size())}, at::kByte);
       std::copy(bytes.begin(), bytes.end(), s.rngState.data_ptr<uint8_t>());
     }
+    if (r.has("device")) s.device = r.takeText("device");
     r.requireAllTaken("", "an entry");
   } catch (const Error& e) {
     CDL_THROW("checkpoint ", path, ": ", errorBody(e.what()));

@@ -42,6 +42,9 @@ struct TrainState {
   std::vector<double> metricsWindow;  // the open metrics window (MetricsWindow::sums), if any
   double wallSeconds = 0.0;           // the run's training seconds up to here (Note [Metrics log])
   at::Tensor rngState;                // torch's default CPU generator
+  // The type of device the run trained on ("cpu", "cuda"; empty in older checkpoints): a resume
+  // on another one says that its arithmetic differs (Note [Training device]).
+  std::string device;
 };
 
 // Note [Checkpoints]
@@ -69,7 +72,8 @@ struct TrainState {
 // model's tensors, "optim/<parameter>/<field>" for the optimizer's (SGD's momentum_buffer; Adam's
 // step, exp_avg, exp_avg_sq, max_exp_avg_sq), "scheme/<tensor>/<field>" for the reduction
 // schemes' state, "plan/<tensor>" (the scheme spec as text) and "captured/<tensor>" for adaptive
-// rates, "wall_seconds" (float64, a scalar), and the optional "metrics_window" and "rng". The
+// rates, "wall_seconds" (float64, a scalar), and the optional "metrics_window", "rng" and
+// "device" (the device type as text; the tensors are host bytes whatever it says). The
 // optimizer's options are not stored: they follow the config, whose hash must match. The hash is
 // checked before anything else is read, so a corrupt file is refused by name; then every field is
 // checked against the bytes that are left (a shape can claim no more than the file holds), and a

@@ -16,11 +16,12 @@ namespace cdl::core {
 Evaluation evaluate(Net& model, const ImageSet& test, comm::Communicator& c) {
   at::NoGradGuard noGrad;
   model.eval();
+  const c10::Device device = modelDevice(model);
   const std::vector<int64_t> idx = evalShard(test.count, c.rank(), c.size());
   double lossSum = 0.0, correct = 0.0, count = 0.0;  // count: examples, or a text set's tokens
   constexpr size_t kBatch = 1000;
   for (size_t b = 0; b < idx.size(); b += kBatch) {
-    auto [x, y] = makeBatch(test, idx, b, std::min(idx.size(), b + kBatch));
+    auto [x, y] = toDevice(makeBatch(test, idx, b, std::min(idx.size(), b + kBatch)), device);
     const at::Tensor logits = model.forward(x);
     lossSum += at::cross_entropy_loss(logits, y, {}, at::Reduction::Sum).item<double>();
     correct += at::argmax(logits, 1).eq(y).sum().item<double>();

@@ -23,13 +23,16 @@ void broadcastTensors(comm::Communicator& c, const std::vector<at::Tensor>& tens
   at::NoGradGuard noGrad;
   for (const at::Tensor& t : tensors) {
     CDL_CHECK(t.is_contiguous(), "broadcast of a non-contiguous tensor");
-    const size_t bytes = t.numel() * t.element_size();
-    auto* p = static_cast<uint8_t*>(t.data_ptr());
+    // A device tensor goes through a host copy (Note [Training device]).
+    const at::Tensor host = t.device().is_cpu() ? t : t.to(at::kCPU);
+    const size_t bytes = host.numel() * host.element_size();
+    auto* p = static_cast<uint8_t*>(host.data_ptr());
     Bytes b(p, p + bytes);
     c.broadcast(&b, 0)->wait();
     CDL_CHECK(b.size() == bytes, "rank 0 has a tensor of ", b.size(), " bytes where this rank has ",
               bytes, "; every rank must build the same model");
     std::copy(b.begin(), b.end(), p);
+    if (!t.device().is_cpu()) t.copy_(host);
   }
 }
 
@@ -57,6 +60,7 @@ std::string saveReplicaCheckpoint(const Replica& r, const std::string& dir, int6
                                   TrainState& state) {
   broadcastTensors(r.comm, r.buffers);
   state.schemeState = r.reducer.schemeState();
+  state.device = c10::DeviceTypeName(modelDevice(r.model).type(), /*lower_case=*/true);
   for (const RunHook* h : r.hooks) h->save(state);
   {
     at::Generator gen = at::detail::getDefaultCPUGenerator();
@@ -89,6 +93,13 @@ void restoreReplica(const Replica& r, const std::string& path, const std::string
   r.reducer.restoreSchemeState(loaded.schemeState);
   for (RunHook* h : r.hooks) h->restoreAfterSchemes(loaded);
   r.reducer.setStep(static_cast<uint64_t>(loaded.step));
+  const std::string device = c10::DeviceTypeName(modelDevice(r.model).type(), true);
+  if (!loaded.device.empty() && loaded.device != device && state.rank == 0) {
+    spdlog::warn(
+        "{} was written by a run on {}; this one trains on {}, whose kernels round differently, so "
+        "it continues the run closely but not bit for bit",
+        path, loaded.device, device);
+  }
   if (loaded.rngState.defined()) {
     at::Generator gen = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(gen.mutex());

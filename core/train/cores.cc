@@ -67,7 +67,7 @@ int defaultThreads(const std::vector<Placement>& all, int rank) {
   return std::max(1, cpuCount(all[static_cast<size_t>(rank)].cpus) / sharers(all, rank));
 }
 
-int defaultThreads(comm::Communicator& world, std::string* why) {
+std::vector<Placement> allPlacements(comm::Communicator& world) {
   const Placement mine = thisPlacement();
   ByteWriter w;
   w.put<uint32_t>(static_cast<uint32_t>(mine.machine.size()));
@@ -88,13 +88,31 @@ int defaultThreads(comm::Communicator& world, std::string* why) {
     q.cpus.assign(in.pos(), in.pos() + in.left());
     placements.push_back(std::move(q));
   }
+  return placements;
+}
+
+int defaultThreads(comm::Communicator& world, std::string* why) {
+  const std::vector<Placement> placements = allPlacements(world);
   const int rank = world.rank();
   if (why != nullptr) {
     const int n = sharers(placements, rank);
-    *why = std::to_string(cpuCount(mine.cpus)) + " CPUs in its affinity mask, shared by " +
-           std::to_string(n) + " rank" + (n == 1 ? "" : "s") + " on its machine";
+    *why = std::to_string(cpuCount(placements[static_cast<size_t>(rank)].cpus)) +
+           " CPUs in its affinity mask, shared by " + std::to_string(n) + " rank" +
+           (n == 1 ? "" : "s") + " on its machine";
   }
   return defaultThreads(placements, rank);
+}
+
+LocalRank localRankOf(const std::vector<Placement>& all, int rank) {
+  CDL_CHECK(rank >= 0 && rank < static_cast<int>(all.size()), "rank ", rank, " of ", all.size());
+  const std::string& machine = all[static_cast<size_t>(rank)].machine;
+  LocalRank l;
+  for (int r = 0; r < static_cast<int>(all.size()); ++r) {
+    if (all[static_cast<size_t>(r)].machine != machine) continue;
+    if (r < rank) ++l.index;
+    ++l.count;
+  }
+  return l;
 }
 
 }  // namespace cdl::core

@@ -33,6 +33,16 @@ int cpuCount(const std::vector<uint8_t>& cpus);
 // the ranks (itself included) on its machine whose masks overlap its own; at least 1.
 int defaultThreads(const std::vector<Placement>& all, int rank);
 
+// Collective over every rank of the job: every rank's placement, in rank order.
+std::vector<Placement> allPlacements(comm::Communicator& world);
+
+// A rank's place among the ranks on its machine (the same machine id), in rank order.
+struct LocalRank {
+  int index = 0;  // 0 for the machine's lowest rank
+  int count = 0;  // ranks on the machine
+};
+LocalRank localRankOf(const std::vector<Placement>& all, int rank);
+
 // Collective over every rank of the job: each rank's defaultThreads; `why` (if given) gets a
 // line saying how the count came about, for the log.
 int defaultThreads(comm::Communicator& world, std::string* why = nullptr);

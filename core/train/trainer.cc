@@ -35,6 +35,7 @@
 #include "core/step/run_hooks.h"
 #include "core/step/train_step.h"
 #include "core/train/cores.h"
+#include "core/train/device.h"
 #include "kernels/base/clock.h"
 #include "kernels/base/error.h"
 
@@ -156,6 +157,7 @@ struct EpochSetup {
   std::string checkpointDir;
   int64_t stopAfterSteps;
   std::vector<StepTimes>* stepTimes;  // null: not kept
+  c10::Device device;                 // where the batches go (Note [Training device])
 };
 
 // Collective. Trains the rest of epoch state.epoch, writing step records and the checkpoints due
@@ -172,7 +174,8 @@ bool trainEpoch(const EpochSetup& e, TrainState& state) {
        ++state.batchInEpoch) {
     const size_t b0 = static_cast<size_t>(state.batchInEpoch) * batch;
     const Clock::time_point t0 = Clock::now();
-    auto [x, y] = makeBatch(e.trainSet, shard, b0, std::min(shard.size(), b0 + batch));
+    auto [x, y] =
+        toDevice(makeBatch(e.trainSet, shard, b0, std::min(shard.size(), b0 + batch)), e.device);
     const double dataSeconds = secondsSince(t0);
     StepMetrics m = trainStep(e.step, state.step, x, y);
     m.times.data = dataSeconds;
@@ -417,10 +420,12 @@ void finishResult(const Config& cfg, const ProcessGrid& grid, const MetricsLog& 
 TrainResult train(const Config& cfg, const ProcessGrid& grid, const TrainOptions& options) {
   const comm::ReducerOptions ro = checkRun(cfg, grid);
   comm::Communicator& world = *grid.world;
+  const c10::Device device = trainingDevice(cfg, world);
   // The data and the model are read before the run folder is touched too: a TorchScript file
   // that does not fit leaves nothing behind.
   const DataSplits data = loadData(cfg);
   const std::shared_ptr<Net> whole = buildModel(cfg, data.train);
+  whole->to(device);
   TrainResult result;
   result.runDir = runFolder(cfg);
   const std::string ckptDir = checkpointFolder(result.runDir);
@@ -453,7 +458,8 @@ TrainResult train(const Config& cfg, const ProcessGrid& grid, const TrainOptions
                          metrics,
                          ckptDir,
                          options.stopAfterSteps,
-                         options.keepStepTimes ? &result.stepTimes : nullptr};
+                         options.keepStepTimes ? &result.stepTimes : nullptr,
+                         device};
   const EpochEndSetup epochEnd{
       replica, data.test, metrics, cfg.checkpoint, ckptDir, len.totalSteps, options.stopAfterSteps};
   replica.model.train();

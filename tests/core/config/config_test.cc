@@ -72,6 +72,7 @@ train:
   step_gamma: 0.5
   threads: 2
   skip_nonfinite: true
+  device: cpu
 comm:
   codec: fp16
   error_feedback: false
