@@ -54,8 +54,7 @@ detail::RansEncodeArgs encodeArgs(const uint16_t* freq, int alphabet, int probBi
 // writes it to out_dev and returns its size; else returns 0 and writes nothing (as the CPU's
 // encodeRans, whose blocks fit one after another exactly when their sum does).
 size_t encodeRans(const uint8_t* sym_dev, int64_t n, const uint16_t* freq, int alphabet,
-                  int probBits, int logBlock, uint8_t* out_dev, size_t limit,
-                  cudaStream_t stream) {
+                  int probBits, int logBlock, uint8_t* out_dev, size_t limit, cudaStream_t stream) {
   const uint64_t blocks = blockCount(n, logBlock);
   const uint64_t tableEnd = kHeaderBytes + 2 * uint64_t(alphabet) + 4 * blocks;
   if (tableEnd > limit) return 0;
@@ -88,8 +87,8 @@ size_t encodeRans(const uint8_t* sym_dev, int64_t n, const uint16_t* freq, int a
 size_t ransEncode(const uint8_t* sym_dev, int64_t n, uint8_t* out_dev, size_t capacity,
                   const RansOptions& opt, cudaStream_t stream) {
   const size_t bound = ransMaxEncodedBytes(n, opt);
-  CDL_CHECK(out_dev != nullptr && (sym_dev != nullptr || n == 0), "cuda::ransEncode: null buffer for ",
-            n, " symbols");
+  CDL_CHECK(out_dev != nullptr && (sym_dev != nullptr || n == 0),
+            "cuda::ransEncode: null buffer for ", n, " symbols");
   CDL_CHECK(capacity >= bound, "cuda::ransEncode: output capacity ", capacity, " is below the ",
             bound, " bytes that ransMaxEncodedBytes gives for ", n, " symbols");
   if (n == 0) return writeHeader(out_dev, kConstant, 0, stream);
@@ -122,8 +121,8 @@ size_t ransEncode(const uint8_t* sym_dev, int64_t n, uint8_t* out_dev, size_t ca
   const double estimate = fixed + kernels::detail::modelBits(hist, freq, alphabet, probBits) / 8;
   size_t bytes = 0;
   if (estimate < double(packed)) {
-    bytes = encodeRans(sym_dev, n, freq, alphabet, probBits, opt.logBlock, out_dev, packed - 1,
-                       stream);
+    bytes =
+        encodeRans(sym_dev, n, freq, alphabet, probBits, opt.logBlock, out_dev, packed - 1, stream);
   }
   if (bytes == 0) {
     bytes = writeHeader(out_dev, kPacked, width, stream) + packedBytes(n, width);

@@ -138,7 +138,8 @@ __global__ void writeBlocksKernel(const uint16_t* __restrict__ words,
       storeU16(table + 4 * b + 2, bytes >> 16);
     }
     for (int64_t j = threadIdx.x; j < count; j += blockDim.x) {
-      const uint32_t v = j < 64 ? states[32 * b + j / 2] >> (16 * (j % 2)) : words[wordStart + j - 64];
+      const uint32_t v =
+          j < 64 ? states[32 * b + j / 2] >> (16 * (j % 2)) : words[wordStart + j - 64];
       storeU16(dst + 2 * j, v & 0xffffu);
     }
   }
@@ -219,8 +220,8 @@ void encodeBlocks(const uint8_t* sym_dev, int64_t n, const RansEncodeArgs& args,
                   uint16_t* words_dev, uint32_t* states_dev, uint32_t* blockBytes_dev,
                   cudaStream_t stream) {
   const int64_t blocks = ((n - 1) >> args.logBlock) + 1;
-  encodeBlocksKernel<<<ctasFor(blocks), kWarpsPerCta * 32, 0, stream>>>(
-      sym_dev, n, args, words_dev, states_dev, blockBytes_dev);
+  encodeBlocksKernel<<<ctasFor(blocks), kWarpsPerCta * 32, 0, stream>>>(sym_dev, n, args, words_dev,
+                                                                        states_dev, blockBytes_dev);
   CDL_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -235,8 +236,8 @@ void writeBlocks(const uint16_t* words_dev, const uint32_t* states_dev,
                  int logBlock, uint8_t* table_dev, uint8_t* data_dev, cudaStream_t stream) {
   const int64_t blocks = ((n - 1) >> logBlock) + 1;
   const int ctas = static_cast<int>(std::min<int64_t>(blocks, kMaxCtas));
-  writeBlocksKernel<<<ctas, kCopyThreads, 0, stream>>>(words_dev, states_dev, blockBytes_dev,
-                                                       offsets_dev, n, logBlock, table_dev, data_dev);
+  writeBlocksKernel<<<ctas, kCopyThreads, 0, stream>>>(
+      words_dev, states_dev, blockBytes_dev, offsets_dev, n, logBlock, table_dev, data_dev);
   CDL_CUDA_CHECK(cudaGetLastError());
 }
 

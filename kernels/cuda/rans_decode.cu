@@ -102,8 +102,8 @@ RansLayout parseRans(const uint8_t* in_dev, const uint8_t* head, size_t len, int
   uint64_t total = 0;
   for (uint64_t b = 0; b < r.blocks; ++b) {
     const uint32_t bytes = loadLE<uint32_t>(table.data() + 4 * b);
-    CDL_CHECK(bytes >= kernels::detail::kRansStateBytes && bytes % 2 == 0, "rans block ", b, ": size ",
-              bytes, " is not 128 bytes of states plus whole 16-bit words");
+    CDL_CHECK(bytes >= kernels::detail::kRansStateBytes && bytes % 2 == 0, "rans block ", b,
+              ": size ", bytes, " is not 128 bytes of states plus whole 16-bit words");
     r.offsets[b] = total;
     total += bytes;
     CDL_CHECK(total <= len - pos, "rans stream: blocks 0..", b, " take ", total, " bytes but only ",

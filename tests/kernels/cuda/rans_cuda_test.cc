@@ -95,8 +95,8 @@ bool cpuDecodeThrows(const Bytes& stream, int64_t n, Bytes* sym) {
 class RansCudaTest : public test::CudaTest {};
 
 // The sizes around a lane step (32) and around blocks of 2^8 and 2^10 symbols.
-const int64_t kSizes[] = {0, 1, 2, 31, 32, 33, 255, 256, 257, 1023, 1024, 1025, 3 * 1024 + 5,
-                          100003};
+const int64_t kSizes[] = {0,   1,   2,    31,   32,   33,           255,
+                          256, 257, 1023, 1024, 1025, 3 * 1024 + 5, 100003};
 
 TEST_F(RansCudaTest, StreamsAreByteIdenticalToTheCpuCoderAndDecodeEitherWay) {
   uint64_t seed = 1;
@@ -167,7 +167,8 @@ TEST_F(RansCudaTest, CorruptBlocksThrowNamingTheBlock) {
   const size_t table = blockTableAt(good);
   size_t blockAt[5];
   blockAt[0] = table + 4 * 5;
-  for (int b = 1; b < 5; ++b) blockAt[b] = blockAt[b - 1] + loadLE<uint32_t>(&good[table + 4 * (b - 1)]);
+  for (int b = 1; b < 5; ++b)
+    blockAt[b] = blockAt[b - 1] + loadLE<uint32_t>(&good[table + 4 * (b - 1)]);
   Bytes bad = good;
   storeLE<uint32_t>(&bad[blockAt[2] + 4 * 3], 0x7fff);
   EXPECT_THAT(gpuDecodeError(bad, n), ::testing::HasSubstr("rans block 2: an initial state"));
