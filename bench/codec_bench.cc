@@ -160,6 +160,16 @@ void plotRows(const std::string& png, const std::vector<json>& records) {
 }  // namespace
 
 int runCodecBench(const CodecBenchOptions& opt) {
+  if (opt.device == "cuda") {
+#if CDL_WITH_CUDA
+    return runCodecBenchCuda(opt);
+#else
+    std::fprintf(stderr,
+                 "cdl-bench codec --device cuda: this build has no CUDA path (configure with "
+                 "-DCDL_WITH_CUDA=ON)\n");
+    return 2;
+#endif
+  }
   std::vector<json> records;
   if (!opt.sink.json) {
     std::printf("%-52s %-7s %5s %7s %7s %7s %7s %7s %7s %7s %7s %7s\n", "codec", "data", "numel",

@@ -34,6 +34,10 @@ CLI::App* addCodecCommand(CLI::App& app, CodecBenchOptions& codec) {
   cmd->add_option("--data", codec.dists, "Data: gauss, laplace")->delimiter(',');
   cmd->add_option("--codec", codec.codecs,
                   "Codec specs, e.g. qsgd:bits=4,entropy=rans (repeat the flag)");
+  cmd->add_option("--device", codec.device,
+                  "cpu: one core; cuda: the device codecs on device buffers, against a device "
+                  "memcpy of the same bytes")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   addSinkOptions(cmd, codec.sink, "Print a JSON list of records instead of a table",
                  "Also draw bits per element and throughput per row into this PNG");
   return cmd;
