@@ -11,6 +11,7 @@
 #include "kernels/base/checks.h"
 #include "kernels/base/error.h"
 #include "kernels/cuda/half.h"
+#include "kernels/cuda/residual.h"
 #include "kernels/cuda/scratch.h"
 
 namespace cdl::comm::cuda {
@@ -96,14 +97,20 @@ bool hasDeviceCodec(CodecId id) {
 }
 
 size_t encode(CodecId id, const float* x_dev, int64_t n, const LayerRate& rate,
-              uint64_t roundingKey, uint8_t* out_dev, size_t capacity, cudaStream_t stream) {
+              uint64_t roundingKey, uint8_t* out_dev, size_t capacity, cudaStream_t stream,
+              float* residual_dev) {
   CDL_CHECK(hasDeviceCodec(id), "codec '", codecName(id),
             "' has no device form; encode a host copy with makeCodec(id)->encode");
   CDL_CHECK(out_dev != nullptr, codecName(id), ": null output buffer");
   if (id == CodecId::kQsgd) {
-    return detail::encodeQsgd(x_dev, n, rate, roundingKey, out_dev, capacity, stream);
+    return detail::encodeQsgd(x_dev, n, rate, roundingKey, out_dev, capacity, residual_dev, stream);
   }
-  return encodeFixed(id, x_dev, n, rate, out_dev, capacity, stream);
+  const size_t bytes = encodeFixed(id, x_dev, n, rate, out_dev, capacity, stream);
+  if (residual_dev != nullptr) {
+    decode(out_dev, bytes, residual_dev, n, /*accumulate=*/false, stream);
+    kernels::cuda::subtractFrom(x_dev, residual_dev, n, stream);
+  }
+  return bytes;
 }
 
 void decode(const uint8_t* in_dev, size_t len, float* out_dev, int64_t n, bool accumulate,

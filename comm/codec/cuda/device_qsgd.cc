@@ -14,6 +14,7 @@
 #include "kernels/cuda/bitpack.h"
 #include "kernels/cuda/quantize.h"
 #include "kernels/cuda/rans.h"
+#include "kernels/cuda/residual.h"
 #include "kernels/cuda/scratch.h"
 #include "kernels/quantize.h"
 
@@ -23,9 +24,10 @@ namespace {
 using kernels::cuda::DeviceScratch;
 
 // The symbols of x_dev, with the scales written straight into the payload body (any alignment:
-// a device-to-device copy).
+// a device-to-device copy); with residual_dev, also x - the dequantized symbols, which is what a
+// decode of the payload gives, without undoing the entropy stage (Note [Codec batches]).
 void quantizeInto(const float* x_dev, int64_t n, const LayerRate& rate, uint64_t roundingKey,
-                  uint8_t* sym_dev, uint8_t* scales_out, cudaStream_t stream) {
+                  uint8_t* sym_dev, uint8_t* scales_out, float* residual_dev, cudaStream_t stream) {
   const int64_t nb = kernels::numBuckets(n, rate.bucket);
   DeviceScratch scales(4 * static_cast<size_t>(nb), stream);
   DeviceScratch firstBad(sizeof(int64_t), stream);
@@ -37,6 +39,11 @@ void quantizeInto(const float* x_dev, int64_t n, const LayerRate& rate, uint64_t
   kernels::cuda::quantizeAsync(x_dev, n, qp, sym_dev, scales.as<float>(), firstBad.as<int64_t>(),
                                stream);
   kernels::cuda::throwIfNonFinite(firstBad.as<int64_t>(), x_dev, stream);
+  if (residual_dev != nullptr) {
+    kernels::cuda::dequantize(sym_dev, scales.as<float>(), n, rate.bits, rate.bucket, residual_dev,
+                              /*accumulate=*/false, stream);
+    kernels::cuda::subtractFrom(x_dev, residual_dev, n, stream);
+  }
   if (nb > 0) {
     CDL_CUDA_CHECK(cudaMemcpyAsync(scales_out, scales.as<float>(), 4 * static_cast<size_t>(nb),
                                    cudaMemcpyDeviceToDevice, stream));
@@ -73,13 +80,14 @@ void unpackChecked(const uint8_t* stream_dev, size_t streamBytes, int64_t n, int
 }  // namespace
 
 size_t encodeQsgd(const float* x_dev, int64_t n, const LayerRate& rate, uint64_t roundingKey,
-                  uint8_t* out_dev, size_t capacity, cudaStream_t stream) {
+                  uint8_t* out_dev, size_t capacity, float* residual_dev, cudaStream_t stream) {
   CDL_CHECK(n >= 0 && (x_dev != nullptr || n == 0), "qsgd: bad input (n = ", n, ")");
   const size_t bound = makeCodec(CodecId::kQsgd)->maxEncodedBytes(n, rate);  // checks the rate
   CDL_CHECK(capacity >= bound, "qsgd: output capacity ", capacity, " < ", bound);
   const size_t scaleBytes = 4 * static_cast<size_t>(kernels::numBuckets(n, rate.bucket));
   DeviceScratch sym(static_cast<size_t>(n), stream);
-  quantizeInto(x_dev, n, rate, roundingKey, sym.as<uint8_t>(), out_dev + kHeaderBytes, stream);
+  quantizeInto(x_dev, n, rate, roundingKey, sym.as<uint8_t>(), out_dev + kHeaderBytes, residual_dev,
+               stream);
 
   uint8_t* symbols = out_dev + kHeaderBytes + scaleBytes;
   size_t streamBytes;
