@@ -16,6 +16,7 @@
 #include "core/cli/train_args.h"
 #include "core/config/config.h"
 #include "core/run/metrics_log.h"
+#include "core/run/stop_signals.h"
 #include "core/train/torch_info.h"
 #include "core/train/trainer.h"
 #include "kernels/base/checks.h"
@@ -92,10 +93,13 @@ int main(int argc, char** argv) {
   cdl::core::TrainOptions options;
   options.resume = args.resume;
   options.stopAfterSteps = args.stopAfter;
+  options.stopOnSignals = true;  // Note [Stop signals]
+  cdl::core::installStopSignals();
   const std::string& configPath = args.config;
   const std::vector<std::string>& sets = args.sets;
 
   int rank = 0;
+  int status = 0;
   try {
     auto comm = startWorld(&argc, &argv);
     rank = comm->rank();
@@ -120,10 +124,16 @@ int main(int argc, char** argv) {
           spdlog::info("coded model: {} bytes, {:.3f} bits per quantized weight", r.modelCodedBytes,
                        r.modelBitsPerWeight);
         }
+      } else if (r.stopRanks > 0) {
+        spdlog::warn(
+            "stopped at step {} by a signal to {} rank(s), with a checkpoint; continue with "
+            "--resume (exit status {}: stopped, resumable)",
+            r.steps, r.stopRanks, cdl::core::kExitResumable);
       } else {
         spdlog::info("stopped at step {} with a checkpoint; continue with --resume", r.steps);
       }
     }
+    if (r.stopRanks > 0) status = cdl::core::kExitResumable;
     comm.reset();
     endWorld();
   } catch (const cdl::Error& e) {
@@ -135,5 +145,5 @@ int main(int argc, char** argv) {
     abortWorld(2);
     return 2;
   }
-  return 0;
+  return status;
 }

@@ -4,12 +4,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <exception>
 #include <string>
+#include <vector>
 
 #include "kernels/base/checks.h"
 #include "kernels/base/error.h"
@@ -123,23 +125,35 @@ void faultPoint(const char* point, int64_t step) {
     int rank = -1;
     int64_t step = -1;
   };
-  static const Fault fault = [] {
-    Fault f;
+  // The knob's pattern has checked the form (Note [Knobs]).
+  static const std::vector<Fault> faults = [] {
+    std::vector<Fault> out;
     const std::string v = knobText(kKnobFault);
-    const size_t a = v.find(':'), b = v.rfind(':');
-    if (v.empty() || a == std::string::npos || b == a) return f;
-    f.point = v.substr(0, a);
-    f.rank = std::stoi(v.substr(a + 1, b - a - 1));
-    f.step = std::stoll(v.substr(b + 1));
-    return f;
+    for (size_t at = 0; at < v.size();) {
+      const size_t end = std::min(v.find(',', at), v.size());
+      const std::string one = v.substr(at, end - at);
+      const size_t a = one.find(':'), b = one.rfind(':');
+      out.push_back({one.substr(0, a), std::stoi(one.substr(a + 1, b - a - 1)),
+                     std::stoll(one.substr(b + 1))});
+      at = end + 1;
+    }
+    return out;
   }();
-  if (fault.rank < 0 || fault.step != step || fault.point != point || currentRank() != fault.rank) {
-    return;
+  for (const Fault& f : faults) {
+    if (f.step != step || currentRank() != f.rank) continue;
+    if (f.point == point) {
+      std::fprintf(stderr, "[rank %d] CDL_FAULT: killed at %s of step %lld\n", f.rank, point,
+                   static_cast<long long>(step));
+      std::fflush(stderr);
+      ::kill(::getpid(), SIGKILL);
+    }
+    if (f.point == std::string("term-") + point) {
+      std::fprintf(stderr, "[rank %d] CDL_FAULT: SIGTERM at %s of step %lld\n", f.rank, point,
+                   static_cast<long long>(step));
+      std::fflush(stderr);
+      ::kill(::getpid(), SIGTERM);
+    }
   }
-  std::fprintf(stderr, "[rank %d] CDL_FAULT: killed at %s of step %lld\n", fault.rank, point,
-               static_cast<long long>(step));
-  std::fflush(stderr);
-  ::kill(::getpid(), SIGKILL);
 }
 
 }  // namespace cdl::core

@@ -56,7 +56,9 @@ class AppendFile {
 // (Note [Knobs]): "backward" after step STEP's backward pass, while its gradient collectives may
 // still be in flight; "checkpoint-write" halfway through writing step STEP's checkpoint, before
 // its rename; "after-rename" once that checkpoint is renamed into place, before the ranks
-// confirm it. The rank raises SIGKILL on itself there. Unset, a fault point costs a comparison.
+// confirm it. The rank raises SIGKILL on itself there; at term-POINT it sends itself SIGTERM
+// instead (Note [Stop signals]), and goes on. CDL_FAULT may list several faults, separated by
+// commas. Unset, a fault point costs a comparison.
 void faultPoint(const char* point, int64_t step);
 
 }  // namespace cdl::core

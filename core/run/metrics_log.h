@@ -78,6 +78,10 @@ struct TrainResult {
   // (activations and their gradients), and what fp32 tensors would have taken.
   uint64_t cutWireBytes = 0, cutFp32Bytes = 0;
   int64_t skippedSteps = 0;  // updates skipped for non-finite gradients (train.skip_nonfinite)
+  // Note [Stop signals]: the ranks that were asked to stop (0: the run was not stopped so), and
+  // the signal this rank got (0: none, the stop came from another rank).
+  int stopRanks = 0;
+  int stopSignal = 0;
   std::string runDir;
   // With TrainOptions::keepStepTimes: this rank's times of each step this call ran, in order
   // (Note [Step times]).

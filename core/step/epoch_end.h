@@ -33,7 +33,9 @@ struct EpochEndSetup {
   const Config::Checkpoint& checkpoint;
   std::string checkpointDir;
   int64_t totalSteps;
-  int64_t stopAfterSteps;  // TrainOptions::stopAfterSteps
+  // TrainOptions::stopAfterSteps, or the step a stop signal ended the run at (Note [Stop
+  // signals]); the trainer sets it while the epoch runs.
+  const int64_t& stopAfterSteps;
 };
 
 struct EpochEndResult {

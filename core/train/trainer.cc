@@ -29,6 +29,7 @@
 #include "core/run/files.h"
 #include "core/run/metrics_log.h"
 #include "core/run/run_folder.h"
+#include "core/run/stop_signals.h"
 #include "core/step/cdl_training.h"
 #include "core/step/epoch_end.h"
 #include "core/step/replica.h"
@@ -155,10 +156,31 @@ struct EpochSetup {
   StepSetup step;
   MetricsLog& metrics;
   std::string checkpointDir;
-  int64_t stopAfterSteps;
+  int64_t& stopAfterSteps;  // --stop-after, or the step a stop signal ends the run at
+  bool stopOnSignals;
+  TrainResult& result;                // stopRanks, stopSignal
   std::vector<StepTimes>* stepTimes;  // null: not kept
   c10::Device device;                 // where the batches go (Note [Training device])
 };
+
+// Collective over the job: whether any rank was asked to stop (Note [Stop signals]); if so, the
+// count and this rank's signal go into `result` and the log.
+bool voteToStop(const Replica& r, TrainResult& result) {
+  comm::Communicator& job = r.world != nullptr ? *r.world : r.comm;
+  const int mine = stopRequested();
+  std::vector<float> votes{mine != 0 ? 1.0f : 0.0f};
+  job.allreduce(votes.data(), 1)->wait();
+  result.stopRanks = static_cast<int>(votes[0]);
+  if (result.stopRanks == 0) return false;
+  result.stopSignal = mine;
+  if (mine != 0) {
+    spdlog::warn("{}: stopping after this step with a checkpoint", stopSignalName(mine));
+  } else if (job.rank() == 0) {
+    spdlog::warn("{} rank(s) were asked to stop: stopping after this step with a checkpoint",
+                 result.stopRanks);
+  }
+  return true;
+}
 
 // Collective. Trains the rest of epoch state.epoch, writing step records and the checkpoints due
 // within it. Returns true when --stop-after stopped the run before the epoch's last step (after
@@ -192,6 +214,7 @@ bool trainEpoch(const EpochSetup& e, TrainState& state) {
     if (state.step % cfg.log.everySteps == 0 || state.step == len.totalSteps) {
       e.metrics.writeStep(state.step, state.epoch, m.lr);
     }
+    if (e.stopOnSignals && voteToStop(e.step.replica, e.result)) e.stopAfterSteps = state.step;
     if (state.batchInEpoch + 1 == len.stepsPerEpoch || state.step == len.totalSteps) return false;
     const bool stopping = stopsAfter(e.stopAfterSteps, state.step);
     if (checkpointDue(cfg.checkpoint, state.step, /*epochEnd=*/false, stopping, false)) {
@@ -451,17 +474,20 @@ TrainResult train(const Config& cfg, const ProcessGrid& grid, const TrainOptions
   metrics.setText(data.train.tokens ? data.train.cols - 1 : 0);
   if (world.rank() == 0) logStart(cfg, *whole, world.size(), len);
   const StepSetup stepSetup{replica, cfg.train, len.totalSteps};
+  int64_t stopAfterSteps = options.stopAfterSteps;
   const EpochSetup epoch{cfg,
                          data.train,
                          len,
                          stepSetup,
                          metrics,
                          ckptDir,
-                         options.stopAfterSteps,
+                         stopAfterSteps,
+                         options.stopOnSignals,
+                         result,
                          options.keepStepTimes ? &result.stepTimes : nullptr,
                          device};
   const EpochEndSetup epochEnd{
-      replica, data.test, metrics, cfg.checkpoint, ckptDir, len.totalSteps, options.stopAfterSteps};
+      replica, data.test, metrics, cfg.checkpoint, ckptDir, len.totalSteps, stopAfterSteps};
   replica.model.train();
   while (state.step < len.totalSteps) {
     if (trainEpoch(epoch, state)) break;

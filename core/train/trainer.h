@@ -22,6 +22,9 @@ struct TrainOptions {
   int64_t stopAfterSteps = 0;
   bool progressBar = false;    // rank 0 draws a bar on a terminal instead of periodic lines
   bool keepStepTimes = false;  // fill TrainResult::stepTimes (cdl-bench train)
+  // The ranks agree after every step whether one was asked to stop (Note [Stop signals]), and
+  // then stop there with a checkpoint; TrainResult::stopRanks says how many were.
+  bool stopOnSignals = false;
 };
 
 struct DataSplits {

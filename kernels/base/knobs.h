@@ -36,12 +36,15 @@ inline constexpr Knob kKnobLogLevel = {"CDL_LOG_LEVEL", "info", "log level of ev
                                        "trace|debug|info|warn|error|critical|off"};
 
 // Fault injection for the fault tests (Note [Fault points], core/run/files.h): POINT:RANK:STEP
-// kills rank RANK with SIGKILL at fault point POINT of step STEP.
+// kills rank RANK with SIGKILL at fault point POINT of step STEP; term-POINT sends it SIGTERM
+// there instead; several faults are separated by commas.
 inline constexpr Knob kKnobFault = {
     "CDL_FAULT", "",
-    "POINT:RANK:STEP kills that rank at that point of that step (points: backward, "
-    "checkpoint-write, after-rename); for fault tests",
-    nullptr, "(|(backward|checkpoint-write|after-rename):[0-9]{1,6}:[0-9]{1,12})"};
+    "POINT:RANK:STEP[,...] kills that rank at that point of that step (points: backward, "
+    "checkpoint-write, after-rename; term-POINT sends SIGTERM instead); for fault tests",
+    nullptr,
+    "(|(term-)?(backward|checkpoint-write|after-rename):[0-9]{1,6}:[0-9]{1,12}"
+    "(,(term-)?(backward|checkpoint-write|after-rename):[0-9]{1,6}:[0-9]{1,12}){0,7})"};
 // Note [TCP ring messages] (comm/transport/tcp/tcp_channel.h).
 inline constexpr Knob kKnobTcpRing = {
     "CDL_TCP_RING", "on",

@@ -2,6 +2,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/stat.h>
 
 #include <filesystem>
@@ -9,6 +10,7 @@
 #include <sstream>
 #include <string>
 
+#include "core/run/stop_signals.h"
 #include "kernels/base/error.h"
 #include "tests/core/train/train_fixture.h"
 
@@ -103,6 +105,30 @@ TEST_F(TrainerTest, AnInterruptedAndResumedRunMatchesAnUninterruptedOne) {
     ASSERT_EQ(sa.size(), sb.size());
     for (size_t i = 0; i < sa.size(); ++i) EXPECT_EQ(sa[i]["train_loss"], sb[i]["train_loss"]);
   }
+}
+
+// Note [Stop signals]: a stop request (as the signal handler makes it) stops every rank after the
+// same step with a checkpoint, and the resumed run ends as the uninterrupted one.
+TEST_F(TrainerTest, AStopRequestStopsEveryRankAfterTheStepAndTheResumeIsExact) {
+  const TrainResult whole = run(smallConfig("unstopped", "qsgd:bits=4"), 2);
+  TrainOptions signals;
+  signals.stopOnSignals = true;
+  requestStop(SIGUSR1);
+  const TrainResult stopped = run(smallConfig("stopped", "qsgd:bits=4"), 2, signals);
+  clearStopRequest();
+  EXPECT_FALSE(stopped.finished);
+  EXPECT_EQ(stopped.steps, 1);
+  EXPECT_EQ(stopped.stopRanks, 2);  // thread-ranks share the process's request
+  EXPECT_EQ(stopped.stopSignal, SIGUSR1);
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/stopped/checkpoints/ckpt-0000000001.rank1.ckpt"));
+  signals.resume = true;
+  const TrainResult resumed = run(smallConfig("stopped", "qsgd:bits=4"), 2, signals);
+  EXPECT_TRUE(resumed.finished);
+  EXPECT_EQ(resumed.stopRanks, 0);
+  EXPECT_EQ(resumed.testLoss, whole.testLoss);
+  const auto a = records("unstopped", "step"), b = records("stopped", "step");
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i]["train_loss"], b[i]["train_loss"]);
 }
 
 TEST_F(TrainerTest, AFreshRunRefusesAnOccupiedFolderAndLeavesItIntact) {
