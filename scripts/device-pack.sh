@@ -84,7 +84,9 @@ else
   # As root, apt downloads as the user _apt, which cannot write into a private scratch folder.
   [ "$(id -u)" -ne 0 ] || apt_opts=(-o APT::Sandbox::User=root)
   (cd "$work/debs" && apt-get "${apt_opts[@]}" download "${packages[@]}") >"$work/apt.log" 2>&1 ||
-    { cat "$work/apt.log" >&2; die "step 'apt-get download' failed (is a Debian mirror reachable, the package list current: apt-get update?)"; }
+    { cat "$work/apt.log" >&2
+      die "step 'apt-get download' failed (is a Debian mirror reachable, the package list" \
+        "current: apt-get update?)"; }
 fi
 
 : >"$work/manifest"
@@ -100,24 +102,27 @@ if [ -d "$root/lib" ] && [ ! -L "$root/lib" ]; then
   cp -a "$root/lib/." "$root/usr/lib/"
   rm -rf "$root/lib"
 fi
-rm -rf "$root"/usr/share/{doc,man,info,lintian,bug,pkgconfig/personality.d} "$root/usr/share/pkgconfig/"*.personality
+rm -rf "$root"/usr/share/{doc,man,info,lintian,bug}
 # Absolute links (libz.so -> /lib/x86_64-linux-gnu/libz.so.1.2.13) point into DIR instead.
 while IFS= read -r link; do
   target=$(readlink "$link")
   inside=$root${target#/usr}
   [ -e "$root$target" ] && inside=$root$target
   [ -e "$root/usr$target" ] && inside=$root/usr$target
-  [ -e "$inside" ] || die "the link ${link#"$root"} points to $target, which no package of the list holds"
+  [ -e "$inside" ] ||
+    die "the link ${link#"$root"} points to $target, which no package of the list holds"
   ln -sfn "$(realpath --relative-to="$(dirname "$link")" "$inside")" "$link"
 done < <(find "$root" -type l -lname '/*')
 
 bytes=$(du -sb "$root" | cut -f1)
 mib=$(awk -v b="$bytes" 'BEGIN { printf "%.1f", b / 1048576 }')
 [ "$bytes" -le $((limit_mib * 1048576)) ] ||
-  die "the pack is $mib MiB, over the limit of $limit_mib MiB (the device tool carries at most 64 MiB with the tree); $dir is left as it was"
+  die "the pack is $mib MiB, over the limit of $limit_mib MiB (what travels to the GPU machine," \
+    "the tree included, is limited to 64 MiB); $dir is left as it was"
 {
   echo "# cdl device pack: Debian packages for scripts/device-check.sh (scripts/device-pack.sh)"
-  echo "# made $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(. /etc/os-release 2>/dev/null && echo "${PRETTY_NAME:-unknown}"), $mib MiB unpacked"
+  echo "# made $(date -u +%Y-%m-%dT%H:%M:%SZ) on" \
+    "$(. /etc/os-release 2>/dev/null && echo "${PRETTY_NAME:-unknown}"), $mib MiB unpacked"
   sort "$work/manifest"
 } >"$root/PACK.txt"
 
