@@ -76,11 +76,12 @@ steps_md=()
 # The seconds left before the budget runs out.
 left() { echo $((start + budget - $(date +%s))); }
 
+# A JSON string of $1: backslashes and quotes escaped, control characters as spaces.
 json_str() {
-  local s=${1//\\/\\\\}
-  s=${s//\"/\\\"}
-  s=${s//$'\n'/ }
-  printf '"%s"' "${s//$'\t'/ }"
+  local s
+  s=$(printf '%s' "$1" | tr '\000-\037' ' ')
+  s=${s//\\/\\\\}
+  printf '"%s"' "${s//\"/\\\"}"
 }
 
 # record NAME STATUS SECONDS NOTE
@@ -116,7 +117,7 @@ step() {
     record "$name" "timed out" "$secs" "stopped after $t s (log: $(basename "$log"))"
   else
     record "$name" "failed ($rc)" "$secs" \
-      "$(grep -m1 -iE 'error|fail' "$log" | cut -c1-200 || true)"
+      "$({ grep -m1 -iE 'error|fail' "$log" || tail -n1 "$log"; } | cut -c1-200)"
   fi
   return $rc
 }
@@ -255,7 +256,8 @@ run_tests() {
   step "$name" "$cap" "$log" ctest --test-dir "$build" -L "$labels" -j "$jobs" --timeout 90 \
     --output-on-failure --no-tests=error || true
   tests_summary+=("- $name (\`ctest -L '$labels'\`):\
- $(grep -E 'tests passed|No tests were found' "$log" | tail -n1 || echo "no result")")
+ $(grep -E 'tests passed|No tests were found' "$log" | tail -n1 || echo "no result");\
+ $(grep -c '(Skipped)$' "$log" || true) skipped")
   {
     echo "# $name: ctest -L '$labels' (last 150 lines)"
     tail -n 150 "$log"
@@ -276,11 +278,13 @@ bench_log() {
     echo
   } >>"$out/bench.log"
 }
-# has_flag SUBCOMMAND FLAG: whether cdl-bench SUBCOMMAND knows FLAG (or, with FLAG empty, exists).
+# has_command SUBCOMMAND: whether this cdl-bench has SUBCOMMAND (its help lists it).
+has_command() {
+  "$bench" --help 2>&1 | sed -n '/^Subcommands:/,$p' | grep -qE "^ +$1( |$)"
+}
+# has_flag SUBCOMMAND FLAG: whether cdl-bench SUBCOMMAND exists and knows FLAG.
 has_flag() {
-  local help
-  help=$("$bench" "$1" --help 2>&1) || return 1
-  [ -z "$2" ] || grep -q -- "$2" <<<"$help"
+  has_command "$1" && "$bench" "$1" --help 2>&1 | grep -qE -- "(^|[ ,])$2([ ,=]|$)"
 }
 # config_value FILE SECTION KEY: a scalar of a two-level YAML config (e.g. train batch_size).
 config_value() {
@@ -328,7 +332,7 @@ bench_train() {
   esac
   if [ ! -x "$bench" ]; then
     not_run "train-$model" "not built" "$bench is missing"
-  elif ! has_flag train ""; then
+  elif ! has_command train; then
     not_run "train-$model" "not built" \
       "cdl-bench has no train subcommand in this build (it needs MPI)"
   else
@@ -351,7 +355,7 @@ bench_model() {
     not_run model "not built" "$bench is missing"
     return
   fi
-  if [ -z "$records" ] && has_flag allreduce ""; then
+  if [ -z "$records" ] && has_command allreduce; then
     step allreduce 40 "$work/allreduce.err" sh -c '"$1" allreduce --max-bytes 64M --json >"$2"' sh \
       "$bench" "$work/allreduce.json" && records=$work/allreduce.json
     bench_log allreduce "$work/allreduce.err"
