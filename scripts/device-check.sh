@@ -44,7 +44,10 @@ while [ $# -gt 0 ]; do
     --jobs) need "$1" $#; jobs=$2; shift 2 ;;
     --budget) need "$1" $#; budget=$2; shift 2 ;;
     --model-records) need "$1" $#; model_records=$2; shift 2 ;;
-    -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help)
+      awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+      exit 0
+      ;;
     -*) die "unknown option '$1' (see --help)" ;;
     *) [ -z "$out" ] || die "one OUTDIR only; got '$out' and '$1'"; out=$1; shift ;;
   esac
@@ -56,7 +59,7 @@ done
 [ -z "$model_records" ] || [ -f "$model_records" ] || die "--model-records: no file $model_records"
 [ "$(uname -m)" = x86_64 ] || die "the pack holds x86-64 libraries; this machine is $(uname -m)"
 command -v "$python" >/dev/null 2>&1 || die "no python '$python' (--python names another)"
-[ -x "$pack/usr/bin/pkgconf" ] && [ -f "$pack/PACK.txt" ] ||
+{ [ -x "$pack/usr/bin/pkgconf" ] && [ -f "$pack/PACK.txt" ]; } ||
   die "no pack in $pack: run scripts/device-pack.sh there first (on a Debian bookworm machine)"
 command -v timeout >/dev/null 2>&1 || die "timeout (coreutils) is missing"
 mkdir -p "$out" "$build/check" || die "cannot make $out or $build/check"
@@ -109,7 +112,11 @@ step() {
     fi
   fi
   t0=$(date +%s)
-  timeout -k 10 "$t" "$@" >>"$log" 2>&1 || rc=$?
+  if [ -n "${step_stdout:-}" ]; then
+    timeout -k 10 "$t" "$@" >"$step_stdout" 2>>"$log" || rc=$?
+  else
+    timeout -k 10 "$t" "$@" >>"$log" 2>&1 || rc=$?
+  fi
   local secs=$(($(date +%s) - t0))
   if [ $rc -eq 0 ]; then
     record "$name" ok "$secs" ""
@@ -120,6 +127,13 @@ step() {
       "$({ grep -m1 -iE 'error|fail' "$log" || tail -n1 "$log"; } | cut -c1-200)"
   fi
   return $rc
+}
+
+# step_to FILE NAME CAP LOG CMD...: step, with CMD's standard output in FILE.
+step_to() {
+  local step_stdout=$1
+  shift
+  step "$@"
 }
 
 # not_run NAME STATUS NOTE: a step that did not start (not built, skipped).
@@ -176,18 +190,15 @@ record machine ok 0 ""
 # first for the CMake packages and FindZLIB, pkg-config is the pack's pkgconf reading only the
 # pack's .pc files (its paths prefixed with the pack's folder), and the programs' RUNPATH names
 # the pack's library folder. The libraries that the machine itself lacks (ldconfig does not know
-# their soname) are also put on LD_LIBRARY_PATH for the build's and tests' programs, so that a
+# their names) are also put on LD_LIBRARY_PATH for the build's and tests' programs, so that a
 # pack library's own needs (spdlog's fmt) are found too; the machine's zlib and zstd, newer and
 # compatible, are left in place for everything else.
 libdir=$pack/usr/lib/x86_64-linux-gnu
 mkdir -p "$work/pack-runtime"
 ldconfig=$(command -v ldconfig || echo /sbin/ldconfig)
+"$ldconfig" -p 2>/dev/null | awk '{ print $1 }' >"$work/ldconfig.txt" || true
 for f in "$libdir"/lib*.so.*; do
-  [ -f "$f" ] && [ ! -L "$f" ] || continue
-  soname=$(objdump -p "$f" | awk '$1 == "SONAME" { print $2 }')
-  [ -n "$soname" ] || continue
-  "$ldconfig" -p 2>/dev/null | grep -q "^[[:space:]]*$soname " ||
-    ln -sfn "$f" "$work/pack-runtime/$soname"
+  grep -qxF "$(basename "$f")" "$work/ldconfig.txt" || ln -sfn "$f" "$work/pack-runtime/"
 done
 export LD_LIBRARY_PATH=$work/pack-runtime${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 cat >"$work/pkg-config" <<EOF
@@ -298,8 +309,8 @@ bench_codec() {
     not_run codec "not built" \
       "cdl-bench codec has no --device in this build (no GPU codec benchmark)"
   else
-    step codec 30 "$work/codec.err" sh -c '"$1" codec --device cuda --json >"$2"' sh "$bench" \
-      "$work/codec.json" || true
+    step_to "$work/codec.json" codec 30 "$work/codec.err" "$bench" codec --device cuda --json ||
+      true
     bench_log codec "$work/codec.err"
     [ ! -s "$work/codec.json" ] || cp "$work/codec.json" "$out/codec.json"
   fi
@@ -336,14 +347,12 @@ bench_train() {
     not_run "train-$model" "not built" \
       "cdl-bench has no train subcommand in this build (it needs MPI)"
   else
-    step "train-$model" 30 "$work/train-$model.err" sh -c '"$@" >"$0"' \
-      "$work/train-$model-cdl.json" \
+    step_to "$work/train-$model-cdl.json" "train-$model" 30 "$work/train-$model.err" \
       "$bench" train "$config" --set train.device=cuda "${sets[@]}" --codec none --warmup 10 \
       --steps 100 --json || true
     bench_log "train-$model (cdl-bench)" "$work/train-$model.err"
   fi
-  step "torch-$model" 30 "$work/torch-$model.err" sh -c '"$@" >"$0"' \
-    "$work/train-$model-torch.json" \
+  step_to "$work/train-$model-torch.json" "torch-$model" 30 "$work/torch-$model.err" \
     "$python" "$src/bench/torch_step_baseline.py" "$model" "${shape[@]}" --device cuda \
     --warmup 10 --steps 100 || true
   bench_log "torch-$model (bench/torch_step_baseline.py)" "$work/torch-$model.err"
@@ -356,8 +365,8 @@ bench_model() {
     return
   fi
   if [ -z "$records" ] && has_command allreduce; then
-    step allreduce 40 "$work/allreduce.err" sh -c '"$1" allreduce --max-bytes 64M --json >"$2"' sh \
-      "$bench" "$work/allreduce.json" && records=$work/allreduce.json
+    step_to "$work/allreduce.json" allreduce 40 "$work/allreduce.err" "$bench" allreduce \
+      --max-bytes 64M --json && records=$work/allreduce.json
     bench_log allreduce "$work/allreduce.err"
   fi
   if [ -z "$records" ]; then
@@ -365,8 +374,7 @@ bench_model() {
     not_run model "not run" "no allreduce records: $why; --model-records FILE gives some"
     return
   fi
-  step model 20 "$work/model.err" sh -c '"$1" model "$2" --json >"$3"' sh "$bench" "$records" \
-    "$work/model.json" || true
+  step_to "$work/model.json" model 20 "$work/model.err" "$bench" model "$records" --json || true
   bench_log model "$work/model.err"
   [ ! -s "$work/model.json" ] || cp "$work/model.json" "$out/model.json"
 }

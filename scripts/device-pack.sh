@@ -54,7 +54,7 @@ while [ $# -gt 0 ]; do
       exit 0
       ;;
     -h | --help)
-      sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+      awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
       exit 0
       ;;
     -*) die "unknown option '$1' (see --help)" ;;
@@ -100,7 +100,7 @@ root=$work/root
 if [ -d "$root/lib" ] && [ ! -L "$root/lib" ]; then
   mkdir -p "$root/usr/lib"
   cp -a "$root/lib/." "$root/usr/lib/"
-  rm -rf "$root/lib"
+  rm -rf "${root:?}/lib"
 fi
 rm -rf "$root"/usr/share/{doc,man,info,lintian,bug}
 # Absolute links (libz.so -> /lib/x86_64-linux-gnu/libz.so.1.2.13) point into DIR instead.
