@@ -6,10 +6,10 @@
 
 #include "bench/codec_bench.h"
 #include "bench/model_bench.h"
+#include "bench/train_bench.h"
 #include "comm/transport/communicator.h"
 #if CDL_WITH_MPI
 #include "bench/allreduce_bench.h"
-#include "bench/train_bench.h"
 #include "comm/transport/mpi/mpi_communicator.h"
 #endif
 
@@ -65,10 +65,13 @@ CLI::App* addAllreduceCommand(CLI::App& app, AllreduceBenchOptions& allreduce) {
   return cmd;
 }
 
+#endif
+
 CLI::App* addTrainCommand(CLI::App& app, TrainBenchOptions& train) {
   CLI::App* cmd = app.add_subcommand(
       "train",
-      "Under mpirun: samples/s of a config's training per codec, each step split into data, "
+      "Under mpirun (or one rank): samples/s of a config's training per codec, each step split "
+      "into data, "
       "forward+backward, communication wait, optimizer, encode, comm and decode, with the "
       "bytes on the wire");
   cmd->add_option("config", train.config, "Experiment config (YAML)")->required();
@@ -84,8 +87,6 @@ CLI::App* addTrainCommand(CLI::App& app, TrainBenchOptions& train) {
                  "Also draw each row's step split into this PNG");
   return cmd;
 }
-
-#endif
 
 CLI::App* addModelCommand(CLI::App& app, ModelBenchOptions& model) {
   CLI::App* cmd = app.add_subcommand(
@@ -115,19 +116,19 @@ int main(int argc, char** argv) {
   ModelBenchOptions model;
   CLI::App* codecCmd = addCodecCommand(app, codec);
   CLI::App* modelCmd = addModelCommand(app, model);
+  TrainBenchOptions train;
+  CLI::App* trainCmd = addTrainCommand(app, train);
 #if CDL_WITH_MPI
   AllreduceBenchOptions allreduce;
-  TrainBenchOptions train;
   CLI::App* allreduceCmd = addAllreduceCommand(app, allreduce);
-  CLI::App* trainCmd = addTrainCommand(app, train);
 #endif
   CLI11_PARSE(app, argc, argv);
   try {
     if (codecCmd->parsed()) return runCodecBench(codec);
     if (modelCmd->parsed()) return runModelBench(model);
+    if (trainCmd->parsed()) return runTrainBench(&argc, &argv, train);
 #if CDL_WITH_MPI
     if (allreduceCmd->parsed()) return runAllreduceBench(&argc, &argv, allreduce);
-    if (trainCmd->parsed()) return runTrainBench(&argc, &argv, train);
 #endif
   } catch (const std::exception& e) {  // cdl::Error, or LibTorch's from a training row
     std::fprintf(stderr, "cdl-bench: %s\n", e.what());

@@ -2,7 +2,6 @@
 // [Training benchmark]).
 #include "bench/train_bench.h"
 
-#include <mpi.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -10,6 +9,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -20,7 +20,9 @@
 #include "bench/plot.h"
 #include "bench/records.h"
 #include "comm/reduce/scheme.h"
+#if CDL_WITH_MPI
 #include "comm/transport/mpi/mpi_communicator.h"
+#endif
 #include "core/config/config.h"
 #include "core/run/metrics_log.h"
 #include "core/train/trainer.h"
@@ -44,22 +46,54 @@ constexpr Part kParts[] = {
     {"comm", &core::StepTimes::comm},           {"decode", &core::StepTimes::decode}};
 constexpr int kPartCount = static_cast<int>(sizeof(kParts) / sizeof(kParts[0]));
 
+// The job's ranks: MPI_COMM_WORLD, or, built without MPI, this one process (Note [Training
+// benchmark]).
+std::shared_ptr<comm::Communicator> startWorld(int* argc, char*** argv) {
+#if CDL_WITH_MPI
+  comm::initMpi(argc, argv);
+  return comm::makeMpiCommunicator();
+#else
+  (void)argc, (void)argv;
+  return comm::makeLocalGroup(1)[0];
+#endif
+}
+
+void endWorld() {
+#if CDL_WITH_MPI
+  comm::finalizeMpi();
+#endif
+}
+
+// Collective: every rank's values, element by element, summed (max: the largest) in doubles.
+std::vector<double> overRanks(comm::Communicator& world, const std::vector<double>& mine,
+                              bool max) {
+  const auto* p = reinterpret_cast<const uint8_t*>(mine.data());
+  Bytes all;
+  std::vector<size_t> sizes;
+  world.allgatherv(Bytes(p, p + mine.size() * sizeof(double)), &all, &sizes)->wait();
+  std::vector<double> out(mine.size(), max ? -1e300 : 0.0), theirs(mine.size());
+  for (size_t r = 0, at = 0; r < sizes.size(); at += sizes[r], ++r) {
+    CDL_CHECK(sizes[r] == mine.size() * sizeof(double), "train bench: rank ", r, " sent ", sizes[r],
+              " bytes of figures");
+    std::memcpy(theirs.data(), all.data() + at, sizes[r]);
+    for (size_t i = 0; i < out.size(); ++i)
+      out[i] = max ? std::max(out[i], theirs[i]) : out[i] + theirs[i];
+  }
+  return out;
+}
+
 // A scratch folder made by rank 0, its path the same on every rank.
-std::string sharedScratchFolder() {
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+std::string sharedScratchFolder(comm::Communicator& world) {
   std::string path;
-  if (rank == 0) {
+  if (world.rank() == 0) {
     const char* tmp = std::getenv("TMPDIR");
     std::string pattern = std::string(tmp && *tmp ? tmp : "/tmp") + "/cdl-bench-train.XXXXXX";
     CDL_CHECK(::mkdtemp(pattern.data()) != nullptr, "cannot make a scratch folder like ", pattern);
     path = pattern;
   }
-  int n = static_cast<int>(path.size());
-  MPI_Bcast(&n, 1, MPI_INT, 0, MPI_COMM_WORLD);
-  path.resize(static_cast<size_t>(n));
-  MPI_Bcast(path.data(), n, MPI_CHAR, 0, MPI_COMM_WORLD);
-  return path;
+  Bytes b(path.begin(), path.end());
+  world.broadcast(&b, 0)->wait();
+  return std::string(b.begin(), b.end());
 }
 
 // One row: the config with the row's codec, as long as the warm-up and timed steps.
@@ -115,13 +149,13 @@ json measureRow(const TrainBenchOptions& opt, size_t row, const std::string& run
   CDL_CHECK(static_cast<int64_t>(r.stepTimes.size()) == opt.warmup + opt.steps,
             "train bench: the run of ", opt.codecs[row], " took ", r.stepTimes.size(),
             " steps, not ", opt.warmup + opt.steps, " (is the train split that short?)");
-  std::vector<double> mean = meanParts(r.stepTimes, opt.warmup);
-  double slowest = mean[0];
-  MPI_Allreduce(MPI_IN_PLACE, mean.data(), kPartCount, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-  MPI_Allreduce(MPI_IN_PLACE, &slowest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-  double wire = static_cast<double>(r.wireBytes), fp32 = static_cast<double>(r.fp32WireBytes);
-  MPI_Allreduce(MPI_IN_PLACE, &wire, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-  MPI_Allreduce(MPI_IN_PLACE, &fp32, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  std::vector<double> mine = meanParts(r.stepTimes, opt.warmup);
+  const double slowest = overRanks(*world, {mine[0]}, /*max=*/true)[0];
+  mine.push_back(static_cast<double>(r.wireBytes));
+  mine.push_back(static_cast<double>(r.fp32WireBytes));
+  const std::vector<double> sums = overRanks(*world, mine, /*max=*/false);
+  const std::vector<double> mean(sums.begin(), sums.begin() + kPartCount);
+  const double wire = sums[kPartCount], fp32 = sums[kPartCount + 1];
   const int64_t globalBatch = cfg.train.batchSize * size;
   json ms = json::object();
   for (int p = 0; p < kPartCount; ++p) ms[kParts[p].key] = mean[p] / size * 1e3;
@@ -183,8 +217,7 @@ int runTrainBench(int* argc, char*** argv, const TrainBenchOptions& opt) {
   for (const std::string& c : opt.codecs) comm::parseSchemeSpec(c);
   for (const std::string& c : opt.codecs) rowConfig(opt, c, 0, "runs");
 
-  comm::initMpi(argc, argv);
-  auto world = comm::makeMpiCommunicator();
+  auto world = startWorld(argc, argv);
   const int rank = world->rank(), size = world->size();
   setProcessRank(rank);
   // The table and the JSON go to stdout; the runs' logs to stderr.
@@ -194,7 +227,7 @@ int runTrainBench(int* argc, char*** argv, const TrainBenchOptions& opt) {
   spdlog::set_level(spdlog::level::from_str(knobChoice(kKnobLogLevel)));
 
   const bool scratch = opt.runsDir.empty();
-  const std::string runsDir = scratch ? sharedScratchFolder() : opt.runsDir;
+  const std::string runsDir = scratch ? sharedScratchFolder(*world) : opt.runsDir;
   const int threads = core::setIntraOpThreads(rowConfig(opt, opt.codecs[0], 0, runsDir), *world);
   std::vector<json> records;
   for (size_t row = 0; row < opt.codecs.size(); ++row) {
@@ -202,7 +235,7 @@ int runTrainBench(int* argc, char*** argv, const TrainBenchOptions& opt) {
     records.back()["speedup"] = records.back()["samples_per_s"].get<double>() /
                                 records.front()["samples_per_s"].get<double>();
   }
-  MPI_Barrier(MPI_COMM_WORLD);
+  world->barrier()->wait();
   if (scratch) {
     std::error_code ec;  // the ranks of one machine remove it together; any of them may finish
     std::filesystem::remove_all(runsDir, ec);
@@ -215,7 +248,7 @@ int runTrainBench(int* argc, char*** argv, const TrainBenchOptions& opt) {
                 [&](const std::string& png) { plotRows(png, title + ": ms per step", records); });
   }
   world.reset();
-  comm::finalizeMpi();
+  endWorld();
   return 0;
 }
 

@@ -21,7 +21,8 @@ struct TrainBenchOptions {
 
 // Note [Training benchmark]
 // cdl-bench train runs under mpirun (cdl-launch --bench, locally, on the emulated cluster or
-// under SLURM) and trains the config for warmup + steps steps once per codec (comm.codec set to
+// under SLURM), or, built without MPI, as one rank (a GPU machine without MPI: train.device
+// through --set), and trains the config for warmup + steps steps once per codec (comm.codec set to
 // the row's scheme spec, every other key as the config and --set give it), through the very
 // train() that cdl-train runs, with the same thread defaults. Each row reports the samples per
 // second of the timed steps (the global batch over the slowest rank's mean step), the speed-up

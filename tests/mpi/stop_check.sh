@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Stop signals under a real mpirun (Note [Stop signals]): stop_check.sh CDL_TRAIN CONFIG
-# SIGTERM reaches one rank after a backward pass (CDL_FAULT=term-backward, a real signal through
+# SIGTERM reaches one rank after a backward pass (CDL_FAULT=term-backward of the 0-based step 10,
+# the 11th; a real signal through
 # cdl-train's handler): every rank must stop after that step with its checkpoint and the job exit
 # with status 3 (stopped, resumable), and --resume must end exactly as the uninterrupted run. A
 # second SIGTERM halfway through that checkpoint ends the rank at once: the job fails, and
@@ -32,7 +33,7 @@ resumed_exactly() {
 mpi --set name=whole >"$tmp/whole.log" 2>&1 || { cat "$tmp/whole.log"; fail "the uninterrupted run failed"; }
 want=$(field test_loss "$tmp/whole/summary.json")
 
-# One SIGTERM to rank 1 after step 10's backward.
+# One SIGTERM to rank 1 after the 11th step's backward.
 start=$(date +%s%N)
 status=0
 CDL_FAULT=term-backward:1:10 mpi --set name=term >"$tmp/term.log" 2>&1 || status=$?
@@ -40,19 +41,19 @@ elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 [ "$status" -eq 3 ] || { cat "$tmp/term.log"; fail "SIGTERM: exit status $status, expected 3"; }
 grep -q "\[rank 1\].*SIGTERM: stopping after this step" "$tmp/term.log" ||
   { cat "$tmp/term.log"; fail "SIGTERM: rank 1 did not say it stops"; }
-grep -q "\[rank 0\].*stopped at step 10 by a signal to 1 rank" "$tmp/term.log" ||
-  { cat "$tmp/term.log"; fail "SIGTERM: rank 0 did not stop at step 10"; }
+grep -q "\[rank 0\].*stopped at step 11 by a signal to 1 rank" "$tmp/term.log" ||
+  { cat "$tmp/term.log"; fail "SIGTERM: rank 0 did not stop at step 11"; }
 for r in 0 1; do
-  [ -f "$tmp/term/checkpoints/ckpt-0000000010.rank$r.ckpt" ] ||
-    fail "SIGTERM: rank $r has no checkpoint of step 10"
+  [ -f "$tmp/term/checkpoints/ckpt-0000000011.rank$r.ckpt" ] ||
+    fail "SIGTERM: rank $r has no checkpoint of step 11"
 done
 from=$(resumed_exactly term "$want")
-[ "$from" = 10 ] || fail "SIGTERM: resumed from step $from, expected 10"
-log "SIGTERM at step 10: every rank stopped there with a checkpoint (status 3, job ended ${elapsed_ms} ms after its start), resumed exactly"
+[ "$from" = 11 ] || fail "SIGTERM: resumed from step $from, expected 11"
+log "SIGTERM during step 11: every rank stopped there with a checkpoint (status 3, job ended ${elapsed_ms} ms after its start), resumed exactly"
 
 # A second SIGTERM during that checkpoint's write.
 status=0
-CDL_FAULT=term-backward:1:10,term-checkpoint-write:1:10 mpi --set name=twice >"$tmp/twice.log" 2>&1 ||
+CDL_FAULT=term-backward:1:10,term-checkpoint-write:1:11 mpi --set name=twice >"$tmp/twice.log" 2>&1 ||
   status=$?
 [ "$status" -ne 0 ] && [ "$status" -ne 3 ] ||
   { cat "$tmp/twice.log"; fail "a second SIGTERM: exit status $status, expected a failure"; }
