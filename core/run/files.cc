@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -57,6 +58,16 @@ bool exists(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0;
 }
 
+std::string freeSpace(const std::string& path) {
+  struct statvfs fs;
+  if (::statvfs(folderOf(path).c_str(), &fs) != 0) return "free space unknown";
+  const double mib =
+      static_cast<double>(fs.f_bavail) * static_cast<double>(fs.f_frsize) / 1048576.0;
+  char text[96];
+  std::snprintf(text, sizeof(text), "%.1f MiB free on its file system", mib);
+  return text;
+}
+
 void writeFileAtomically(const std::string& path,
                          const std::function<void(const ByteSink&)>& produce) {
   const std::string tmp = path + ".tmp";
@@ -82,8 +93,8 @@ void writeFileAtomically(const std::string& path,
   if (std::fclose(f) != 0 && err == 0) err = errno;
   if (err != 0) {
     std::remove(tmp.c_str());
-    CDL_THROW("writing ", path, " failed: ", std::strerror(err),
-              " (is the disk full?); the previous file is intact");
+    CDL_THROW("writing ", path, " failed: ", std::strerror(err), " (", freeSpace(path),
+              "); the previous file is intact");
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     err = errno;
@@ -108,13 +119,24 @@ AppendFile::~AppendFile() {
 }
 
 void AppendFile::append(const std::string& text) {
-  // One write() normally takes the whole record; the loop only finishes a short write.
+  const off_t before = ::lseek(fd_, 0, SEEK_END);
+  // One write() normally takes the whole record; the loop only finishes a short write. A write
+  // that fails part way (a full disk) is cut off again, so the file never ends in half a line.
   size_t done = 0;
   while (done < text.size()) {
-    const ssize_t n = CDL_SYS_CHECK(::write(fd_, text.data() + done, text.size() - done),
-                                    "cannot append to ", path_);
-    CDL_CHECK(n > 0, "cannot append to ", path_, ": ", std::strerror(EIO));
-    done += static_cast<size_t>(n);
+    const ssize_t n = ::write(fd_, text.data() + done, text.size() - done);
+    if (n > 0) {
+      done += static_cast<size_t>(n);
+      continue;
+    }
+    const int err = n < 0 ? errno : EIO;
+    if (err == EINTR) continue;
+    if (before >= 0 && ::ftruncate(fd_, before) != 0) {
+      CDL_THROW("cannot append to ", path_, ": ", std::strerror(err), " (", freeSpace(path_),
+                "), and cutting off the partial record failed too");
+    }
+    CDL_THROW("cannot append to ", path_, ": ", std::strerror(err), " (", freeSpace(path_),
+              "); the records before are intact");
   }
   CDL_SYS_CHECK(::fsync(fd_), "cannot sync ", path_);
 }

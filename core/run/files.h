@@ -51,6 +51,9 @@ class AppendFile {
   int fd_ = -1;
 };
 
+// "N MiB free on its file system" for the folder of path, for errors of a failed write.
+std::string freeSpace(const std::string& path);
+
 // Note [Fault points]
 // The fault tests (label faults) kill a rank at chosen places with CDL_FAULT=POINT:RANK:STEP
 // (Note [Knobs]): "backward" after step STEP's backward pass, while its gradient collectives may
