@@ -12,12 +12,13 @@
 namespace cdl::kernels {
 namespace {
 
-enum Mode : uint8_t { kPacked = 0, kRans = 1, kConstant = 2 };
-
-constexpr size_t kHeaderBytes = 4;
-constexpr int kMinLogBlock = 8;
-constexpr int kMaxLogBlock = 30;
-constexpr int kMaxProbBits = 15;
+using Mode = detail::RansMode;
+constexpr Mode kPacked = detail::kModePacked, kRans = detail::kModeRans,
+               kConstant = detail::kModeConstant;
+constexpr size_t kHeaderBytes = detail::kStreamHeaderBytes;
+using detail::kMaxLogBlock;
+using detail::kMaxProbBits;
+using detail::kMinLogBlock;
 // Pieces in which ransDecodeChunks hands over packed and constant streams.
 constexpr int64_t kChunkSymbols = int64_t{1} << 16;
 
@@ -85,45 +86,17 @@ struct RansLayout {
 };
 
 RansLayout parseRans(const uint8_t* in, size_t len, int64_t n, int maxAlphabet) {
+  const detail::RansHeader h = detail::parseRansHeader(in, len, maxAlphabet);
   RansLayout r;
-  r.probBits = in[1];
-  r.logBlock = in[2];
-  r.alphabet = in[3] + 1;
-  CDL_CHECK(r.probBits >= 1 && r.probBits <= kMaxProbBits, "rans stream: probBits = ", r.probBits,
-            ", must be in 1..", kMaxProbBits);
-  CDL_CHECK(r.logBlock >= kMinLogBlock && r.logBlock <= kMaxLogBlock,
-            "rans stream: logBlock = ", r.logBlock, ", must be in ", kMinLogBlock, "..",
-            kMaxLogBlock);
-  CDL_CHECK(r.alphabet <= maxAlphabet, "rans stream: alphabet of ", r.alphabet,
-            " symbols exceeds the expected ", maxAlphabet);
-  size_t pos = kHeaderBytes;
-  CDL_CHECK(len - pos >= 2 * size_t(r.alphabet), "rans stream: ", len,
-            " bytes cannot hold the frequency table of ", r.alphabet, " symbols");
-  uint32_t sum = 0;
-  for (int s = 0; s < r.alphabet; ++s, pos += 2) {
-    r.freq[s] = loadLE<uint16_t>(in + pos);
-    sum += r.freq[s];
-  }
-  CDL_CHECK(sum == (1u << r.probBits), "rans stream: frequencies sum to ", sum, ", not 2^",
-            r.probBits);
-
+  r.probBits = h.probBits;
+  r.logBlock = h.logBlock;
+  r.alphabet = h.alphabet;
+  std::memcpy(r.freq, h.freq, sizeof(r.freq));
   r.blocks = blockCount(n, r.logBlock);
-  CDL_CHECK((len - pos) / 4 >= r.blocks, "rans stream: ", len, " bytes cannot hold the table of ",
-            r.blocks, " blocks that ", n, " symbols need");
-  r.table = in + pos;
-  pos += 4 * r.blocks;
-  uint64_t total = 0;
-  for (uint64_t b = 0; b < r.blocks; ++b) {
-    const uint32_t bytes = loadLE<uint32_t>(r.table + 4 * b);
-    CDL_CHECK(bytes >= detail::kRansStateBytes && bytes % 2 == 0, "rans block ", b, ": size ",
-              bytes, " is not 128 bytes of states plus whole 16-bit words");
-    total += bytes;
-    CDL_CHECK(total <= len - pos, "rans stream: blocks 0..", b, " take ", total, " bytes but only ",
-              len - pos, " follow the block table");
-  }
-  CDL_CHECK(total == len - pos, "rans stream: blocks take ", total, " bytes but ", len - pos,
-            " follow the block table");
-  r.data = in + pos;
+  r.table = in + h.tableEnd;
+  const size_t after = detail::checkBlockTableRoom(len, h.tableEnd, r.blocks, n);
+  detail::checkBlockTable(r.table, r.blocks, after, nullptr);
+  r.data = r.table + 4 * r.blocks;
   return r;
 }
 
@@ -147,16 +120,8 @@ void decodeBlocks(const RansLayout& r, int64_t n, Out&& out, Done&& done) {
 
 // Checks a packed stream of n symbols and returns its bit width.
 int checkPacked(const uint8_t* in, size_t len, int64_t n) {
-  const int width = in[1];
-  CDL_CHECK(width >= 1 && width <= 8, "packed stream: bit width ", width, ", must be in 1..8");
-  const size_t bytes = packedBytes(n, width);
-  CDL_CHECK(len - kHeaderBytes == bytes, "packed stream: ", len - kHeaderBytes,
-            " bytes after the header, expected ", bytes, " for ", n, " symbols of ", width,
-            " bits");
-  const uint64_t usedBits = (static_cast<uint64_t>(n) * width) % 8;
-  CDL_CHECK(usedBits == 0 || (in[len - 1] >> usedBits) == 0,
-            "packed stream: padding bits of the last byte are not zero");
-  return width;
+  detail::checkPacked(in[1], len, n, in[len - 1]);
+  return in[1];
 }
 
 // Unpacks symbols [first, first + count) of a checked packed stream; first is a multiple of 8.
@@ -177,23 +142,89 @@ int checkStream(const uint8_t* in, size_t len, int64_t n, int maxAlphabet, bool 
             ", must be in 1..256");
   CDL_CHECK((in != nullptr || len == 0) && (haveOut || n == 0), "rans: null buffer for ", n,
             " symbols");
+  return detail::checkStreamHeader(in, len, maxAlphabet);
+}
+
+}  // namespace
+
+namespace detail {
+
+int checkStreamHeader(const uint8_t* head, size_t len, int maxAlphabet) {
   CDL_CHECK(len >= kHeaderBytes, "rans stream: ", len, " bytes, shorter than its ", kHeaderBytes,
             "-byte header");
-  const int mode = in[0];
+  const int mode = head[0];
   CDL_CHECK(mode == kPacked || mode == kRans || mode == kConstant, "rans stream: unknown mode ",
             mode);
-  CDL_CHECK(mode == kRans || (in[2] == 0 && in[3] == 0), "rans stream: mode ", mode,
+  CDL_CHECK(mode == kRans || (head[2] == 0 && head[3] == 0), "rans stream: mode ", mode,
             " with nonzero logBlock or alphabet bytes");
   if (mode == kConstant) {
     CDL_CHECK(len == kHeaderBytes, "constant stream: ", len - kHeaderBytes,
               " bytes after the header, expected none");
-    CDL_CHECK(in[1] < maxAlphabet, "constant stream: symbol ", int(in[1]), " is not below ",
+    CDL_CHECK(head[1] < maxAlphabet, "constant stream: symbol ", int(head[1]), " is not below ",
               maxAlphabet);
   }
   return mode;
 }
 
-}  // namespace
+RansHeader parseRansHeader(const uint8_t* head, size_t len, int maxAlphabet) {
+  RansHeader h;
+  h.probBits = head[1];
+  h.logBlock = head[2];
+  h.alphabet = head[3] + 1;
+  CDL_CHECK(h.probBits >= 1 && h.probBits <= kMaxProbBits, "rans stream: probBits = ", h.probBits,
+            ", must be in 1..", kMaxProbBits);
+  CDL_CHECK(h.logBlock >= kMinLogBlock && h.logBlock <= kMaxLogBlock,
+            "rans stream: logBlock = ", h.logBlock, ", must be in ", kMinLogBlock, "..",
+            kMaxLogBlock);
+  CDL_CHECK(h.alphabet <= maxAlphabet, "rans stream: alphabet of ", h.alphabet,
+            " symbols exceeds the expected ", maxAlphabet);
+  CDL_CHECK(len - kHeaderBytes >= 2 * size_t(h.alphabet), "rans stream: ", len,
+            " bytes cannot hold the frequency table of ", h.alphabet, " symbols");
+  uint32_t sum = 0;
+  for (int s = 0; s < h.alphabet; ++s) {
+    h.freq[s] = loadLE<uint16_t>(head + kHeaderBytes + 2 * s);
+    sum += h.freq[s];
+  }
+  CDL_CHECK(sum == (1u << h.probBits), "rans stream: frequencies sum to ", sum, ", not 2^",
+            h.probBits);
+  h.tableEnd = kHeaderBytes + 2 * size_t(h.alphabet);
+  return h;
+}
+
+size_t checkBlockTableRoom(size_t len, size_t tableEnd, uint64_t blocks, int64_t n) {
+  CDL_CHECK((len - tableEnd) / 4 >= blocks, "rans stream: ", len,
+            " bytes cannot hold the table of ", blocks, " blocks that ", n, " symbols need");
+  return len - tableEnd - 4 * blocks;
+}
+
+void checkBlockTable(const uint8_t* table, uint64_t blocks, size_t after, uint64_t* offsets) {
+  uint64_t total = 0;
+  for (uint64_t b = 0; b < blocks; ++b) {
+    const uint32_t bytes = loadLE<uint32_t>(table + 4 * b);
+    CDL_CHECK(bytes >= kRansStateBytes && bytes % 2 == 0, "rans block ", b, ": size ", bytes,
+              " is not 128 bytes of states plus whole 16-bit words");
+    if (offsets != nullptr) offsets[b] = total;
+    total += bytes;
+    CDL_CHECK(total <= after, "rans stream: blocks 0..", b, " take ", total, " bytes but only ",
+              after, " follow the block table");
+  }
+  CDL_CHECK(total == after, "rans stream: blocks take ", total, " bytes but ", after,
+            " follow the block table");
+  if (offsets != nullptr) offsets[blocks] = total;
+}
+
+void checkPacked(int width, size_t len, int64_t n, uint8_t last) {
+  CDL_CHECK(width >= 1 && width <= 8, "packed stream: bit width ", width, ", must be in 1..8");
+  const size_t bytes = packedBytes(n, width);
+  CDL_CHECK(len - kHeaderBytes == bytes, "packed stream: ", len - kHeaderBytes,
+            " bytes after the header, expected ", bytes, " for ", n, " symbols of ", width,
+            " bits");
+  const uint64_t usedBits = (static_cast<uint64_t>(n) * width) % 8;
+  CDL_CHECK(usedBits == 0 || (last >> usedBits) == 0,
+            "packed stream: padding bits of the last byte are not zero");
+}
+
+}  // namespace detail
 
 size_t ransMaxEncodedBytes(int64_t n, const RansOptions& opt) {
   checkOptions(opt);

@@ -13,6 +13,39 @@
 
 namespace cdl::kernels::detail {
 
+// The stream's modes and limits (Note [Interleaved rANS stream]).
+enum RansMode : uint8_t { kModePacked = 0, kModeRans = 1, kModeConstant = 2 };
+constexpr size_t kStreamHeaderBytes = 4;
+constexpr int kMinLogBlock = 8;
+constexpr int kMaxLogBlock = 30;
+constexpr int kMaxProbBits = 15;
+
+// The stream checks that the CPU and GPU decoders share; each throws cdl::Error saying what is
+// wrong, worded alike on both. `head` holds a stream's first bytes (at least its header, and for
+// a rans stream its frequency table, or the whole stream when it is shorter); len is the stream's
+// full length.
+// The 4-byte header common to every mode (len >= 4); returns the mode.
+int checkStreamHeader(const uint8_t* head, size_t len, int maxAlphabet);
+// A rans-mode stream's header and frequency table.
+struct RansHeader {
+  int probBits = 0;
+  int logBlock = 0;
+  int alphabet = 0;
+  uint16_t freq[256] = {};
+  size_t tableEnd = 0;  // the block table starts here
+};
+RansHeader parseRansHeader(const uint8_t* head, size_t len, int maxAlphabet);
+// Room for the block table of `blocks` blocks (of n symbols) after tableEnd in a stream of len
+// bytes; returns the bytes that follow the table.
+size_t checkBlockTableRoom(size_t len, size_t tableEnd, uint64_t blocks, int64_t n);
+// The block table: `blocks` u32 sizes at table, followed by `after` bytes of blocks, which they
+// must fill exactly. offsets (blocks + 1 entries, or null) receives each block's start relative
+// to the first block, and the total last.
+void checkBlockTable(const uint8_t* table, uint64_t blocks, size_t after, uint64_t* offsets);
+// A packed stream of n symbols of `width` bits in len bytes; `last` is its last byte, whose
+// padding bits must be zero.
+void checkPacked(int width, size_t len, int64_t n, uint8_t last);
+
 constexpr uint32_t kRansLow = 1u << 15;  // states live in [kRansLow, kRansLow << 16)
 constexpr int kRansWordBits = 16;
 constexpr size_t kRansStateBytes = 4 * kRansLanes;

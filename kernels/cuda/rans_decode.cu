@@ -16,38 +16,13 @@
 namespace cdl::kernels::cuda {
 namespace {
 
-enum Mode : uint8_t { kPacked = 0, kRans = 1, kConstant = 2 };
-constexpr size_t kHeaderBytes = 4;
-constexpr int kMinLogBlock = 8;
-constexpr int kMaxLogBlock = 30;
-constexpr int kMaxProbBits = 15;
-
-// The checks of the arguments and of the 4-byte header common to every mode; returns the mode.
-int checkStream(const uint8_t* head, size_t len, int maxAlphabet) {
-  const int mode = head[0];
-  CDL_CHECK(mode == kPacked || mode == kRans || mode == kConstant, "rans stream: unknown mode ",
-            mode);
-  CDL_CHECK(mode == kRans || (head[2] == 0 && head[3] == 0), "rans stream: mode ", mode,
-            " with nonzero logBlock or alphabet bytes");
-  if (mode == kConstant) {
-    CDL_CHECK(len == kHeaderBytes, "constant stream: ", len - kHeaderBytes,
-              " bytes after the header, expected none");
-    CDL_CHECK(head[1] < maxAlphabet, "constant stream: symbol ", int(head[1]), " is not below ",
-              maxAlphabet);
-  }
-  return mode;
-}
+using kernels::detail::kModeConstant;
+using kernels::detail::kModePacked;
+constexpr size_t kHeaderBytes = kernels::detail::kStreamHeaderBytes;
 
 void decodePacked(const uint8_t* in_dev, size_t len, int64_t n, uint8_t* sym_dev, int maxAlphabet,
                   int width, cudaStream_t stream) {
-  CDL_CHECK(width >= 1 && width <= 8, "packed stream: bit width ", width, ", must be in 1..8");
-  const size_t bytes = packedBytes(n, width);
-  CDL_CHECK(len - kHeaderBytes == bytes, "packed stream: ", len - kHeaderBytes,
-            " bytes after the header, expected ", bytes, " for ", n, " symbols of ", width,
-            " bits");
-  const uint64_t usedBits = (static_cast<uint64_t>(n) * width) % 8;
-  CDL_CHECK(usedBits == 0 || (readBack(in_dev + len - 1, stream) >> usedBits) == 0,
-            "packed stream: padding bits of the last byte are not zero");
+  kernels::detail::checkPacked(width, len, n, readBack(in_dev + len - 1, stream));
   DeviceScratch firstBad(sizeof(int64_t), stream);
   unpackBits(in_dev + kHeaderBytes, n, width, sym_dev, maxAlphabet, firstBad.as<int64_t>(), stream);
   const int64_t bad = readBack(firstBad.as<int64_t>(), stream);
@@ -64,55 +39,31 @@ struct RansLayout {
 };
 
 void parseFrequencies(const uint8_t* head, size_t len, int maxAlphabet, RansLayout* r) {
+  const kernels::detail::RansHeader h = kernels::detail::parseRansHeader(head, len, maxAlphabet);
   detail::RansDecodeArgs& a = r->args;
-  a.probBits = head[1];
-  a.logBlock = head[2];
-  a.alphabet = head[3] + 1;
-  CDL_CHECK(a.probBits >= 1 && a.probBits <= kMaxProbBits, "rans stream: probBits = ", a.probBits,
-            ", must be in 1..", kMaxProbBits);
-  CDL_CHECK(a.logBlock >= kMinLogBlock && a.logBlock <= kMaxLogBlock,
-            "rans stream: logBlock = ", a.logBlock, ", must be in ", kMinLogBlock, "..",
-            kMaxLogBlock);
-  CDL_CHECK(a.alphabet <= maxAlphabet, "rans stream: alphabet of ", a.alphabet,
-            " symbols exceeds the expected ", maxAlphabet);
-  CDL_CHECK(len - kHeaderBytes >= 2 * size_t(a.alphabet), "rans stream: ", len,
-            " bytes cannot hold the frequency table of ", a.alphabet, " symbols");
+  a.probBits = h.probBits;
+  a.logBlock = h.logBlock;
+  a.alphabet = h.alphabet;
   uint32_t sum = 0;
   for (int s = 0; s < 256; ++s) {
-    a.freq[s] = s < a.alphabet ? loadLE<uint16_t>(head + kHeaderBytes + 2 * s) : 0;
+    a.freq[s] = h.freq[s];
     a.cum[s] = static_cast<uint16_t>(std::min<uint32_t>(sum, 0xffffu));
     sum += a.freq[s];
   }
-  CDL_CHECK(sum == (1u << a.probBits), "rans stream: frequencies sum to ", sum, ", not 2^",
-            a.probBits);
 }
 
 RansLayout parseRans(const uint8_t* in_dev, const uint8_t* head, size_t len, int64_t n,
                      int maxAlphabet, cudaStream_t stream) {
   RansLayout r;
   parseFrequencies(head, len, maxAlphabet, &r);
-  size_t pos = kHeaderBytes + 2 * size_t(r.args.alphabet);
+  const size_t tableEnd = kHeaderBytes + 2 * size_t(r.args.alphabet);
   r.blocks = ((static_cast<uint64_t>(n) - 1) >> r.args.logBlock) + 1;
-  CDL_CHECK((len - pos) / 4 >= r.blocks, "rans stream: ", len, " bytes cannot hold the table of ",
-            r.blocks, " blocks that ", n, " symbols need");
+  const size_t after = kernels::detail::checkBlockTableRoom(len, tableEnd, r.blocks, n);
   std::vector<uint8_t> table(4 * r.blocks);
-  copyToHost(table.data(), in_dev + pos, table.size(), stream);
-  pos += table.size();
+  copyToHost(table.data(), in_dev + tableEnd, table.size(), stream);
   r.offsets.resize(r.blocks + 1);
-  uint64_t total = 0;
-  for (uint64_t b = 0; b < r.blocks; ++b) {
-    const uint32_t bytes = loadLE<uint32_t>(table.data() + 4 * b);
-    CDL_CHECK(bytes >= kernels::detail::kRansStateBytes && bytes % 2 == 0, "rans block ", b,
-              ": size ", bytes, " is not 128 bytes of states plus whole 16-bit words");
-    r.offsets[b] = total;
-    total += bytes;
-    CDL_CHECK(total <= len - pos, "rans stream: blocks 0..", b, " take ", total, " bytes but only ",
-              len - pos, " follow the block table");
-  }
-  CDL_CHECK(total == len - pos, "rans stream: blocks take ", total, " bytes but ", len - pos,
-            " follow the block table");
-  r.offsets[r.blocks] = total;
-  r.dataStart = pos;
+  kernels::detail::checkBlockTable(table.data(), r.blocks, after, r.offsets.data());
+  r.dataStart = tableEnd + table.size();
   return r;
 }
 
@@ -152,17 +103,15 @@ void ransDecode(const uint8_t* in_dev, size_t len, int64_t n, uint8_t* sym_dev, 
             ", must be in 1..256");
   CDL_CHECK((in_dev != nullptr || len == 0) && (sym_dev != nullptr || n == 0),
             "rans: null buffer for ", n, " symbols");
-  CDL_CHECK(len >= kHeaderBytes, "rans stream: ", len, " bytes, shorter than its ", kHeaderBytes,
-            "-byte header");
   // The header and the largest frequency table, or the whole stream when shorter.
   uint8_t head[kHeaderBytes + 2 * 256];
   copyToHost(head, in_dev, std::min(len, sizeof(head)), stream);
-  switch (checkStream(head, len, maxAlphabet)) {
-    case kConstant:
+  switch (kernels::detail::checkStreamHeader(head, len, maxAlphabet)) {
+    case kModeConstant:
       if (n > 0) CDL_CUDA_CHECK(cudaMemsetAsync(sym_dev, head[1], static_cast<size_t>(n), stream));
       CDL_CUDA_CHECK(cudaStreamSynchronize(stream));
       return;
-    case kPacked:
+    case kModePacked:
       return decodePacked(in_dev, len, n, sym_dev, maxAlphabet, head[1], stream);
     default:
       if (n == 0) {
