@@ -159,7 +159,8 @@ std::string sbatchScript(const LaunchOptions& opt, const std::vector<std::string
   // The job name also names the script file: it must stay in its folder.
   static const std::regex jobName("[A-Za-z0-9][A-Za-z0-9_.-]*");
   CDL_CHECK(std::regex_match(opt.jobName, jobName), "cdl-launch: --job-name (slurm.job_name) '",
-            opt.jobName, "' must be letters, digits, '_', '.' and '-', starting with a letter or digit");
+            opt.jobName,
+            "' must be letters, digits, '_', '.' and '-', starting with a letter or digit");
   std::ostringstream s;
   s << "#!/bin/bash\n";
   s << directive("--job-name", opt.jobName);
@@ -231,6 +232,25 @@ int failedRankOf(const std::string& line) {
   std::smatch m;
   if (!std::regex_search(line, m, error)) return -1;
   return std::stoi(m[2].str());
+}
+
+int killedRankOf(const std::string& line) {
+  static const std::regex killed(
+      "process rank ([0-9]+) with PID [0-9]+ on node \\S+ exited on signal");
+  std::smatch m;
+  if (!std::regex_search(line, m, killed)) return -1;
+  return std::stoi(m[1].str());
+}
+
+int64_t resumedStepOf(const std::string& line) {
+  static const std::regex resumed("\\[rank 0\\] \\[info\\] resumed from .* \\(step ([0-9]+),");
+  std::smatch m;
+  if (!std::regex_search(line, m, resumed)) return -1;
+  return std::stoll(m[1].str());
+}
+
+double restartDelaySeconds(int restart) {
+  return std::min(30.0, 2.0 * static_cast<double>(int64_t{1} << std::min(restart, 4)));
 }
 
 }  // namespace cdl::launcher

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -8,6 +9,7 @@ namespace cdl::launcher {
 // What cdl-launch was asked to start (flags follow mpirun/torchrun habits).
 struct LaunchOptions {
   int np = 1;                        // ranks in all
+  int maxRestarts = 0;               // Note [Restarts]
   std::string hosts;                 // -H host1:2,host2:2
   std::string hostfile;              // --hostfile, OpenMPI's format
   bool bench = false;                // run cdl-bench instead of cdl-train
@@ -77,5 +79,26 @@ std::vector<std::string> undeclaredCdlVariables();
 // Scans a line of the job's stderr for cdl's error line, "cdl-train: [rank R] ..." (or
 // cdl-bench); returns R or -1.
 int failedRankOf(const std::string& line);
+
+// Scans a line of mpirun's output for a rank that a signal killed ("process rank R with PID P
+// on node N exited on signal S"); returns R or -1. Such a rank failed without a line of its
+// own, and before the errors its loss causes in the others.
+int killedRankOf(const std::string& line);
+
+// Scans a line of the job's output for rank 0's "resumed from ... (step S, ...)"; returns S or
+// -1.
+int64_t resumedStepOf(const std::string& line);
+
+// Note [Restarts]
+// cdl-launch --max-restarts N (local ranks, hosts, the emulated cluster): when the job fails
+// (any status but 0 and cdl-train's 3, "stopped, resumable"), mpirun has already brought every
+// rank down; cdl-launch names the rank that failed first and its error line, waits
+// restartDelaySeconds, and starts the job again with cdl-train --restart, which continues from
+// the newest step every rank holds intact (or starts afresh when some rank holds none). It does
+// so up to N times. Two attempts in a row that fail after resuming from the same step (no
+// progress: the failure repeats there) stop the retries, and cdl-launch says so. The job's own
+// "resumed from" line gives the step each restart continued from, which cdl-launch repeats.
+// The back-off before restart k (0-based): 2, 4, 8, 16, then 30 seconds.
+double restartDelaySeconds(int restart);
 
 }  // namespace cdl::launcher

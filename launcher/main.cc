@@ -1,5 +1,6 @@
 // cdl-launch: starts cdl-train (or cdl-bench) on local ranks, across hosts, on an emulated cluster
 // (cdl-emulate) or as a SLURM batch job, and reports which rank failed first and why.
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 
 #include "core/cli/train_args.h"
 #include "core/config/config.h"
+#include "core/run/stop_signals.h"
 #include "kernels/base/checks.h"
 #include "kernels/base/error.h"
 #include "kernels/base/knobs.h"
@@ -39,16 +41,69 @@ std::string selfDir() {
   return path.substr(0, path.rfind('/'));
 }
 
-// Runs argv, passing its output through; returns its exit status (128 + signal when killed).
-// Remembers the first of cdl's per-rank error lines on the way.
-int runJob(const std::vector<std::string>& argv, int* failedRank, std::string* firstError) {
-  int pipeFd[2];
-  CDL_SYS_CHECK(::pipe(pipeFd), "cdl-launch: cannot start the job");
+// What a job's output said: the rank that failed first and its line (a rank that a signal killed,
+// else the first error line), and the step rank 0 resumed from (-1: none of them).
+struct JobReport {
+  int failedRank = -1;
+  std::string firstError;
+  bool killed = false;  // failedRank died of a signal (mpirun's line), which outranks errors
+  int64_t resumedStep = -1;
+};
+
+// Reads one line of the job's output: what it tells the report.
+void scanLine(const std::string& text, JobReport* report) {
+  const std::string trimmed = text.substr(0, text.find_last_not_of("\r\n") + 1);
+  if (!report->killed) {
+    if (const int k = cdl::launcher::killedRankOf(text); k >= 0) {
+      report->failedRank = k;
+      report->firstError = trimmed;
+      report->killed = true;
+    } else if (const int r = cdl::launcher::failedRankOf(text); r >= 0 && report->failedRank < 0) {
+      report->failedRank = r;
+      report->firstError = trimmed;
+    }
+  }
+  if (report->resumedStep < 0) report->resumedStep = cdl::launcher::resumedStepOf(text);
+}
+
+// The job's standard output or error as it arrives: passed through to ours (`to`) at once, and
+// scanned line by line.
+struct Stream {
+  int fd;
+  FILE* to;
+  std::string partial;
+};
+
+// Reads what is there of s; false at its end.
+bool pump(Stream& s, JobReport* report) {
+  char buf[65536];
+  const ssize_t n = ::read(s.fd, buf, sizeof(buf));
+  if (n < 0 && errno == EINTR) return true;
+  if (n <= 0) {
+    if (!s.partial.empty()) scanLine(s.partial, report);
+    return false;
+  }
+  std::fwrite(buf, 1, static_cast<size_t>(n), s.to);
+  std::fflush(s.to);
+  s.partial.append(buf, static_cast<size_t>(n));
+  for (size_t nl; (nl = s.partial.find('\n')) != std::string::npos;) {
+    scanLine(s.partial.substr(0, nl + 1), report);
+    s.partial.erase(0, nl + 1);
+  }
+  return true;
+}
+
+// Runs argv, passing its output and errors through; returns its exit status (128 + signal when
+// killed). Fills *report on the way.
+int runJob(const std::vector<std::string>& argv, JobReport* report) {
+  int out[2], err[2];
+  CDL_SYS_CHECK(::pipe(out), "cdl-launch: cannot start the job");
+  CDL_SYS_CHECK(::pipe(err), "cdl-launch: cannot start the job");
   child = CDL_SYS_CHECK(::fork(), "cdl-launch: cannot start the job");
   if (child == 0) {
-    ::dup2(pipeFd[1], STDERR_FILENO);
-    ::close(pipeFd[0]);
-    ::close(pipeFd[1]);
+    ::dup2(out[1], STDOUT_FILENO);
+    ::dup2(err[1], STDERR_FILENO);
+    for (int fd : {out[0], out[1], err[0], err[1]}) ::close(fd);
     std::vector<char*> args;
     for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
@@ -56,31 +111,35 @@ int runJob(const std::vector<std::string>& argv, int* failedRank, std::string* f
     std::fprintf(stderr, "cdl-launch: cannot run %s: %s\n", args[0], std::strerror(errno));
     ::_exit(127);
   }
-  ::close(pipeFd[1]);
+  ::close(out[1]);
+  ::close(err[1]);
   struct sigaction sa = {};
   sa.sa_handler = forward;
-  // Restarted reads keep the pipe open until the job has exited: its last words (and mpirun's
+  // Restarted reads keep the pipes open until the job has exited: its last words (and mpirun's
   // clean-up) must not die of SIGPIPE because the launcher got a signal first.
   sa.sa_flags = SA_RESTART;
   ::sigaction(SIGINT, &sa, nullptr);
   ::sigaction(SIGTERM, &sa, nullptr);
-  FILE* in = ::fdopen(pipeFd[0], "r");
-  char* line = nullptr;
-  size_t cap = 0;
-  ssize_t len;
-  while ((len = ::getline(&line, &cap, in)) > 0) {
-    std::fwrite(line, 1, static_cast<size_t>(len), stderr);
-    if (*failedRank < 0) {
-      const std::string text(line, static_cast<size_t>(len));
-      const int r = cdl::launcher::failedRankOf(text);
-      if (r >= 0) {
-        *failedRank = r;
-        *firstError = text.substr(0, text.find_last_not_of("\r\n") + 1);
-      }
+  Stream streams[2] = {{out[0], stdout, {}}, {err[0], stderr, {}}};
+  bool open[2] = {true, true};
+  while (open[0] || open[1]) {
+    pollfd fds[2];
+    nfds_t count = 0;
+    int which[2];
+    for (int k = 0; k < 2; ++k) {
+      if (!open[k]) continue;
+      fds[count] = {streams[k].fd, POLLIN, 0};
+      which[count++] = k;
+    }
+    if (::poll(fds, count, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    for (nfds_t i = 0; i < count; ++i) {
+      if (fds[i].revents != 0) open[which[i]] = pump(streams[which[i]], report);
     }
   }
-  std::free(line);
-  std::fclose(in);
+  for (const Stream& s : streams) ::close(s.fd);
   int status = 0;
   while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
   }
@@ -129,6 +188,9 @@ void addOptions(CLI::App& app, Args& a, std::vector<std::pair<CLI::Option*, bool
   app.add_option("--hostfile", opt.hostfile, "An OpenMPI hostfile");
   app.add_flag("--dry-run", a.dryRun, "Print the command (or the sbatch script) and exit");
   app.add_flag("--bench", opt.bench, "Run cdl-bench (arguments after --) instead of cdl-train");
+  app.add_option("--max-restarts", opt.maxRestarts,
+                 "Start a failed job again up to N times, from the newest step every rank holds")
+      ->check(CLI::Range(0, 1000));
   app.add_option("--program", opt.program, "The executable to run (default: next to cdl-launch)");
   app.add_option("--mpi-arg", opt.mpiArgs, "An argument for mpirun as it is (repeatable)");
   app.add_option("-x,--env", opt.env, "Forward NAME or NAME=VALUE to every rank (repeatable)");
@@ -239,11 +301,58 @@ int submit(Args& a, const std::vector<std::string>& env) {
   if (a.wait) cmd.push_back("--wait");
   cmd.push_back(a.script);
   std::fprintf(stderr, "cdl-launch: %s\n", cdl::launcher::joinCommand(cmd).c_str());
-  int rank = -1;
-  std::string first;
-  const int rc = runJob(cmd, &rank, &first);
+  JobReport report;
+  const int rc = runJob(cmd, &report);
   if (rc != 0) std::fprintf(stderr, "cdl-launch: sbatch exited with status %d\n", rc);
   return rc;
+}
+
+// Runs the job's command `cmd`, and again after a failure up to opt.maxRestarts times (Note
+// [Restarts]); returns the last attempt's status.
+int runWithRestarts(cdl::launcher::LaunchOptions& opt, const std::vector<std::string>& env,
+                    std::vector<std::string> cmd) {
+  int64_t lastResumed = -2;  // the step the last failed attempt resumed from (-1: a fresh start)
+  for (int restart = 0;; ++restart) {
+    std::fprintf(stderr, "cdl-launch: %s\n", cdl::launcher::joinCommand(cmd).c_str());
+    JobReport report;
+    const int rc = runJob(cmd, &report);
+    if (restart > 0 && report.resumedStep >= 0) {
+      std::fprintf(stderr, "cdl-launch: restart %d resumed from step %lld\n", restart,
+                   static_cast<long long>(report.resumedStep));
+    }
+    if (rc == 0 || rc == cdl::core::kExitResumable) return rc;
+    if (report.failedRank >= 0) {
+      std::fprintf(stderr, "cdl-launch: rank %d failed first: %s\n", report.failedRank,
+                   report.firstError.c_str());
+    }
+    std::fprintf(stderr, "cdl-launch: the job exited with status %d\n", rc);
+    if (restart >= opt.maxRestarts) {
+      if (opt.maxRestarts > 0) {
+        std::fprintf(stderr, "cdl-launch: no restarts left (--max-restarts %d)\n", opt.maxRestarts);
+      }
+      return rc;
+    }
+    if (report.resumedStep == lastResumed) {
+      std::fprintf(stderr, "cdl-launch: the job failed twice after %s; not restarting it again\n",
+                   report.resumedStep < 0
+                       ? "starting afresh"
+                       : ("resuming from step " + std::to_string(report.resumedStep)).c_str());
+      return rc;
+    }
+    lastResumed = report.resumedStep;
+    const double delay = cdl::launcher::restartDelaySeconds(restart);
+    std::fprintf(stderr,
+                 "cdl-launch: restart %d of %d in %.0f s, from the newest step every rank holds\n",
+                 restart + 1, opt.maxRestarts, delay);
+    ::usleep(static_cast<useconds_t>(delay * 1e6));
+    if (restart == 0) {
+      opt.args.push_back("--restart");
+      cmd = cdl::launcher::launchCommand(opt, env);
+      if (opt.emulate > 0) {
+        cmd = cdl::launcher::emulateCommand(opt, selfDir() + "/cdl-emulate", cmd);
+      }
+    }
+  }
 }
 
 // Runs the job here (local ranks, hosts, an emulated cluster or inside a SLURM allocation), or
@@ -261,16 +370,7 @@ int runHere(Args& a, const std::vector<std::string>& env) {
     std::printf("%s\n", cdl::launcher::joinCommand(cmd).c_str());
     return 0;
   }
-  std::fprintf(stderr, "cdl-launch: %s\n", cdl::launcher::joinCommand(cmd).c_str());
-  int rank = -1;
-  std::string first;
-  const int rc = runJob(cmd, &rank, &first);
-  if (rc != 0) {
-    if (rank >= 0)
-      std::fprintf(stderr, "cdl-launch: rank %d failed first: %s\n", rank, first.c_str());
-    std::fprintf(stderr, "cdl-launch: the job exited with status %d\n", rc);
-  }
-  return rc;
+  return runWithRestarts(opt, env, cmd);
 }
 
 }  // namespace
@@ -288,6 +388,9 @@ int main(int argc, char** argv) {
                    name.c_str(), knownKnobs().c_str());
     }
     CDL_CHECK(!(a.slurm && opt.emulate > 0), "cdl-launch: --emulate runs here, not with --slurm");
+    CDL_CHECK(opt.maxRestarts == 0 || (!a.slurm && !opt.bench),
+              "cdl-launch: --max-restarts restarts cdl-train jobs run here (not --slurm, whose "
+              "jobs requeue, nor --bench)");
     return a.slurm ? submit(a, env) : runHere(a, env);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());

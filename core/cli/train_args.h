@@ -15,6 +15,7 @@ struct TrainArgs {
   std::string config;
   std::vector<std::string> sets;
   bool resume = false;
+  bool restart = false;
   int64_t stopAfter = 0;
 };
 
@@ -23,6 +24,9 @@ inline void addTrainArgs(CLI::App& app, TrainArgs& a) {
       ->required();
   app.add_option("--set", a.sets, "Override a config key, e.g. --set train.lr=0.05 (repeatable)");
   app.add_flag("--resume", a.resume, "Continue the run from its newest checkpoint");
+  app.add_flag("--restart", a.restart,
+               "Continue the run from the newest step every rank holds, or start it afresh in "
+               "its folder when there is none (what cdl-launch --max-restarts passes)");
   app.add_option("--stop-after", a.stopAfter,
                  "Stop after this many steps, with a checkpoint (continue with --resume)");
 }

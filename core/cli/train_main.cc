@@ -92,6 +92,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   cdl::core::TrainOptions options;
   options.resume = args.resume;
+  options.restart = args.restart;
   options.stopAfterSteps = args.stopAfter;
   options.stopOnSignals = true;  // Note [Stop signals]
   cdl::core::installStopSignals();

@@ -31,6 +31,10 @@ void checkRunFolder(comm::Communicator& c, const std::string& runDir,
   }
 }
 
+bool restartResumes(comm::Communicator& c, const std::vector<int64_t>& steps) {
+  return sumOverRanks(c, {steps.empty() ? 1.0f : 0.0f})[0] == 0;
+}
+
 int64_t commonResumeStep(comm::Communicator& c, const std::string& dir,
                          const std::vector<int64_t>& steps) {
   std::vector<int64_t> intact;

@@ -27,6 +27,11 @@ std::string checkpointFolder(const std::string& runDir);
 void checkRunFolder(comm::Communicator& c, const std::string& runDir,
                     const std::vector<int64_t>& steps, bool resume);
 
+// Collective. A restarted job (cdl-train --restart, which cdl-launch --max-restarts passes):
+// true when every rank holds a checkpoint, so the run resumes; false when some rank holds none,
+// so it starts afresh in its folder (the records written before are dropped).
+bool restartResumes(comm::Communicator& c, const std::vector<int64_t>& steps);
+
 // Collective. The step to resume from: the newest step of which every rank holds an intact
 // checkpoint in dir (checkpointProblem). `steps` are this rank's, oldest first. A newer file that
 // is corrupt is skipped with a warning naming it and what is wrong; when no step is intact on

@@ -453,7 +453,8 @@ TrainResult train(const Config& cfg, const ProcessGrid& grid, const TrainOptions
   result.runDir = runFolder(cfg);
   const std::string ckptDir = checkpointFolder(result.runDir);
   const std::vector<int64_t> steps = checkpointSteps(ckptDir, world.rank());
-  checkRunFolder(world, result.runDir, steps, options.resume);
+  const bool resume = options.resume || (options.restart && restartResumes(world, steps));
+  if (!options.restart) checkRunFolder(world, result.runDir, steps, options.resume);
   makeDirs(ckptDir);
   if (world.rank() == 0) writeFileAtomically(result.runDir + "/config.yaml", toYaml(cfg));
 
@@ -464,10 +465,11 @@ TrainResult train(const Config& cfg, const ProcessGrid& grid, const TrainOptions
   state.worldSize = world.size();
   state.rank = world.rank();
   state.configHash = configHash(cfg);
-  startReplicas(replica, result.runDir, steps, options.resume, state);
+  startReplicas(replica, result.runDir, steps, resume, state);
 
+  // A restart that starts afresh keeps no record of the failed attempt.
   MetricsLog metrics(world, result.runDir + "/metrics.jsonl", options.progressBar, len.totalSteps,
-                     options.resume ? state.step : -1);
+                     resume ? state.step : (options.restart ? 0 : -1));
   metrics.resumeFrom(state);
   metrics.setCdl(parts->cdl != nullptr);
   metrics.setSplit(grid.stages > 1);
@@ -486,8 +488,8 @@ TrainResult train(const Config& cfg, const ProcessGrid& grid, const TrainOptions
                          result,
                          options.keepStepTimes ? &result.stepTimes : nullptr,
                          device};
-  const EpochEndSetup epochEnd{
-      replica, data.test, metrics, cfg.checkpoint, ckptDir, len.totalSteps, stopAfterSteps};
+  const EpochEndSetup epochEnd{replica, data.test,      metrics,       cfg.checkpoint,
+                               ckptDir, len.totalSteps, stopAfterSteps};
   replica.model.train();
   while (state.step < len.totalSteps) {
     if (trainEpoch(epoch, state)) break;

@@ -17,6 +17,9 @@ namespace cdl::core {
 
 struct TrainOptions {
   bool resume = false;  // continue from this rank's newest checkpoint in the run folder
+  // A restarted job: resume when every rank holds a checkpoint, else start afresh in the run
+  // folder (restartResumes).
+  bool restart = false;
   // > 0: stop once this many steps are done, after writing a checkpoint (an interruption that
   // --resume continues, e.g. at the end of a time-limited allocation).
   int64_t stopAfterSteps = 0;

@@ -107,7 +107,8 @@ TEST(MpirunCommand, HostsHostfilesAndPassThroughArguments) {
   o.hostfile = "/nonexistent/hostfile";
   EXPECT_THROW(mpirunCommand(o, {}), Error);
   // A hostfile's lines follow the same rules: host [slots=N], comments and blank lines.
-  const std::string good = ::testing::TempDir() + "/hosts.good", bad = ::testing::TempDir() + "/hosts.bad";
+  const std::string good = ::testing::TempDir() + "/hosts.good",
+                    bad = ::testing::TempDir() + "/hosts.bad";
   std::ofstream(good) << "# cluster\nnode1 slots=2\n\nnode2 slots=2 max_slots=4  # spare\n";
   std::ofstream(bad) << "node1 slots=2\n--mca x\n";
   o.hostfile = good;
@@ -216,6 +217,23 @@ TEST(FailedRank, FindsCdlsErrorLinesOnly) {
   EXPECT_EQ(failedRankOf("[1,0]<stderr>:cdl-bench: [rank 12] bad size"), 12);
   EXPECT_EQ(failedRankOf("[rank 0] [info] step 50"), -1);
   EXPECT_EQ(failedRankOf("MPI_ABORT was invoked on rank 0"), -1);
+}
+
+// Note [Restarts]: what cdl-launch reads off a failed attempt and how long it waits.
+TEST(Restarts, KilledRanksResumedStepsAndTheBackOff) {
+  EXPECT_EQ(killedRankOf("mpirun noticed that process rank 2 with PID 0 on node vm exited on "
+                         "signal 9 (Killed)."),
+            2);
+  EXPECT_EQ(killedRankOf("cdl-train: [rank 1] timed out"), -1);
+  EXPECT_EQ(
+      resumedStepOf("[12:00:00.000] [rank 0] [info] resumed from /r/ckpt-0000000040.rank0.ckpt "
+                    "(step 40, epoch 1)"),
+      40);
+  EXPECT_EQ(resumedStepOf("[12:00:00.000] [rank 1] [info] resumed from /r/x (step 40, epoch 1)"),
+            -1);
+  EXPECT_EQ(resumedStepOf("[rank 0] [info] step 40/64"), -1);
+  const double want[] = {2, 4, 8, 16, 30, 30};
+  for (int k = 0; k < 6; ++k) EXPECT_EQ(restartDelaySeconds(k), want[k]) << k;
 }
 
 TEST(Knobs, DeclaredKnobsAreForwardedAndTyposAreReportedNotForwarded) {
