@@ -154,7 +154,7 @@ std::string sbatchScript(const LaunchOptions& opt, const std::vector<std::string
     CDL_CHECK(value.find_first_of("\n\r\t \"'$`\\") == std::string::npos, "cdl-launch: ", flag,
               " (", key, ") '", value,
               "' holds a space, quote or other character sbatch cannot take");
-    return "#SBATCH " + flag + "=" + value + "\n";
+    return "#SBATCH " + flag + (value.empty() ? "" : "=" + value) + "\n";
   };
   // The job name also names the script file: it must stay in its folder.
   static const std::regex jobName("[A-Za-z0-9][A-Za-z0-9_.-]*");
@@ -170,6 +170,13 @@ std::string sbatchScript(const LaunchOptions& opt, const std::vector<std::string
   if (!opt.partition.empty()) s << directive("--partition", opt.partition);
   if (!opt.account.empty()) s << directive("--account", opt.account);
   if (!opt.output.empty()) s << directive("--output", opt.output);
+  CDL_CHECK(opt.signalBefore >= 0, "cdl-launch: --signal-before ", opt.signalBefore,
+            " must be >= 0 seconds");
+  CDL_CHECK(!opt.requeue || !opt.bench,
+            "cdl-launch: --requeue requeues cdl-train jobs, not --bench");
+  if (opt.signalBefore > 0)
+    s << directive("--signal", "B:USR1@" + std::to_string(opt.signalBefore));
+  if (opt.requeue) s << directive("--requeue", "") << directive("--open-mode", "append");
   s << "set -euo pipefail\n";
   if (!opt.workDir.empty()) s << "cd " << shellQuote(opt.workDir) << "\n";
   for (const std::string& e : cdlEnv) {
@@ -185,13 +192,38 @@ std::string sbatchScript(const LaunchOptions& opt, const std::vector<std::string
       s << "export " << e << "\n";
     }
   }
-  const std::string prog = joinCommand(programCommand(opt));
+  const std::string prog = joinCommand(programCommand(opt)) + " \"${restart[@]}\"";
+  s << "restart=()\n";
+  if (opt.requeue) {
+    s << "if [ \"${SLURM_RESTART_COUNT:-0}\" -gt 0 ]; then\n"
+      << "  echo \"cdl-launch: job $SLURM_JOB_ID requeued ($SLURM_RESTART_COUNT): continuing from "
+         "the newest step every rank holds\"\n"
+      << "  restart=(--restart)\n"
+      << "fi\n";
+  }
   s << "if srun --mpi=list 2>&1 | grep -q pmix; then\n"
-    << "  exec srun --mpi=pmix " << prog << "\n"
+    << "  srun --mpi=pmix " << prog << " &\n"
     << "else\n"
-    << "  exec mpirun --bind-to none " << (opt.runAsRoot ? "--allow-run-as-root " : "")
-    << joinCommand(opt.mpiArgs) << (opt.mpiArgs.empty() ? "" : " ") << prog << "\n"
-    << "fi\n";
+    << "  mpirun --bind-to none " << (opt.runAsRoot ? "--allow-run-as-root " : "")
+    << joinCommand(opt.mpiArgs) << (opt.mpiArgs.empty() ? "" : " ") << prog << " &\n"
+    << "fi\n"
+    << "step=$!\n"
+    << "# SLURM's signal ahead of the time limit reaches this shell: the ranks stop with a "
+       "checkpoint.\n"
+    << "trap 'kill -USR1 \"$step\" 2>/dev/null || true' USR1\n"
+    << "while :; do\n"
+    << "  status=0\n"
+    << "  wait \"$step\" || status=$?\n"
+    << "  kill -0 \"$step\" 2>/dev/null || break\n"
+    << "done\n";
+  if (opt.requeue) {
+    s << "if [ \"$status\" -eq 3 ]; then\n"
+      << "  echo \"cdl-launch: the ranks stopped with a checkpoint; requeueing job "
+         "$SLURM_JOB_ID\"\n"
+      << "  scontrol requeue \"$SLURM_JOB_ID\"\n"
+      << "fi\n";
+  }
+  s << "exit \"$status\"\n";
   return s.str();
 }
 

@@ -33,6 +33,10 @@ struct LaunchOptions {
   int tasksPerNode = 0;  // 0: np / nodes
   std::string time = "01:00:00", partition, account, jobName = "cdl", output;
   std::string workDir;  // the job's working folder (the submit folder by default)
+  // Note [SLURM stops]: SIGUSR1 to the batch shell this many seconds before the time limit (0:
+  // none), and a stopped job requeues itself.
+  int signalBefore = 120;
+  bool requeue = false;
 };
 
 // A word as the shell reads it back unchanged: single-quoted unless it is made only of characters
@@ -64,8 +68,20 @@ std::vector<std::string> launchCommand(const LaunchOptions& opt,
 // The program and its arguments (what every rank runs).
 std::vector<std::string> programCommand(const LaunchOptions& opt);
 
+// Note [SLURM stops]
+// A cdl-train job under SLURM asks for SIGUSR1 ahead of its time limit (--signal=B:USR1@S,
+// cdl-launch --signal-before S): the batch shell runs the ranks' step in the background and
+// passes the signal on to srun or mpirun, which forward it to every rank, which stop after the
+// same step with a checkpoint (Note [Stop signals]) and exit with status 3. With --requeue the
+// script then requeues its job (scontrol requeue) instead of ending it, and the requeued run, which
+// SLURM_RESTART_COUNT marks, continues with cdl-train --restart from the newest step every rank
+// holds; the output file is appended to, and each run says that it was requeued, and cdl-train
+// from which step it resumed. A preemption's SIGTERM reaches the ranks directly, with the same
+// effect.
+
 // An sbatch script that runs the program on opt.nodes x tasks-per-node tasks with srun (PMIx) when
-// the cluster offers it, else mpirun inside the allocation. Every user string is quoted.
+// the cluster offers it, else mpirun inside the allocation (Note [SLURM stops]). Every user string
+// is quoted.
 std::string sbatchScript(const LaunchOptions& opt, const std::vector<std::string>& cdlEnv);
 
 // The declared CDL_* knobs (Note [Knobs]) set in this process's environment, as NAME=VALUE: what

@@ -220,6 +220,12 @@ void addOptions(CLI::App& app, Args& a, std::vector<std::pair<CLI::Option*, bool
                                     "SLURM: output file pattern, e.g. cdl-%j.out (slurm.output)"),
                      &a.output);
   app.add_option("--script", a.script, "SLURM: where to write the sbatch script");
+  app.add_option("--signal-before", a.opt.signalBefore,
+                 "SLURM: SIGUSR1 this many seconds before the time limit, which stops the ranks "
+                 "with a checkpoint (0: none)")
+      ->check(CLI::Range(0, 86400));
+  app.add_flag("--requeue", a.opt.requeue,
+               "SLURM: a job stopped so requeues itself and continues from its checkpoint");
 }
 
 // Parses the command line into a; returns an exit status when cdl-launch is to stop (--help or

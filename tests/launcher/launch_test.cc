@@ -193,6 +193,24 @@ TEST(SbatchScript, RunsTheProgramWithExactlyItsArgumentsThroughSrun) {
   std::system(("rm -rf " + dir).c_str());
 }
 
+// Note [SLURM stops]: the signal ahead of the limit, and the requeue of a stopped job.
+TEST(SbatchScript, AsksForTheStopSignalAndRequeuesAStoppedJob) {
+  LaunchOptions o = trainOptions();
+  std::string script = sbatchScript(o, {});
+  EXPECT_NE(script.find("#SBATCH --signal=B:USR1@120\n"), std::string::npos);
+  EXPECT_EQ(script.find("--requeue"), std::string::npos);
+  EXPECT_NE(script.find("trap 'kill -USR1 \"$step\""), std::string::npos);
+  o.signalBefore = 0;
+  o.requeue = true;
+  script = sbatchScript(o, {});
+  EXPECT_EQ(script.find("--signal"), std::string::npos);
+  EXPECT_NE(script.find("#SBATCH --requeue\n#SBATCH --open-mode=append\n"), std::string::npos);
+  EXPECT_NE(script.find("scontrol requeue \"$SLURM_JOB_ID\""), std::string::npos);
+  EXPECT_NE(script.find("restart=(--restart)"), std::string::npos);
+  o.bench = true;
+  EXPECT_THROW(sbatchScript(o, {}), Error);
+}
+
 TEST(SbatchScript, RefusesDirectivesSbatchCannotTake) {
   LaunchOptions o = trainOptions();
   o.jobName = "my job";

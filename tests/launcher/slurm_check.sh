@@ -262,4 +262,46 @@ job bad --set data.path="$tmp/nowhere" --set log.runs_dir="$tmp/runs-bad"
 grep -q "cdl-train: \[rank [01]\].*not found" "$tmp"/bad-*.out 2>/dev/null ||
   { show bad; fail "the failing job's output does not name the rank and its error"; }
 log "failing job: cdl-launch exited $rc in $((SECONDS - start)) s"
+
+# 6. Stopped and requeued (Note [SLURM stops]): SIGUSR1 to the batch shell, as SLURM sends it
+# ahead of the time limit, stops the ranks with a checkpoint; the job requeues itself and its
+# requeued run ends exactly as an uninterrupted one.
+start=$SECONDS
+sets=(--set data.dataset=synthetic --set train.epochs=20 --set log.every_steps=2
+  --set checkpoint.every_steps=0 --set comm.codec=qsgd:bits=4)
+records() {
+  grep '"kind":"step"' "$1/metrics.jsonl" |
+    sed -E 's/"ms":\{[^}]*\},?//; s/"(samples_per_s|wall_s)":[^,}]*,?//g'
+}
+"$launch" -np 2 "$config" -- "${sets[@]}" --set log.runs_dir="$tmp/runs-whole" \
+  >"$tmp/whole.log" 2>&1 || { cat "$tmp/whole.log" >&2; fail "the uninterrupted local run failed"; }
+rq=$("$launch" --slurm -np 2 --nodes 1 --time 10 --requeue --job-name cdl-requeue \
+  --output "$tmp/requeue-%j.out" --script "$tmp/requeue.sbatch" "$config" -- "${sets[@]}" \
+  --set log.runs_dir="$tmp/runs-rq" 2>"$tmp/requeue.err") ||
+  { cat "$tmp/requeue.err" >&2; fail "submitting the requeue job failed"; }
+rq=${rq%%;*}
+grep -q "^#SBATCH --signal=B:USR1@120$" "$tmp/requeue.sbatch" || fail "no --signal in the script"
+metrics=$tmp/runs-rq/fmnist_mlp/metrics.jsonl
+for _ in $(seq 120); do
+  [ -f "$metrics" ] && [ "$(grep -c '"kind":"step"' "$metrics")" -ge 20 ] && break
+  sleep 0.5
+done
+[ -f "$metrics" ] || { cat "$tmp"/requeue-*.out >&2; daemon_logs; fail "the requeue job never trained"; }
+scancel --signal=USR1 --batch "$rq"
+for _ in $(seq 360); do
+  [ -f "$tmp/runs-rq/fmnist_mlp/summary.json" ] && [ -z "$(squeue -h -j "$rq" 2>/dev/null)" ] && break
+  sleep 0.5
+done
+out=$tmp/requeue-$rq.out
+[ -f "$tmp/runs-rq/fmnist_mlp/summary.json" ] ||
+  { cat "$out" >&2; daemon_logs; fail "the requeued job did not finish"; }
+for want in "stopping after this step with a checkpoint" \
+  "cdl-launch: the ranks stopped with a checkpoint; requeueing job $rq" \
+  "cdl-launch: job $rq requeued (1): continuing from the newest step" "resumed from .*(step "; do
+  grep -q "$want" "$out" || { cat "$out" >&2; fail "the requeued job's output lacks: $want"; }
+done
+diff <(records "$tmp/runs-whole/fmnist_mlp") <(records "$tmp/runs-rq/fmnist_mlp") >"$tmp/rq.diff" ||
+  { cat "$tmp/rq.diff" >&2; fail "the requeued run's step records differ from the uninterrupted run's"; }
+from=$(sed -n 's/.*resumed from .*(step \([0-9]*\),.*/\1/p' "$out" | head -n 1)
+log "SIGUSR1 to job $rq: stopped at step $from with a checkpoint, requeued, resumed exactly in $((SECONDS - start)) s"
 log "ok"
