@@ -34,7 +34,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 [ "$(id -u)" -eq 0 ] || skip "not root: this single-node cluster runs its daemons as root"
 
-# 2. The cluster. munged wants its socket folder (and the folders above) searchable by all.
+# 2. The cluster (credentials expire after 15 s, not 120: a requeued job waits that long before
+# it starts again). munged wants its socket folder (and the folders above) searchable by all.
 chmod 755 "$tmp"
 mkdir -p "$tmp/munge" "$tmp/state" "$tmp/spool" "$tmp/log" "$tmp/jobtmp"
 chmod 755 "$tmp/munge"
@@ -137,7 +138,7 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$munge_socket
+AuthInfo=socket=$munge_socket,cred_expire=15
 StateSaveLocation=$tmp/state
 SlurmdSpoolDir=$tmp/spool
 TmpFS=$tmp/jobtmp
