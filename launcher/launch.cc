@@ -139,6 +139,50 @@ std::vector<std::string> launchCommand(const LaunchOptions& opt,
   return cmd;
 }
 
+namespace {
+
+// The part of an sbatch script that runs the ranks (Note [SLURM stops]): their step in the
+// background, the stop signal passed on to it, the requeue of a stopped job; the script's status
+// is the step's.
+std::string jobBody(const LaunchOptions& opt) {
+  std::ostringstream s;
+  const std::string prog = joinCommand(programCommand(opt)) + " \"${restart[@]}\"";
+  s << "restart=()\n";
+  if (opt.requeue) {
+    s << "if [ \"${SLURM_RESTART_COUNT:-0}\" -gt 0 ]; then\n"
+      << "  echo \"cdl-launch: job $SLURM_JOB_ID requeued ($SLURM_RESTART_COUNT): continuing from "
+         "the newest step every rank holds\"\n"
+      << "  restart=(--restart)\n"
+      << "fi\n";
+  }
+  s << "if srun --mpi=list 2>&1 | grep -q pmix; then\n"
+    << "  srun --mpi=pmix " << prog << " &\n"
+    << "else\n"
+    << "  mpirun --bind-to none " << (opt.runAsRoot ? "--allow-run-as-root " : "")
+    << joinCommand(opt.mpiArgs) << (opt.mpiArgs.empty() ? "" : " ") << prog << " &\n"
+    << "fi\n"
+    << "step=$!\n"
+    << "# SLURM's signal ahead of the time limit reaches this shell: the ranks stop with a "
+       "checkpoint.\n"
+    << "trap 'kill -USR1 \"$step\" 2>/dev/null || true' USR1\n"
+    << "while :; do\n"
+    << "  status=0\n"
+    << "  wait \"$step\" || status=$?\n"
+    << "  kill -0 \"$step\" 2>/dev/null || break\n"
+    << "done\n";
+  if (opt.requeue) {
+    s << "if [ \"$status\" -eq 3 ]; then\n"
+      << "  echo \"cdl-launch: the ranks stopped with a checkpoint; requeueing job "
+         "$SLURM_JOB_ID\"\n"
+      << "  scontrol requeue \"$SLURM_JOB_ID\"\n"
+      << "fi\n";
+  }
+  s << "exit \"$status\"\n";
+  return s.str();
+}
+
+}  // namespace
+
 std::string sbatchScript(const LaunchOptions& opt, const std::vector<std::string>& cdlEnv) {
   CDL_CHECK(opt.nodes >= 1, "cdl-launch: --nodes ", opt.nodes, ", must be >= 1");
   const int perNode =
@@ -192,38 +236,7 @@ std::string sbatchScript(const LaunchOptions& opt, const std::vector<std::string
       s << "export " << e << "\n";
     }
   }
-  const std::string prog = joinCommand(programCommand(opt)) + " \"${restart[@]}\"";
-  s << "restart=()\n";
-  if (opt.requeue) {
-    s << "if [ \"${SLURM_RESTART_COUNT:-0}\" -gt 0 ]; then\n"
-      << "  echo \"cdl-launch: job $SLURM_JOB_ID requeued ($SLURM_RESTART_COUNT): continuing from "
-         "the newest step every rank holds\"\n"
-      << "  restart=(--restart)\n"
-      << "fi\n";
-  }
-  s << "if srun --mpi=list 2>&1 | grep -q pmix; then\n"
-    << "  srun --mpi=pmix " << prog << " &\n"
-    << "else\n"
-    << "  mpirun --bind-to none " << (opt.runAsRoot ? "--allow-run-as-root " : "")
-    << joinCommand(opt.mpiArgs) << (opt.mpiArgs.empty() ? "" : " ") << prog << " &\n"
-    << "fi\n"
-    << "step=$!\n"
-    << "# SLURM's signal ahead of the time limit reaches this shell: the ranks stop with a "
-       "checkpoint.\n"
-    << "trap 'kill -USR1 \"$step\" 2>/dev/null || true' USR1\n"
-    << "while :; do\n"
-    << "  status=0\n"
-    << "  wait \"$step\" || status=$?\n"
-    << "  kill -0 \"$step\" 2>/dev/null || break\n"
-    << "done\n";
-  if (opt.requeue) {
-    s << "if [ \"$status\" -eq 3 ]; then\n"
-      << "  echo \"cdl-launch: the ranks stopped with a checkpoint; requeueing job "
-         "$SLURM_JOB_ID\"\n"
-      << "  scontrol requeue \"$SLURM_JOB_ID\"\n"
-      << "fi\n";
-  }
-  s << "exit \"$status\"\n";
+  s << jobBody(opt);
   return s.str();
 }
 

@@ -134,7 +134,8 @@ int main(int argc, char** argv) {
         spdlog::info("stopped at step {} with a checkpoint; continue with --resume", r.steps);
       }
     }
-    if (r.stopRanks > 0) status = cdl::core::kExitResumable;
+    // A stop voted at the run's last step leaves nothing to resume: the run finished.
+    if (r.stopRanks > 0 && !r.finished) status = cdl::core::kExitResumable;
     comm.reset();
     endWorld();
   } catch (const cdl::Error& e) {
