@@ -183,8 +183,9 @@ bool voteToStop(const Replica& r, TrainResult& result) {
 }
 
 // Collective. Trains the rest of epoch state.epoch, writing step records and the checkpoints due
-// within it. Returns true when --stop-after stopped the run before the epoch's last step (after
-// a checkpoint); false at the epoch's last step, whose evaluation and checkpoint come next.
+// within it. Returns true when --stop-after or a stop signal (Note [Stop signals]) stopped the run
+// before the epoch's last step (after a checkpoint); false at the epoch's last step, whose
+// evaluation and checkpoint come next.
 bool trainEpoch(const EpochSetup& e, TrainState& state) {
   const Config& cfg = e.cfg;
   const comm::Communicator& c = e.step.replica.comm;
