@@ -10,9 +10,12 @@
 #include "comm/codec/spec.h"
 #include "kernels/base/bytes.h"
 #include "tests/support/error_of.h"
+#include "tests/support/gradient_like.h"
 
 namespace cdl::comm {
 namespace {
+
+using test::gradientLike;
 
 const char* const kSpecs[] = {"none",
                               "fp16",
@@ -21,14 +24,6 @@ const char* const kSpecs[] = {"none",
                               "qsgd:bits=2,rounding=nearest,entropy=none",
                               "qsgd:bits=8,bucket=64",
                               "topk:density=0.05"};
-
-std::vector<float> gradientLike(int64_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 0.01f);
-  std::vector<float> x(static_cast<size_t>(n));
-  for (auto& v : x) v = normal(rng);
-  return x;
-}
 
 TEST(CodecBatch, ABatchGivesTheBytesAndResidualsOfItsChunksOneByOne) {
   const std::vector<int64_t> sizes = {0, 1, 1000, 4096, 33333};

@@ -12,18 +12,12 @@
 #include "kernels/base/error.h"
 #include "kernels/rng.h"
 #include "tests/support/error_of.h"
+#include "tests/support/gradient_like.h"
 
 namespace cdl::comm {
 namespace {
 
-std::vector<float> gradientLike(int64_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::exponential_distribution<float> expo(20.0f);
-  std::vector<float> x(static_cast<size_t>(n));
-  for (auto& v : x) v = (rng() & 1) ? normal(rng) * 0.01f : (rng() & 2 ? 1.0f : -1.0f) * expo(rng);
-  return x;
-}
+using test::gradientLike;
 
 struct Case {
   std::string spec;

@@ -17,41 +17,12 @@
 #include "kernels/histogram.h"
 #include "kernels/quantize.h"
 #include "kernels/rng.h"
+#include "tests/kernels/cuda/device_buffer.h"
 
 namespace cdl::kernels {
 namespace {
 
-// Device memory with room for `offset` leading bytes, so that tests can pass misaligned
-// pointers the way a caller slicing a larger buffer would.
-template <typename T>
-class DeviceBuffer {
- public:
-  explicit DeviceBuffer(size_t count, size_t offsetBytes = 0) : offset_(offsetBytes) {
-    CDL_CUDA_CHECK(cudaMalloc(&base_, count * sizeof(T) + offsetBytes + 16));
-  }
-  ~DeviceBuffer() { cudaFree(base_); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-
-  T* get() { return reinterpret_cast<T*>(static_cast<char*>(base_) + offset_); }
-
-  void upload(const std::vector<T>& v) {
-    if (!v.empty()) {
-      CDL_CUDA_CHECK(cudaMemcpy(get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
-    }
-  }
-  std::vector<T> download(size_t count) {
-    std::vector<T> v(count);
-    if (count > 0) {
-      CDL_CUDA_CHECK(cudaMemcpy(v.data(), get(), count * sizeof(T), cudaMemcpyDeviceToHost));
-    }
-    return v;
-  }
-
- private:
-  void* base_ = nullptr;
-  size_t offset_;
-};
+using test::DeviceBuffer;
 
 std::vector<float> gradientLike(int64_t n, uint64_t seed) {
   std::mt19937_64 rng(seed);
@@ -71,13 +42,11 @@ void expectBitIdentical(const std::vector<T>& gpu, const std::vector<T>& cpu, co
   }
 }
 
-class QuantizeCudaTest : public ::testing::Test {
+class QuantizeCudaTest : public test::CudaTest {
  protected:
   void SetUp() override {
-    if (!cuda::cudaDeviceAvailable()) {
-      GTEST_SKIP() << "no CUDA device visible (cudaGetDeviceCount found none); the CUDA kernels "
-                      "are built and linked on this machine but can only run on a GPU";
-    }
+    test::CudaTest::SetUp();
+    if (IsSkipped()) return;
     CDL_CUDA_CHECK(cudaStreamCreate(&stream_));
   }
   void TearDown() override {

@@ -12,19 +12,14 @@
 #include "comm/codec/spec.h"
 #include "tests/kernels/cuda/device_buffer.h"
 #include "tests/support/error_of.h"
+#include "tests/support/gradient_like.h"
 
 namespace cdl::comm {
 namespace {
 
-using test::DeviceBuffer;
+using test::gradientLike;
 
-std::vector<float> gradientLike(int64_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 0.01f);
-  std::vector<float> x(static_cast<size_t>(n));
-  for (auto& v : x) v = normal(rng);
-  return x;
-}
+using test::DeviceBuffer;
 
 // Runs without a GPU: a host batch given to the device entry point is the host codec's.
 TEST(DeviceBatchOnHost, AHostPlaceIsTheHostBatch) {

@@ -19,19 +19,17 @@
 #include "kernels/rng.h"
 #include "tests/kernels/cuda/device_buffer.h"
 #include "tests/support/error_of.h"
+#include "tests/support/gradient_like.h"
 
 namespace cdl::comm {
 namespace {
 
 using test::DeviceBuffer;
 
+// Gradient-like data whose first 40 values are zeros: zero buckets and exact zeros, which the
+// quantizer and the casts treat specially.
 std::vector<float> gradientLike(int64_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::exponential_distribution<float> expo(20.0f);
-  std::vector<float> x(static_cast<size_t>(n));
-  for (auto& v : x) v = (rng() & 1) ? normal(rng) * 0.01f : (rng() & 2 ? 1.0f : -1.0f) * expo(rng);
-  // Zero buckets and exact zeros, which the quantizer and the casts treat specially.
+  std::vector<float> x = test::gradientLike(n, seed);
   for (int64_t i = 0; i < n && i < 40; ++i) x[static_cast<size_t>(i)] = 0.0f;
   return x;
 }
