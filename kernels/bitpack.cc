@@ -130,14 +130,14 @@ CDL_TARGET_CLONES void unpackDispatch(const uint8_t* in, int64_t n, int bits, ui
   }
 }
 
-void checkArgs(const char* what, const void* src, int64_t n, int bits, const void* dst) {
+}  // namespace
+
+void checkBitpackArgs(const char* what, const void* src, int64_t n, int bits, const void* dst) {
   CDL_CHECK(bits >= 1 && bits <= 8, what, ": bits = ", bits, ", must be in 1..8");
   CDL_CHECK(n >= 0, what, ": element count ", n, " is negative");
   CDL_CHECK(n == 0 || (src != nullptr && dst != nullptr), what, ": null buffer for ", n,
             " symbols");
 }
-
-}  // namespace
 
 size_t packedBytes(int64_t n, int bits) {
   CDL_CHECK(bits >= 1 && bits <= 8, "packedBytes: bits = ", bits, ", must be in 1..8");
@@ -147,12 +147,12 @@ size_t packedBytes(int64_t n, int bits) {
 }
 
 void packBits(const uint8_t* sym, int64_t n, int bits, uint8_t* out) {
-  checkArgs("packBits", sym, n, bits, out);
+  checkBitpackArgs("packBits", sym, n, bits, out);
   if (n > 0) packDispatch(sym, n, bits, out);
 }
 
 void unpackBits(const uint8_t* in, int64_t n, int bits, uint8_t* sym) {
-  checkArgs("unpackBits", in, n, bits, sym);
+  checkBitpackArgs("unpackBits", in, n, bits, sym);
   if (n > 0) unpackDispatch(in, n, bits, sym);
 }
 

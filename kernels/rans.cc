@@ -29,23 +29,14 @@ void checkOptions(const RansOptions& opt) {
             "rans: logBlock = ", opt.logBlock, ", must be in ", kMinLogBlock, "..", kMaxLogBlock);
 }
 
-size_t writeHeader(uint8_t* out, Mode mode, int arg, int logBlock, int alphabetM1) {
-  out[0] = mode;
-  out[1] = static_cast<uint8_t>(arg);
-  out[2] = static_cast<uint8_t>(logBlock);
-  out[3] = static_cast<uint8_t>(alphabetM1);
-  return kHeaderBytes;
-}
+using detail::blockCount;
+using detail::writeStreamHeader;
 
 // Smallest k with 2^k >= v.
 int ceilLog2(uint64_t v) {
   int k = 0;
   while ((uint64_t{1} << k) < v) ++k;
   return k;
-}
-
-uint64_t blockCount(int64_t n, int logBlock) {
-  return n == 0 ? 0 : ((static_cast<uint64_t>(n) - 1) >> logBlock) + 1;
 }
 
 // Writes the rans form of sym into out when it takes at most `limit` bytes; returns its size, or 0
@@ -55,7 +46,7 @@ size_t encodeRans(const uint8_t* sym, int64_t n, const uint16_t* freq, int alpha
   const uint64_t blocks = blockCount(n, logBlock);
   const uint64_t tableEnd = kHeaderBytes + 2 * uint64_t(alphabet) + 4 * blocks;
   if (tableEnd > limit) return 0;
-  size_t pos = writeHeader(out, kRans, probBits, logBlock, alphabet - 1);
+  size_t pos = writeStreamHeader(out, kRans, probBits, logBlock, alphabet - 1);
   for (int s = 0; s < alphabet; ++s, pos += 2) storeLE<uint16_t>(out + pos, freq[s]);
   uint8_t* table = out + pos;
   pos = static_cast<size_t>(tableEnd);
@@ -149,6 +140,45 @@ int checkStream(const uint8_t* in, size_t len, int64_t n, int maxAlphabet, bool 
 
 namespace detail {
 
+uint64_t blockCount(int64_t n, int logBlock) {
+  return n == 0 ? 0 : ((static_cast<uint64_t>(n) - 1) >> logBlock) + 1;
+}
+
+size_t writeStreamHeader(uint8_t* out, RansMode mode, int arg, int logBlock, int alphabetM1) {
+  out[0] = mode;
+  out[1] = static_cast<uint8_t>(arg);
+  out[2] = static_cast<uint8_t>(logBlock);
+  out[3] = static_cast<uint8_t>(alphabetM1);
+  return kHeaderBytes;
+}
+
+RansPlan planRans(const uint64_t* hist, int64_t n, const RansOptions& opt) {
+  RansPlan p;
+  int distinct = 0;
+  int maxSym = 0;
+  for (int s = 0; s < 256; ++s) {
+    if (hist[s] > 0) {
+      ++distinct;
+      maxSym = s;
+    }
+  }
+  if (distinct == 1) {
+    p.mode = kModeConstant;
+    p.symbol = maxSym;
+    return p;
+  }
+  p.width = std::max(1, ceilLog2(uint64_t(maxSym) + 1));
+  p.packedBytes = kHeaderBytes + packedBytes(n, p.width);
+  p.alphabet = maxSym + 1;
+  p.probBits = std::max(opt.probBits, ceilLog2(uint64_t(distinct)));
+  normalizeFrequencies(hist, p.alphabet, p.probBits, p.freq);
+  const double fixed =
+      kHeaderBytes + 2.0 * p.alphabet + double(blockCount(n, opt.logBlock)) * (4 + kRansStateBytes);
+  const double estimate = fixed + modelBits(hist, p.freq, p.alphabet, p.probBits) / 8;
+  p.mode = estimate < double(p.packedBytes) ? kModeRans : kModePacked;
+  return p;
+}
+
 int checkStreamHeader(const uint8_t* head, size_t len, int maxAlphabet) {
   CDL_CHECK(len >= kHeaderBytes, "rans stream: ", len, " bytes, shorter than its ", kHeaderBytes,
             "-byte header");
@@ -239,44 +269,28 @@ size_t ransEncode(const uint8_t* sym, int64_t n, uint8_t* out, size_t capacity,
   CDL_CHECK(out != nullptr && (sym != nullptr || n == 0), "rans: null buffer for ", n, " symbols");
   CDL_CHECK(capacity >= bound, "rans: output capacity ", capacity, " is below the ", bound,
             " bytes that ransMaxEncodedBytes gives for ", n, " symbols");
-  if (n == 0) return writeHeader(out, kConstant, 0, 0, 0);
+  if (n == 0) return writeStreamHeader(out, kConstant, 0, 0, 0);
 
   uint64_t hist[256];
   if (counts != nullptr) {
     std::memcpy(hist, counts, sizeof(hist));
+    uint64_t sum = 0;
+    for (int s = 0; s < 256; ++s) sum += hist[s];
+    CDL_CHECK(sum == static_cast<uint64_t>(n), "rans: the given counts add up to ", sum, ", not ",
+              n);
   } else {
     histogram(sym, n, hist);
   }
-  uint64_t sum = 0;
-  int distinct = 0;
-  int maxSym = 0;
-  for (int s = 0; s < 256; ++s) {
-    sum += hist[s];
-    if (hist[s] > 0) {
-      ++distinct;
-      maxSym = s;
-    }
-  }
-  CDL_CHECK(sum == static_cast<uint64_t>(n), "rans: the given counts add up to ", sum, ", not ", n);
-  if (distinct == 1) return writeHeader(out, kConstant, maxSym, 0, 0);
-
-  const int width = std::max(1, ceilLog2(uint64_t(maxSym) + 1));
-  const size_t packed = kHeaderBytes + packedBytes(n, width);
-  const int alphabet = maxSym + 1;
-  const int probBits = std::max(opt.probBits, ceilLog2(uint64_t(distinct)));
-  uint16_t freq[256];
-  detail::normalizeFrequencies(hist, alphabet, probBits, freq);
-  const double fixed = kHeaderBytes + 2.0 * alphabet +
-                       double(blockCount(n, opt.logBlock)) * (4 + detail::kRansStateBytes);
-  const double estimate = fixed + detail::modelBits(hist, freq, alphabet, probBits) / 8;
-  if (estimate < double(packed)) {
+  const detail::RansPlan p = detail::planRans(hist, n, opt);
+  if (p.mode == kConstant) return writeStreamHeader(out, kConstant, p.symbol, 0, 0);
+  if (p.mode == kRans) {
     const size_t bytes =
-        encodeRans(sym, n, freq, alphabet, probBits, opt.logBlock, out, packed - 1);
+        encodeRans(sym, n, p.freq, p.alphabet, p.probBits, opt.logBlock, out, p.packedBytes - 1);
     if (bytes > 0) return bytes;
   }
-  const size_t pos = writeHeader(out, kPacked, width, 0, 0);
-  packBits(sym, n, width, out + pos);
-  return pos + packedBytes(n, width);
+  const size_t pos = writeStreamHeader(out, kPacked, p.width, 0, 0);
+  packBits(sym, n, p.width, out + pos);
+  return p.packedBytes;
 }
 
 void ransDecode(const uint8_t* in, size_t len, int64_t n, uint8_t* sym, int maxAlphabet) {

@@ -20,6 +20,26 @@ constexpr int kMinLogBlock = 8;
 constexpr int kMaxLogBlock = 30;
 constexpr int kMaxProbBits = 15;
 
+// Blocks of 2^logBlock symbols that n symbols take.
+uint64_t blockCount(int64_t n, int logBlock);
+
+// How ransEncode codes n >= 1 symbols of histogram `hist`, decided alike by the CPU and GPU coders
+// (Note [Interleaved rANS stream]): constant when one symbol value occurs; else rans when the
+// frequency model predicts it smaller than the packed form (the coder still falls back to packed
+// when the real size is not smaller), else packed.
+struct RansPlan {
+  RansMode mode = kModePacked;
+  int symbol = 0;          // constant: the symbol
+  int width = 0;           // packed: bits per symbol
+  size_t packedBytes = 0;  // the packed stream's size, header included
+  int alphabet = 0;        // rans: the table's symbols, their frequencies and precision
+  int probBits = 0;
+  uint16_t freq[256] = {};
+};
+RansPlan planRans(const uint64_t* hist, int64_t n, const RansOptions& opt);
+// Writes a stream's 4-byte header (mode, its argument, and for rans logBlock and alphabet - 1).
+size_t writeStreamHeader(uint8_t* out, RansMode mode, int arg, int logBlock, int alphabetM1);
+
 // The stream checks that the CPU and GPU decoders share; each throws cdl::Error saying what is
 // wrong, worded alike on both. `head` holds a stream's first bytes (at least its header, and for
 // a rans stream its frequency table, or the whole stream when it is shorter); len is the stream's

@@ -40,28 +40,29 @@ void Codec::encodeChunk(EncodeChunk& c, const LayerRate& rate) const {
   for (int64_t i = 0; i < c.n; ++i) c.residual[i] = c.x[i] - c.residual[i];
 }
 
-void Codec::encodeBatch(EncodeChunk* chunks, size_t count, const LayerRate& rate,
-                        const BufferPlace& place) const {
-  requireHost(*this, place, "encode");
+void forEachChunk(const Codec& codec, size_t count, const std::string& where,
+                  const std::function<void(size_t)>& fn) {
   for (size_t i = 0; i < count; ++i) {
     try {
-      encodeChunk(chunks[i], rate);
+      fn(i);
     } catch (const Error& e) {
-      CDL_THROW(name(), ": chunk ", i, " of ", count, ": ", errorBody(e.what()));
+      CDL_THROW(codec.name(), ": chunk ", i, " of ", count, where, ": ", errorBody(e.what()));
     }
   }
 }
 
+void Codec::encodeBatch(EncodeChunk* chunks, size_t count, const LayerRate& rate,
+                        const BufferPlace& place) const {
+  requireHost(*this, place, "encode");
+  forEachChunk(*this, count, "", [&](size_t i) { encodeChunk(chunks[i], rate); });
+}
+
 void Codec::decodeBatch(const DecodeChunk* chunks, size_t count, const BufferPlace& place) const {
   requireHost(*this, place, "decode");
-  for (size_t i = 0; i < count; ++i) {
+  forEachChunk(*this, count, "", [&](size_t i) {
     const DecodeChunk& c = chunks[i];
-    try {
-      decode(c.in, c.len, c.out, c.n, c.accumulate);
-    } catch (const Error& e) {
-      CDL_THROW(name(), ": chunk ", i, " of ", count, ": ", errorBody(e.what()));
-    }
-  }
+    decode(c.in, c.len, c.out, c.n, c.accumulate);
+  });
 }
 
 std::unique_ptr<Codec> makeCodec(CodecId id) {

@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -62,6 +63,13 @@ struct DecodeChunk {
 // a batch in device memory goes through comm/codec/cuda (the GPU codecs, which write the same
 // bytes), and given here it is an error naming the codec and the device. A failure names the
 // chunk's index; chunks before it are complete, the failed one's output is unspecified.
+
+class Codec;
+
+// Runs fn(i) for each chunk i of a batch of `count` (Note [Codec batches]); a failure becomes one
+// error "<codec>: chunk i of count<where>: <what>".
+void forEachChunk(const Codec& codec, size_t count, const std::string& where,
+                  const std::function<void(size_t)>& fn);
 
 // Turns a flat fp32 buffer into a self-describing payload (Note [Payload wire format]) and back.
 // Codecs hold no state between calls and may be shared by threads.

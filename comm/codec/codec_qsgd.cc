@@ -11,6 +11,7 @@
 
 #include "comm/codec/codecs.h"
 #include "comm/codec/spec.h"
+#include "kernels/base/bytes.h"
 #include "kernels/base/error.h"
 #include "kernels/bitpack.h"
 #include "kernels/histogram.h"
@@ -94,14 +95,7 @@ class QsgdCodec : public Codec {
       kernels::packBits(sym, n, rate.bits, stream);
       streamBytes = kernels::packedBytes(n, rate.bits);
     }
-    PayloadHeader h;
-    h.codec = CodecId::kQsgd;
-    h.numel = static_cast<uint64_t>(n);
-    h.bits = static_cast<uint8_t>(rate.bits);
-    h.rounding = static_cast<uint8_t>(rate.rounding);
-    h.entropy = static_cast<uint8_t>(rate.entropy);
-    h.bucket = static_cast<uint32_t>(rate.bucket);
-    h.bodyBytes = scales.size() * 4 + streamBytes;
+    const PayloadHeader h = qsgdHeader(n, rate, scales.size() * 4 + streamBytes);
     writeHeader(h, out);
     return kHeaderBytes + h.bodyBytes;
   }
@@ -109,20 +103,10 @@ class QsgdCodec : public Codec {
 
 void QsgdCodec::decodeBody(const PayloadHeader& h, const uint8_t* body, float* out, int64_t n,
                            bool accumulate) const {
-  CDL_CHECK(h.bits >= 1 && h.bits <= 8, "qsgd payload: bits = ", int(h.bits));
-  CDL_CHECK(h.bucket >= 1 && h.bucket <= (1u << 30), "qsgd payload: bucket = ", h.bucket);
-  CDL_CHECK(h.rounding <= 1 && h.entropy <= 1 && h.arg == 0,
-            "qsgd payload: bad rounding, entropy or argument field");
-  const int64_t nb = kernels::numBuckets(n, h.bucket);
+  const int64_t nb = checkQsgdPayload(h, body, n);
   const uint64_t scaleBytes = 4 * static_cast<uint64_t>(nb);
-  CDL_CHECK(h.bodyBytes >= scaleBytes, "qsgd payload: body of ", h.bodyBytes, " bytes cannot hold ",
-            nb, " scales");
   std::vector<float> scales(static_cast<size_t>(nb));
   if (nb > 0) std::memcpy(scales.data(), body, scaleBytes);
-  for (int64_t b = 0; b < nb; ++b) {
-    CDL_CHECK(std::isfinite(scales[b]) && scales[b] >= 0.0f, "qsgd payload: scale of bucket ", b,
-              " is ", scales[b]);
-  }
   const uint8_t* stream = body + scaleBytes;
   const size_t streamBytes = h.bodyBytes - scaleBytes;
   const int alphabet = static_cast<int>(kernels::quantIntervals(h.bits)) + 1;
@@ -142,6 +126,34 @@ void QsgdCodec::decodeBody(const PayloadHeader& h, const uint8_t* body, float* o
 }
 
 }  // namespace
+
+PayloadHeader qsgdHeader(int64_t n, const LayerRate& rate, uint64_t bodyBytes) {
+  PayloadHeader h;
+  h.codec = CodecId::kQsgd;
+  h.numel = static_cast<uint64_t>(n);
+  h.bits = static_cast<uint8_t>(rate.bits);
+  h.rounding = static_cast<uint8_t>(rate.rounding);
+  h.entropy = static_cast<uint8_t>(rate.entropy);
+  h.bucket = static_cast<uint32_t>(rate.bucket);
+  h.bodyBytes = bodyBytes;
+  return h;
+}
+
+int64_t checkQsgdPayload(const PayloadHeader& h, const uint8_t* body, int64_t n) {
+  CDL_CHECK(h.bits >= 1 && h.bits <= 8, "qsgd payload: bits = ", int(h.bits));
+  CDL_CHECK(h.bucket >= 1 && h.bucket <= (1u << 30), "qsgd payload: bucket = ", h.bucket);
+  CDL_CHECK(h.rounding <= 1 && h.entropy <= 1 && h.arg == 0,
+            "qsgd payload: bad rounding, entropy or argument field");
+  const int64_t nb = kernels::numBuckets(n, h.bucket);
+  CDL_CHECK(h.bodyBytes >= 4 * static_cast<uint64_t>(nb), "qsgd payload: body of ", h.bodyBytes,
+            " bytes cannot hold ", nb, " scales");
+  for (int64_t b = 0; b < nb; ++b) {
+    const float scale = loadLE<float>(body + 4 * b);
+    CDL_CHECK(std::isfinite(scale) && scale >= 0.0f, "qsgd payload: scale of bucket ", b, " is ",
+              scale);
+  }
+  return nb;
+}
 
 CodecEntry qsgdCodecEntry() {
   std::vector<RateKey> keys = {{"bits",

@@ -61,17 +61,10 @@ int blocksFor(int64_t n) {
   return static_cast<int>(std::clamp<int64_t>((groups + kThreads - 1) / kThreads, 1, kMaxBlocks));
 }
 
-void checkArgs(const char* what, const void* src, int64_t n, int bits, const void* dst) {
-  CDL_CHECK(bits >= 1 && bits <= 8, what, ": bits = ", bits, ", must be in 1..8");
-  CDL_CHECK(n >= 0, what, ": element count ", n, " is negative");
-  CDL_CHECK(n == 0 || (src != nullptr && dst != nullptr), what, ": null buffer for ", n,
-            " symbols");
-}
-
 }  // namespace
 
 void packBits(const uint8_t* sym_dev, int64_t n, int bits, uint8_t* out_dev, cudaStream_t stream) {
-  checkArgs("cuda::packBits", sym_dev, n, bits, out_dev);
+  checkBitpackArgs("cuda::packBits", sym_dev, n, bits, out_dev);
   if (n == 0) return;
   packKernel<<<blocksFor(n), kThreads, 0, stream>>>(sym_dev, n, bits, out_dev);
   CDL_CUDA_CHECK(cudaGetLastError());
@@ -79,7 +72,7 @@ void packBits(const uint8_t* sym_dev, int64_t n, int bits, uint8_t* out_dev, cud
 
 void unpackBits(const uint8_t* in_dev, int64_t n, int bits, uint8_t* sym_dev, int limit,
                 int64_t* firstBad_dev, cudaStream_t stream) {
-  checkArgs("cuda::unpackBits", in_dev, n, bits, sym_dev);
+  checkBitpackArgs("cuda::unpackBits", in_dev, n, bits, sym_dev);
   if (firstBad_dev != nullptr) {
     CDL_CUDA_CHECK(cudaMemsetAsync(firstBad_dev, 0xff, sizeof(int64_t), stream));
   }

@@ -16,22 +16,15 @@
 namespace cdl::kernels::cuda {
 namespace {
 
-// The stream's modes and sizes (Note [Interleaved rANS stream]).
-enum Mode : uint8_t { kPacked = 0, kRans = 1, kConstant = 2 };
-constexpr size_t kHeaderBytes = 4;
+using kernels::detail::blockCount;
+using kernels::detail::kModeConstant;
+using kernels::detail::kModePacked;
+using kernels::detail::kModeRans;
+constexpr size_t kHeaderBytes = kernels::detail::kStreamHeaderBytes;
 
-int ceilLog2(uint64_t v) {
-  int k = 0;
-  while ((uint64_t{1} << k) < v) ++k;
-  return k;
-}
-
-uint64_t blockCount(int64_t n, int logBlock) {
-  return n == 0 ? 0 : ((static_cast<uint64_t>(n) - 1) >> logBlock) + 1;
-}
-
-size_t writeHeader(uint8_t* out_dev, Mode mode, int arg, cudaStream_t stream) {
-  const uint8_t h[kHeaderBytes] = {mode, static_cast<uint8_t>(arg), 0, 0};
+size_t writeHeader(uint8_t* out_dev, kernels::detail::RansMode mode, int arg, cudaStream_t stream) {
+  uint8_t h[kHeaderBytes];
+  kernels::detail::writeStreamHeader(h, mode, arg, 0, 0);
   copyToDevice(out_dev, h, kHeaderBytes, stream);
   return kHeaderBytes;
 }
@@ -70,10 +63,7 @@ size_t encodeRans(const uint8_t* sym_dev, int64_t n, const uint16_t* freq, int a
   if (total > limit) return 0;
 
   std::vector<uint8_t> head(kHeaderBytes + 2 * size_t(alphabet));
-  head[0] = kRans;
-  head[1] = static_cast<uint8_t>(probBits);
-  head[2] = static_cast<uint8_t>(logBlock);
-  head[3] = static_cast<uint8_t>(alphabet - 1);
+  kernels::detail::writeStreamHeader(head.data(), kModeRans, probBits, logBlock, alphabet - 1);
   for (int s = 0; s < alphabet; ++s) storeLE<uint16_t>(head.data() + kHeaderBytes + 2 * s, freq[s]);
   copyToDevice(out_dev, head.data(), head.size(), stream);
   detail::writeBlocks(words.as<uint16_t>(), states.as<uint32_t>(), sizes.as<uint32_t>(),
@@ -91,7 +81,7 @@ size_t ransEncode(const uint8_t* sym_dev, int64_t n, uint8_t* out_dev, size_t ca
             "cuda::ransEncode: null buffer for ", n, " symbols");
   CDL_CHECK(capacity >= bound, "cuda::ransEncode: output capacity ", capacity, " is below the ",
             bound, " bytes that ransMaxEncodedBytes gives for ", n, " symbols");
-  if (n == 0) return writeHeader(out_dev, kConstant, 0, stream);
+  if (n == 0) return writeHeader(out_dev, kModeConstant, 0, stream);
 
   uint64_t hist[256];
   {
@@ -99,34 +89,18 @@ size_t ransEncode(const uint8_t* sym_dev, int64_t n, uint8_t* out_dev, size_t ca
     histogram(sym_dev, n, counts.as<uint64_t>(), stream);
     copyToHost(hist, counts.as<uint64_t>(), sizeof(hist), stream);
   }
-  int distinct = 0;
-  int maxSym = 0;
-  for (int s = 0; s < 256; ++s) {
-    if (hist[s] > 0) {
-      ++distinct;
-      maxSym = s;
-    }
-  }
-  if (distinct == 1) return writeHeader(out_dev, kConstant, maxSym, stream);
-
-  // From here on the CPU's own decisions (kernels/rans.cc, ransEncode) on the same counts.
-  const int width = std::max(1, ceilLog2(uint64_t(maxSym) + 1));
-  const size_t packed = kHeaderBytes + packedBytes(n, width);
-  const int alphabet = maxSym + 1;
-  const int probBits = std::max(opt.probBits, ceilLog2(uint64_t(distinct)));
-  uint16_t freq[256];
-  kernels::detail::normalizeFrequencies(hist, alphabet, probBits, freq);
-  const double fixed = kHeaderBytes + 2.0 * alphabet +
-                       double(blockCount(n, opt.logBlock)) * (4 + kernels::detail::kRansStateBytes);
-  const double estimate = fixed + kernels::detail::modelBits(hist, freq, alphabet, probBits) / 8;
+  // The CPU's own decisions (kernels/rans.cc, ransEncode) on the same counts.
+  const kernels::detail::RansPlan p = kernels::detail::planRans(hist, n, opt);
+  if (p.mode == kModeConstant) return writeHeader(out_dev, kModeConstant, p.symbol, stream);
   size_t bytes = 0;
-  if (estimate < double(packed)) {
-    bytes =
-        encodeRans(sym_dev, n, freq, alphabet, probBits, opt.logBlock, out_dev, packed - 1, stream);
+  if (p.mode == kModeRans) {
+    bytes = encodeRans(sym_dev, n, p.freq, p.alphabet, p.probBits, opt.logBlock, out_dev,
+                       p.packedBytes - 1, stream);
   }
   if (bytes == 0) {
-    bytes = writeHeader(out_dev, kPacked, width, stream) + packedBytes(n, width);
-    packBits(sym_dev, n, width, out_dev + kHeaderBytes, stream);
+    writeHeader(out_dev, kModePacked, p.width, stream);
+    packBits(sym_dev, n, p.width, out_dev + kHeaderBytes, stream);
+    bytes = p.packedBytes;
   }
   CDL_CUDA_CHECK(cudaStreamSynchronize(stream));
   return bytes;

@@ -2,6 +2,7 @@
 // staging.
 #include <cuda_runtime_api.h>
 
+#include <string>
 #include <vector>
 
 #include "comm/codec/cuda/device_codec.h"
@@ -58,20 +59,15 @@ void encodeBatch(const Codec& codec, EncodeChunk* chunks, size_t count, const La
   if (place.memory == BufferMemory::kHost) return codec.encodeBatch(chunks, count, rate, place);
   const cudaStream_t stream = streamOf(place);
   const bool device = hasDeviceCodec(codec.id());
-  for (size_t i = 0; i < count; ++i) {
+  forEachChunk(codec, count, " on cuda:" + std::to_string(place.device), [&](size_t i) {
     EncodeChunk& c = chunks[i];
-    try {
-      if (device) {
-        c.bytes = encode(codec.id(), c.x, c.n, rate, c.roundingKey, c.out, c.capacity, stream,
-                         c.residual);
-      } else {
-        encodeStaged(codec, c, rate, stream);
-      }
-    } catch (const Error& e) {
-      CDL_THROW(codec.name(), ": chunk ", i, " of ", count, " on cuda:", place.device, ": ",
-                errorBody(e.what()));
+    if (device) {
+      c.bytes =
+          encode(codec.id(), c.x, c.n, rate, c.roundingKey, c.out, c.capacity, stream, c.residual);
+    } else {
+      encodeStaged(codec, c, rate, stream);
     }
-  }
+  });
 }
 
 void decodeBatch(const Codec& codec, const DecodeChunk* chunks, size_t count,
@@ -79,19 +75,14 @@ void decodeBatch(const Codec& codec, const DecodeChunk* chunks, size_t count,
   if (place.memory == BufferMemory::kHost) return codec.decodeBatch(chunks, count, place);
   const cudaStream_t stream = streamOf(place);
   const bool device = hasDeviceCodec(codec.id());
-  for (size_t i = 0; i < count; ++i) {
+  forEachChunk(codec, count, " on cuda:" + std::to_string(place.device), [&](size_t i) {
     const DecodeChunk& c = chunks[i];
-    try {
-      if (device) {
-        decode(c.in, c.len, c.out, c.n, c.accumulate, stream);
-      } else {
-        decodeStaged(codec, c, stream);
-      }
-    } catch (const Error& e) {
-      CDL_THROW(codec.name(), ": chunk ", i, " of ", count, " on cuda:", place.device, ": ",
-                errorBody(e.what()));
+    if (device) {
+      decode(c.in, c.len, c.out, c.n, c.accumulate, stream);
+    } else {
+      decodeStaged(codec, c, stream);
     }
-  }
+  });
 }
 
 }  // namespace cdl::comm::cuda

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "comm/codec/codecs.h"
 #include "comm/codec/cuda/device_codec_internal.h"
 #include "comm/codec/cuda/staging.h"
 #include "kernels/base/bytes.h"
@@ -50,21 +51,6 @@ void quantizeInto(const float* x_dev, int64_t n, const LayerRate& rate, uint64_t
   }
 }
 
-// The CPU decoder's checks of the header fields and of the scales (read from the host copy).
-void checkBody(const PayloadHeader& h, const uint8_t* body_host, int64_t nb) {
-  CDL_CHECK(h.bits >= 1 && h.bits <= 8, "qsgd payload: bits = ", int(h.bits));
-  CDL_CHECK(h.bucket >= 1 && h.bucket <= (1u << 30), "qsgd payload: bucket = ", h.bucket);
-  CDL_CHECK(h.rounding <= 1 && h.entropy <= 1 && h.arg == 0,
-            "qsgd payload: bad rounding, entropy or argument field");
-  CDL_CHECK(h.bodyBytes >= 4 * static_cast<uint64_t>(nb), "qsgd payload: body of ", h.bodyBytes,
-            " bytes cannot hold ", nb, " scales");
-  for (int64_t b = 0; b < nb; ++b) {
-    const float scale = loadLE<float>(body_host + 4 * b);
-    CDL_CHECK(std::isfinite(scale) && scale >= 0.0f, "qsgd payload: scale of bucket ", b, " is ",
-              scale);
-  }
-}
-
 // Symbols of the body's packed form, checked against the alphabet as the CPU does.
 void unpackChecked(const uint8_t* stream_dev, size_t streamBytes, int64_t n, int bits, int alphabet,
                    uint8_t* sym_dev, cudaStream_t stream) {
@@ -98,22 +84,14 @@ size_t encodeQsgd(const float* x_dev, int64_t n, const LayerRate& rate, uint64_t
     kernels::cuda::packBits(sym.as<uint8_t>(), n, rate.bits, symbols, stream);
     streamBytes = kernels::packedBytes(n, rate.bits);
   }
-  PayloadHeader h;
-  h.codec = CodecId::kQsgd;
-  h.numel = static_cast<uint64_t>(n);
-  h.bits = static_cast<uint8_t>(rate.bits);
-  h.rounding = static_cast<uint8_t>(rate.rounding);
-  h.entropy = static_cast<uint8_t>(rate.entropy);
-  h.bucket = static_cast<uint32_t>(rate.bucket);
-  h.bodyBytes = scaleBytes + streamBytes;
+  const PayloadHeader h = qsgdHeader(n, rate, scaleBytes + streamBytes);
   sealPayload(h, out_dev, stream);
   return kHeaderBytes + h.bodyBytes;
 }
 
 void decodeQsgd(const PayloadHeader& h, const uint8_t* body_dev, const uint8_t* body_host,
                 float* out_dev, int64_t n, bool accumulate, cudaStream_t stream) {
-  const int64_t nb = kernels::numBuckets(n, h.bucket == 0 ? 1 : h.bucket);
-  checkBody(h, body_host, nb);
+  const int64_t nb = checkQsgdPayload(h, body_host, n);
   const size_t scaleBytes = 4 * static_cast<size_t>(nb);
   const uint8_t* stream_dev = body_dev + scaleBytes;
   const size_t streamBytes = static_cast<size_t>(h.bodyBytes) - scaleBytes;
