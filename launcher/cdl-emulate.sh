@@ -220,11 +220,24 @@ echo "$prog: $nodes nodes on $br ($subnet.0/24), $rate per link each way$delayTe
 # mpirun runs in the background so that a signal to this script reaches it (and so its ranks)
 # before the clean-up rather than after.
 # The exit status is mpirun's, or 128 + the signal that stopped the job.
+# A signalled mpirun that has not ended within 5 s (it waits for a node it cannot reach: Note [A
+# job that does not end] in launcher/launch.h) is killed; the clean-up then ends what ran on
+# the nodes.
 "${cmd[@]}" &
-job=$! signaled=""
-trap 'signaled=130; kill -TERM $job 2>/dev/null' INT
-trap 'signaled=143; kill -TERM $job 2>/dev/null' TERM
-while kill -0 "$job" 2>/dev/null; do wait "$job"; done
+job=$! signaled="" since=""
+trap 'signaled=130 since=$SECONDS; kill -TERM $job 2>/dev/null' INT
+trap 'signaled=143 since=$SECONDS; kill -TERM $job 2>/dev/null' TERM
+while kill -0 "$job" 2>/dev/null; do
+  if [ -z "$since" ]; then
+    wait "$job"
+  elif [ $((SECONDS - since)) -ge 5 ]; then
+    echo "$prog: mpirun has not ended 5 s after the signal; killing it" >&2
+    kill -KILL "$job" 2>/dev/null
+    break
+  else
+    sleep 0.2
+  fi
+done
 wait "$job"
 rc=$?
 exit "${signaled:-$rc}"

@@ -117,4 +117,15 @@ int64_t resumedStepOf(const std::string& line);
 // The back-off before restart k (0-based): 2, 4, 8, 16, then 30 seconds.
 double restartDelaySeconds(int restart);
 
+// Note [A job that does not end]
+// When a rank fails, mpirun normally brings the others down within a second or two. It cannot
+// when a node is cut off (a link down): it waits for that node's daemon, which it can no longer
+// reach, for as long as TCP takes to give up (many minutes), although every rank has already
+// ended (each names the collective and the ranks it waited for, Note [Peer status]). So once a
+// rank's error line has come, cdl-launch gives the job kAbortGraceSeconds to end, then sends it
+// SIGTERM, and SIGKILL kAbortGraceSeconds later; it says which it did. The job's exit status is
+// then 128 + the signal, and --max-restarts treats it as any failure. cdl-emulate does the same
+// to its mpirun when it gets SIGTERM, then kills whatever still runs on its nodes.
+inline constexpr double kAbortGraceSeconds = 5.0;
+
 }  // namespace cdl::launcher

@@ -20,6 +20,7 @@
 #include "core/config/config.h"
 #include "core/run/stop_signals.h"
 #include "kernels/base/checks.h"
+#include "kernels/base/clock.h"
 #include "kernels/base/error.h"
 #include "kernels/base/knobs.h"
 #include "launcher/launch.h"
@@ -93,6 +94,47 @@ bool pump(Stream& s, JobReport* report) {
   return true;
 }
 
+// Note [A job that does not end]: after a rank's error line, the job (child) gets
+// kAbortGraceSeconds to end, then SIGTERM, then SIGKILL.
+struct Ending {
+  cdl::Clock::time_point since{};  // when the failure was first seen
+  int signals = 0;                 // sent so far
+  bool reaped = false;
+  int status = 0;
+
+  // True once the job has exited (its status reaped here): processes it left behind may hold
+  // its output open, so its end, not the pipes', ends the wait.
+  bool watch(const JobReport& report) {
+    if (since == cdl::Clock::time_point{}) since = cdl::Clock::now();
+    if (::waitpid(child, &status, WNOHANG) == child) return reaped = true;
+    const double waited = cdl::secondsSince(since);
+    if (signals < 2 && waited >= cdl::launcher::kAbortGraceSeconds * (signals + 1)) {
+      const int sig = signals == 0 ? SIGTERM : SIGKILL;
+      std::fprintf(stderr,
+                   "cdl-launch: the job has not ended %.0f s after rank %d failed (a node may be "
+                   "cut off); sending it %s\n",
+                   waited, report.failedRank, sig == SIGTERM ? "SIGTERM" : "SIGKILL");
+      std::fflush(stderr);
+      ::kill(child, sig);
+      ++signals;
+    }
+    return false;
+  }
+};
+
+// Passes on what the job wrote before it ended, for at most a second: what it left behind may
+// keep the pipes open.
+void drain(Stream (&streams)[2], bool (&open)[2], JobReport* report) {
+  const cdl::Clock::time_point t0 = cdl::Clock::now();
+  for (int k = 0; k < 2; ++k) {
+    while (open[k] && cdl::secondsSince(t0) < 1.0) {
+      pollfd pfd{streams[k].fd, POLLIN, 0};
+      if (::poll(&pfd, 1, 100) <= 0) break;
+      open[k] = pump(streams[k], report);
+    }
+  }
+}
+
 // Runs argv, passing its output and errors through; returns its exit status (128 + signal when
 // killed). Fills *report on the way.
 int runJob(const std::vector<std::string>& argv, JobReport* report) {
@@ -122,6 +164,7 @@ int runJob(const std::vector<std::string>& argv, JobReport* report) {
   ::sigaction(SIGTERM, &sa, nullptr);
   Stream streams[2] = {{out[0], stdout, {}}, {err[0], stderr, {}}};
   bool open[2] = {true, true};
+  Ending ending;
   while (open[0] || open[1]) {
     pollfd fds[2];
     nfds_t count = 0;
@@ -131,17 +174,22 @@ int runJob(const std::vector<std::string>& argv, JobReport* report) {
       fds[count] = {streams[k].fd, POLLIN, 0};
       which[count++] = k;
     }
-    if (::poll(fds, count, -1) < 0) {
-      if (errno == EINTR) continue;
-      break;
-    }
-    for (nfds_t i = 0; i < count; ++i) {
+    // Once a rank has failed, the job is watched (Note [A job that does not end]).
+    const int ready = ::poll(fds, count, report->failedRank < 0 ? -1 : 200);
+    if (ready < 0 && errno != EINTR) break;
+    for (nfds_t i = 0; ready > 0 && i < count; ++i) {
       if (fds[i].revents != 0) open[which[i]] = pump(streams[which[i]], report);
+    }
+    if (report->failedRank >= 0 && ending.watch(*report)) {  // the job itself has ended
+      drain(streams, open, report);
+      break;
     }
   }
   for (const Stream& s : streams) ::close(s.fd);
-  int status = 0;
-  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  int status = ending.status;
+  if (!ending.reaped) {
+    while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+    }
   }
   child = -1;
   if (WIFEXITED(status)) return WEXITSTATUS(status);
@@ -192,8 +240,11 @@ void addOptions(CLI::App& app, Args& a, std::vector<std::pair<CLI::Option*, bool
                  "Start a failed job again up to N times, from the newest step every rank holds")
       ->check(CLI::Range(0, 1000));
   app.add_option("--program", opt.program, "The executable to run (default: next to cdl-launch)");
-  app.add_option("--mpi-arg", opt.mpiArgs, "An argument for mpirun as it is (repeatable)");
-  app.add_option("-x,--env", opt.env, "Forward NAME or NAME=VALUE to every rank (repeatable)");
+  // One value per use: a repeatable option must not swallow the config that follows it.
+  app.add_option("--mpi-arg", opt.mpiArgs, "An argument for mpirun as it is (repeatable)")
+      ->allow_extra_args(false);
+  app.add_option("-x,--env", opt.env, "Forward NAME or NAME=VALUE to every rank (repeatable)")
+      ->allow_extra_args(false);
   app.add_option("--emulate", opt.emulate,
                  "Emulate N nodes here: network namespaces on a bridge with shaped links (root; "
                  "-np defaults to N and must be a multiple of it)")

@@ -60,7 +60,11 @@ bool Work::waitUntilDone(std::chrono::duration<double> timeout) {
 
 void Work::wait(std::chrono::duration<double> timeout) {
   if (waitUntilDone(timeout)) return;
-  const std::string who = missing();
+  std::string who = missing();
+  if (explain_) {
+    const std::string peers = explain_();
+    who += (who.empty() || peers.empty() ? "" : "; ") + peers;
+  }
   abandon();
   CDL_THROW(what_, " did not complete within ", timeout.count(), " s",
             who.empty() ? std::string() : " (" + who + ")",

@@ -38,6 +38,10 @@ class Work {
   // Marks the operation done; the first call wins.
   void finish(std::exception_ptr error = nullptr);
 
+  // Sets what a timed-out wait asks for the ranks it waits for, beside missing(): a transport
+  // that can ask its peers (Note [Peer status]) sets it when it issues the operation.
+  void explainMissingWith(std::function<std::string()> explain) { explain_ = std::move(explain); }
+
   // Gives up on an operation that will not be waited for again (wait() calls it when it times
   // out): it fails everyone still waiting, and a transport that cannot take its requests back
   // makes sure nothing touches their buffers any more (Note [Abandoned MPI operations]). The
@@ -73,6 +77,7 @@ class Work {
   bool waitUntilDone(std::chrono::duration<double> timeout);  // false: still in flight
 
   std::string what_;
+  std::function<std::string()> explain_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool done_ = false;

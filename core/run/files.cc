@@ -175,6 +175,18 @@ void faultPoint(const char* point, int64_t step) {
       std::fflush(stderr);
       ::kill(::getpid(), SIGTERM);
     }
+    if (f.point == std::string("stop-") + point) {
+      std::fprintf(stderr, "[rank %d] CDL_FAULT: SIGSTOP at %s of step %lld\n", f.rank, point,
+                   static_cast<long long>(step));
+      std::fflush(stderr);
+      ::kill(::getpid(), SIGSTOP);
+    }
+    if (f.point == std::string("hang-") + point) {
+      std::fprintf(stderr, "[rank %d] CDL_FAULT: hanging at %s of step %lld\n", f.rank, point,
+                   static_cast<long long>(step));
+      std::fflush(stderr);
+      while (true) ::pause();
+    }
   }
 }
 

@@ -60,7 +60,9 @@ std::string freeSpace(const std::string& path);
 // still be in flight; "checkpoint-write" halfway through writing step STEP's checkpoint, before
 // its rename; "after-rename" once that checkpoint is renamed into place, before the ranks
 // confirm it. The rank raises SIGKILL on itself there; at term-POINT it sends itself SIGTERM
-// instead (Note [Stop signals]), and goes on. CDL_FAULT may list several faults, separated by
+// instead (Note [Stop signals]), and goes on; at stop-POINT it stops itself with SIGSTOP, and at
+// hang-POINT its thread sleeps for ever while the process lives on (a deadlocked data loader),
+// the two stalls of Note [Peer status]. CDL_FAULT may list several faults, separated by
 // commas. Unset, a fault point costs a comparison.
 void faultPoint(const char* point, int64_t step);
 

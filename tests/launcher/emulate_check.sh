@@ -6,7 +6,9 @@
 #     ranks really talk over them; with netem in the kernel, a small allreduce at --latency 20ms
 #     takes at least the one-way delay;
 #  3. SIGTERM to cdl-launch in the middle of a run stops it with a failure status;
-#  4. every run removes its namespaces, links, folder and processes.
+#  4. a link taken down in the middle of a 3-node run ends every rank within CDL_COMM_TIMEOUT + 5 s,
+#     each naming the collective and the ranks it waited for, and cdl-launch ends the job;
+#  5. every run removes its namespaces, links, folder and processes.
 source "$(dirname "$0")/../support/check.sh"
 set +e  # each step's status is checked where it matters
 launch=$1 config=$2
@@ -110,7 +112,49 @@ noteRun term
 [ "$rc" -ne 137 ] || fail "cdl-launch did not stop within 300 s of SIGTERM"
 log "SIGTERM: cdl-launch exited $rc in $((SECONDS - start)) s"
 
-# 4. Nothing left behind (namespaces go with their clean-up; allow the kernel a moment).
+# 4. A link taken down in the middle of training (Note [Peer status], Note [A job that does not
+# end]): every rank ends within CDL_COMM_TIMEOUT + 5 s naming the collective and the ranks it
+# waited for (node 2's rank 1, whose output can no longer reach mpirun, in its --output-filename
+# file), and cdl-launch ends the job that mpirun cannot.
+limit=5
+CDL_COMM_TIMEOUT=$limit timeout -s KILL 300 "$launch" --emulate 3 --bandwidth 1gbit \
+  --mpi-arg --output-filename --mpi-arg "$tmp/link-ranks" "$config" -- \
+  --set data.dataset=synthetic --set train.epochs=1000 --set log.runs_dir="$tmp/link" \
+  >"$tmp/link.out" 2>"$tmp/link.err" &
+job=$!
+for _ in $(seq 600); do
+  cat "$tmp"/link.* | grep -q "] step [0-9]*/" && break
+  kill -0 "$job" 2>/dev/null || break
+  sleep 0.1
+done
+cat "$tmp"/link.* | grep -q "] step [0-9]*/" || { cat "$tmp"/link.*; fail "the run to cut did not start"; }
+noteRun link
+mapfile -t ranks < <(for p in $(pgrep -x cdl-train); do
+  tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q "$tmp/link" && echo "$p"; done)
+[ ${#ranks[@]} -eq 3 ] || fail "found ${#ranks[@]} ranks of the run to cut, expected 3"
+ip link set "cdl${ids[-1]}h2" down || fail "cannot take node 2's link down"
+down=$(date +%s%N)
+# A rank has ended once it is gone or a zombie (its daemon may not reap it).
+running() { local p; for p in "${ranks[@]}"; do ps -o stat= -p "$p" 2>/dev/null | grep -qv Z && echo "$p"; done; }
+while [ -n "$(running)" ] && [ $(( ($(date +%s%N) - down) / 1000000 )) -lt 60000 ]; do sleep 0.05; done
+ended_ms=$(( ($(date +%s%N) - down) / 1000000 ))
+[ -z "$(running)" ] || fail "ranks $(running | tr '\n' ' ')still run 60 s after the link went down"
+rc=0
+wait "$job" || rc=$?
+[ "$rc" -ne 0 ] || fail "cdl-launch exited 0 after a link went down"
+[ "$rc" -ne 137 ] || fail "cdl-launch did not end within 300 s of the link going down"
+log "link down: every rank ended ${ended_ms} ms after it (the limit: $((limit + 5)) s)," \
+  "cdl-launch $(( ($(date +%s%N) - down) / 1000000 )) ms after it, with status $rc"
+[ "$ended_ms" -le $(( (limit + 5) * 1000 )) ] ||
+  fail "the ranks took ${ended_ms} ms to end, more than CDL_COMM_TIMEOUT + 5 s"
+grep -q "did not complete within $limit s (waiting for rank 1: it did not answer a status query" \
+  "$tmp/link.err" || { cat "$tmp/link.err"; fail "no rank named rank 1 as cut off"; }
+grep -q "(collective #[0-9]* on rank 1 of 3) did not complete within $limit s (waiting for ranks 0, 2: they did not answer" \
+  "$tmp/link-ranks/1/rank.1/stderr" ||
+  { cat "$tmp/link-ranks/1/rank.1/stderr"; fail "rank 1 did not name ranks 0 and 2 as cut off"; }
+log "link down: $(grep -m 1 -o 'cdl-train: \[rank [02]\].*' "$tmp/link.err")"
+
+# 5. Nothing left behind (namespaces go with their clean-up; allow the kernel a moment).
 for _ in 1 2 3 4 5 6 7 8 9 10; do
   [ -z "$(leftovers)" ] && break
   sleep 0.5

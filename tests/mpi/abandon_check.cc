@@ -1,11 +1,12 @@
 // Under `mpirun -np 2`: an MPI operation abandoned by a timeout fences MPI in its process (Note
 // [Abandoned MPI operations]). Rank 1 skips the first allreduce and joins an allreduce later, as
-// a rank that stalled and came back would. Rank 0 times out on the first allreduce and frees its
-// buffer; its next allreduce must then fail at once naming the abandoned one, not be matched
-// with rank 1's late call (which MPI pairs with the abandoned one, writing into the freed
-// buffer and leaving the new one to time out). Every other MPI entry point fails the same way,
-// and finalizeMpi() ends the job instead of waiting for the abandoned requests. Rank 0 prints
-// "abandon_check: ok" once every check has passed; CTest looks for that line.
+// a rank that stalled and came back would. Rank 0 times out on the first allreduce, naming rank 1
+// as the rank that has not issued it, and frees its buffer; its next allreduce must then fail at
+// once naming the abandoned one, not be matched with rank 1's late call (which MPI pairs with the
+// abandoned one, writing into the freed buffer and leaving the new one to time out). Every other
+// MPI entry point fails the same way, and finalizeMpi() ends the job instead of waiting for the
+// abandoned requests. Rank 0 prints "abandon_check: ok" once every check has passed; CTest looks
+// for that line.
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -45,6 +46,10 @@ void rank0(Communicator& comm) {
     const std::string timeout = errorOf([&] { work->wait(Seconds(1.0)); });
     expect(has(timeout, "allreduce of 65536 floats") && has(timeout, "did not complete within"),
            "the first allreduce timed out, named: " + timeout);
+    // Rank 1 is alive but has not issued it (Note [Peer status]).
+    expect(
+        has(timeout, "waiting for rank 1: it has not issued it; it has issued no collective yet"),
+        "the timeout names rank 1 as not having issued the allreduce: " + timeout);
     expect(Seconds(std::chrono::steady_clock::now() - start).count() < 30, "the timeout held");
     expect(cdl::comm::mpiFenced(), "a timed-out MPI operation fences MPI");
   }  // `first` and the Work go; rank 1 now joins what MPI still holds for them

@@ -9,12 +9,15 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "comm/transport/ring_allreduce.h"
+#include "comm/transport/tcp/peer_status.h"
 #include "comm/transport/tcp/tcp_channel.h"
 #include "kernels/base/checks.h"
 #include "kernels/base/error.h"
@@ -96,7 +99,17 @@ void abortMpi(int code) {
   int initialized = 0, finalized = 0;
   MPI_Initialized(&initialized);
   MPI_Finalized(&finalized);
-  if (initialized && !finalized) MPI_Abort(MPI_COMM_WORLD, code);
+  if (!initialized || finalized) return;
+  std::thread([code] {
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    std::fprintf(stderr,
+                 "[rank %d] MPI_Abort has not ended this process within 1 s (its MPI daemon may be "
+                 "cut off); exiting\n",
+                 currentRank());
+    std::fflush(stderr);
+    std::_Exit(code);
+  }).detach();
+  MPI_Abort(MPI_COMM_WORLD, code);
 }
 
 }  // namespace cdl::comm
@@ -291,6 +304,7 @@ class MpiCommunicator : public Communicator {
     MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);
+    if (size_ >= 2) openStatus();
     if (size_ >= 2 && knobChoice(kKnobTcpRing) == "on") openTcpRing();
   }
   ~MpiCommunicator() override {
@@ -327,41 +341,44 @@ class MpiCommunicator : public Communicator {
     const int n = size_, me = rank_;
     const uint64_t seq = seq_++;
     const int tag = static_cast<int>(seq % kTagSpace);
-    return track(std::make_shared<MpiWork>(
-        "allgatherv of " + std::to_string(send.size()) + " bytes" + where(seq),
-        std::vector<MpiWork::Phase>{
-            [=](std::vector<MPI_Request>& reqs) {
-              reqs.emplace_back();
-              CDL_MPI_CHECK(MPI_Iallgather(mine.get(), 1, MPI_UINT64_T, counts->data(), 1,
-                                           MPI_UINT64_T, comm, &reqs.back()));
-            },
-            // Note [Collective order]: the payloads go point to point, tagged with the
-            // collective's number, as alltoallv's do.
-            [=, &send](std::vector<MPI_Request>& reqs) {
-              std::vector<size_t> at(static_cast<size_t>(n));
-              size_t total = 0;
-              for (int r = 0; r < n; ++r) {
-                checkedInt((*counts)[r], "allgatherv");
-                at[r] = total;
-                total += (*counts)[r];
-              }
-              sizes->assign(counts->begin(), counts->end());
-              recv->resize(total);
-              std::copy(send.begin(), send.end(), recv->begin() + static_cast<ptrdiff_t>(at[me]));
-              for (int r = 0; r < n; ++r) {
-                if (r == me) continue;
-                reqs.emplace_back();
-                CDL_MPI_CHECK(MPI_Irecv(recv->data() + at[r], static_cast<int>((*counts)[r]),
-                                        MPI_BYTE, r, tag, comm, &reqs.back()));
-              }
-              for (int k = 1; k < n; ++k) {
-                const int r = (me + k) % n;  // spread the sends, as alltoallv does
-                reqs.emplace_back();
-                CDL_MPI_CHECK(MPI_Isend(send.data(), static_cast<int>(send.size()), MPI_BYTE, r,
-                                        tag, comm, &reqs.back()));
-              }
-            }},
-        inflight_));
+    return track(
+        seq,
+        std::make_shared<MpiWork>(
+            "allgatherv of " + std::to_string(send.size()) + " bytes" + where(seq),
+            std::vector<MpiWork::Phase>{
+                [=](std::vector<MPI_Request>& reqs) {
+                  reqs.emplace_back();
+                  CDL_MPI_CHECK(MPI_Iallgather(mine.get(), 1, MPI_UINT64_T, counts->data(), 1,
+                                               MPI_UINT64_T, comm, &reqs.back()));
+                },
+                // Note [Collective order]: the payloads go point to point, tagged with the
+                // collective's number, as alltoallv's do.
+                [=, &send](std::vector<MPI_Request>& reqs) {
+                  std::vector<size_t> at(static_cast<size_t>(n));
+                  size_t total = 0;
+                  for (int r = 0; r < n; ++r) {
+                    checkedInt((*counts)[r], "allgatherv");
+                    at[r] = total;
+                    total += (*counts)[r];
+                  }
+                  sizes->assign(counts->begin(), counts->end());
+                  recv->resize(total);
+                  std::copy(send.begin(), send.end(),
+                            recv->begin() + static_cast<ptrdiff_t>(at[me]));
+                  for (int r = 0; r < n; ++r) {
+                    if (r == me) continue;
+                    reqs.emplace_back();
+                    CDL_MPI_CHECK(MPI_Irecv(recv->data() + at[r], static_cast<int>((*counts)[r]),
+                                            MPI_BYTE, r, tag, comm, &reqs.back()));
+                  }
+                  for (int k = 1; k < n; ++k) {
+                    const int r = (me + k) % n;  // spread the sends, as alltoallv does
+                    reqs.emplace_back();
+                    CDL_MPI_CHECK(MPI_Isend(send.data(), static_cast<int>(send.size()), MPI_BYTE, r,
+                                            tag, comm, &reqs.back()));
+                  }
+                }},
+            inflight_));
   }
 
   std::shared_ptr<Work> alltoallv(const std::vector<Bytes>& send,
@@ -381,39 +398,41 @@ class MpiCommunicator : public Communicator {
     // of them; as the tag it keeps the messages of collectives in flight together apart.
     const uint64_t seq = seq_++;
     const int tag = static_cast<int>(seq % kTagSpace);
-    return track(std::make_shared<MpiWork>(
-        "alltoallv" + where(seq),
-        std::vector<MpiWork::Phase>{
-            [=](std::vector<MPI_Request>& reqs) {
-              reqs.emplace_back();
-              CDL_MPI_CHECK(MPI_Ialltoall(st->sendCounts.data(), 1, MPI_UINT64_T,
-                                          st->recvCounts.data(), 1, MPI_UINT64_T, comm,
-                                          &reqs.back()));
-            },
-            // The payloads go point to point, straight from the send buffers into the receive
-            // buffers (which keep their capacity from earlier calls).
-            [=, &send](std::vector<MPI_Request>& reqs) {
-              recv->resize(n);
-              for (int r = 0; r < n; ++r) {
-                const int count = checkedInt(st->recvCounts[r], "alltoallv");
-                checkedInt(st->sendCounts[r], "alltoallv");
-                (*recv)[r].resize(static_cast<size_t>(count));
-                if (r == me) {
-                  std::copy(send[r].begin(), send[r].end(), (*recv)[r].begin());
-                  continue;
-                }
-                reqs.emplace_back();
-                CDL_MPI_CHECK(
-                    MPI_Irecv((*recv)[r].data(), count, MPI_BYTE, r, tag, comm, &reqs.back()));
-              }
-              for (int k = 1; k < n; ++k) {
-                const int r = (me + k) % n;  // spread the sends: not everyone to rank 0 first
-                reqs.emplace_back();
-                CDL_MPI_CHECK(MPI_Isend(send[r].data(), static_cast<int>(send[r].size()), MPI_BYTE,
-                                        r, tag, comm, &reqs.back()));
-              }
-            }},
-        inflight_));
+    return track(
+        seq, std::make_shared<MpiWork>(
+                 "alltoallv" + where(seq),
+                 std::vector<MpiWork::Phase>{
+                     [=](std::vector<MPI_Request>& reqs) {
+                       reqs.emplace_back();
+                       CDL_MPI_CHECK(MPI_Ialltoall(st->sendCounts.data(), 1, MPI_UINT64_T,
+                                                   st->recvCounts.data(), 1, MPI_UINT64_T, comm,
+                                                   &reqs.back()));
+                     },
+                     // The payloads go point to point, straight from the send buffers into the
+                     // receive buffers (which keep their capacity from earlier calls).
+                     [=, &send](std::vector<MPI_Request>& reqs) {
+                       recv->resize(n);
+                       for (int r = 0; r < n; ++r) {
+                         const int count = checkedInt(st->recvCounts[r], "alltoallv");
+                         checkedInt(st->sendCounts[r], "alltoallv");
+                         (*recv)[r].resize(static_cast<size_t>(count));
+                         if (r == me) {
+                           std::copy(send[r].begin(), send[r].end(), (*recv)[r].begin());
+                           continue;
+                         }
+                         reqs.emplace_back();
+                         CDL_MPI_CHECK(MPI_Irecv((*recv)[r].data(), count, MPI_BYTE, r, tag, comm,
+                                                 &reqs.back()));
+                       }
+                       for (int k = 1; k < n; ++k) {
+                         const int r =
+                             (me + k) % n;  // spread the sends: not everyone to rank 0 first
+                         reqs.emplace_back();
+                         CDL_MPI_CHECK(MPI_Isend(send[r].data(), static_cast<int>(send[r].size()),
+                                                 MPI_BYTE, r, tag, comm, &reqs.back()));
+                       }
+                     }},
+                 inflight_));
   }
 
   std::shared_ptr<Work> broadcast(Bytes* data, int root) override {
@@ -489,17 +508,47 @@ class MpiCommunicator : public Communicator {
  private:
   std::shared_ptr<Work> ring(float* data, int64_t n, const std::string& purpose) {
     const uint64_t seq = seq_++;
-    return track(std::make_shared<ProgressingWork>(
-        ringAllreduce(
-            *this, data, n, seq,
-            "allreduce of " + std::to_string(n) + " floats (ring" + purpose + ")" + where(seq)),
-        inflight_));
+    return track(seq, std::make_shared<ProgressingWork>(
+                          ringAllreduce(*this, data, n, seq,
+                                        "allreduce of " + std::to_string(n) + " floats (ring" +
+                                            purpose + ")" + where(seq)),
+                          inflight_));
   }
 
-  // Keeps w among the Works in flight (Note [Progress in flight]).
-  std::shared_ptr<Work> track(std::shared_ptr<Work> w) {
+  // Keeps w, collective number seq, among the Works in flight (Note [Progress in flight]), and
+  // makes it answer and ask status queries (Note [Peer status]).
+  std::shared_ptr<Work> track(uint64_t seq, std::shared_ptr<Work> w) {
     inflight_->add(w);
+    if (statusLog_) {
+      statusLog_->issued(w->what());
+      w->explainMissingWith([peers = statusPeers_, id = statusId_, me = rank_, seq] {
+        const auto budget = std::chrono::milliseconds(static_cast<int>(kStatusQuerySeconds * 1e3));
+        return describeMissing(askPeers(*peers, me, id, budget), me, seq, kStatusQuerySeconds);
+      });
+    }
     return w;
+  }
+
+  // Note [Peer status]: every rank's status endpoint and the communicator's id, agreed on by all
+  // ranks. A rank that cannot listen takes part with none (it is then named as not answering).
+  // Collective.
+  void openStatus() {
+    Endpoint mine{};
+    try {
+      mine = statusEndpoint();
+    } catch (const Error& e) {
+      std::fprintf(stderr,
+                   "[rank %d] %s; a collective that times out cannot name who it waits for\n",
+                   rank_, errorBody(e.what()).c_str());
+    }
+    uint64_t id = rank_ == 0 ? randomNonce() : 0;
+    auto peers = std::make_shared<std::vector<Endpoint>>(static_cast<size_t>(size_));
+    CDL_MPI_CHECK(MPI_Bcast(&id, 1, MPI_UINT64_T, 0, comm_));
+    CDL_MPI_CHECK(MPI_Allgather(&mine, sizeof(Endpoint), MPI_BYTE, peers->data(), sizeof(Endpoint),
+                                MPI_BYTE, comm_));
+    statusId_ = id;
+    statusPeers_ = std::move(peers);
+    statusLog_ = registerCollectiveLog(id, rank_);
   }
 
   std::shared_ptr<Work> transportAllreduce(float* data, int64_t n, const std::string& purpose) {
@@ -585,7 +634,8 @@ class MpiCommunicator : public Communicator {
   // A collective: numbered in issue order, the same on every rank (the number is also the tag of
   // its point-to-point messages).
   std::shared_ptr<Work> make(const std::string& what, std::vector<MpiWork::Phase> phases) {
-    return track(std::make_shared<MpiWork>(what + where(seq_++), std::move(phases), inflight_));
+    const uint64_t seq = seq_++;
+    return track(seq, std::make_shared<MpiWork>(what + where(seq), std::move(phases), inflight_));
   }
 
   MPI_Comm comm_ = MPI_COMM_NULL;
@@ -599,6 +649,10 @@ class MpiCommunicator : public Communicator {
   std::string choice_;                 // what the measurement found, for allreduceChoice()
   std::unique_ptr<TcpChannel> tcp_;    // Note [TCP ring messages]; null: over MPI
   std::string ringTransport_ = "MPI";  // what carries the ring's messages, for the choice's text
+  // Note [Peer status]; no log: a single rank.
+  std::shared_ptr<CollectiveLog> statusLog_;
+  std::shared_ptr<const std::vector<Endpoint>> statusPeers_;
+  uint64_t statusId_ = 0;
 };
 
 }  // namespace

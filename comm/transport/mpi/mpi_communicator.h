@@ -14,7 +14,9 @@ namespace cdl::comm {
 void initMpi(int* argc, char*** argv);
 void finalizeMpi();
 // Ends every process of the job with this exit code (MPI_Abort), for a rank that failed while its
-// peers may wait in a collective; a no-op when MPI is not initialized.
+// peers may wait in a collective; a no-op when MPI is not initialized. MPI_Abort waits for the
+// process's MPI daemon, which may be cut off (a link down): this process ends within 1 s all the
+// same, and the launcher ends the rest (Note [A job that does not end], launcher/launch.h).
 void abortMpi(int code);
 // Whether an MPI operation was abandoned in this process, so that MPI is no longer entered
 // (Note [Abandoned MPI operations], mpi_communicator.cc).

@@ -1,103 +1,31 @@
 // The TCP ring links of Note [TCP ring links].
 #include "comm/transport/tcp/tcp_links.h"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <ifaddrs.h>
-#include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <cerrno>
 #include <cstdint>
-#include <cstring>
 #include <exception>
-#include <random>
 #include <thread>
 #include <vector>
 
+#include "comm/transport/tcp/tcp_socket.h"
 #include "kernels/base/clock.h"
 #include "kernels/base/error.h"
 
 namespace cdl::comm {
 namespace {
 
-constexpr int kMaxAddresses = 8;
 constexpr int kStallMs = 30000;   // a set-up that makes no progress this long fails
 constexpr int kAttemptMs = 3000;  // one connection attempt (connect, hello, answer)
-
-struct Endpoint {
-  uint32_t addresses[kMaxAddresses];  // IPv4, network byte order
-  int32_t count;
-  int32_t port;  // host byte order
-};
 
 struct Hello {
   uint64_t nonce;
   int32_t from, to;
 };
-
-std::string errnoText() { return std::strerror(errno); }
-
-std::string addressText(uint32_t address, int port) {
-  char text[INET_ADDRSTRLEN] = "?";
-  in_addr a{};
-  a.s_addr = address;
-  ::inet_ntop(AF_INET, &a, text, sizeof(text));
-  return std::string(text) + ":" + std::to_string(port);
-}
-
-// This host's IPv4 addresses that are up: the others first, loopback last.
-std::vector<uint32_t> localAddresses(const std::string& who) {
-  ifaddrs* list = nullptr;
-  CDL_CHECK(::getifaddrs(&list) == 0, who, ": getifaddrs: ", errnoText());
-  std::vector<uint32_t> outer, loopback;
-  for (ifaddrs* a = list; a != nullptr; a = a->ifa_next) {
-    if (a->ifa_addr == nullptr || a->ifa_addr->sa_family != AF_INET) continue;
-    if ((a->ifa_flags & IFF_UP) == 0) continue;
-    const uint32_t ip = reinterpret_cast<const sockaddr_in*>(a->ifa_addr)->sin_addr.s_addr;
-    ((a->ifa_flags & IFF_LOOPBACK) != 0 ? loopback : outer).push_back(ip);
-  }
-  ::freeifaddrs(list);
-  outer.insert(outer.end(), loopback.begin(), loopback.end());
-  if (outer.empty()) outer.push_back(htonl(INADDR_LOOPBACK));
-  if (outer.size() > kMaxAddresses) outer.resize(kMaxAddresses);
-  return outer;
-}
-
-void setNonBlocking(int fd, const std::string& who) {
-  const int flags = ::fcntl(fd, F_GETFL, 0);
-  CDL_CHECK(flags >= 0 && ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0, who,
-            ": fcntl: ", errnoText());
-}
-
-int msLeft(Clock::time_point deadline) {
-  const auto left =
-      std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-  return static_cast<int>(std::max<int64_t>(0, left));
-}
-
-// Moves n bytes through a non-blocking socket (send when out, else receive) before the deadline.
-bool transferBefore(int fd, char* p, size_t n, bool out, Clock::time_point deadline) {
-  size_t done = 0;
-  while (done < n) {
-    const ssize_t k =
-        out ? ::send(fd, p + done, n - done, MSG_NOSIGNAL) : ::recv(fd, p + done, n - done, 0);
-    if (k > 0) {
-      done += static_cast<size_t>(k);
-      continue;
-    }
-    if (k == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) return false;
-    pollfd pfd{fd, static_cast<short>(out ? POLLOUT : POLLIN), 0};
-    const int left = msLeft(deadline);
-    if (left == 0 || ::poll(&pfd, 1, left) == 0) return false;
-  }
-  return true;
-}
 
 // The rank's side of a hello from `from` to `to` (see the Note).
 bool helloMatches(const Hello& h, uint64_t nonce, int from, int to) {
@@ -134,51 +62,19 @@ int connectNext(const Endpoint& peer, uint64_t nonce, int rank, int next, const 
   for (int i = 0; i < peer.count; ++i) {
     const std::string where = addressText(peer.addresses[i], peer.port);
     tried += (tried.empty() ? "" : ", ") + where;
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    CDL_CHECK(fd >= 0, who, ": socket: ", errnoText());
-    setNonBlocking(fd, who);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(static_cast<uint16_t>(peer.port));
-    sa.sin_addr.s_addr = peer.addresses[i];
     const Clock::time_point attempt = Clock::now() + std::chrono::milliseconds(kAttemptMs);
-    bool ok = ::connect(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof(sa)) == 0;
-    if (!ok && errno == EINPROGRESS) {
-      pollfd pfd{fd, POLLOUT, 0};
-      int err = 0;
-      socklen_t len = sizeof(err);
-      ok = ::poll(&pfd, 1, msLeft(attempt)) > 0 &&
-           ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0;
-    }
+    const int fd = connectBefore(peer.addresses[i], peer.port, attempt);
+    if (fd < 0) continue;
     Hello hello{nonce, rank, next}, answer{};
-    ok = ok && transferBefore(fd, reinterpret_cast<char*>(&hello), sizeof(hello), true, attempt) &&
-         transferBefore(fd, reinterpret_cast<char*>(&answer), sizeof(answer), false, attempt) &&
-         helloMatches(answer, nonce, next, rank);
+    const bool ok =
+        transferBefore(fd, reinterpret_cast<char*>(&hello), sizeof(hello), true, attempt) &&
+        transferBefore(fd, reinterpret_cast<char*>(&answer), sizeof(answer), false, attempt) &&
+        helloMatches(answer, nonce, next, rank);
     if (ok) return fd;
     ::close(fd);
   }
   CDL_THROW(who, ": rank ", rank, " cannot reach rank ", next, " at any of its addresses (", tried,
             ")");
-}
-
-// A listening socket on an ephemeral port of every address; its port in *port.
-int listenAnywhere(int rank, int* port, const std::string& who) {
-  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
-  CDL_CHECK(listener >= 0, who, ": socket: ", errnoText());
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_ANY);
-  socklen_t len = sizeof(sa);
-  if (::bind(listener, reinterpret_cast<const sockaddr*>(&sa), sizeof(sa)) != 0 ||
-      ::listen(listener, 16) != 0 ||
-      ::getsockname(listener, reinterpret_cast<sockaddr*>(&sa), &len) != 0) {
-    const std::string why = errnoText();
-    ::close(listener);
-    CDL_THROW(who, ": rank ", rank, " cannot listen: ", why);
-  }
-  *port = ntohs(sa.sin_port);
-  setNonBlocking(listener, who);
-  return listener;
 }
 
 }  // namespace
@@ -194,20 +90,15 @@ TcpRingLinks connectTcpRing(MPI_Comm comm, const std::string& who) {
   int listener = -1;
   std::string unable;
   try {
-    listener = listenAnywhere(rank, &mine.port, who);
-    const std::vector<uint32_t> addresses = localAddresses(who);
-    std::copy(addresses.begin(), addresses.end(), mine.addresses);
-    mine.count = static_cast<int32_t>(addresses.size());
+    int port = 0;
+    listener = listenAnywhere(rank, &port, who);
+    mine = localEndpoint(port, who);
   } catch (const Error& e) {
     unable = errorBody(e.what());
   }
   std::vector<Endpoint> all(static_cast<size_t>(size));
   uint64_t nonce = 0;
-  if (rank == 0) {
-    std::random_device rd;
-    nonce = (static_cast<uint64_t>(rd()) << 32) ^ rd() ^
-            static_cast<uint64_t>(Clock::now().time_since_epoch().count());
-  }
+  if (rank == 0) nonce = randomNonce();
   const bool exchanged = MPI_Allgather(&mine, sizeof(Endpoint), MPI_BYTE, all.data(),
                                        sizeof(Endpoint), MPI_BYTE, comm) == MPI_SUCCESS &&
                          MPI_Bcast(&nonce, 1, MPI_UINT64_T, 0, comm) == MPI_SUCCESS;
