@@ -14,7 +14,6 @@ using Layers = std::vector<std::vector<RateCandidate>>;
 constexpr int kMaxBuckets = 10000000;
 constexpr size_t kMaxCandidates = 255;  // choices are uint8 with 255 left for "none"
 constexpr int64_t kMaxTotalBytes = std::numeric_limits<int64_t>::max() / 2;
-constexpr int64_t kNoPlan = std::numeric_limits<int64_t>::max();
 constexpr uint8_t kNoChoice = 255;
 
 void checkOptions(const RatePlannerOptions& options) {
@@ -62,13 +61,14 @@ void checkLayers(const Layers& layers, const std::vector<int>& defaults) {
 }
 
 // Real totals of a choice.
-void fillTotals(const Layers& layers, const std::vector<int>& choice, double* error,
-                int64_t* bytes) {
-  *error = 0;
-  *bytes = 0;
+void fillTotals(const Layers& layers, const std::vector<int>& choice, RatePlan* plan) {
+  plan->error = 0;
+  plan->bytes = 0;
+  plan->seconds = 0;
   for (size_t l = 0; l < layers.size(); ++l) {
-    *error += layers[l][choice[l]].error;
-    *bytes += layers[l][choice[l]].bytes;
+    plan->error += layers[l][choice[l]].error;
+    plan->bytes += layers[l][choice[l]].bytes;
+    plan->seconds += layers[l][choice[l]].seconds;
   }
 }
 
@@ -82,49 +82,68 @@ int64_t discretize(double error, double budget, int buckets) {
   return e <= buckets ? static_cast<int64_t>(e) : unusable;
 }
 
+// One candidate of the knapsack: its weight (what the budget bounds: error, or seconds) and its
+// value (what the plan minimizes: bytes, or error).
+template <typename Value>
+struct Item {
+  double weight = 0;
+  Value value = 0;
+  bool valid = true;
+};
+template <typename Value>
+using Items = std::vector<std::vector<Item<Value>>>;
+
+template <typename Value>
+constexpr Value kNoValue = std::numeric_limits<Value>::max();
+
 // The knapsack rows of Note [Rate planner]: prev is DP[l-1], cur is DP[l] being built.
+template <typename Value>
 struct DpRows {
-  std::vector<int64_t> prevBytes, curBytes;
-  std::vector<int32_t> prevError, curError;  // discrete error of the plan each entry holds
+  std::vector<Value> prevValue, curValue;
+  std::vector<int32_t> prevWeight, curWeight;  // discrete weight of the plan each entry holds
 };
 
-// Relaxes DP[l][b] for b >= e with candidate k (e' = e, size s). Candidates come in increasing k
-// and only a strictly better (size, error) replaces an entry, so ties keep the smaller index.
-void relax(DpRows& r, uint8_t* choiceRow, int buckets, int k, int32_t e, int64_t s) {
+// Relaxes DP[l][b] for b >= e with candidate k (discrete weight e, value v). Candidates come in
+// increasing k and only a strictly better (value, weight) replaces an entry, so ties keep the
+// smaller index.
+template <typename Value>
+void relax(DpRows<Value>& r, uint8_t* choiceRow, int buckets, int k, int32_t e, Value v) {
   for (int b = e; b <= buckets; ++b) {
-    const int64_t before = r.prevBytes[b - e];
-    if (before == kNoPlan) continue;
-    const int64_t size = before + s;
-    const int32_t error = r.prevError[b - e] + e;
-    if (size < r.curBytes[b] || (size == r.curBytes[b] && error < r.curError[b])) {
-      r.curBytes[b] = size;
-      r.curError[b] = error;
+    const Value before = r.prevValue[b - e];
+    if (before == kNoValue<Value>) continue;
+    const Value value = before + v;
+    const int32_t weight = r.prevWeight[b - e] + e;
+    if (value < r.curValue[b] || (value == r.curValue[b] && weight < r.curWeight[b])) {
+      r.curValue[b] = value;
+      r.curWeight[b] = weight;
       choiceRow[b] = static_cast<uint8_t>(k);
     }
   }
 }
 
-// Solves the knapsack and backtracks it; empty when no plan fits the capacity.
-std::vector<int> solveKnapsack(const Layers& layers, double budget, int buckets) {
+// Solves the knapsack (least total value within the discretized budget) and backtracks it; empty
+// when no plan fits the capacity.
+template <typename Value>
+std::vector<int> solveKnapsack(const Items<Value>& layers, double budget, int buckets) {
   const size_t width = static_cast<size_t>(buckets) + 1;
   std::vector<uint8_t> choices(layers.size() * width, kNoChoice);
   std::vector<std::vector<int32_t>> discrete(layers.size());
-  DpRows r{std::vector<int64_t>(width, 0), std::vector<int64_t>(width),
-           std::vector<int32_t>(width, 0), std::vector<int32_t>(width)};
+  DpRows<Value> r{std::vector<Value>(width, 0), std::vector<Value>(width),
+                  std::vector<int32_t>(width, 0), std::vector<int32_t>(width)};
   for (size_t l = 0; l < layers.size(); ++l) {
-    std::fill(r.curBytes.begin(), r.curBytes.end(), kNoPlan);
-    std::fill(r.curError.begin(), r.curError.end(), 0);
+    std::fill(r.curValue.begin(), r.curValue.end(), kNoValue<Value>);
+    std::fill(r.curWeight.begin(), r.curWeight.end(), 0);
     for (size_t k = 0; k < layers[l].size(); ++k) {
-      const RateCandidate& c = layers[l][k];
-      const int64_t e = c.valid ? discretize(c.error, budget, buckets) : int64_t{buckets} + 1;
+      const Item<Value>& c = layers[l][k];
+      const int64_t e = c.valid ? discretize(c.weight, budget, buckets) : int64_t{buckets} + 1;
       discrete[l].push_back(static_cast<int32_t>(e));
       if (e > buckets) continue;
-      relax(r, &choices[l * width], buckets, static_cast<int>(k), static_cast<int32_t>(e), c.bytes);
+      relax(r, &choices[l * width], buckets, static_cast<int>(k), static_cast<int32_t>(e), c.value);
     }
-    std::swap(r.prevBytes, r.curBytes);
-    std::swap(r.prevError, r.curError);
+    std::swap(r.prevValue, r.curValue);
+    std::swap(r.prevWeight, r.curWeight);
   }
-  if (r.prevBytes[buckets] == kNoPlan) return {};
+  if (r.prevValue[buckets] == kNoValue<Value>) return {};
   std::vector<int> choice(layers.size());
   int b = buckets;
   for (size_t l = layers.size(); l-- > 0;) {
@@ -134,15 +153,16 @@ std::vector<int> solveKnapsack(const Layers& layers, double budget, int buckets)
   return choice;
 }
 
-// Per layer the valid candidate of least error (then fewer bytes, then smaller index).
-std::vector<int> leastErrorChoice(const Layers& layers) {
+// Per layer the valid candidate of least `what` (error or seconds), then of fewer bytes, then
+// of the smaller index.
+std::vector<int> leastChoice(const Layers& layers, double RateCandidate::*what) {
   std::vector<int> choice;
   for (const auto& layer : layers) {
     int best = -1;
     for (int k = 0; k < static_cast<int>(layer.size()); ++k) {
       if (!layer[k].valid) continue;
-      if (best < 0 || layer[k].error < layer[best].error ||
-          (layer[k].error == layer[best].error && layer[k].bytes < layer[best].bytes)) {
+      if (best < 0 || layer[k].*what < layer[best].*what ||
+          (layer[k].*what == layer[best].*what && layer[k].bytes < layer[best].bytes)) {
         best = k;
       }
     }
@@ -158,29 +178,58 @@ RatePlan planRates(const Layers& layers, const std::vector<int>& defaults,
   checkOptions(options);
   checkLayers(layers, defaults);
   RatePlan plan;
-  fillTotals(layers, defaults, &plan.defaultError, &plan.defaultBytes);
+  fillTotals(layers, defaults, &plan);
+  plan.defaultError = plan.error;
+  plan.defaultBytes = plan.bytes;
   CDL_CHECK(std::isfinite(plan.defaultError),
             "rate planner: the defaults' total error overflows a double");
   plan.budget = options.alpha * plan.defaultError;
   CDL_CHECK(std::isfinite(plan.budget), "rate planner: the budget alpha * ", plan.defaultError,
             " overflows a double");
-  plan.choice = solveKnapsack(layers, plan.budget, options.buckets);
+  Items<int64_t> items(layers.size());
+  for (size_t l = 0; l < layers.size(); ++l) {
+    for (const RateCandidate& c : layers[l]) items[l].push_back({c.error, c.bytes, c.valid});
+  }
+  plan.choice = solveKnapsack(items, plan.budget, options.buckets);
   plan.feasible = !plan.choice.empty() || layers.empty();
-  if (plan.feasible) fillTotals(layers, plan.choice, &plan.error, &plan.bytes);
+  if (plan.feasible) fillTotals(layers, plan.choice, &plan);
   if (options.alpha >= 1) {
     const bool defaultsWin = !plan.feasible || plan.defaultBytes < plan.bytes ||
                              (plan.defaultBytes == plan.bytes && plan.defaultError < plan.error);
     if (defaultsWin) {
       plan.choice = defaults;
-      plan.error = plan.defaultError;
-      plan.bytes = plan.defaultBytes;
       plan.feasible = true;
     }
   }
-  if (!plan.feasible) {
-    plan.choice = leastErrorChoice(layers);
-    fillTotals(layers, plan.choice, &plan.error, &plan.bytes);
+  if (!plan.feasible) plan.choice = leastChoice(layers, &RateCandidate::error);
+  fillTotals(layers, plan.choice, &plan);
+  return plan;
+}
+
+RatePlan planRatesForTime(const Layers& layers, const std::vector<int>& defaults,
+                          double budgetSeconds, int buckets) {
+  checkOptions({1.0, buckets});
+  checkLayers(layers, defaults);
+  CDL_CHECK(budgetSeconds >= 0 && std::isfinite(budgetSeconds),
+            "rate planner: the time budget must be finite and >= 0, got ", budgetSeconds, " s");
+  Items<double> items(layers.size());
+  for (size_t l = 0; l < layers.size(); ++l) {
+    for (size_t k = 0; k < layers[l].size(); ++k) {
+      const RateCandidate& c = layers[l][k];
+      CDL_CHECK(!c.valid || (c.seconds >= 0 && std::isfinite(c.seconds)), "rate planner: layer ", l,
+                " candidate ", k, " takes ", c.seconds, " s, it must be finite and >= 0");
+      items[l].push_back({c.seconds, c.error, c.valid});
+    }
   }
+  RatePlan plan;
+  fillTotals(layers, defaults, &plan);
+  plan.defaultError = plan.error;
+  plan.defaultBytes = plan.bytes;
+  plan.budget = budgetSeconds;
+  plan.choice = solveKnapsack(items, budgetSeconds, buckets);
+  plan.feasible = !plan.choice.empty() || layers.empty();
+  if (!plan.feasible) plan.choice = leastChoice(layers, &RateCandidate::seconds);
+  fillTotals(layers, plan.choice, &plan);
   return plan;
 }
 

@@ -7,9 +7,10 @@ namespace cdl::comm {
 
 // One compression candidate of one layer (a bit width, density or rank).
 struct RateCandidate {
-  double error = 0;   // additive cost (||g - C_k(g)|| or its square; the caller decides), >= 0
-  int64_t bytes = 0;  // encoded size, >= 0
-  bool valid = true;  // invalid candidates are never chosen and their error and bytes are ignored
+  double error = 0;    // additive cost (||g - C_k(g)|| or its square; the caller decides), >= 0
+  int64_t bytes = 0;   // encoded size, >= 0
+  bool valid = true;   // invalid candidates are never chosen and their error and bytes are ignored
+  double seconds = 0;  // predicted time per step (planRatesForTime), >= 0
 };
 
 struct RatePlannerOptions {
@@ -21,7 +22,8 @@ struct RatePlan {
   bool feasible = false;     // false: no plan fits B and choice holds the least-error candidates
   std::vector<int> choice;   // per layer, an index into that layer's candidates
   double error = 0;          // real total error of choice
-  double budget = 0;         // B
+  double budget = 0;         // B (planRatesForTime: the time budget, seconds)
+  double seconds = 0;        // total predicted time of choice
   int64_t bytes = 0;         // total size of choice
   int64_t defaultBytes = 0;  // total size of the all-defaults plan
   double defaultError = 0;   // total error of the all-defaults plan
@@ -57,5 +59,17 @@ struct RatePlan {
 // An infeasible budget is not an error: the plan has feasible = false.
 RatePlan planRates(const std::vector<std::vector<RateCandidate>>& layers,
                    const std::vector<int>& defaults, const RatePlannerOptions& options);
+
+// Note [Time budget]
+// The dual knapsack, for a budget of time (Note [Adaptive rates]): minimize the total error
+// subject to the total predicted seconds <= budgetSeconds. The same dynamic program with the
+// roles swapped: seconds are discretized (ceil(t * D / T), so a plan that fits never exceeds T
+// in real seconds), the error is minimized, and ties go to less discrete time, then to the
+// smaller index in the last layer, and so on. A budget no plan fits is not an error: the plan has
+// feasible = false and takes per layer the candidate of least time (then fewer bytes). The
+// defaults play no part but in the plan's defaultError and defaultBytes. Bad input as planRates,
+// plus a budget or a valid candidate's seconds negative or not finite.
+RatePlan planRatesForTime(const std::vector<std::vector<RateCandidate>>& layers,
+                          const std::vector<int>& defaults, double budgetSeconds, int buckets);
 
 }  // namespace cdl::comm

@@ -269,6 +269,132 @@ TEST(RatePlanner, BadInputIsAnErrorThatNamesTheKeyOrLayer) {
   EXPECT_NO_THROW(planRates({std::vector<RateCandidate>(255)}, {254}, {}));
 }
 
+// Note [Time budget]: the instance's candidates get seconds too (a few values or continuous).
+Instance withSeconds(Instance in, uint32_t seed) {
+  std::mt19937 rng(seed * 7919u + 1);
+  const double few[] = {0, 0.5, 1, 2};
+  for (auto& layer : in.layers) {
+    for (RateCandidate& c : layer) {
+      c.seconds = seed % 2 == 0 ? few[std::uniform_int_distribution<int>(0, 3)(rng)]
+                                : std::uniform_real_distribution<>(0, 5)(rng);
+    }
+  }
+  return in;
+}
+
+double defaultSeconds(const Instance& in) {
+  double t = 0;
+  for (size_t l = 0; l < in.layers.size(); ++l) t += in.layers[l][in.defaults[l]].seconds;
+  return t;
+}
+
+// Every combination of valid candidates: the least error within the discretized time budget,
+// then less discrete time, then the smaller index in the last layer, and so on; none fitting, the
+// least time per layer.
+RatePlan bruteForceTime(const Instance& in, double budget, int buckets) {
+  std::vector<int> best, cur(in.layers.size(), 0);
+  double bestError = 0;
+  int64_t bestTime = 0;
+  for (bool more = true; more;) {
+    bool valid = true;
+    double error = 0;
+    int64_t time = 0;
+    for (size_t l = 0; l < cur.size(); ++l) {
+      const RateCandidate& c = in.layers[l][cur[l]];
+      valid = valid && c.valid;
+      const int64_t d = discrete(c.seconds, budget, buckets);
+      time = (time < 0 || d < 0) ? -1 : time + d;
+      error += c.error;
+    }
+    const bool better =
+        best.empty() || error < bestError ||
+        (error == bestError &&
+         (time < bestTime ||
+          (time == bestTime &&
+           std::lexicographical_compare(cur.rbegin(), cur.rend(), best.rbegin(), best.rend()))));
+    if (valid && time >= 0 && time <= buckets && better) {
+      best = cur;
+      bestError = error;
+      bestTime = time;
+    }
+    more = false;
+    for (size_t l = 0; l < cur.size() && !more; ++l) {
+      more = ++cur[l] < static_cast<int>(in.layers[l].size());
+      if (!more) cur[l] = 0;
+    }
+  }
+  RatePlan plan;
+  plan.feasible = !best.empty();
+  plan.choice = best;
+  if (!plan.feasible) {
+    for (const auto& layer : in.layers) {
+      int k = -1;
+      for (int j = 0; j < static_cast<int>(layer.size()); ++j) {
+        if (layer[j].valid &&
+            (k < 0 || layer[j].seconds < layer[k].seconds ||
+             (layer[j].seconds == layer[k].seconds && layer[j].bytes < layer[k].bytes))) {
+          k = j;
+        }
+      }
+      plan.choice.push_back(k);
+    }
+  }
+  return plan;
+}
+
+TEST(RatePlanner, TheTimeBudgetsProgramEqualsBruteForceAndStaysWithinItsBudget) {
+  int infeasible = 0, feasible = 0;
+  for (uint32_t seed = 0; seed < 300; ++seed) {
+    const Instance in = withSeconds(randomInstance(seed), seed);
+    for (double share : {0.0, 0.3, 0.7, 1.0, 2.0}) {
+      const double budget = share * defaultSeconds(in);
+      for (int buckets : kBuckets) {
+        SCOPED_TRACE("seed " + std::to_string(seed) + " budget " + std::to_string(budget) +
+                     " buckets " + std::to_string(buckets));
+        const RatePlan want = bruteForceTime(in, budget, buckets);
+        const RatePlan got = planRatesForTime(in.layers, in.defaults, budget, buckets);
+        ASSERT_EQ(got.feasible, want.feasible);
+        ASSERT_EQ(got.choice, want.choice);
+        if (got.feasible) {
+          ASSERT_LE(got.seconds, budget * (1 + 1e-12));
+          ++feasible;
+        } else {
+          ++infeasible;
+        }
+      }
+    }
+  }
+  EXPECT_GT(infeasible, 100);
+  EXPECT_GT(feasible, 3000);
+}
+
+TEST(RatePlanner, MoreTimeNeverCostsAccuracyAndNoTimeTakesTheFastest) {
+  const Layers layers = {{{4.0, 100, true, 0.1}, {1.0, 400, true, 0.4}, {0.2, 1600, true, 1.6}},
+                         {{3.0, 50, true, 0.05}, {0.5, 200, true, 0.2}, {0.1, 800, true, 0.8}}};
+  double last = std::numeric_limits<double>::infinity();
+  for (double budget : {0.2, 0.3, 0.6, 1.0, 2.0, 2.4, 10.0}) {
+    const RatePlan p = planRatesForTime(layers, {0, 0}, budget, 1000);
+    EXPECT_TRUE(p.feasible) << budget;
+    EXPECT_LE(p.seconds, budget * (1 + 1e-12)) << budget;
+    EXPECT_LE(p.error, last) << budget;
+    last = p.error;
+  }
+  EXPECT_EQ(planRatesForTime(layers, {0, 0}, 10.0, 1000).choice, (std::vector<int>{2, 2}));
+  const RatePlan none = planRatesForTime(layers, {1, 1}, 0.1, 1000);
+  EXPECT_FALSE(none.feasible);
+  EXPECT_EQ(none.choice, (std::vector<int>{0, 0}));
+  EXPECT_NEAR(none.seconds, 0.15, 1e-12);
+  EXPECT_NEAR(none.defaultError, 1.5, 1e-12);
+  expectErrorNaming([&] { planRatesForTime(layers, {0, 0}, -1.0, 1000); }, "time budget");
+  expectErrorNaming([&] { planRatesForTime(layers, {0, 0}, std::nan(""), 1000); }, "time budget");
+  expectErrorNaming(
+      [&] {
+        planRatesForTime({{{1, 1, true, -0.5}}}, {0}, 1.0, 1000);
+      },
+      "layer 0 candidate 0 takes -0.5 s");
+  expectErrorNaming([&] { planRatesForTime(layers, {0, 0}, 1.0, 0); }, "buckets");
+}
+
 TEST(RatePlanner, TwoHundredLayersOfThirtyCandidatesPlanDeterministically) {
   std::mt19937 rng(7);
   Layers layers(200, std::vector<RateCandidate>(30));
