@@ -2,10 +2,12 @@
 
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <set>
 
 #include "comm/reduce/scheme_type.h"
 #include "kernels/base/bytes.h"
+#include "kernels/base/clock.h"
 #include "kernels/base/error.h"
 
 namespace cdl::comm {
@@ -89,28 +91,45 @@ bool AdaptiveRates::measuring(uint64_t steps) const {
   return false;
 }
 
-std::optional<PlanReport> AdaptiveRates::afterStep(uint64_t steps) {
+std::optional<PlanReport> AdaptiveRates::afterStep(uint64_t steps, const StepTiming& timing) {
   std::optional<PlanReport> report;
   if (steps > 0) {
-    sentSincePlan_ += reducer_.lastStats().wireBytes;
+    const ReducerStepStats& st = reducer_.lastStats();
+    sentSincePlan_ += st.wireBytes;
     ++stepsSincePlan_;
+    if (timing.step > 0) {
+      ++timed_.steps;
+      timed_.compute += timing.compute;
+      timed_.exposed += timing.exposed;
+      timed_.step += timing.step;
+      timed_.comm += st.commSeconds;
+      timed_.wireBytes += static_cast<double>(st.wireBytes);
+    }
   }
   if (planDue(steps) && reducer_.capturedSteps() > 0) {
     report = replan(steps);
     report->actualBytes =
         static_cast<int64_t>(sentSincePlan_ / std::max<uint64_t>(1, stepsSincePlan_));
+    if (timed_.steps > 0) {
+      report->actualStepSeconds = timed_.step / static_cast<double>(timed_.steps);
+      report->actualExposedSeconds = timed_.exposed / static_cast<double>(timed_.steps);
+    }
     sentSincePlan_ = stepsSincePlan_ = 0;
+    timed_ = {};
   }
   reducer_.setCapture(measuring(steps));
   return report;
 }
 
 std::vector<std::vector<RateCandidate>> AdaptiveRates::measure(
-    std::vector<Reducer::Plannable>& layers) {
+    std::vector<Reducer::Plannable>& layers, Timing* timing) {
   const auto& sums = reducer_.captured();
   const double scale = 1.0 / double(reducer_.capturedSteps());
   const size_t k = options_.candidates.size();
-  std::vector<float> costs(layers.size() * k * 2, 0.0f);
+  // Per candidate: error, bytes, codec seconds; then this rank's compute per step, whether it
+  // timed any step, and the seconds and bytes of its collectives.
+  constexpr size_t kFields = 3;
+  std::vector<float> costs(layers.size() * k * kFields + 4, 0.0f);
   std::vector<std::vector<RateCandidate>> out(layers.size(), std::vector<RateCandidate>(k));
   for (size_t l = 0; l < layers.size(); ++l) {
     auto it = sums.find(layers[l].name);
@@ -118,39 +137,75 @@ std::vector<std::vector<RateCandidate>> AdaptiveRates::measure(
         it == sums.end() ? std::vector<float>(layers[l].rows * layers[l].cols) : it->second;
     for (float& v : g) v = static_cast<float>(v * scale);
     for (size_t c = 0; c < k; ++c) {
+      const Clock::time_point t0 = Clock::now();
       const CandidateCost cost =
           measureCandidate(g.data(), layers[l].rows, layers[l].cols, options_.candidates[c],
                            comm_.size(), static_cast<int>(c) == defaults_[l]);
+      float* at = &costs[kFields * (l * k + c)];
       out[l][c].valid = cost.valid;
-      costs[2 * (l * k + c)] = static_cast<float>(cost.error);
-      costs[2 * (l * k + c) + 1] = static_cast<float>(cost.bytes);
+      at[0] = static_cast<float>(cost.error);
+      at[1] = static_cast<float>(cost.bytes);
+      at[2] = static_cast<float>(secondsSince(t0));
     }
   }
+  float* mine = &costs[costs.size() - 4];
+  if (timed_.steps > 0) {
+    mine[0] = static_cast<float>(timed_.compute / static_cast<double>(timed_.steps));
+    mine[1] = 1.0f;
+  }
+  mine[2] = static_cast<float>(timed_.comm);
+  mine[3] = static_cast<float>(timed_.wireBytes);
   // The ranks' mean costs; validity depends on shapes only, so it is the same everywhere.
   comm_.allreduce(costs.data(), static_cast<int64_t>(costs.size()))->wait();
   for (size_t l = 0; l < layers.size(); ++l) {
     for (size_t c = 0; c < k; ++c) {
-      out[l][c].error = costs[2 * (l * k + c)] / comm_.size();
-      out[l][c].bytes = std::llround(costs[2 * (l * k + c) + 1] / comm_.size());
+      const float* at = &costs[kFields * (l * k + c)];
+      out[l][c].error = at[0] / comm_.size();
+      out[l][c].bytes = std::llround(at[1] / comm_.size());
+      out[l][c].seconds = at[2] / comm_.size();
     }
   }
+  const float* all = &costs[costs.size() - 4];
+  timing->compute = all[1] > 0 ? all[0] / all[1] : 0.0;
+  timing->linkBytesPerSecond =
+      all[2] > 0 ? all[3] / all[2] : std::numeric_limits<double>::infinity();
   return out;
+}
+
+RatePlan AdaptiveRates::plan(std::vector<std::vector<RateCandidate>>& costs, const Timing& timing,
+                             PlanReport* report) const {
+  if (options_.budget == AdaptiveOptions::Budget::kTime && timing.compute > 0) {
+    const double rate =
+        options_.linkBytesPerSecond > 0 ? options_.linkBytesPerSecond : timing.linkBytesPerSecond;
+    for (auto& layer : costs) {
+      for (RateCandidate& c : layer) c.seconds += static_cast<double>(c.bytes) / rate;
+    }
+    report->budgetKind = "time";
+    report->linkBytesPerSecond = rate;
+    report->computeSeconds = timing.compute;
+    return planRatesForTime(costs, defaults_, options_.overlap * timing.compute, options_.buckets);
+  }
+  if (options_.budget == AdaptiveOptions::Budget::kTime) {
+    report->budgetKind = "error (no timed steps)";
+  }
+  return planRates(costs, defaults_, {options_.alpha, options_.buckets});
 }
 
 PlanReport AdaptiveRates::replan(uint64_t steps) {
   const auto start = std::chrono::steady_clock::now();
   std::vector<Reducer::Plannable> layers = reducer_.plannable();
-  const auto costs = measure(layers);
-  const RatePlan plan = planRates(costs, defaults_, {options_.alpha, options_.buckets});
+  Timing timing;
+  auto costs = measure(layers, &timing);
+  PlanReport r;
+  const RatePlan planned = plan(costs, timing, &r);
   // Rank 0's plan for everyone: one byte per layer.
-  Bytes choice(plan.choice.begin(), plan.choice.end());
+  Bytes choice(planned.choice.begin(), planned.choice.end());
   comm_.broadcast(&choice, 0)->wait();
   CDL_CHECK(choice.size() == layers.size(), "adaptive rates: rank 0 planned ", choice.size(),
             " layers, this rank has ", layers.size());
-  PlanReport r;
   r.step = steps;
-  r.feasible = plan.feasible;
-  r.budget = plan.budget;
+  r.feasible = planned.feasible;
+  r.budget = planned.budget;
   std::map<std::string, SchemeSpec> schemes;
   for (size_t l = 0; l < layers.size(); ++l) {
     const RateCandidate& got = costs[l][choice[l]];
@@ -162,6 +217,10 @@ PlanReport AdaptiveRates::replan(uint64_t steps) {
     r.bytes += got.bytes;
     r.uniformError += uni.error;
     r.uniformBytes += uni.bytes;
+    if (r.budgetKind == "time") {
+      r.predictedSeconds += got.seconds;
+      r.uniformPredictedSeconds += uni.seconds;
+    }
   }
   reducer_.setSchemes(schemes);
   reducer_.setCaptured({}, 0);  // used up; checkpoints need not carry it

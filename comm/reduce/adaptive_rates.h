@@ -28,8 +28,25 @@ namespace cdl::comm {
 // rank applies the same plan bitwise; the Reducer switches schemes keeping their state (Note
 // [Scheme changes]). A candidate that does not apply to a layer (a PowerSGD rank at or above the
 // smaller dimension, a top-k density that keeps nothing) is skipped for it.
+//
+// With budget = kTime (Note [Time budget]) the plan is the least-error choice whose predicted
+// communication per step fits `overlap` times the step's compute (forward and backward): each
+// candidate's seconds are its wire bytes over the link rate plus its codec time. The link rate is
+// measured on the job's own collectives since the previous plan (the bytes the Reducer sent over
+// the seconds it waited on collectives), the codec time as the candidate's measurement runs (one
+// encode and decode of the tensor), the compute from the steps' times; all three are means over
+// the ranks (one allreduce with the costs), so every rank plans alike. On a fast link the budget
+// buys the least-error candidates (accuracy first); on a slow one it compresses until the
+// communication fits. The report says what was measured and predicted, and the next plan's
+// report the steps' actual times since. A plan with no timed step before it (right after a
+// resume) falls back to the error budget and says so.
 
 struct AdaptiveOptions {
+  enum class Budget { kError, kTime };
+  Budget budget = Budget::kError;
+  double overlap = 1.0;  // kTime: communication per step <= overlap x compute
+  // kTime: > 0 takes this link rate (bytes per second) instead of the measured one.
+  double linkBytesPerSecond = 0.0;
   double alpha = 1.0;
   int64_t warmupSteps = 100;
   int64_t everySteps = 200;
@@ -70,14 +87,27 @@ struct LayerChoice {
 };
 struct PlanReport {
   uint64_t step = 0;
+  std::string budgetKind = "error";  // "error", "time", or "error (no timed steps)"
   bool feasible = false;
   double budget = 0.0, error = 0.0, uniformError = 0.0;
   int64_t bytes = 0, uniformBytes = 0;
   double seconds = 0.0;  // measuring, planning and applying
+  // Time budget: what was measured (means per step and rank) and predicted.
+  double linkBytesPerSecond = 0.0;  // infinite: no time was spent waiting on collectives
+  double computeSeconds = 0.0;      // forward and backward
+  double predictedSeconds = 0.0, uniformPredictedSeconds = 0.0;  // communication per step
+  // The steps since the previous plan, as they really went (this rank; zero when untimed).
+  double actualStepSeconds = 0.0, actualExposedSeconds = 0.0;
   // What the steps since the previous plan really sent, per step (this rank, every tensor,
   // the uncompressed small ones too), to set against the previous plan's prediction.
   int64_t actualBytes = 0;
   std::vector<LayerChoice> layers;
+};
+
+// One step's times for the time budget: its forward and backward seconds, how long it waited for
+// the reduction after backward (exposed communication), and the whole step.
+struct StepTiming {
+  double compute = 0.0, exposed = 0.0, step = 0.0;
 };
 
 // Drives the Reducer's schemes through training. Every rank holds one and calls it after every
@@ -89,7 +119,8 @@ class AdaptiveRates {
   // Collective when a plan is due. `steps` is the number of steps finalized so far; turns
   // capturing on for the window before the next plan, and at a plan measures, plans and applies
   // it, returning its report.
-  std::optional<PlanReport> afterStep(uint64_t steps);
+  // `timing` is the step's (StepTiming); the time budget plans with them.
+  std::optional<PlanReport> afterStep(uint64_t steps, const StepTiming& timing = {});
 
   // The current plan (parameter name to scheme spec; empty before the first), for checkpoints.
   const std::map<std::string, std::string>& plan() const { return plan_; }
@@ -106,13 +137,27 @@ class AdaptiveRates {
   bool measuring(uint64_t steps) const;
   int defaultIndex() const;
   PlanReport replan(uint64_t steps);
-  std::vector<std::vector<RateCandidate>> measure(std::vector<Reducer::Plannable>& layers);
+  // The costs of every candidate for every layer (means over the ranks), and in *timing the
+  // ranks' mean compute seconds per step and link rate.
+  struct Timing {
+    double compute = 0.0, linkBytesPerSecond = 0.0;
+  };
+  std::vector<std::vector<RateCandidate>> measure(std::vector<Reducer::Plannable>& layers,
+                                                  Timing* timing);
+  RatePlan plan(std::vector<std::vector<RateCandidate>>& costs, const Timing& timing,
+                PlanReport* report) const;
 
   Reducer& reducer_;
   Communicator& comm_;
   AdaptiveOptions options_;
   std::vector<int> defaults_;  // per plannable layer: its default's candidate index
   uint64_t sentSincePlan_ = 0, stepsSincePlan_ = 0;
+  // The steps timed since the previous plan (not in checkpoints: times are not exact anyway).
+  struct TimedSteps {
+    uint64_t steps = 0;
+    double compute = 0.0, exposed = 0.0, step = 0.0, comm = 0.0, wireBytes = 0.0;
+  };
+  TimedSteps timed_;
   std::map<std::string, std::string> plan_;
 };
 

@@ -351,16 +351,43 @@ void MetricsLog::writePlan(const comm::PlanReport& plan) {
                               {"uniform_bytes", plan.uniformBytes},
                               {"seconds", plan.seconds},
                               {"actual_bytes", plan.actualBytes},
+                              {"budget_kind", plan.budgetKind},
                               {"layers", layers},
                               {"wall_s", elapsed()}};
-    file_->append(j.dump() + "\n");
+    nlohmann::json record = j;
+    if (plan.budgetKind != "error") {  // times differ from run to run; error plans stay exact
+      record["link_bytes_per_s"] = std::isfinite(plan.linkBytesPerSecond)
+                                       ? nlohmann::json(plan.linkBytesPerSecond)
+                                       : nlohmann::json(nullptr);
+      record["compute_s"] = plan.computeSeconds;
+      record["predicted_comm_s"] = plan.predictedSeconds;
+      record["uniform_predicted_comm_s"] = plan.uniformPredictedSeconds;
+      record["actual_step_s"] = plan.actualStepSeconds;
+      record["actual_exposed_s"] = plan.actualExposedSeconds;
+    }
+    file_->append(record.dump() + "\n");
+  }
+  std::string timing;
+  if (plan.budgetKind == "time") {
+    timing = fmt::format(
+        "; time budget: link {:.1f} MB/s, compute {:.1f} ms per step, predicted communication "
+        "{:.1f} ms ({:.1f} ms uniform) of a budget of {:.1f} ms{}",
+        plan.linkBytesPerSecond / 1e6, plan.computeSeconds * 1e3, plan.predictedSeconds * 1e3,
+        plan.uniformPredictedSeconds * 1e3, plan.budget * 1e3, plan.feasible ? "" : " (none fits)");
+  } else if (plan.budgetKind != "error") {
+    timing = "; budget: " + plan.budgetKind;
+  }
+  if (plan.budgetKind != "error" && plan.actualStepSeconds > 0) {
+    timing += fmt::format("; the steps since the last plan: {:.1f} ms, {:.1f} ms of it waiting",
+                          plan.actualStepSeconds * 1e3, plan.actualExposedSeconds * 1e3);
   }
   spdlog::info(
-      "step {}: rate plan, {} B per step against {} uniform ({:.2f}x), error {:.4g} of a "
-      "budget {:.4g}, {:.3f} s{}",
+      "step {}: rate plan, {} B per step against {} uniform ({:.2f}x), error {:.4g}{}, {:.3f} "
+      "s{}{}",
       plan.step, plan.bytes, plan.uniformBytes,
       plan.bytes > 0 ? double(plan.uniformBytes) / double(plan.bytes) : 0.0, plan.error,
-      plan.budget, plan.seconds, table);
+      plan.budgetKind == "time" ? std::string() : fmt::format(" of a budget {:.4g}", plan.budget),
+      plan.seconds, timing, table);
 }
 
 }  // namespace cdl::core

@@ -7,8 +7,11 @@
 
 namespace cdl::core {
 
-void AdaptiveRatesHook::afterStep(int64_t stepsDone, MetricsLog& metrics) {
-  if (auto plan = rates_.afterStep(static_cast<uint64_t>(stepsDone))) metrics.writePlan(*plan);
+void AdaptiveRatesHook::afterStep(int64_t stepsDone, const StepTimes& times, MetricsLog& metrics) {
+  const comm::StepTiming timing{times.compute, times.wait, times.step};
+  if (auto plan = rates_.afterStep(static_cast<uint64_t>(stepsDone), timing)) {
+    metrics.writePlan(*plan);
+  }
 }
 
 void AdaptiveRatesHook::save(TrainState& state) const {

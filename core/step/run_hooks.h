@@ -30,8 +30,8 @@ class RunHook {
 
   // Before the passes of step `step` (0-based).
   virtual void beginStep(int64_t) {}
-  // Collective: after the update that completed `stepsDone` steps.
-  virtual void afterStep(int64_t /*stepsDone*/, MetricsLog&) {}
+  // Collective: after the update that completed `stepsDone` steps, which took `times`.
+  virtual void afterStep(int64_t /*stepsDone*/, const StepTimes& /*times*/, MetricsLog&) {}
   // Around the epoch's evaluation; after it (collective), what the part adds to the epoch's
   // record: a CDL model's report, joined over the stages by the schedule.
   virtual void beforeEvaluation() {}
@@ -49,7 +49,7 @@ class AdaptiveRatesHook final : public RunHook {
  public:
   AdaptiveRatesHook(comm::AdaptiveRates& rates, comm::Reducer& reducer)
       : rates_(rates), reducer_(reducer) {}
-  void afterStep(int64_t stepsDone, MetricsLog& metrics) override;
+  void afterStep(int64_t stepsDone, const StepTimes& times, MetricsLog& metrics) override;
   void save(TrainState& state) const override;
   void restoreBeforeSchemes(const TrainState& loaded) override;
   void restoreAfterSchemes(const TrainState& loaded) override;

@@ -112,6 +112,10 @@ comm::ReducerOptions reducerOptions(const Config& cfg) {
 comm::AdaptiveOptions adaptiveOptions(const Config& cfg, const comm::SchemeSpec& uniform) {
   const Config::Comm::Adaptive& a = cfg.comm.adaptive;
   comm::AdaptiveOptions o;
+  o.budget = a.budget == "time" ? comm::AdaptiveOptions::Budget::kTime
+                                : comm::AdaptiveOptions::Budget::kError;
+  o.overlap = a.overlap;
+  o.linkBytesPerSecond = a.linkMbps * 1e6 / 8.0;
   o.alpha = a.alpha;
   o.warmupSteps = a.warmupSteps;
   o.everySteps = a.everySteps;
@@ -211,7 +215,7 @@ bool trainEpoch(const EpochSetup& e, TrainState& state) {
     state.cutFp32Bytes += m.cutFp32Bytes;
     state.skippedSteps += m.skipped;
     e.metrics.addStep(m);
-    for (RunHook* h : e.step.replica.hooks) h->afterStep(state.step, e.metrics);
+    for (RunHook* h : e.step.replica.hooks) h->afterStep(state.step, m.times, e.metrics);
     if (state.step % cfg.log.everySteps == 0 || state.step == len.totalSteps) {
       e.metrics.writeStep(state.step, state.epoch, m.lr);
     }

@@ -201,6 +201,64 @@ TEST(AdaptiveRates, EveryRankAppliesTheSamePlanAndKeepsItsResiduals) {
   }
 }
 
+// Note [Time budget]: each rank times its steps differently; the plan uses the ranks' mean
+// compute and is the same everywhere. A slow link buys less than uniform's bytes, a fast one the
+// least error; before any timed step the plan falls back to the error budget.
+std::vector<PlanReport> timeBudgetPlans(double linkBytesPerSecond, bool timed,
+                                        std::vector<std::map<std::string, std::string>>* plans) {
+  const int size = 3;
+  std::vector<PlanReport> reports(size);
+  plans->assign(size, {});
+  test::spawn(size, [&](int rank, std::shared_ptr<Communicator> comm) {
+    Layers net;
+    ReducerOptions ro = qsgd4();
+    Reducer reducer(comm, net.named(), ro);
+    AdaptiveOptions ao;
+    ao.budget = AdaptiveOptions::Budget::kTime;
+    ao.overlap = 1.0;
+    ao.linkBytesPerSecond = linkBytesPerSecond;
+    ao.warmupSteps = 3;
+    ao.window = 2;
+    ao.candidates = candidateGrid({"qsgd", "powersgd"}, ro.scheme, "k");
+    AdaptiveRates rates(reducer, *comm, ao);
+    for (int step = 0; step < 3; ++step) {
+      net.backward(rank, step);
+      reducer.finalize();
+      StepTiming t;
+      if (timed) t = {0.01 * (rank + 1), 0.001, 0.02 * (rank + 1)};
+      if (auto r = rates.afterStep(step + 1, t)) reports[rank] = *r;
+      net.w1.mutable_grad().zero_();
+      net.w2.mutable_grad().zero_();
+    }
+    (*plans)[rank] = rates.plan();
+  });
+  for (int r = 1; r < size; ++r) EXPECT_EQ((*plans)[r], (*plans)[0]);
+  return reports;
+}
+
+TEST(AdaptiveRates, ATimeBudgetCompressesMoreOnASlowLinkAndLessOnAFastOne) {
+  std::vector<std::map<std::string, std::string>> plans;
+  const PlanReport slow = timeBudgetPlans(2e4, true, &plans)[0];
+  EXPECT_EQ(slow.budgetKind, "time");
+  EXPECT_NEAR(slow.computeSeconds, 0.02, 1e-6);  // the mean of 10, 20 and 30 ms
+  EXPECT_NEAR(slow.budget, 0.02, 1e-6);
+  EXPECT_EQ(slow.linkBytesPerSecond, 2e4);
+  EXPECT_GT(slow.uniformPredictedSeconds, slow.budget) << "uniform must not fit this link";
+  EXPECT_LT(slow.bytes, slow.uniformBytes);
+  if (slow.feasible) EXPECT_LE(slow.predictedSeconds, slow.budget * (1 + 1e-9));
+  EXPECT_NEAR(slow.actualStepSeconds, 0.02, 1e-9);  // rank 0's own steps
+  EXPECT_NEAR(slow.actualExposedSeconds, 0.001, 1e-9);
+
+  const PlanReport fast = timeBudgetPlans(1e12, true, &plans)[0];
+  EXPECT_TRUE(fast.feasible);
+  EXPECT_LE(fast.error, fast.uniformError);
+  EXPECT_GT(fast.bytes, fast.uniformBytes) << "a fast link affords finer than 4-bit qsgd";
+
+  const PlanReport untimed = timeBudgetPlans(2e4, false, &plans)[0];
+  EXPECT_EQ(untimed.budgetKind, "error (no timed steps)");
+  EXPECT_LE(untimed.error, untimed.budget * (1 + 1e-9));
+}
+
 // With nothing else to choose, a plan keeps every layer at its configured scheme, overrides too.
 TEST(AdaptiveRates, EachLayersDefaultIsItsConfiguredScheme) {
   test::spawn(2, [&](int rank, std::shared_ptr<Communicator> comm) {

@@ -85,6 +85,9 @@ comm:
       codec: qsgd:bits=8
   adaptive:
     enabled: true
+    budget: time
+    overlap: 0.5
+    link_mbps: 25
     alpha: 0.8
     warmup_steps: 7
     every_steps: 9
@@ -202,6 +205,9 @@ TEST_F(ConfigFileTest, FullFileSetsEveryKey) {
             (std::vector<CodecOverride>{{"fc*", "none"}, {"conv1.weight", "qsgd:bits=8"}}));
   EXPECT_TRUE(c.comm.adaptive.enabled);
   EXPECT_EQ(c.comm.adaptive.alpha, 0.8);
+  EXPECT_EQ(c.comm.adaptive.budget, "time");
+  EXPECT_EQ(c.comm.adaptive.overlap, 0.5);
+  EXPECT_EQ(c.comm.adaptive.linkMbps, 25.0);
   EXPECT_EQ(c.comm.adaptive.warmupSteps, 7);
   EXPECT_EQ(c.comm.adaptive.everySteps, 9);
   EXPECT_EQ(c.comm.adaptive.window, 4);
