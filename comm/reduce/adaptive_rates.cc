@@ -1,5 +1,6 @@
 #include "comm/reduce/adaptive_rates.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -103,6 +104,7 @@ std::optional<PlanReport> AdaptiveRates::afterStep(uint64_t steps, const StepTim
       timed_.exposed += timing.exposed;
       timed_.step += timing.step;
       timed_.comm += st.commSeconds;
+      timed_.busy += st.encodeSeconds + st.commSeconds + st.decodeSeconds;
       timed_.wireBytes += static_cast<double>(st.wireBytes);
     }
   }
@@ -126,10 +128,10 @@ std::vector<std::vector<RateCandidate>> AdaptiveRates::measure(
   const auto& sums = reducer_.captured();
   const double scale = 1.0 / double(reducer_.capturedSteps());
   const size_t k = options_.candidates.size();
-  // Per candidate: error, bytes, codec seconds; then this rank's compute per step, whether it
-  // timed any step, and the seconds and bytes of its collectives.
-  constexpr size_t kFields = 3;
-  std::vector<float> costs(layers.size() * k * kFields + 4, 0.0f);
+  // Per candidate: error, bytes, codec seconds; then this rank's compute, exposed and busy seconds
+  // per step, whether it timed any step, and the seconds and bytes of its collectives.
+  constexpr size_t kFields = 3, kTimes = 6;
+  std::vector<float> costs(layers.size() * k * kFields + kTimes, 0.0f);
   std::vector<std::vector<RateCandidate>> out(layers.size(), std::vector<RateCandidate>(k));
   for (size_t l = 0; l < layers.size(); ++l) {
     auto it = sums.find(layers[l].name);
@@ -148,13 +150,16 @@ std::vector<std::vector<RateCandidate>> AdaptiveRates::measure(
       at[2] = static_cast<float>(secondsSince(t0));
     }
   }
-  float* mine = &costs[costs.size() - 4];
+  float* mine = &costs[costs.size() - kTimes];
   if (timed_.steps > 0) {
-    mine[0] = static_cast<float>(timed_.compute / static_cast<double>(timed_.steps));
-    mine[1] = 1.0f;
+    const double n = static_cast<double>(timed_.steps);
+    mine[0] = static_cast<float>(timed_.compute / n);
+    mine[1] = static_cast<float>(timed_.exposed / n);
+    mine[2] = static_cast<float>(timed_.busy / n);
+    mine[3] = 1.0f;
   }
-  mine[2] = static_cast<float>(timed_.comm);
-  mine[3] = static_cast<float>(timed_.wireBytes);
+  mine[4] = static_cast<float>(timed_.comm);
+  mine[5] = static_cast<float>(timed_.wireBytes);
   // The ranks' mean costs; validity depends on shapes only, so it is the same everywhere.
   comm_.allreduce(costs.data(), static_cast<int64_t>(costs.size()))->wait();
   for (size_t l = 0; l < layers.size(); ++l) {
@@ -165,10 +170,14 @@ std::vector<std::vector<RateCandidate>> AdaptiveRates::measure(
       out[l][c].seconds = at[2] / comm_.size();
     }
   }
-  const float* all = &costs[costs.size() - 4];
-  timing->compute = all[1] > 0 ? all[0] / all[1] : 0.0;
+  const float* all = &costs[costs.size() - kTimes];
+  if (all[3] > 0) {
+    timing->compute = all[0] / all[3];
+    timing->exposed = all[1] / all[3];
+    timing->busy = all[2] / all[3];
+  }
   timing->linkBytesPerSecond =
-      all[2] > 0 ? all[3] / all[2] : std::numeric_limits<double>::infinity();
+      all[4] > 0 ? all[5] / all[4] : std::numeric_limits<double>::infinity();
   return out;
 }
 
@@ -180,10 +189,15 @@ RatePlan AdaptiveRates::plan(std::vector<std::vector<RateCandidate>>& costs, con
     for (auto& layer : costs) {
       for (RateCandidate& c : layer) c.seconds += static_cast<double>(c.bytes) / rate;
     }
+    // What the current plan's communication hid behind the step's compute, measured; a plan
+    // may take that much and the exposed share the overlap leaves.
+    const double hidden = std::max(0.0, timing.busy - timing.exposed);
     report->budgetKind = "time";
     report->linkBytesPerSecond = rate;
     report->computeSeconds = timing.compute;
-    return planRatesForTime(costs, defaults_, options_.overlap * timing.compute, options_.buckets);
+    report->hiddenSeconds = hidden;
+    return planRatesForTime(costs, defaults_, hidden + (1.0 - options_.overlap) * timing.compute,
+                            options_.buckets);
   }
   if (options_.budget == AdaptiveOptions::Budget::kTime) {
     report->budgetKind = "error (no timed steps)";

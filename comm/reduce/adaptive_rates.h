@@ -30,21 +30,26 @@ namespace cdl::comm {
 // smaller dimension, a top-k density that keeps nothing) is skipped for it.
 //
 // With budget = kTime (Note [Time budget]) the plan is the least-error choice whose predicted
-// communication per step fits `overlap` times the step's compute (forward and backward): each
-// candidate's seconds are its wire bytes over the link rate plus its codec time. The link rate is
-// measured on the job's own collectives since the previous plan (the bytes the Reducer sent over
-// the seconds it waited on collectives), the codec time as the candidate's measurement runs (one
-// encode and decode of the tensor), the compute from the steps' times; all three are means over
-// the ranks (one allreduce with the costs), so every rank plans alike. On a fast link the budget
-// buys the least-error candidates (accuracy first); on a slow one it compresses until the
-// communication fits. The report says what was measured and predicted, and the next plan's
-// report the steps' actual times since. A plan with no timed step before it (right after a
-// resume) falls back to the error budget and says so.
+// exposed communication per step stays within (1 - overlap) times the step's compute (forward
+// and backward; overlap 1: fully hidden). A candidate's predicted seconds are its wire bytes over
+// the link rate plus its codec time; the exposed part of a plan's P seconds is P - H, where H is
+// what the current plan's communication hid behind compute, measured: the communication thread's
+// busy seconds per step (encoding, waiting on collectives, decoding) less the seconds the step
+// waited for it after backward. So the planner's budget is H + (1 - overlap) x compute. The link
+// rate is measured on the job's own collectives since the previous plan (the bytes the Reducer
+// sent over the seconds it waited on collectives: waits for slower peers count too, so it errs
+// low), the codec time as the candidate's measurement runs (one encode and decode of the
+// tensor), the compute, exposed and busy seconds from the steps' times; all are means over the
+// ranks (one allreduce with the costs), so every rank plans alike. A fast link buys the
+// least-error candidates (accuracy first); on a slow one the plan compresses until the
+// communication hides. The report says what was measured and predicted, and the next plan's
+// report how the steps since went. A plan with no timed step before it (right after a resume)
+// falls back to the error budget and says so.
 
 struct AdaptiveOptions {
   enum class Budget { kError, kTime };
   Budget budget = Budget::kError;
-  double overlap = 1.0;  // kTime: communication per step <= overlap x compute
+  double overlap = 1.0;  // kTime: exposed communication <= (1 - overlap) x compute; in [0, 1]
   // kTime: > 0 takes this link rate (bytes per second) instead of the measured one.
   double linkBytesPerSecond = 0.0;
   double alpha = 1.0;
@@ -95,6 +100,7 @@ struct PlanReport {
   // Time budget: what was measured (means per step and rank) and predicted.
   double linkBytesPerSecond = 0.0;  // infinite: no time was spent waiting on collectives
   double computeSeconds = 0.0;      // forward and backward
+  double hiddenSeconds = 0.0;       // the current plan's communication hidden behind compute
   double predictedSeconds = 0.0, uniformPredictedSeconds = 0.0;  // communication per step
   // The steps since the previous plan, as they really went (this rank; zero when untimed).
   double actualStepSeconds = 0.0, actualExposedSeconds = 0.0;
@@ -140,7 +146,7 @@ class AdaptiveRates {
   // The costs of every candidate for every layer (means over the ranks), and in *timing the
   // ranks' mean compute seconds per step and link rate.
   struct Timing {
-    double compute = 0.0, linkBytesPerSecond = 0.0;
+    double compute = 0.0, exposed = 0.0, busy = 0.0, linkBytesPerSecond = 0.0;
   };
   std::vector<std::vector<RateCandidate>> measure(std::vector<Reducer::Plannable>& layers,
                                                   Timing* timing);
@@ -155,7 +161,7 @@ class AdaptiveRates {
   // The steps timed since the previous plan (not in checkpoints: times are not exact anyway).
   struct TimedSteps {
     uint64_t steps = 0;
-    double compute = 0.0, exposed = 0.0, step = 0.0, comm = 0.0, wireBytes = 0.0;
+    double compute = 0.0, exposed = 0.0, step = 0.0, comm = 0.0, busy = 0.0, wireBytes = 0.0;
   };
   TimedSteps timed_;
   std::map<std::string, std::string> plan_;

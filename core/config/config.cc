@@ -178,7 +178,7 @@ constexpr Key kSchema[] = {
     {"comm.overrides", CDL_FIELD(comm.overrides), {}},
     {"comm.adaptive.enabled", CDL_FIELD(comm.adaptive.enabled), {}},
     {"comm.adaptive.budget", CDL_FIELD(comm.adaptive.budget), oneOf("error|time")},
-    {"comm.adaptive.overlap", CDL_FIELD(comm.adaptive.overlap), within(0, 1e6, true, false)},
+    {"comm.adaptive.overlap", CDL_FIELD(comm.adaptive.overlap), within(0, 1, false, false)},
     {"comm.adaptive.link_mbps", CDL_FIELD(comm.adaptive.linkMbps), within(0, 1e9, false, false)},
     {"comm.adaptive.alpha", CDL_FIELD(comm.adaptive.alpha), within(0, 1e6, true, false)},
     {"comm.adaptive.warmup_steps", CDL_FIELD(comm.adaptive.warmupSteps),

@@ -125,10 +125,10 @@ struct Config {
     // Layerwise-adaptive rates, chosen the L-GreCo way (Note [Adaptive rates]).
     struct Adaptive {
       bool enabled = false;
-      // error: L-GreCo's budget (alpha); time: the least error whose predicted communication
-      // fits overlap x the step's compute (Note [Time budget]).
+      // error: L-GreCo's budget (alpha); time: the least error whose predicted exposed
+      // communication stays within (1 - overlap) x the step's compute (Note [Time budget]).
       std::string budget = "error";
-      double overlap = 1.0;
+      double overlap = 1.0;       // in [0, 1]; 1: fully hidden
       double linkMbps = 0.0;      // time budget: > 0 assumes this link rate instead of measuring
       double alpha = 1.0;         // error budget: alpha times the uniform scheme's total error
       int64_t warmupSteps = 100;  // the first plan follows these steps

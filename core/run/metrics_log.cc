@@ -360,6 +360,7 @@ void MetricsLog::writePlan(const comm::PlanReport& plan) {
                                        ? nlohmann::json(plan.linkBytesPerSecond)
                                        : nlohmann::json(nullptr);
       record["compute_s"] = plan.computeSeconds;
+      record["hidden_s"] = plan.hiddenSeconds;
       record["predicted_comm_s"] = plan.predictedSeconds;
       record["uniform_predicted_comm_s"] = plan.uniformPredictedSeconds;
       record["actual_step_s"] = plan.actualStepSeconds;
@@ -370,10 +371,12 @@ void MetricsLog::writePlan(const comm::PlanReport& plan) {
   std::string timing;
   if (plan.budgetKind == "time") {
     timing = fmt::format(
-        "; time budget: link {:.1f} MB/s, compute {:.1f} ms per step, predicted communication "
-        "{:.1f} ms ({:.1f} ms uniform) of a budget of {:.1f} ms{}",
-        plan.linkBytesPerSecond / 1e6, plan.computeSeconds * 1e3, plan.predictedSeconds * 1e3,
-        plan.uniformPredictedSeconds * 1e3, plan.budget * 1e3, plan.feasible ? "" : " (none fits)");
+        "; time budget: link {:.1f} MB/s, compute {:.1f} ms per step ({:.1f} ms of communication "
+        "hidden), predicted communication {:.1f} ms ({:.1f} ms uniform) of a budget of {:.1f} "
+        "ms{}",
+        plan.linkBytesPerSecond / 1e6, plan.computeSeconds * 1e3, plan.hiddenSeconds * 1e3,
+        plan.predictedSeconds * 1e3, plan.uniformPredictedSeconds * 1e3, plan.budget * 1e3,
+        plan.feasible ? "" : " (none fits)");
   } else if (plan.budgetKind != "error") {
     timing = "; budget: " + plan.budgetKind;
   }
