@@ -112,23 +112,15 @@ def _begin_bucket(state, index, x):
     n = x.numel()
     if state._checked.get(index) == n:
         return
-    group_size = dist.get_world_size(state.process_group)
-    if group_size != state.world_size:
-        raise ValueError(f"cdl.ddp.hook: bucket {index}: the state was made for {state.world_size}"
-                         f" ranks, its process group now has {group_size}")
-    mine = torch.tensor([n, state.step, state.world_size], dtype=torch.int64)
-    every = [torch.empty_like(mine) for _ in range(state.world_size)]
-    dist.all_gather(every, mine, group=state.process_group)
-    every = [e.tolist() for e in every]
-    for what, col in (("elements", 0), ("as its step", 1)):
+    every = _all_gather_facts(state, n)
+    for col, what, advice in ((0, "size", "every rank must build the same model and buckets"),
+                              (1, "step", "load every rank's hook state from one checkpoint"),
+                              (2, "codec", "every rank must use the same codec spec")):
         values = [e[col] for e in every]
         if len(set(values)) > 1:
             ranks = ", ".join(f"rank {r}: {v}" for r, v in enumerate(values))
-            raise ValueError(f"cdl.ddp.hook: bucket {index} differs across ranks in "
-                             f"{'size' if col == 0 else 'step'} ({ranks}); every rank must "
-                             f"build the same model and buckets"
-                             + ("" if col == 0 else " and load its hook state from the same "
-                                "checkpoint"))
+            raise ValueError(f"cdl.ddp.hook: bucket {index} differs across ranks in {what} "
+                             f"({ranks}); {advice}")
     res = state.residuals.get(index)
     if res is not None and res.numel() != n:
         # DDP rebuilds its buckets after the first step; a residual of another layout is dropped.
@@ -138,6 +130,17 @@ def _begin_bucket(state, index, x):
         del state.residuals[index]
     state._loaded.discard(index)
     state._checked[index] = n
+
+
+def _all_gather_facts(state, n):
+    """(bucket size, step, codec spec) of every rank."""
+    spec = torch.tensor(list(state.codec.spec.encode()), dtype=torch.uint8)
+    facts = torch.tensor([n, state.step], dtype=torch.int64)
+    every = [torch.empty_like(facts) for _ in range(state.world_size)]
+    dist.all_gather(every, facts, group=state.process_group)
+    specs, offsets, lens, _ = _all_gather_bytes(state, spec)
+    return [(int(f[0]), int(f[1]), bytes(specs[o:o + k].tolist()).decode())
+            for f, o, k in zip(every, offsets, lens)]
 
 
 def _sizes_exchange(state, sizes):

@@ -1,6 +1,7 @@
 """Runs a function on N local processes joined in a gloo process group, for the Python tests."""
 
 import datetime
+import faulthandler
 import os
 import socket
 import sys
@@ -23,18 +24,24 @@ def free_port():
 
 
 def _entry(rank, world, port, fn, args, error_dir):
+    faulthandler.enable(all_threads=True)  # a rank that aborts shows where
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world,
                             timeout=datetime.timedelta(seconds=60))
+    code = 0
     try:
         fn(rank, world, *args)
+        dist.barrier()
     except BaseException:
         with open(os.path.join(error_dir, f"rank{rank}.txt"), "w") as f:
             f.write(traceback.format_exc())
-        raise
-    finally:
-        dist.destroy_process_group()
+        code = 1
+    # The process ends without tearing the group down, as bench/ddp_baseline.py's finish() does:
+    # torch's teardown of a DDP reducer and gloo's worker threads aborted now and then at exit.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def run(fn, world, *args):
