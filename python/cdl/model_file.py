@@ -23,3 +23,23 @@ def inspect(path) -> dict:
     element, entropy bound; totals and the ratio to fp32), with the file's description as
     "meta"."""
     return json.loads(_cdl.inspect_model_file(os.fspath(path)))
+
+
+def save(path, tensors, meta=None, quantized=None):
+    """Writes a .cdlm file: `tensors` (name -> tensor; float tensors as fp32, int64 ones as
+    int64) and `quantized` (name -> (levels, step, bits): an int64 tensor of signed levels in
+    -2^(bits-1) .. 2^(bits-1)-1, each standing for level * step, entropy-coded with rANS), with
+    the JSON description `meta` (a dict). The file is written whole to path + ".tmp" and renamed.
+
+    A level out of range, a bad step or shape is a ValueError naming the tensor.
+    """
+    items = [(name, t, 0, 0.0) for name, t in tensors.items()]
+    for name, (levels, step, bits) in (quantized or {}).items():
+        items.append((name, levels, int(bits), float(step)))
+    data = _cdl.encode_model_file(json.dumps(meta or {}), items)
+    path = os.fspath(path)
+    with open(path + ".tmp", "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(path + ".tmp", path)

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -294,6 +295,35 @@ std::vector<std::pair<std::string, at::Tensor>> loadModel(const std::string& pat
   return out;
 }
 
+// The bytes of a .cdlm file: meta, then (name, tensor, bits, step) with bits 0 for a float or
+// int64 tensor, else the tensor holds integer levels.
+pyb::bytes saveModel(const std::string& meta,
+                     const std::vector<std::tuple<std::string, at::Tensor, int, float>>& items) {
+  std::vector<SavedTensor> tensors;
+  for (const auto& [name, tensor, bits, step] : items) {
+    const at::Tensor t = tensor.detach().contiguous().cpu();
+    SavedTensor s;
+    s.name = name;
+    s.shape = t.sizes().vec();
+    if (bits > 0 || t.scalar_type() == at::kLong) {
+      if (t.scalar_type() != at::kLong) {
+        throw pyb::type_error("tensor '" + name + "': levels must be an int64 tensor");
+      }
+      auto& out = bits > 0 ? s.levels : s.ints;
+      out.assign(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel());
+      s.isInt64 = bits == 0;
+      s.bits = bits;
+      s.step = step;
+    } else {
+      const at::Tensor f = t.to(at::kFloat);
+      s.values.assign(f.data_ptr<float>(), f.data_ptr<float>() + f.numel());
+    }
+    tensors.push_back(std::move(s));
+  }
+  const std::vector<uint8_t> bytes = badInput([&] { return encodeModel(meta, tensors); });
+  return pyb::bytes(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+}
+
 }  // namespace
 }  // namespace cdl::py
 
@@ -330,6 +360,7 @@ PYBIND11_MODULE(_cdl, m) {
         pyb::arg("residuals"), pyb::arg("rounding_key"), pyb::arg("average") = true,
         pyb::arg("segment_bytes") = cdl::comm::kDefaultSegmentBytes);
   m.def("load_model_file", &cdl::py::loadModel, pyb::arg("path"));
+  m.def("encode_model_file", &cdl::py::saveModel, pyb::arg("meta"), pyb::arg("tensors"));
   m.def("inspect_model_file", [](const std::string& path) {
     return cdl::py::badInput([&] { return cdl::py::inspectModelFile(path); });
   });

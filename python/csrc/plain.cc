@@ -69,6 +69,38 @@ core::ModelFile readFile(const std::string& path) {
 
 }  // namespace
 
+std::vector<uint8_t> encodeModel(const std::string& meta, const std::vector<SavedTensor>& tensors) {
+  core::ModelFile f;
+  f.meta = meta;
+  for (const SavedTensor& s : tensors) {
+    core::ModelTensor t;
+    t.name = s.name;
+    t.shape = s.shape;
+    if (s.bits > 0) {
+      CDL_CHECK(s.bits <= 8, "tensor '", s.name, "': ", s.bits, " bits, must be 1..8");
+      t.kind = core::TensorKind::kQuantized;
+      t.coder = core::TensorCoder::kRans;
+      t.bits = s.bits;
+      t.isSigned = true;
+      t.step = s.step;
+      const int64_t lo = t.lowestLevel(), hi = -lo - 1;
+      for (int64_t l : s.levels) {
+        CDL_CHECK(l >= lo && l <= hi, "tensor '", s.name, "': level ", l, " outside ", lo, "..",
+                  hi, " of ", s.bits, " bits");
+        t.symbols.push_back(static_cast<uint8_t>(l - lo));
+      }
+    } else if (s.isInt64) {
+      t.kind = core::TensorKind::kInt64;
+      t.coder = core::TensorCoder::kInt64;
+      t.ints = s.ints;
+    } else {
+      t.values = s.values;
+    }
+    f.tensors.push_back(std::move(t));
+  }
+  return core::encodeModelFile(f);
+}
+
 std::vector<LoadedTensor> loadModelFile(const std::string& path) {
   const core::ModelFile f = readFile(path);
   std::vector<LoadedTensor> out;

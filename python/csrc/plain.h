@@ -32,6 +32,23 @@ struct LoadedTensor {
   std::vector<int64_t> ints;
 };
 
+// A tensor to write into a .cdlm file: float (values), int64 (ints), or quantized (levels, each
+// in the signed range of `bits`, with step > 0; coded with rANS).
+struct SavedTensor {
+  std::string name;
+  std::vector<int64_t> shape;
+  bool isInt64 = false;
+  Floats values;
+  std::vector<int64_t> ints;
+  int bits = 0;  // > 0: quantized
+  float step = 0.0f;
+  std::vector<int64_t> levels;
+};
+
+// The bytes of a .cdlm file with the JSON description `meta` and these tensors; throws cdl::Error
+// naming the tensor that does not fit the format (a level out of range, a bad shape, ...).
+std::vector<uint8_t> encodeModel(const std::string& meta, const std::vector<SavedTensor>& tensors);
+
 // Every tensor of the .cdlm file at path, quantized weights as level * step; throws cdl::Error
 // naming the file and, where one is at fault, the tensor.
 std::vector<LoadedTensor> loadModelFile(const std::string& path);
