@@ -5,8 +5,8 @@
 #include <memory>
 #include <vector>
 
-#include "kernels/base/clock.h"
 #include "comm/reduce/compressed_chunks.h"
+#include "kernels/base/clock.h"
 #include "kernels/base/error.h"
 
 namespace cdl::comm {

@@ -11,8 +11,8 @@ uint64_t chunkKey(uint64_t key, ChunkStage stage, uint64_t rank, uint64_t chunk)
   return kernels::mix64(key ^ kernels::mix64((s << 56) ^ (rank << 28) ^ chunk));
 }
 
-void encodeRange(const Codec& codec, const float* x, int64_t n, const LayerRate& rate,
-                 uint64_t key, Bytes* p, float* residual) {
+void encodeRange(const Codec& codec, const float* x, int64_t n, const LayerRate& rate, uint64_t key,
+                 Bytes* p, float* residual) {
   p->resize(codec.maxEncodedBytes(n, rate));
   EncodeChunk c;
   c.x = x;

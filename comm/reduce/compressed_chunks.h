@@ -23,8 +23,8 @@ uint64_t chunkKey(uint64_t key, ChunkStage stage, uint64_t rank, uint64_t chunk)
 
 // Encodes x[0..n) into *p; with a residual, also residual[0..n) = x - decode(*p), which the codec
 // computes without a decode pass where it can (Note [Codec batches]).
-void encodeRange(const Codec& codec, const float* x, int64_t n, const LayerRate& rate,
-                 uint64_t key, Bytes* p, float* residual = nullptr);
+void encodeRange(const Codec& codec, const float* x, int64_t n, const LayerRate& rate, uint64_t key,
+                 Bytes* p, float* residual = nullptr);
 
 // The codec's chunk alignment at `rate`, at least 1.
 int64_t chunkAlign(const Codec& codec, const LayerRate& rate);

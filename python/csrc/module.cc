@@ -41,8 +41,7 @@ auto badInput(F&& f) -> decltype(f()) {
 void requireFloatCpu(const at::Tensor& t, const char* what) {
   if (t.scalar_type() != at::kFloat || !t.device().is_cpu()) {
     throw pyb::type_error(std::string(what) + " must be a float32 CPU tensor, not " +
-                          std::string(c10::toString(t.scalar_type())) + " on " +
-                          t.device().str());
+                          std::string(c10::toString(t.scalar_type())) + " on " + t.device().str());
   }
   if (!t.is_contiguous()) throw pyb::value_error(std::string(what) + " must be contiguous");
 }
@@ -86,7 +85,8 @@ class PyCodec {
     requireFloatCpu(x, "the bucket");
     requireFloatCpu(residual, "the residual");
     const int64_t n = x.numel();
-    if (residual.numel() != n) throw pyb::value_error("the residual's size differs from the bucket's");
+    if (residual.numel() != n)
+      throw pyb::value_error("the residual's size differs from the bucket's");
     float* px = x.data_ptr<float>();
     float* pr = residual.data_ptr<float>();
     const std::vector<int64_t> begin = chunkBegins(n, world);
@@ -186,7 +186,8 @@ class PyCodec {
   static std::pair<at::Tensor, std::vector<int64_t>> concat(const std::vector<Bytes>& parts) {
     std::vector<int64_t> sizes;
     int64_t total = 0;
-    for (const Bytes& p : parts) sizes.push_back(static_cast<int64_t>(p.size())), total += sizes.back();
+    for (const Bytes& p : parts)
+      sizes.push_back(static_cast<int64_t>(p.size())), total += sizes.back();
     at::Tensor t = at::empty({total}, at::kByte);
     uint8_t* out = t.data_ptr<uint8_t>();
     for (const Bytes& p : parts) {
@@ -230,8 +231,7 @@ pyb::bytes encode(const at::Tensor& t, const std::string& spec, uint64_t key) {
   requireFloatCpu(x, "the tensor");
   Bytes out;
   badInput([&] {
-    comm::encodeRange(*comm::makeCodec(s.codec), x.data_ptr<float>(), x.numel(), s.rate, key,
-                      &out);
+    comm::encodeRange(*comm::makeCodec(s.codec), x.data_ptr<float>(), x.numel(), s.rate, key, &out);
   });
   return pyb::bytes(reinterpret_cast<const char*>(out.data()), out.size());
 }
@@ -269,9 +269,8 @@ std::pair<std::vector<at::Tensor>, std::vector<at::Tensor>> reference(
   std::vector<Floats> out;
   {
     pyb::gil_scoped_release nogil;
-    out = badInput([&] {
-      return referenceAllreduce(spec, std::move(in), &res, key, average, segmentBytes);
-    });
+    out = badInput(
+        [&] { return referenceAllreduce(spec, std::move(in), &res, key, average, segmentBytes); });
   }
   std::pair<std::vector<at::Tensor>, std::vector<at::Tensor>> r;
   for (const Floats& v : out) r.first.push_back(tensorOf(v));

@@ -85,8 +85,8 @@ std::vector<uint8_t> encodeModel(const std::string& meta, const std::vector<Save
       t.step = s.step;
       const int64_t lo = t.lowestLevel(), hi = -lo - 1;
       for (int64_t l : s.levels) {
-        CDL_CHECK(l >= lo && l <= hi, "tensor '", s.name, "': level ", l, " outside ", lo, "..",
-                  hi, " of ", s.bits, " bits");
+        CDL_CHECK(l >= lo && l <= hi, "tensor '", s.name, "': level ", l, " outside ", lo, "..", hi,
+                  " of ", s.bits, " bits");
         t.symbols.push_back(static_cast<uint8_t>(l - lo));
       }
     } else if (s.isInt64) {

@@ -7,6 +7,7 @@ import os
 import sys
 import tempfile
 import unittest
+import warnings
 
 import torch
 import torch.distributed as dist
@@ -33,13 +34,21 @@ def batch(rank, step):
     return torch.randn(16, 1, 8, 8, generator=g), torch.randint(0, 10, (16,), generator=g)
 
 
-def train(rank, world, out_dir, mode):
+def train(rank, world, out_dir, mode, rebuilds=False):
     """mode: "straight" (all steps, saving a checkpoint after STOP), "resume" (from it) or
-    "fresh_state" (from it, but with a new hook state)."""
+    "fresh_state" (from it, but with a new hook state). The warnings the run gave are saved."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_steps(rank, out_dir, mode, rebuilds)
+    with open(os.path.join(out_dir, f"{mode}_{rank}.warnings"), "w") as f:
+        f.write("\n".join(str(w.message) for w in caught))
+
+
+def run_steps(rank, out_dir, mode, rebuilds):
     model = make_model()
     # DDP reduces its first step as one bucket and then rebuilds its buckets, unless it looks for
     # unused parameters: then a resumed DDP has the checkpoint's buckets from its first step.
-    ddp = DDP(model, bucket_cap_mb=0.01, find_unused_parameters=True)
+    ddp = DDP(model, bucket_cap_mb=0.01, find_unused_parameters=not rebuilds)
     opt = torch.optim.SGD(ddp.parameters(), lr=0.1, momentum=0.9)
     state = cdl.ddp.HookState(None, codec=SPEC, seed=3)
     ddp.register_comm_hook(state, cdl.ddp.hook)
@@ -137,6 +146,19 @@ class Checkpoints(unittest.TestCase):
                 self.assertFalse(all(torch.equal(a, b) for a, b in
                                      zip(straight["params"], fresh["params"])),
                                  "without the hook's state the resume should differ")
+
+
+    def test_a_resume_whose_buckets_changed_warns(self):
+        # DDP's first step after the resume has one bucket, the checkpoint's residuals another
+        # layout: the hook says it dropped them.
+        with tempfile.TemporaryDirectory() as d:
+            for mode in ("straight", "resume"):
+                ranks.run(train, WORLD, d, mode, True)
+            straight = open(os.path.join(d, "straight_0.warnings")).read()
+            resumed = open(os.path.join(d, "resume_0.warnings")).read()
+            self.assertNotIn("the resume is not exact", straight)
+            self.assertIn("bucket 0 has 9970 elements, its loaded residual", resumed)
+            self.assertIn("the resume is not exact", resumed)
 
 
 class BadInputs(unittest.TestCase):
