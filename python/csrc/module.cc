@@ -52,6 +52,14 @@ void requireBytes(const at::Tensor& t, const char* what) {
   }
 }
 
+// A rank of a group of `world`; anything else is a ValueError (it would index outside x).
+void requireRank(int rank, int world) {
+  if (world < 1 || rank < 0 || rank >= world) {
+    throw pyb::value_error("rank " + std::to_string(rank) + " is not in a group of " +
+                           std::to_string(world));
+  }
+}
+
 at::Tensor bytesTensor(const Bytes& b) {
   at::Tensor t = at::empty({static_cast<int64_t>(b.size())}, at::kByte);
   if (!b.empty()) std::memcpy(t.data_ptr<uint8_t>(), b.data(), b.size());
@@ -72,6 +80,7 @@ class PyCodec {
 
   // Where each of `world` ranks' chunk of n elements begins (world + 1 entries).
   std::vector<int64_t> chunkBegins(int64_t n, int world) const {
+    requireRank(0, world);
     const int64_t align = comm::chunkAlign(*codec_, spec_.rate);
     std::vector<int64_t> begin;
     comm::chunkBegins(n, align, 0, (n + align - 1) / align, world, &begin);
@@ -83,6 +92,7 @@ class PyCodec {
   std::pair<at::Tensor, std::vector<int64_t>> encodeChunks(at::Tensor x, at::Tensor residual,
                                                            uint64_t key, int rank, int world) {
     requireFloatCpu(x, "the bucket");
+    requireRank(rank, world);
     requireFloatCpu(residual, "the residual");
     const int64_t n = x.numel();
     if (residual.numel() != n)
@@ -110,6 +120,7 @@ class PyCodec {
   void sumChunk(at::Tensor in, const std::vector<int64_t>& offsets,
                 const std::vector<int64_t>& sizes, at::Tensor x, int rank, int world) {
     requireFloatCpu(x, "the bucket");
+    requireRank(rank, world);
     const std::vector<int64_t> begin = chunkBegins(x.numel(), world);
     float* mine = x.data_ptr<float>() + begin[rank];
     const int64_t len = begin[rank + 1] - begin[rank];
@@ -121,6 +132,7 @@ class PyCodec {
   // This rank's (summed) chunk of x encoded: the payload it sends to every rank.
   at::Tensor encodeOwnChunk(at::Tensor x, uint64_t key, int rank, int world) {
     requireFloatCpu(x, "the bucket");
+    requireRank(rank, world);
     const std::vector<int64_t> begin = chunkBegins(x.numel(), world);
     const float* mine = x.data_ptr<float>() + begin[rank];
     const int64_t len = begin[rank + 1] - begin[rank];
@@ -152,6 +164,7 @@ class PyCodec {
   // The gather path (top-k): x += residual, encoded whole (residual becomes what it lost).
   at::Tensor encodeWhole(at::Tensor x, at::Tensor residual, uint64_t key, int rank) {
     requireFloatCpu(x, "the bucket");
+    if (rank < 0) throw pyb::value_error("rank " + std::to_string(rank) + " is negative");
     requireFloatCpu(residual, "the residual");
     if (residual.numel() != x.numel()) {
       throw pyb::value_error("the residual's size differs from the bucket's");
