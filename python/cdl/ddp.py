@@ -105,14 +105,18 @@ class HookState:
 
 
 def _begin_bucket(state, index, x):
-    """Checks the bucket, on the first sight of its index and size, against every rank's."""
-    if x.dtype != torch.float32 or x.device.type != "cpu":
-        raise TypeError(f"cdl.ddp.hook: bucket {index} is {x.dtype} on {x.device}; the hook "
-                        f"reduces float32 CPU buckets (a float32 CPU model, gloo)")
+    """Checks the bucket, on the first sight of its index and size, against every rank's: each
+    rank raises the same error, so none waits for the others in a collective."""
+    usable = x.dtype == torch.float32 and x.device.type == "cpu"
     n = x.numel()
-    if state._checked.get(index) == n:
+    if usable and state._checked.get(index) == n:
         return
-    every = _all_gather_facts(state, n)
+    every = _all_gather_facts(state, n, usable)
+    bad = [r for r, e in enumerate(every) if not e[3]]
+    if bad:
+        raise TypeError(f"cdl.ddp.hook: bucket {index} is not float32 on the CPU on rank(s) "
+                        f"{', '.join(map(str, bad))} (here: {x.dtype} on {x.device}); the hook "
+                        f"reduces float32 CPU buckets (a float32 CPU model, gloo)")
     for col, what, advice in ((0, "size", "every rank must build the same model and buckets"),
                               (1, "step", "load every rank's hook state from one checkpoint"),
                               (2, "codec", "every rank must use the same codec spec")):
@@ -132,14 +136,14 @@ def _begin_bucket(state, index, x):
     state._checked[index] = n
 
 
-def _all_gather_facts(state, n):
-    """(bucket size, step, codec spec) of every rank."""
+def _all_gather_facts(state, n, usable):
+    """(bucket size, step, codec spec, whether the bucket is usable) of every rank."""
     spec = torch.tensor(list(state.codec.spec.encode()), dtype=torch.uint8)
-    facts = torch.tensor([n, state.step], dtype=torch.int64)
+    facts = torch.tensor([n, state.step, int(usable)], dtype=torch.int64)
     every = [torch.empty_like(facts) for _ in range(state.world_size)]
     dist.all_gather(every, facts, group=state.process_group)
     specs, offsets, lens, _ = _all_gather_bytes(state, spec)
-    return [(int(f[0]), int(f[1]), bytes(specs[o:o + k].tolist()).decode())
+    return [(int(f[0]), int(f[1]), bytes(specs[o:o + k].tolist()).decode(), bool(f[2]))
             for f, o, k in zip(every, offsets, lens)]
 
 

@@ -117,6 +117,10 @@ def bad_inputs(rank, world, out_dir):
                  "'qsgd:bits=9'", "bits")
     expect_error(lambda: cdl.ddp.hook(state, bucket(0, torch.ones(64).double(), True)), TypeError,
                  "bucket 0", "float64")
+    # A bad bucket on one rank only: both ranks raise, naming it.
+    x = torch.ones(64, dtype=torch.float64 if rank == 1 else torch.float32)
+    expect_error(lambda: cdl.ddp.hook(state, bucket(3, x, True)), TypeError,
+                 "bucket 3", "on rank(s) 1")
     # The group is still in step after all of these: the hook still reduces.
     out = cdl.ddp.hook(state, bucket(0, torch.full((64,), float(rank)), True)).wait()
     assert out.sub(0.5).abs().max() < 0.1, out
