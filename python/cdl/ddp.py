@@ -19,8 +19,9 @@ is bit for bit what cdl's C++ compressedAllreduce gives on the same inputs in on
 nearest rounding in any segment size. Collectives are issued from the hook in DDP's bucket order;
 the returned future is already complete.
 
-Residuals and the step counter are per rank: state_dict() of every rank goes into that rank's
-checkpoint, and load_state_dict() restores it exactly.
+Residuals, the step counter and DDP's bucket layout are per rank: state_dict() of every rank goes
+into that rank's checkpoint, and load_state_dict() restores it, so that a resumed run goes on
+exactly (Note [Buckets across a resume]).
 """
 
 import time
@@ -46,17 +47,21 @@ class HookState:
         self.seed = int(seed)
         self.step = 0
         self.residuals = {}
+        self.layout = {}  # Note [Buckets across a resume]
+        self._positions = {}
         self._checked = {}
         self._loaded = set()
         self._totals = {"steps": 0, "bytes_sent": 0, "fp32_bytes": 0, "encode_seconds": 0.0,
                         "decode_seconds": 0.0, "wire_seconds": 0.0}
 
     def state_dict(self):
-        """What a checkpoint needs to resume the hook exactly: this rank's residuals and the step
-        counter (with the codec, seed, rank and world size they belong to)."""
+        """What a checkpoint needs to resume the hook exactly: this rank's residuals, the step
+        counter and the bucket layout (with the codec, seed, rank and world size they belong
+        to)."""
         return {"version": _STATE_VERSION, "codec": self.codec.spec, "seed": self.seed,
                 "rank": self.rank, "world_size": self.world_size, "step": self.step,
-                "residuals": {i: r.clone() for i, r in self.residuals.items()}}
+                "residuals": {i: r.clone() for i, r in self.residuals.items()},
+                "layout": {i: list(w) for i, w in self.layout.items()}}
 
     def load_state_dict(self, state):
         """Restores state_dict()'s output. A state of another world size, rank, codec or format is
@@ -74,6 +79,7 @@ class HookState:
         self.step = int(state["step"])
         self.residuals = {int(i): r.detach().to("cpu", torch.float32).clone()
                           for i, r in state["residuals"].items()}
+        self.layout = {int(i): [int(p) for p in w] for i, w in state.get("layout", {}).items()}
         self._loaded = set(self.residuals)
         self._checked = {}
 
@@ -256,11 +262,62 @@ def reduce_bucket(state, index, x, last=True):
     return x
 
 
+# Note [Buckets across a resume]
+# DDP reduces its first step as one bucket holding every parameter (in model order), then
+# rebuilds its buckets in the order gradients became ready. A resumed run's DDP starts over, so
+# its first step has one bucket where the checkpoint's residuals belong to the rebuilt ones. The
+# state keeps the layout it saw: each bucket's parameters by their position in that first
+# single bucket (state.layout, saved with the residuals). Given a single bucket and a layout of
+# other buckets, the hook reduces the layout's buckets instead, each a copy of its parameters'
+# gradients with its own index, residual and rounding key, and writes them back: the resumed
+# step is then the one the uninterrupted run took. A layout that does not cover the bucket's
+# parameters is not used (the residuals of other sizes are then dropped, with a warning).
+
+
+def _note_layout(state, index, params):
+    """Records bucket `index`'s parameters by their position in DDP's first single bucket."""
+    if not state._positions:
+        return
+    where = [state._positions.get(id(p)) for p in params]
+    if params and None not in where:
+        state.layout[index] = where
+
+
+def _relayout(state, x, params):
+    """Reduces the single bucket x as the buckets of state.layout (Note [Buckets across a
+    resume]); False when the layout does not apply to it."""
+    layout = state.layout
+    covered = sorted(pos for where in layout.values() for pos in where)
+    if len(layout) < 2 or covered != list(range(len(params))):
+        return False
+    views, at = [], 0
+    for p in params:
+        views.append(x[at:at + p.numel()])
+        at += p.numel()
+    if at != x.numel():
+        return False
+    indices = sorted(layout)
+    for index in indices:
+        flat = torch.cat([views[pos] for pos in layout[index]])
+        reduce_bucket(state, index, flat, index == indices[-1])
+        at = 0
+        for pos in layout[index]:
+            views[pos].copy_(flat[at:at + views[pos].numel()])
+            at += views[pos].numel()
+    return True
+
+
 def hook(state, bucket):
     """DistributedDataParallel.register_comm_hook(state, cdl.ddp.hook): the bucket's gradient
     averaged over the group through cdl's codec, returned as a completed future."""
     x = bucket.buffer()
-    reduce_bucket(state, bucket.index(), x, bucket.is_last())
+    params = list(bucket.parameters())
+    single = bucket.index() == 0 and bucket.is_last()
+    if single and not state._positions:
+        state._positions = {id(p): i for i, p in enumerate(params)}
+    if not (single and _relayout(state, x, params)):
+        _note_layout(state, bucket.index(), params)
+        reduce_bucket(state, bucket.index(), x, bucket.is_last())
     fut = torch.futures.Future()
     fut.set_result(x)
     return fut

@@ -52,6 +52,9 @@ class Bucket:
     def is_last(self):
         return self._last
 
+    def parameters(self):
+        return []
+
 
 def hook_ranks(rank, world, out_dir):
     for name, (spec, sizes) in CASES.items():
