@@ -62,7 +62,8 @@ def hook_ranks(rank, world, out_dir):
         results = []
         for step in range(STEPS):
             for b, n in enumerate(sizes):
-                fut = cdl.ddp.hook(state, Bucket(b, gradient(rank, step, b, n), b == len(sizes) - 1))
+                bucket = Bucket(b, gradient(rank, step, b, n), b == len(sizes) - 1)
+                fut = cdl.ddp.hook(state, bucket)
                 results.append(fut.wait().clone())
         torch.save({"results": results, "stats": state.stats()},
                    os.path.join(out_dir, f"{name}_{rank}.pt"))
