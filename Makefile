@@ -5,7 +5,7 @@ BUILD ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build run test bench suite fuzz-smoke fuzz format clean
+.PHONY: all deps configure build python run test bench suite fuzz-smoke fuzz format clean
 
 all: build
 
@@ -17,6 +17,11 @@ configure: deps
 
 build: configure
 	cmake --build $(BUILD) -j $(JOBS)
+
+# The Python package alone (python/, README: PyTorch DDP hook): $(BUILD)/python/cdl, importable
+# with PYTHONPATH=$(BUILD)/python and installed by `pip install ./python`.
+python: configure
+	cmake --build $(BUILD) --target cdl_python -j $(JOBS)
 
 # The main job: configs/fmnist_cnn.yaml (a CNN on Fashion-MNIST, gradients as 4-bit qsgd + rANS
 # with error feedback) on 2 local ranks. Each run gets its own folder under runs/, with its charts

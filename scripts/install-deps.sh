@@ -13,7 +13,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 packages=(
   build-essential cmake ninja-build pkg-config
-  python3 python3-venv
+  python3 python3-venv python3-dev
   libopenmpi-dev openmpi-bin
   libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev

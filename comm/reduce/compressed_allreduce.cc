@@ -5,33 +5,12 @@
 #include <memory>
 #include <vector>
 
+#include "comm/reduce/compressed_chunks.h"
 #include "kernels/base/clock.h"
 #include "kernels/base/error.h"
-#include "kernels/rng.h"
 
 namespace cdl::comm {
 namespace {
-
-// The rounding stream of one encoding: distinct per (stage, rank, chunk) within a collective.
-uint64_t chunkKey(uint64_t key, uint64_t stage, uint64_t rank, uint64_t chunk) {
-  return kernels::mix64(key ^ kernels::mix64((stage << 56) ^ (rank << 28) ^ chunk));
-}
-
-// Encodes x[0..n) into *p; with a residual, also residual[0..n) = x - decode(*p), which the codec
-// computes without a decode pass where it can (Note [Codec batches]).
-void encodeRange(const Codec& codec, const float* x, int64_t n, const LayerRate& rate, uint64_t key,
-                 Bytes* p, float* residual = nullptr) {
-  p->resize(codec.maxEncodedBytes(n, rate));
-  EncodeChunk c;
-  c.x = x;
-  c.n = n;
-  c.roundingKey = key;
-  c.out = p->data();
-  c.capacity = p->size();
-  c.residual = residual;
-  codec.encodeChunk(c, rate);
-  p->resize(c.bytes);
-}
 
 // The buffers of one thread's compressed allreduces, kept between calls: reusing their capacity
 // spares the page faults of fresh multi-megabyte allocations on every bucket.
@@ -73,10 +52,7 @@ void fp32Allreduce(Communicator& comm, float* x, int64_t n, bool average, double
   stats->commSeconds += secondsSince(t0);
   stats->wireBytes = ringAllreduceBytes(comm.size(), 4.0 * static_cast<double>(n));
   t0 = Clock::now();
-  if (average && comm.size() > 1) {
-    const float inv = 1.0f / static_cast<float>(comm.size());
-    for (int64_t i = 0; i < n; ++i) x[i] *= inv;
-  }
+  if (average) averageOverRanks(x, n, comm.size());
   stats->decodeSeconds += secondsSince(t0);
 }
 
@@ -90,18 +66,18 @@ Clock::time_point gatherReduce(Communicator& comm, const Codec& codec, const Lay
   const int size = comm.size(), rank = comm.rank();
   Scratch& sc = scratch();
   Bytes& mine = sc.mine;
-  encodeRange(codec, x, n, rate, chunkKey(opt.roundingKey, 0, rank, 0), &mine, opt.residual);
+  encodeRange(codec, x, n, rate, chunkKey(opt.roundingKey, ChunkStage::kGather, rank, 0), &mine,
+              opt.residual);
   st.encodeSeconds += secondsSince(t0);
   t0 = Clock::now();
   waitWork(comm.allgatherv(mine, &sc.all, &sc.sizes), opt.timeoutSeconds);
   st.commSeconds += secondsSince(t0);
   st.wireBytes += mine.size() * static_cast<uint64_t>(size - 1);
   t0 = Clock::now();
+  std::vector<const uint8_t*> payloads(size);
   size_t off = 0;
-  for (int r = 0; r < size; ++r) {
-    codec.decode(sc.all.data() + off, sc.sizes[r], x, n, /*accumulate=*/r > 0);
-    off += sc.sizes[r];
-  }
+  for (int r = 0; r < size; ++r) payloads[r] = sc.all.data() + off, off += sc.sizes[r];
+  decodeSum(codec, payloads.data(), sc.sizes.data(), size, x, n);
   return t0;
 }
 
@@ -146,7 +122,7 @@ class SegmentedScatterReduce {
         rank_(comm.rank()),
         slots_(segmentSlots()) {
     // Chunk boundaries on multiples of the codec's alignment, so quantization buckets stay whole.
-    align_ = std::max<int64_t>(1, codec.chunkAlignment(rate));
+    align_ = chunkAlign(codec, rate);
     units_ = (n + align_ - 1) / align_;
     segUnits_ = opt.segmentBytes > 0 ? std::max<int64_t>(1, opt.segmentBytes / 4 / align_) : units_;
     segments_ = std::max<int64_t>(1, (units_ + segUnits_ - 1) / segUnits_);
@@ -180,15 +156,14 @@ class SegmentedScatterReduce {
   void encodeSegment(int64_t k) {
     Segment& g = slot(k);
     const int64_t u0 = k * segUnits_, u1 = std::min(units_, u0 + segUnits_);
-    g.begin.resize(static_cast<size_t>(size_) + 1);
-    for (int r = 0; r <= size_; ++r)
-      g.begin[r] = std::min(n_, (u0 + (u1 - u0) * r / size_) * align_);
+    chunkBegins(n_, align_, u0, u1, size_, &g.begin);
     g.send.resize(size_);
     const auto t = Clock::now();
     for (int r = 0; r < size_; ++r) {
       const int64_t len = g.begin[r + 1] - g.begin[r];
       encodeRange(codec_, x_ + g.begin[r], len, rate_,
-                  chunkKey(opt_.roundingKey, 1, rank_, static_cast<uint64_t>(k * size_ + r)),
+                  chunkKey(opt_.roundingKey, ChunkStage::kScatter, rank_,
+                           static_cast<uint64_t>(k * size_ + r)),
                   &g.send[r], opt_.residual ? opt_.residual + g.begin[r] : nullptr);
       if (r != rank_) st_.wireBytes += g.send[r].size();
       progress(slots_);
@@ -207,14 +182,16 @@ class SegmentedScatterReduce {
     t = Clock::now();
     float* mine = x_ + g.begin[rank_];
     const int64_t myLen = g.begin[rank_ + 1] - g.begin[rank_];
-    for (int r = 0; r < size_; ++r) {
-      codec_.decode(g.recv[r].data(), g.recv[r].size(), mine, myLen, /*accumulate=*/r > 0);
-    }
+    std::vector<const uint8_t*> payloads(size_);
+    std::vector<size_t> sizes(size_);
+    for (int r = 0; r < size_; ++r) payloads[r] = g.recv[r].data(), sizes[r] = g.recv[r].size();
+    decodeSum(codec_, payloads.data(), sizes.data(), size_, mine, myLen);
     st_.decodeSeconds += secondsSince(t);
     progress(slots_);
     t = Clock::now();
     encodeRange(codec_, mine, myLen, rate_,
-                chunkKey(opt_.roundingKey, 2, rank_, static_cast<uint64_t>(k * size_ + rank_)),
+                chunkKey(opt_.roundingKey, ChunkStage::kReduce, rank_,
+                         static_cast<uint64_t>(k * size_ + rank_)),
                 &g.reduced);
     st_.encodeSeconds += secondsSince(t);
     st_.wireBytes += g.reduced.size() * static_cast<uint64_t>(size_ - 1);
@@ -273,9 +250,7 @@ void compressedAllreduce(Communicator& comm, const Codec& codec, const LayerRate
   const int size = comm.size();
 
   auto t0 = Clock::now();
-  if (opt.residual) {
-    for (int64_t i = 0; i < n; ++i) x[i] += opt.residual[i];
-  }
+  if (opt.residual) addResidual(x, opt.residual, n);
   if (codec.lossless()) {
     // Lossless: the communicator's own fp32 allreduce, and nothing left for the residual.
     if (opt.residual) std::fill_n(opt.residual, n, 0.0f);
@@ -285,10 +260,7 @@ void compressedAllreduce(Communicator& comm, const Codec& codec, const LayerRate
   }
   t0 = codec.summable() ? scatterReduce(comm, codec, rate, x, n, opt, t0, st)
                         : gatherReduce(comm, codec, rate, x, n, opt, t0, st);
-  if (opt.average && size > 1) {
-    const float inv = 1.0f / static_cast<float>(size);
-    for (int64_t i = 0; i < n; ++i) x[i] *= inv;
-  }
+  if (opt.average) averageOverRanks(x, n, size);
   st.decodeSeconds += secondsSince(t0);
 }
 

@@ -155,11 +155,8 @@ at::Tensor valuesOf(const ModelTensor& t) {
   if (t.kind == TensorKind::kFloat) {
     return at::from_blob(const_cast<float*>(t.values.data()), t.shape, at::kFloat).clone();
   }
-  const std::vector<uint8_t> sym = t.symbols.empty() ? decodeSymbols(t) : t.symbols;
   at::Tensor w = at::empty(t.shape, at::kFloat);
-  float* p = w.data_ptr<float>();
-  const int lo = t.lowestLevel();
-  for (size_t i = 0; i < sym.size(); ++i) p[i] = static_cast<float>(int(sym[i]) + lo) * t.step;
+  dequantize(t, w.data_ptr<float>());
   return w;
 }
 

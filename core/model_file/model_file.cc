@@ -320,4 +320,10 @@ std::vector<uint8_t> decodeSymbols(const ModelTensor& t) {
   return sym;
 }
 
+void dequantize(const ModelTensor& t, float* out) {
+  const std::vector<uint8_t> sym = t.symbols.empty() ? decodeSymbols(t) : t.symbols;
+  const int lo = t.lowestLevel();
+  for (size_t i = 0; i < sym.size(); ++i) out[i] = static_cast<float>(int(sym[i]) + lo) * t.step;
+}
+
 }  // namespace cdl::core

@@ -85,6 +85,10 @@ ModelFile decodeModelFile(const uint8_t* data, size_t len, bool decodeStreams = 
 // Decodes a quantized tensor's symbols from its `coded` bytes.
 std::vector<uint8_t> decodeSymbols(const ModelTensor& t);
 
+// A quantized tensor's values, level * step, into out[0..numel) (its symbols decoded from `coded`
+// when it holds none).
+void dequantize(const ModelTensor& t, float* out);
+
 // Limits a file must keep.
 constexpr int kMaxTensorDims = 8;
 constexpr int64_t kMaxTensorElements = int64_t{1} << 31;

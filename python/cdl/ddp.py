@@ -1,0 +1,323 @@
+"""A DDP communication hook that compresses gradients with cdl's codecs.
+
+    state = cdl.ddp.HookState(process_group, codec="qsgd:bits=4,entropy=rans")
+    model.register_comm_hook(state, cdl.ddp.hook)
+
+Each bucket's flat gradient goes through cdl's compressed allreduce (Note [Compressed allreduce]
+in comm/reduce/compressed_allreduce.h), with the payloads moved over the process group itself:
+
+- summable codecs (qsgd, fp16, bf16): x + residual is cut into one chunk per rank (on the
+  codec's alignment), chunk j encoded for rank j (the residual keeps what that encoding lost),
+  exchanged with all_to_all_single; rank j sums its chunk's payloads in rank order, re-encodes
+  the sum, and every rank all_gathers and decodes the same bytes, so replicas stay identical;
+- gather-only codecs (topk): one payload per rank, all_gathered and summed in rank order;
+- "none": the group's own allreduce of fp32.
+
+The encoding, summing and averaging are cdl's C++ functions (Note [Compressed chunks]), with
+cdl's chunk boundaries and rounding keys (kernels::roundingKey(seed, step, bucket)), so the result
+is bit for bit what cdl's C++ compressedAllreduce gives on the same inputs in one segment, and with
+nearest rounding in any segment size. Collectives are issued from the hook in DDP's bucket order;
+the returned future is already complete.
+
+Residuals, the step counter and DDP's bucket layout are per rank: state_dict() of every rank goes
+into that rank's checkpoint, and load_state_dict() restores it, so that a resumed run goes on
+exactly (Note [Buckets across a resume]).
+"""
+
+import time
+import warnings
+
+import torch
+import torch.distributed as dist
+
+from cdl import _cdl
+
+_STATE_VERSION = 1
+
+
+class HookState:
+    """The state of cdl's DDP hook on one rank: the codec, error-feedback residuals per bucket,
+    the step counter that seeds stochastic rounding, and the statistics of stats()."""
+
+    def __init__(self, process_group=None, codec="qsgd:bits=4,entropy=rans", seed=0):
+        self.process_group = process_group
+        self.world_size = dist.get_world_size(process_group)
+        self.rank = dist.get_rank(process_group)
+        self.codec = _cdl.Codec(codec)
+        self.seed = int(seed)
+        self.step = 0
+        self.residuals = {}
+        self.layout = {}  # Note [Buckets across a resume]
+        self._positions = {}
+        self._checked = {}
+        self._loaded = set()
+        self._totals = {"steps": 0, "bytes_sent": 0, "fp32_bytes": 0, "encode_seconds": 0.0,
+                        "decode_seconds": 0.0, "wire_seconds": 0.0}
+
+    def state_dict(self):
+        """What a checkpoint needs to resume the hook exactly: this rank's residuals, the step
+        counter and the bucket layout (with the codec, seed, rank and world size they belong
+        to)."""
+        return {"version": _STATE_VERSION, "codec": self.codec.spec, "seed": self.seed,
+                "rank": self.rank, "world_size": self.world_size, "step": self.step,
+                "residuals": {i: r.clone() for i, r in self.residuals.items()},
+                "layout": {i: list(w) for i, w in self.layout.items()}}
+
+    def load_state_dict(self, state):
+        """Restores state_dict()'s output. A state of another world size, rank, codec or format is
+        a ValueError naming both sides (residuals are per rank: load each rank's own)."""
+        if state.get("version") != _STATE_VERSION:
+            raise ValueError(f"cdl hook state: format version {state.get('version')!r}, this "
+                             f"cdl reads {_STATE_VERSION}")
+        for key, mine in (("world_size", self.world_size), ("rank", self.rank),
+                          ("codec", self.codec.spec)):
+            if state[key] != mine:
+                raise ValueError(f"cdl hook state: saved with {key} {state[key]!r}, loaded with "
+                                 f"{key} {mine!r}; load each rank's own state into the same "
+                                 f"job layout and codec")
+        self.seed = int(state["seed"])
+        self.step = int(state["step"])
+        self.residuals = {int(i): r.detach().to("cpu", torch.float32).clone()
+                          for i, r in state["residuals"].items()}
+        self.layout = {int(i): [int(p) for p in w] for i, w in state.get("layout", {}).items()}
+        self._loaded = set(self.residuals)
+        self._checked = {}
+
+    def stats(self):
+        """What the hook did, in total and per step (a step ends at DDP's last bucket):
+        bytes this rank sent (payloads, size exchanges and all_gather padding), what a ring
+        allreduce of fp32 would have sent, their ratio, and the seconds spent encoding (with
+        error feedback), decoding (with summing) and in the collectives."""
+        t = dict(self._totals)
+        steps = max(t["steps"], 1)
+        t["compression_ratio"] = t["fp32_bytes"] / t["bytes_sent"] if t["bytes_sent"] else 0.0
+        for k in ("bytes_sent", "fp32_bytes", "encode_seconds", "decode_seconds",
+                  "wire_seconds"):
+            t[k + "_per_step"] = t[k] / steps
+        t["codec"] = self.codec.spec
+        return t
+
+    def __getstate__(self):
+        # Process groups do not pickle: a state pickled whole (torch.save(state)) takes the
+        # default group when unpickled, as PyTorch's PowerSGD state does.
+        s = self.state_dict()
+        s["totals"] = dict(self._totals)
+        return s
+
+    def __setstate__(self, s):
+        self.__init__(None, s["codec"], s["seed"])
+        self.load_state_dict(s)
+        self._totals.update(s["totals"])
+
+
+def _begin_bucket(state, index, x):
+    """Checks the bucket, on the first sight of its index and size, against every rank's: each
+    rank raises the same error, so none waits for the others in a collective."""
+    usable = x.dtype == torch.float32 and x.device.type == "cpu"
+    n = x.numel()
+    if usable and state._checked.get(index) == n:
+        return
+    every = _all_gather_facts(state, n, usable)
+    bad = [r for r, e in enumerate(every) if not e[3]]
+    if bad:
+        raise TypeError(f"cdl.ddp.hook: bucket {index} is not float32 on the CPU on rank(s) "
+                        f"{', '.join(map(str, bad))} (here: {x.dtype} on {x.device}); the hook "
+                        f"reduces float32 CPU buckets (a float32 CPU model, gloo)")
+    for col, what, advice in ((0, "size", "every rank must build the same model and buckets"),
+                              (1, "step", "load every rank's hook state from one checkpoint"),
+                              (2, "codec", "every rank must use the same codec spec")):
+        values = [e[col] for e in every]
+        if len(set(values)) > 1:
+            ranks = ", ".join(f"rank {r}: {v}" for r, v in enumerate(values))
+            raise ValueError(f"cdl.ddp.hook: bucket {index} differs across ranks in {what} "
+                             f"({ranks}); {advice}")
+    res = state.residuals.get(index)
+    if res is not None and res.numel() != n:
+        # DDP rebuilds its buckets after the first step; a residual of another layout is dropped.
+        if index in state._loaded:
+            warnings.warn(f"cdl.ddp.hook: bucket {index} has {n} elements, its loaded residual "
+                          f"{res.numel()}: the residual is dropped, the resume is not exact")
+        del state.residuals[index]
+    state._loaded.discard(index)
+    state._checked[index] = n
+
+
+def _all_gather_facts(state, n, usable):
+    """(bucket size, step, codec spec, whether the bucket is usable) of every rank."""
+    spec = torch.tensor(list(state.codec.spec.encode()), dtype=torch.uint8)
+    facts = torch.tensor([n, state.step, int(usable)], dtype=torch.int64)
+    every = [torch.empty_like(facts) for _ in range(state.world_size)]
+    dist.all_gather(every, facts, group=state.process_group)
+    specs, offsets, lens, _ = _all_gather_bytes(state, spec)
+    return [(int(f[0]), int(f[1]), bytes(specs[o:o + k].tolist()).decode(), bool(f[2]))
+            for f, o, k in zip(every, offsets, lens)]
+
+
+def _sizes_exchange(state, sizes):
+    """all_to_all of one int64 per rank: what each rank sends here."""
+    send = torch.tensor(sizes, dtype=torch.int64)
+    recv = torch.empty_like(send)
+    dist.all_to_all_single(recv, send, group=state.process_group)
+    return recv.tolist()
+
+
+def _all_gather_bytes(state, payload):
+    """Every rank's uint8 payload (lengths may differ), padded to the longest, as one buffer with
+    each rank's offset and size; and the bytes this rank sent."""
+    w = state.world_size
+    mine = torch.tensor([payload.numel()], dtype=torch.int64)
+    lens = [torch.empty_like(mine) for _ in range(w)]
+    dist.all_gather(lens, mine, group=state.process_group)
+    lens = [int(t.item()) for t in lens]
+    longest = max(lens)
+    padded = torch.zeros(longest, dtype=torch.uint8)
+    padded[:payload.numel()] = payload
+    out = [torch.empty(longest, dtype=torch.uint8) for _ in range(w)]
+    dist.all_gather(out, padded, group=state.process_group)
+    sent = (w - 1) * (longest + 8)
+    return torch.cat(out), [r * longest for r in range(w)], lens, sent
+
+
+def _offsets(sizes):
+    out, at = [], 0
+    for s in sizes:
+        out.append(at)
+        at += s
+    return out
+
+
+def _scatter_reduce(state, x, residual, key, t):
+    w, rank, codec = state.world_size, state.rank, state.codec
+    t0 = time.perf_counter()
+    send, sizes = codec.encode_chunks(x, residual, key, rank, w)
+    t1 = time.perf_counter()
+    recv_sizes = _sizes_exchange(state, sizes)
+    recv = torch.empty(sum(recv_sizes), dtype=torch.uint8)
+    dist.all_to_all_single(recv, send, output_split_sizes=recv_sizes, input_split_sizes=sizes,
+                           group=state.process_group)
+    t2 = time.perf_counter()
+    codec.sum_chunk(recv, _offsets(recv_sizes), recv_sizes, x, rank, w)
+    t3 = time.perf_counter()
+    reduced = codec.encode_own_chunk(x, key, rank, w)
+    t4 = time.perf_counter()
+    everyone, offsets, lens, sent = _all_gather_bytes(state, reduced)
+    t5 = time.perf_counter()
+    codec.decode_chunks(everyone, offsets, lens, x, w, True)
+    t6 = time.perf_counter()
+    t["bytes_sent"] += sum(sizes) - sizes[rank] + 8 * (w - 1) + sent
+    t["encode_seconds"] += (t1 - t0) + (t4 - t3)
+    t["wire_seconds"] += (t2 - t1) + (t5 - t4)
+    t["decode_seconds"] += (t3 - t2) + (t6 - t5)
+
+
+def _gather(state, x, residual, key, t):
+    w, rank, codec = state.world_size, state.rank, state.codec
+    t0 = time.perf_counter()
+    payload = codec.encode_whole(x, residual, key, rank)
+    t1 = time.perf_counter()
+    everyone, offsets, lens, sent = _all_gather_bytes(state, payload)
+    t2 = time.perf_counter()
+    codec.decode_sum(everyone, offsets, lens, x, w, True)
+    t3 = time.perf_counter()
+    t["bytes_sent"] += sent
+    t["encode_seconds"] += t1 - t0
+    t["wire_seconds"] += t2 - t1
+    t["decode_seconds"] += t3 - t2
+
+
+def _plain(state, x, residual, t):
+    t0 = time.perf_counter()
+    x.add_(residual)
+    residual.zero_()
+    t1 = time.perf_counter()
+    dist.all_reduce(x, group=state.process_group)
+    t2 = time.perf_counter()
+    _cdl.average(x, state.world_size)
+    t["bytes_sent"] += 2 * (state.world_size - 1) * 4 * x.numel() // state.world_size
+    t["encode_seconds"] += t1 - t0
+    t["wire_seconds"] += t2 - t1
+    t["decode_seconds"] += time.perf_counter() - t2
+
+
+def reduce_bucket(state, index, x, last=True):
+    """Averages the flat float32 tensor x over the state's group in place, as the hook does
+    with bucket `index`; `last` ends a step (the step counter advances)."""
+    _begin_bucket(state, index, x)
+    residual = state.residuals.get(index)
+    if residual is None:
+        residual = state.residuals[index] = torch.zeros_like(x)
+    key = _cdl.rounding_key(state.seed, state.step, index)
+    t = state._totals
+    w = state.world_size
+    t["fp32_bytes"] += 2 * (w - 1) * 4 * x.numel() // w
+    if state.codec.lossless:
+        _plain(state, x, residual, t)
+    elif state.codec.summable:
+        _scatter_reduce(state, x, residual, key, t)
+    else:
+        _gather(state, x, residual, key, t)
+    if last:
+        state.step += 1
+        t["steps"] += 1
+    return x
+
+
+# Note [Buckets across a resume]
+# DDP reduces its first step as one bucket holding every parameter (in model order), then
+# rebuilds its buckets in the order gradients became ready. A resumed run's DDP starts over, so
+# its first step has one bucket where the checkpoint's residuals belong to the rebuilt ones. The
+# state keeps the layout it saw: each bucket's parameters by their position in that first
+# single bucket (state.layout, saved with the residuals). Given a single bucket and a layout of
+# other buckets, the hook reduces the layout's buckets instead, each a copy of its parameters'
+# gradients with its own index, residual and rounding key, and writes them back: the resumed
+# step is then the one the uninterrupted run took. A layout that does not cover the bucket's
+# parameters is not used (the residuals of other sizes are then dropped, with a warning).
+
+
+def _note_layout(state, index, params):
+    """Records bucket `index`'s parameters by their position in DDP's first single bucket."""
+    if not state._positions:
+        return
+    where = [state._positions.get(id(p)) for p in params]
+    if params and None not in where:
+        state.layout[index] = where
+
+
+def _relayout(state, x, params):
+    """Reduces the single bucket x as the buckets of state.layout (Note [Buckets across a
+    resume]); False when the layout does not apply to it."""
+    layout = state.layout
+    covered = sorted(pos for where in layout.values() for pos in where)
+    if len(layout) < 2 or covered != list(range(len(params))):
+        return False
+    views, at = [], 0
+    for p in params:
+        views.append(x[at:at + p.numel()])
+        at += p.numel()
+    if at != x.numel():
+        return False
+    indices = sorted(layout)
+    for index in indices:
+        flat = torch.cat([views[pos] for pos in layout[index]])
+        reduce_bucket(state, index, flat, index == indices[-1])
+        at = 0
+        for pos in layout[index]:
+            views[pos].copy_(flat[at:at + views[pos].numel()])
+            at += views[pos].numel()
+    return True
+
+
+def hook(state, bucket):
+    """DistributedDataParallel.register_comm_hook(state, cdl.ddp.hook): the bucket's gradient
+    averaged over the group through cdl's codec, returned as a completed future."""
+    x = bucket.buffer()
+    params = list(bucket.parameters())
+    single = bucket.index() == 0 and bucket.is_last()
+    if single and not state._positions:
+        state._positions = {id(p): i for i, p in enumerate(params)}
+    if not (single and _relayout(state, x, params)):
+        _note_layout(state, bucket.index(), params)
+        reduce_bucket(state, bucket.index(), x, bucket.is_last())
+    fut = torch.futures.Future()
+    fut.set_result(x)
+    return fut

@@ -1,0 +1,132 @@
+#include "python/csrc/plain.h"
+
+#include <exception>
+#include <thread>
+#include <utility>
+
+#include "comm/reduce/compressed_allreduce.h"
+#include "comm/transport/communicator.h"
+#include "core/model_file/model_file.h"
+#include "core/model_file/model_report.h"
+#include "kernels/base/error.h"
+
+namespace cdl::py {
+
+comm::CodecSpec codecSpec(const std::string& spec) { return comm::parseCodecSpec(spec); }
+
+std::vector<Floats> referenceAllreduce(const std::string& spec, std::vector<Floats> inputs,
+                                       std::vector<Floats>* residuals, uint64_t roundingKey,
+                                       bool average, int64_t segmentBytes) {
+  const int size = static_cast<int>(inputs.size());
+  CDL_CHECK(size >= 1, "a reference allreduce needs one input per rank, got none");
+  CDL_CHECK(residuals->empty() || static_cast<int>(residuals->size()) == size,
+            "a reference allreduce needs one residual per rank or none, got ", residuals->size());
+  for (int r = 0; r < size; ++r) {
+    CDL_CHECK(inputs[r].size() == inputs[0].size() &&
+                  (residuals->empty() || (*residuals)[r].size() == inputs[r].size()),
+              "rank ", r, "'s input or residual differs in size from rank 0's input");
+  }
+  const comm::CodecSpec s = comm::parseCodecSpec(spec);
+  const std::unique_ptr<comm::Codec> codec = comm::makeCodec(s.codec);
+  auto group = comm::makeLocalGroup(size);
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(size));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < size; ++r) {
+    threads.emplace_back([&, r] {
+      setThreadRank(r);
+      try {
+        comm::CompressedAllreduceOptions opt;
+        opt.average = average;
+        opt.residual = residuals->empty() ? nullptr : (*residuals)[r].data();
+        opt.roundingKey = roundingKey;
+        opt.segmentBytes = segmentBytes;
+        Floats& x = inputs[r];
+        comm::compressedAllreduce(*group[r], *codec, s.rate, x.data(),
+                                  static_cast<int64_t>(x.size()), opt);
+      } catch (...) {
+        errors[r] = std::current_exception();
+      }
+      setThreadRank(-1);
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (auto& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
+  return inputs;
+}
+
+namespace {
+
+core::ModelFile readFile(const std::string& path) {
+  const std::string bytes = readWholeFile(path, "model file");
+  try {
+    return core::decodeModelFile(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  } catch (const Error& e) {
+    CDL_THROW("model file ", path, ": ", errorBody(e.what()));
+  }
+}
+
+}  // namespace
+
+std::vector<uint8_t> encodeModel(const std::string& meta, const std::vector<SavedTensor>& tensors) {
+  core::ModelFile f;
+  f.meta = meta;
+  for (const SavedTensor& s : tensors) {
+    core::ModelTensor t;
+    t.name = s.name;
+    t.shape = s.shape;
+    if (s.bits > 0) {
+      CDL_CHECK(s.bits <= 8, "tensor '", s.name, "': ", s.bits, " bits, must be 1..8");
+      t.kind = core::TensorKind::kQuantized;
+      t.coder = core::TensorCoder::kRans;
+      t.bits = s.bits;
+      t.isSigned = true;
+      t.step = s.step;
+      const int64_t lo = t.lowestLevel(), hi = -lo - 1;
+      for (int64_t l : s.levels) {
+        CDL_CHECK(l >= lo && l <= hi, "tensor '", s.name, "': level ", l, " outside ", lo, "..", hi,
+                  " of ", s.bits, " bits");
+        t.symbols.push_back(static_cast<uint8_t>(l - lo));
+      }
+    } else if (s.isInt64) {
+      t.kind = core::TensorKind::kInt64;
+      t.coder = core::TensorCoder::kInt64;
+      t.ints = s.ints;
+    } else {
+      t.values = s.values;
+    }
+    f.tensors.push_back(std::move(t));
+  }
+  return core::encodeModelFile(f);
+}
+
+std::vector<LoadedTensor> loadModelFile(const std::string& path) {
+  const core::ModelFile f = readFile(path);
+  std::vector<LoadedTensor> out;
+  for (const core::ModelTensor& t : f.tensors) {
+    LoadedTensor l;
+    l.name = t.name;
+    l.shape = t.shape;
+    if (t.kind == core::TensorKind::kInt64) {
+      l.isInt64 = true;
+      l.ints = t.ints;
+    } else if (t.kind == core::TensorKind::kFloat) {
+      l.values = t.values;
+    } else {
+      l.values.resize(static_cast<size_t>(t.numel()));
+      core::dequantize(t, l.values.data());
+    }
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
+std::string inspectModelFile(const std::string& path) {
+  const core::ModelFile f = readFile(path);
+  nlohmann::json j = core::reportJson(core::reportModel(f));
+  j["meta"] = nlohmann::json::parse(f.meta, nullptr, /*allow_exceptions=*/false);
+  return j.dump();
+}
+
+}  // namespace cdl::py
