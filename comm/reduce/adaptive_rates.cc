@@ -18,6 +18,29 @@ bool applies(const SchemeSpec& spec, int64_t rows, int64_t cols) {
   return schemeType(spec.scheme).applies(spec, rows, cols);
 }
 
+// Note [Time budget]: the seconds of an allgather of `bytes` from every rank, the best of two.
+double allgatherSeconds(Communicator& comm, size_t bytes) {
+  const Bytes send(bytes, 0);
+  Bytes recv;
+  std::vector<size_t> sizes;
+  double best = std::numeric_limits<double>::infinity();
+  for (int k = 0; k < 2; ++k) {
+    const Clock::time_point t0 = Clock::now();
+    comm.allgatherv(send, &recv, &sizes)->wait();
+    best = std::min(best, secondsSince(t0));
+  }
+  return best;
+}
+
+// The link rate, probed: what each rank sends in an allgather of kProbeBytes more than in one of
+// a single byte, over the extra seconds it takes (latency cancels out).
+double probeLinkRate(Communicator& comm) {
+  constexpr size_t kProbeBytes = size_t{256} << 10;  // beyond a shaper's burst
+  const double small = allgatherSeconds(comm, 1), large = allgatherSeconds(comm, kProbeBytes);
+  const double sent = static_cast<double>(kProbeBytes - 1) * (comm.size() - 1);
+  return large > small ? sent / (large - small) : std::numeric_limits<double>::infinity();
+}
+
 }  // namespace
 
 std::string familyOf(const SchemeSpec& spec) { return schemeType(spec.scheme).family(spec); }
@@ -103,9 +126,7 @@ std::optional<PlanReport> AdaptiveRates::afterStep(uint64_t steps, const StepTim
       timed_.compute += timing.compute;
       timed_.exposed += timing.exposed;
       timed_.step += timing.step;
-      timed_.comm += st.commSeconds;
       timed_.busy += st.encodeSeconds + st.commSeconds + st.decodeSeconds;
-      timed_.wireBytes += static_cast<double>(st.wireBytes);
     }
   }
   if (planDue(steps) && reducer_.capturedSteps() > 0) {
@@ -129,7 +150,7 @@ std::vector<std::vector<RateCandidate>> AdaptiveRates::measure(
   const double scale = 1.0 / double(reducer_.capturedSteps());
   const size_t k = options_.candidates.size();
   // Per candidate: error, bytes, codec seconds; then this rank's compute, exposed and busy seconds
-  // per step, whether it timed any step, and the seconds and bytes of its collectives.
+  // per step, whether it timed any step, and its probed link rate and whether it probed one.
   constexpr size_t kFields = 3, kTimes = 6;
   std::vector<float> costs(layers.size() * k * kFields + kTimes, 0.0f);
   std::vector<std::vector<RateCandidate>> out(layers.size(), std::vector<RateCandidate>(k));
@@ -158,8 +179,14 @@ std::vector<std::vector<RateCandidate>> AdaptiveRates::measure(
     mine[2] = static_cast<float>(timed_.busy / n);
     mine[3] = 1.0f;
   }
-  mine[4] = static_cast<float>(timed_.comm);
-  mine[5] = static_cast<float>(timed_.wireBytes);
+  if (options_.budget == AdaptiveOptions::Budget::kTime && options_.linkBytesPerSecond <= 0 &&
+      comm_.size() > 1) {
+    const double rate = probeLinkRate(comm_);
+    if (std::isfinite(rate)) {
+      mine[4] = static_cast<float>(rate);
+      mine[5] = 1.0f;
+    }
+  }
   // The ranks' mean costs; validity depends on shapes only, so it is the same everywhere.
   comm_.allreduce(costs.data(), static_cast<int64_t>(costs.size()))->wait();
   for (size_t l = 0; l < layers.size(); ++l) {
@@ -176,8 +203,9 @@ std::vector<std::vector<RateCandidate>> AdaptiveRates::measure(
     timing->exposed = all[1] / all[3];
     timing->busy = all[2] / all[3];
   }
+  // The ranks' mean probed rate; none probed (too fast to tell): infinite.
   timing->linkBytesPerSecond =
-      all[4] > 0 ? all[5] / all[4] : std::numeric_limits<double>::infinity();
+      all[5] > 0 ? all[4] / all[5] : std::numeric_limits<double>::infinity();
   return out;
 }
 

@@ -36,9 +36,9 @@ namespace cdl::comm {
 // what the current plan's communication hid behind compute, measured: the communication thread's
 // busy seconds per step (encoding, waiting on collectives, decoding) less the seconds the step
 // waited for it after backward. So the planner's budget is H + (1 - overlap) x compute. The link
-// rate is measured on the job's own collectives since the previous plan (the bytes the Reducer
-// sent over the seconds it waited on collectives: waits for slower peers count too, so it errs
-// low), the codec time as the candidate's measurement runs (one encode and decode of the
+// rate is probed at each plan on the job's communicator: an allgather of 256 KiB from every rank
+// against one of a byte (the latency cancels out; links change, so each plan probes again);
+// the codec time as the candidate's measurement runs (one encode and decode of the
 // tensor), the compute, exposed and busy seconds from the steps' times; all are means over the
 // ranks (one allreduce with the costs), so every rank plans alike. A fast link buys the
 // least-error candidates (accuracy first); on a slow one the plan compresses until the
@@ -98,7 +98,7 @@ struct PlanReport {
   int64_t bytes = 0, uniformBytes = 0;
   double seconds = 0.0;  // measuring, planning and applying
   // Time budget: what was measured (means per step and rank) and predicted.
-  double linkBytesPerSecond = 0.0;  // infinite: no time was spent waiting on collectives
+  double linkBytesPerSecond = 0.0;  // probed (or given); infinite: too fast to tell
   double computeSeconds = 0.0;      // forward and backward
   double hiddenSeconds = 0.0;       // the current plan's communication hidden behind compute
   double predictedSeconds = 0.0, uniformPredictedSeconds = 0.0;  // communication per step
@@ -161,7 +161,7 @@ class AdaptiveRates {
   // The steps timed since the previous plan (not in checkpoints: times are not exact anyway).
   struct TimedSteps {
     uint64_t steps = 0;
-    double compute = 0.0, exposed = 0.0, step = 0.0, comm = 0.0, busy = 0.0, wireBytes = 0.0;
+    double compute = 0.0, exposed = 0.0, step = 0.0, busy = 0.0;
   };
   TimedSteps timed_;
   std::map<std::string, std::string> plan_;

@@ -255,6 +255,12 @@ TEST(AdaptiveRates, ATimeBudgetCompressesMoreOnASlowLinkAndLessOnAFastOne) {
   EXPECT_LE(fast.error, fast.uniformError);
   EXPECT_GT(fast.bytes, fast.uniformBytes) << "a fast link affords finer than 4-bit qsgd";
 
+  // No rate given: each plan probes the link (thread-ranks: memory copies, fast or too fast to
+  // time).
+  const PlanReport probed = timeBudgetPlans(0.0, true, &plans)[0];
+  EXPECT_EQ(probed.budgetKind, "time");
+  EXPECT_GT(probed.linkBytesPerSecond, 1e6);
+
   const PlanReport untimed = timeBudgetPlans(2e4, false, &plans)[0];
   EXPECT_EQ(untimed.budgetKind, "error (no timed steps)");
   EXPECT_LE(untimed.error, untimed.budget * (1 + 1e-9));
