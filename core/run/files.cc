@@ -163,29 +163,24 @@ void faultPoint(const char* point, int64_t step) {
   }();
   for (const Fault& f : faults) {
     if (f.step != step || currentRank() != f.rank) continue;
-    if (f.point == point) {
-      std::fprintf(stderr, "[rank %d] CDL_FAULT: killed at %s of step %lld\n", f.rank, point,
+    // What each kind of fault does at its point: a signal to the rank itself, or a hang (0).
+    static const struct {
+      const char* prefix;
+      const char* what;
+      int signal;
+    } kinds[] = {{"", "killed", SIGKILL},
+                 {"term-", "SIGTERM", SIGTERM},
+                 {"stop-", "SIGSTOP", SIGSTOP},
+                 {"hang-", "hanging", 0}};
+    for (const auto& k : kinds) {
+      if (f.point != std::string(k.prefix) + point) continue;
+      std::fprintf(stderr, "[rank %d] CDL_FAULT: %s at %s of step %lld\n", f.rank, k.what, point,
                    static_cast<long long>(step));
       std::fflush(stderr);
-      ::kill(::getpid(), SIGKILL);
-    }
-    if (f.point == std::string("term-") + point) {
-      std::fprintf(stderr, "[rank %d] CDL_FAULT: SIGTERM at %s of step %lld\n", f.rank, point,
-                   static_cast<long long>(step));
-      std::fflush(stderr);
-      ::kill(::getpid(), SIGTERM);
-    }
-    if (f.point == std::string("stop-") + point) {
-      std::fprintf(stderr, "[rank %d] CDL_FAULT: SIGSTOP at %s of step %lld\n", f.rank, point,
-                   static_cast<long long>(step));
-      std::fflush(stderr);
-      ::kill(::getpid(), SIGSTOP);
-    }
-    if (f.point == std::string("hang-") + point) {
-      std::fprintf(stderr, "[rank %d] CDL_FAULT: hanging at %s of step %lld\n", f.rank, point,
-                   static_cast<long long>(step));
-      std::fflush(stderr);
-      while (true) ::pause();
+      if (k.signal == 0) {
+        while (true) ::pause();
+      }
+      ::kill(::getpid(), k.signal);
     }
   }
 }

@@ -37,6 +37,17 @@ noteRun() {
   [ -n "$id" ] || fail "$1: cdl-emulate did not report its bridge"
   ids+=("$id")
 }
+# started NAME PATTERN: waits up to 60 s for PATTERN in the output of the run NAME in the
+# background ($job); false when it ended or never printed it.
+started() {
+  local _
+  for _ in $(seq 600); do
+    cat "$tmp/$1".* | grep -q "$2" && return 0
+    kill -0 "$job" 2>/dev/null || break
+    sleep 0.1
+  done
+  cat "$tmp/$1".* | grep -q "$2"
+}
 # What runs $ids left behind: namespaces, links, folders, and any process of this test.
 leftovers() {
   local id
@@ -97,13 +108,7 @@ timeout -s KILL 300 "$launch" --emulate 2 --bandwidth 1gbit "$config" -- \
   --set data.dataset=synthetic --set train.epochs=1000 --set log.runs_dir="$tmp/term" \
   >"$tmp/term.out" 2>"$tmp/term.err" &
 job=$!
-for _ in $(seq 600); do
-  cat "$tmp"/term.* | grep -q "2 ranks, batch" && break
-  kill -0 "$job" 2>/dev/null || break
-  sleep 0.1
-done
-cat "$tmp"/term.* | grep -q "2 ranks, batch" ||
-  { cat "$tmp"/term.*; fail "the run to stop did not start"; }
+started term "2 ranks, batch" || { cat "$tmp"/term.*; fail "the run to stop did not start"; }
 kill -TERM "$job"
 rc=0
 wait "$job" || rc=$?
@@ -122,12 +127,7 @@ CDL_COMM_TIMEOUT=$limit timeout -s KILL 300 "$launch" --emulate 3 --bandwidth 1g
   --set data.dataset=synthetic --set train.epochs=1000 --set log.runs_dir="$tmp/link" \
   >"$tmp/link.out" 2>"$tmp/link.err" &
 job=$!
-for _ in $(seq 600); do
-  cat "$tmp"/link.* | grep -q "] step [0-9]*/" && break
-  kill -0 "$job" 2>/dev/null || break
-  sleep 0.1
-done
-cat "$tmp"/link.* | grep -q "] step [0-9]*/" || { cat "$tmp"/link.*; fail "the run to cut did not start"; }
+started link "] step [0-9]*/" || { cat "$tmp"/link.*; fail "the run to cut did not start"; }
 noteRun link
 mapfile -t ranks < <(for p in $(pgrep -x cdl-train); do
   tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q "$tmp/link" && echo "$p"; done)

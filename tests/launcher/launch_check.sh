@@ -3,7 +3,8 @@
 #  1. a 2-rank synthetic run succeeds and writes its summary;
 #  2. a run whose ranks fail exits non-zero, names the failed rank and its error, and leaves no
 #     process behind;
-#  3. a bad config (a bad key, a bad codec spec) is refused before anything starts, naming the key.
+#  3. a bad config (a bad key, a bad codec spec) is refused before anything starts, naming the key;
+#     repeated --mpi-arg and -x take one value each.
 source "$(dirname "$0")/../support/check.sh"
 set +e  # each step's status is checked where it matters
 launch=$1 config=$2
@@ -22,6 +23,12 @@ grep -q "cdl-launch: rank [01] failed first: .*not found" "$tmp/err" || {
 }
 sleep 1
 if pgrep -f "log.runs_dir=$tmp/bad" >/dev/null; then fail "processes of the failed job remain"; fi
+
+# Repeatable options take one value each: the config after them stays the config.
+"$launch" --dry-run -np 2 --mpi-arg --tag-output -x CDL_A=1 -x CDL_B=2 "$config" >"$tmp/cmd" ||
+  fail "--dry-run with repeated --mpi-arg and -x failed"
+grep -q -- "-x CDL_A=1 -x CDL_B=2 --tag-output .*cdl-train $config" "$tmp/cmd" ||
+  { cat "$tmp/cmd"; fail "--mpi-arg and -x took more than their value"; }
 
 "$launch" -np 2 "$config" -- --set train.lr=-1 2>"$tmp/err2"
 [ $? -eq 2 ] || fail "a bad config did not exit with status 2"

@@ -78,6 +78,16 @@ Totals totals(const Instance& in, const std::vector<int>& choice, double budget,
   return t;
 }
 
+// The odometer over every combination of candidates: the next one after cur; false after the
+// last (cur is then all zeros again).
+bool nextPlan(const Instance& in, std::vector<int>& cur) {
+  for (size_t l = 0; l < cur.size(); ++l) {
+    if (++cur[l] < static_cast<int>(in.layers[l].size())) return true;
+    cur[l] = 0;
+  }
+  return false;
+}
+
 // True when a is the better knapsack plan: fewer bytes, then less discrete error, then the smaller
 // index in the last layer, then in the layer before, and so on.
 bool betterKnapsackPlan(const Totals& ta, const std::vector<int>& a, const Totals& tb,
@@ -102,11 +112,7 @@ RatePlan bruteForce(const Instance& in, double alpha, int buckets) {
       best = cur;
       bestTotals = t;
     }
-    more = false;  // odometer step
-    for (size_t l = 0; l < cur.size() && !more; ++l) {
-      more = ++cur[l] < static_cast<int>(in.layers[l].size());
-      if (!more) cur[l] = 0;
-    }
+    more = nextPlan(in, cur);
   }
   RatePlan plan;
   plan.feasible = !best.empty();
@@ -317,11 +323,7 @@ RatePlan bruteForceTime(const Instance& in, double budget, int buckets) {
       bestError = error;
       bestTime = time;
     }
-    more = false;
-    for (size_t l = 0; l < cur.size() && !more; ++l) {
-      more = ++cur[l] < static_cast<int>(in.layers[l].size());
-      if (!more) cur[l] = 0;
-    }
+    more = nextPlan(in, cur);
   }
   RatePlan plan;
   plan.feasible = !best.empty();
