@@ -11,7 +11,8 @@ in comm/reduce/compressed_allreduce.h), with the payloads moved over the process
   exchanged with all_to_all_single; rank j sums its chunk's payloads in rank order, re-encodes
   the sum, and every rank all_gathers and decodes the same bytes, so replicas stay identical;
 - gather-only codecs (topk): one payload per rank, all_gathered and summed in rank order;
-- "none": the group's own allreduce of fp32.
+- "none": the group's own allreduce of fp32;
+- "powersgd:rank=R": cdl's PowerSGD per parameter (Note [PowerSGD in the hook], cdl/_powersgd.py).
 
 The encoding, summing and averaging are cdl's C++ functions (Note [Compressed chunks]), with
 cdl's chunk boundaries and rounding keys (kernels::roundingKey(seed, step, bucket)), so the result
@@ -31,19 +32,26 @@ import torch
 import torch.distributed as dist
 
 from cdl import _cdl
+from cdl import _powersgd
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2
+_READS_VERSIONS = (1, 2)
 
 
 class HookState:
-    """The state of cdl's DDP hook on one rank: the codec, error-feedback residuals per bucket,
-    the step counter that seeds stochastic rounding, and the statistics of stats()."""
+    """The state of cdl's DDP hook on one rank: the scheme (a codec spec or "powersgd:rank=R"),
+    error-feedback residuals per bucket (PowerSGD: its state per parameter), the step counter
+    that seeds stochastic rounding, and the statistics of stats()."""
 
     def __init__(self, process_group=None, codec="qsgd:bits=4,entropy=rans", seed=0):
         self.process_group = process_group
         self.world_size = dist.get_world_size(process_group)
         self.rank = dist.get_rank(process_group)
-        self.codec = _cdl.Codec(codec)
+        kind, self.spec, rank = _cdl.parse_scheme(codec)
+        self.powersgd_rank = rank if kind == "powersgd" else 0
+        self.codec = None if self.powersgd_rank else _cdl.Codec(self.spec)
+        self.powersgd = {}  # parameter key -> (rows, cols, _cdl.PowerSgdState)
+        self._keys = {}  # id(parameter) -> key: the order the hook first saw it
         self.seed = int(seed)
         self.step = 0
         self.residuals = {}
@@ -58,19 +66,20 @@ class HookState:
         """What a checkpoint needs to resume the hook exactly: this rank's residuals, the step
         counter and the bucket layout (with the codec, seed, rank and world size they belong
         to)."""
-        return {"version": _STATE_VERSION, "codec": self.codec.spec, "seed": self.seed,
+        return {"version": _STATE_VERSION, "codec": self.spec, "seed": self.seed,
                 "rank": self.rank, "world_size": self.world_size, "step": self.step,
                 "residuals": {i: r.clone() for i, r in self.residuals.items()},
-                "layout": {i: list(w) for i, w in self.layout.items()}}
+                "layout": {i: list(w) for i, w in self.layout.items()},
+                "powersgd": _powersgd.state_dict(self)}
 
     def load_state_dict(self, state):
         """Restores state_dict()'s output. A state of another world size, rank, codec or format is
         a ValueError naming both sides (residuals are per rank: load each rank's own)."""
-        if state.get("version") != _STATE_VERSION:
+        if state.get("version") not in _READS_VERSIONS:
             raise ValueError(f"cdl hook state: format version {state.get('version')!r}, this "
-                             f"cdl reads {_STATE_VERSION}")
+                             f"cdl reads {', '.join(map(str, _READS_VERSIONS))}")
         for key, mine in (("world_size", self.world_size), ("rank", self.rank),
-                          ("codec", self.codec.spec)):
+                          ("codec", self.spec)):
             if state[key] != mine:
                 raise ValueError(f"cdl hook state: saved with {key} {state[key]!r}, loaded with "
                                  f"{key} {mine!r}; load each rank's own state into the same "
@@ -80,6 +89,7 @@ class HookState:
         self.residuals = {int(i): r.detach().to("cpu", torch.float32).clone()
                           for i, r in state["residuals"].items()}
         self.layout = {int(i): [int(p) for p in w] for i, w in state.get("layout", {}).items()}
+        _powersgd.load_state_dict(self, state.get("powersgd", {}))
         self._loaded = set(self.residuals)
         self._checked = {}
 
@@ -94,7 +104,7 @@ class HookState:
         for k in ("bytes_sent", "fp32_bytes", "encode_seconds", "decode_seconds",
                   "wire_seconds"):
             t[k + "_per_step"] = t[k] / steps
-        t["codec"] = self.codec.spec
+        t["codec"] = self.spec
         return t
 
     def __getstate__(self):
@@ -144,7 +154,7 @@ def _begin_bucket(state, index, x):
 
 def _all_gather_facts(state, n, usable):
     """(bucket size, step, codec spec, whether the bucket is usable) of every rank."""
-    spec = torch.tensor(list(state.codec.spec.encode()), dtype=torch.uint8)
+    spec = torch.tensor(list(state.spec.encode()), dtype=torch.uint8)
     facts = torch.tensor([n, state.step, int(usable)], dtype=torch.int64)
     every = [torch.empty_like(facts) for _ in range(state.world_size)]
     dist.all_gather(every, facts, group=state.process_group)
@@ -239,10 +249,17 @@ def _plain(state, x, residual, t):
     t["decode_seconds"] += time.perf_counter() - t2
 
 
-def reduce_bucket(state, index, x, last=True):
+def reduce_bucket(state, index, x, last=True, tensors=None):
     """Averages the flat float32 tensor x over the state's group in place, as the hook does
-    with bucket `index`; `last` ends a step (the step counter advances)."""
+    with bucket `index`; `last` ends a step (the step counter advances). PowerSGD needs the
+    bucket's tensors: (key, shape) each, back to back in x."""
     _begin_bucket(state, index, x)
+    if state.powersgd_rank:
+        _reduce_powersgd(state, index, x, tensors)
+        if last:
+            state.step += 1
+            state._totals["steps"] += 1
+        return x
     residual = state.residuals.get(index)
     if residual is None:
         residual = state.residuals[index] = torch.zeros_like(x)
@@ -307,11 +324,34 @@ def _relayout(state, x, params):
     return True
 
 
+def _reduce_powersgd(state, index, x, tensors):
+    if tensors is None:
+        raise ValueError(f"cdl.ddp: bucket {index}: PowerSGD needs the bucket's tensors")
+    views, at = [], 0
+    for key, shape in tensors:
+        rows, cols = _powersgd.matrix_shape(shape)
+        views.append((int(key), rows, cols, x[at:at + rows * cols]))
+        at += rows * cols
+    if at != x.numel():
+        raise ValueError(f"cdl.ddp: bucket {index} holds {x.numel()} elements, its tensors {at}")
+    t = state._totals
+    w = state.world_size
+    t["fp32_bytes"] += 2 * (w - 1) * 4 * x.numel() // w
+    _powersgd.reduce_tensors(state, views, state.powersgd_rank, t)
+
+
 def hook(state, bucket):
     """DistributedDataParallel.register_comm_hook(state, cdl.ddp.hook): the bucket's gradient
     averaged over the group through cdl's codec, returned as a completed future."""
     x = bucket.buffer()
     params = list(bucket.parameters())
+    if state.powersgd_rank:
+        keys = [state._keys.setdefault(id(p), len(state._keys)) for p in params]
+        reduce_bucket(state, bucket.index(), x, bucket.is_last(),
+                      [(k, p.shape) for k, p in zip(keys, params)])
+        fut = torch.futures.Future()
+        fut.set_result(x)
+        return fut
     single = bucket.index() == 0 and bucket.is_last()
     if single and not state._positions:
         state._positions = {id(p): i for i, p in enumerate(params)}
