@@ -31,6 +31,7 @@ import warnings
 import torch
 import torch.distributed as dist
 
+from cdl import _adaptive
 from cdl import _cdl
 from cdl import _powersgd
 
@@ -43,7 +44,8 @@ class HookState:
     error-feedback residuals per bucket (PowerSGD: its state per parameter), the step counter
     that seeds stochastic rounding, and the statistics of stats()."""
 
-    def __init__(self, process_group=None, codec="qsgd:bits=4,entropy=rans", seed=0):
+    def __init__(self, process_group=None, codec="qsgd:bits=4,entropy=rans", seed=0,
+                 adaptive=None):
         self.process_group = process_group
         self.world_size = dist.get_world_size(process_group)
         self.rank = dist.get_rank(process_group)
@@ -52,6 +54,11 @@ class HookState:
         self.codec = None if self.powersgd_rank else _cdl.Codec(self.spec)
         self.powersgd = {}  # parameter key -> (rows, cols, _cdl.PowerSgdState)
         self._keys = {}  # id(parameter) -> key: the order the hook first saw it
+        # L-GreCo's planner (Note [Adaptive rates in the hook]) and its per-parameter state.
+        self.adaptive = None if adaptive is None else _adaptive.Adaptive(adaptive, self.spec)
+        self.param_residuals = {}
+        self._shapes = {}
+        self._codecs = {}
         self.seed = int(seed)
         self.step = 0
         self.residuals = {}
@@ -70,7 +77,9 @@ class HookState:
                 "rank": self.rank, "world_size": self.world_size, "step": self.step,
                 "residuals": {i: r.clone() for i, r in self.residuals.items()},
                 "layout": {i: list(w) for i, w in self.layout.items()},
-                "powersgd": _powersgd.state_dict(self)}
+                "powersgd": _powersgd.state_dict(self),
+                "param_residuals": {k: r.clone() for k, r in self.param_residuals.items()},
+                "adaptive": self.adaptive.state_dict() if self.adaptive else None}
 
     def load_state_dict(self, state):
         """Restores state_dict()'s output. A state of another world size, rank, codec or format is
@@ -90,6 +99,15 @@ class HookState:
                           for i, r in state["residuals"].items()}
         self.layout = {int(i): [int(p) for p in w] for i, w in state.get("layout", {}).items()}
         _powersgd.load_state_dict(self, state.get("powersgd", {}))
+        saved = state.get("adaptive")
+        mine = self.adaptive.config() if self.adaptive else None
+        if (saved and saved["config"]) != mine:
+            raise ValueError(f"cdl hook state: saved with adaptive {saved and saved['config']!r}, "
+                             f"loaded with adaptive {mine!r}")
+        if saved:
+            self.adaptive.load_state_dict(saved)
+        self.param_residuals = {int(k): r.detach().to("cpu", torch.float32).clone()
+                                for k, r in state.get("param_residuals", {}).items()}
         self._loaded = set(self.residuals)
         self._checked = {}
 
@@ -105,6 +123,8 @@ class HookState:
                   "wire_seconds"):
             t[k + "_per_step"] = t[k] / steps
         t["codec"] = self.spec
+        if self.adaptive:
+            t["plan"] = self.adaptive.report
         return t
 
     def __getstate__(self):
@@ -115,7 +135,7 @@ class HookState:
         return s
 
     def __setstate__(self, s):
-        self.__init__(None, s["codec"], s["seed"])
+        self.__init__(None, s["codec"], s["seed"], s["adaptive"] and s["adaptive"]["config"])
         self.load_state_dict(s)
         self._totals.update(s["totals"])
 
@@ -154,13 +174,20 @@ def _begin_bucket(state, index, x):
 
 def _all_gather_facts(state, n, usable):
     """(bucket size, step, codec spec, whether the bucket is usable) of every rank."""
-    spec = torch.tensor(list(state.spec.encode()), dtype=torch.uint8)
+    spec = torch.tensor(list(_facts_spec(state).encode()), dtype=torch.uint8)
     facts = torch.tensor([n, state.step, int(usable)], dtype=torch.int64)
     every = [torch.empty_like(facts) for _ in range(state.world_size)]
     dist.all_gather(every, facts, group=state.process_group)
     specs, offsets, lens, _ = _all_gather_bytes(state, spec)
     return [(int(f[0]), int(f[1]), bytes(specs[o:o + k].tolist()).decode(), bool(f[2]))
             for f, o, k in zip(every, offsets, lens)]
+
+
+def _facts_spec(state):
+    """The scheme every rank must share: the spec, and the planner's options when adaptive."""
+    if state.adaptive is None:
+        return state.spec
+    return f"{state.spec} adaptive {state.adaptive.config()}"
 
 
 def _sizes_exchange(state, sizes):
@@ -196,8 +223,8 @@ def _offsets(sizes):
     return out
 
 
-def _scatter_reduce(state, x, residual, key, t):
-    w, rank, codec = state.world_size, state.rank, state.codec
+def _scatter_reduce(state, codec, x, residual, key, t):
+    w, rank = state.world_size, state.rank
     t0 = time.perf_counter()
     send, sizes = codec.encode_chunks(x, residual, key, rank, w)
     t1 = time.perf_counter()
@@ -220,8 +247,8 @@ def _scatter_reduce(state, x, residual, key, t):
     t["decode_seconds"] += (t3 - t2) + (t6 - t5)
 
 
-def _gather(state, x, residual, key, t):
-    w, rank, codec = state.world_size, state.rank, state.codec
+def _gather(state, codec, x, residual, key, t):
+    w, rank = state.world_size, state.rank
     t0 = time.perf_counter()
     payload = codec.encode_whole(x, residual, key, rank)
     t1 = time.perf_counter()
@@ -249,16 +276,29 @@ def _plain(state, x, residual, t):
     t["decode_seconds"] += time.perf_counter() - t2
 
 
+def reduce_payload(state, codec, x, residual, key):
+    """x (with residual added) averaged over the group with a payload codec, in place."""
+    t = state._totals
+    if codec.lossless:
+        _plain(state, x, residual, t)
+    elif codec.summable:
+        _scatter_reduce(state, codec, x, residual, key, t)
+    else:
+        _gather(state, codec, x, residual, key, t)
+
+
 def reduce_bucket(state, index, x, last=True, tensors=None):
     """Averages the flat float32 tensor x over the state's group in place, as the hook does
     with bucket `index`; `last` ends a step (the step counter advances). PowerSGD needs the
     bucket's tensors: (key, shape) each, back to back in x."""
     _begin_bucket(state, index, x)
-    if state.powersgd_rank:
-        _reduce_powersgd(state, index, x, tensors)
+    if state.powersgd_rank or state.adaptive:
+        _reduce_tensors(state, index, x, tensors)
         if last:
             state.step += 1
             state._totals["steps"] += 1
+            if state.adaptive:
+                _adaptive.after_step(state)
         return x
     residual = state.residuals.get(index)
     if residual is None:
@@ -267,12 +307,7 @@ def reduce_bucket(state, index, x, last=True, tensors=None):
     t = state._totals
     w = state.world_size
     t["fp32_bytes"] += 2 * (w - 1) * 4 * x.numel() // w
-    if state.codec.lossless:
-        _plain(state, x, residual, t)
-    elif state.codec.summable:
-        _scatter_reduce(state, x, residual, key, t)
-    else:
-        _gather(state, x, residual, key, t)
+    reduce_payload(state, state.codec, x, residual, key)
     if last:
         state.step += 1
         t["steps"] += 1
@@ -316,7 +351,8 @@ def _relayout(state, x, params):
     indices = sorted(layout)
     for index in indices:
         flat = torch.cat([views[pos] for pos in layout[index]])
-        reduce_bucket(state, index, flat, index == indices[-1])
+        tensors = [(pos, params[pos].shape) for pos in layout[index]]
+        reduce_bucket(state, index, flat, index == indices[-1], tensors)
         at = 0
         for pos in layout[index]:
             views[pos].copy_(flat[at:at + views[pos].numel()])
@@ -324,9 +360,10 @@ def _relayout(state, x, params):
     return True
 
 
-def _reduce_powersgd(state, index, x, tensors):
+def _reduce_tensors(state, index, x, tensors):
     if tensors is None:
-        raise ValueError(f"cdl.ddp: bucket {index}: PowerSGD needs the bucket's tensors")
+        raise ValueError(f"cdl.ddp: bucket {index}: PowerSGD and adaptive rates need the "
+                         f"bucket's tensors")
     views, at = [], 0
     for key, shape in tensors:
         rows, cols = _powersgd.matrix_shape(shape)
@@ -337,7 +374,10 @@ def _reduce_powersgd(state, index, x, tensors):
     t = state._totals
     w = state.world_size
     t["fp32_bytes"] += 2 * (w - 1) * 4 * x.numel() // w
-    _powersgd.reduce_tensors(state, views, state.powersgd_rank, t)
+    if state.adaptive:
+        _adaptive.reduce_tensors(state, index, views)
+    else:
+        _powersgd.reduce_tensors(state, views, state.powersgd_rank, t)
 
 
 def hook(state, bucket):
@@ -345,19 +385,20 @@ def hook(state, bucket):
     averaged over the group through cdl's codec, returned as a completed future."""
     x = bucket.buffer()
     params = list(bucket.parameters())
-    if state.powersgd_rank:
-        keys = [state._keys.setdefault(id(p), len(state._keys)) for p in params]
-        reduce_bucket(state, bucket.index(), x, bucket.is_last(),
-                      [(k, p.shape) for k, p in zip(keys, params)])
-        fut = torch.futures.Future()
-        fut.set_result(x)
-        return fut
     single = bucket.index() == 0 and bucket.is_last()
     if single and not state._positions:
         state._positions = {id(p): i for i, p in enumerate(params)}
+        if not state._keys:
+            state._keys = dict(state._positions)
     if not (single and _relayout(state, x, params)):
         _note_layout(state, bucket.index(), params)
-        reduce_bucket(state, bucket.index(), x, bucket.is_last())
+        tensors = None
+        if state.powersgd_rank or state.adaptive:
+            # A parameter's key: the order the hook first saw it (its position in DDP's first,
+            # single bucket, as in state.layout).
+            keys = [state._keys.setdefault(id(p), len(state._keys)) for p in params]
+            tensors = [(k, p.shape) for k, p in zip(keys, params)]
+        reduce_bucket(state, bucket.index(), x, bucket.is_last(), tensors)
     fut = torch.futures.Future()
     fut.set_result(x)
     return fut

@@ -15,7 +15,9 @@
 #include "comm/codec/spec.h"
 #include "comm/codec/wire.h"
 #include "comm/reduce/compressed_allreduce.h"
+#include "comm/reduce/adaptive_rates.h"
 #include "comm/reduce/compressed_chunks.h"
+#include "comm/reduce/rate_planner.h"
 #include "comm/reduce/powersgd.h"
 #include "comm/reduce/scheme.h"
 #include "comm/reduce/scheme_spec.h"
@@ -397,6 +399,60 @@ std::vector<std::vector<at::Tensor>> referencePowerSgdTensors(
   return r;
 }
 
+// The candidates of L-GreCo's families for a uniform scheme, as canonical specs.
+std::vector<std::string> candidateSpecs(const std::vector<std::string>& families,
+                                        const std::string& uniform, const std::string& key) {
+  return badInput([&] {
+    std::vector<std::string> out;
+    const comm::SchemeSpec u = comm::parseSchemeSpec(uniform);
+    for (const comm::SchemeSpec& s : comm::candidateGrid(families, u, key)) {
+      out.push_back(comm::formatSchemeSpec(s));
+    }
+    return out;
+  });
+}
+
+// measureCandidate on a rows x cols gradient: (valid, error, wire bytes per rank).
+std::tuple<bool, double, int64_t> measureSpec(const at::Tensor& g, int64_t rows, int64_t cols,
+                                              const std::string& spec, int ranks,
+                                              bool isDefault) {
+  const at::Tensor x = g.contiguous();
+  requireFloatCpu(x, "the gradient");
+  if (x.numel() != rows * cols) throw pyb::value_error("the gradient is not rows x cols");
+  const comm::SchemeSpec s = badInput([&] { return comm::parseSchemeSpec(spec); });
+  pyb::gil_scoped_release nogil;
+  const comm::CandidateCost c = badInput(
+      [&] { return comm::measureCandidate(x.data_ptr<float>(), rows, cols, s, ranks, isDefault); });
+  return {c.valid, c.error, c.bytes};
+}
+
+// planRates on per-layer (error, bytes, valid) lists: (feasible, choice, error, budget, bytes,
+// default bytes, default error).
+std::tuple<bool, std::vector<int>, double, double, int64_t, int64_t, double> planSpecs(
+    const std::vector<std::vector<double>>& errors, const std::vector<std::vector<int64_t>>& bytes,
+    const std::vector<std::vector<bool>>& valid, const std::vector<int>& defaults, double alpha,
+    int buckets) {
+  std::vector<std::vector<comm::RateCandidate>> layers(errors.size());
+  for (size_t l = 0; l < errors.size(); ++l) {
+    if (bytes.size() != errors.size() || valid.size() != errors.size() ||
+        bytes[l].size() != errors[l].size() || valid[l].size() != errors[l].size()) {
+      throw pyb::value_error("layer " + std::to_string(l) + ": errors, bytes and valid differ");
+    }
+    for (size_t k = 0; k < errors[l].size(); ++k) {
+      comm::RateCandidate c;
+      c.error = errors[l][k];
+      c.bytes = bytes[l][k];
+      c.valid = valid[l][k];
+      layers[l].push_back(c);
+    }
+  }
+  comm::RatePlannerOptions opt;
+  opt.alpha = alpha;
+  opt.buckets = buckets;
+  const comm::RatePlan p = badInput([&] { return comm::planRates(layers, defaults, opt); });
+  return {p.feasible, p.choice, p.error, p.budget, p.bytes, p.defaultBytes, p.defaultError};
+}
+
 // The tensors of a .cdlm file in file order, as (name, tensor) pairs.
 std::vector<std::pair<std::string, at::Tensor>> loadModel(const std::string& path) {
   const std::vector<LoadedTensor> loaded = badInput([&] { return loadModelFile(path); });
@@ -501,6 +557,12 @@ PYBIND11_MODULE(_cdl, m) {
   });
   m.def("reference_powersgd", &cdl::py::referencePowerSgdTensors, pyb::arg("spec"),
         pyb::arg("shapes"), pyb::arg("steps"), pyb::arg("seed") = 0);
+  m.def("candidate_grid", &cdl::py::candidateSpecs, pyb::arg("families"), pyb::arg("uniform"),
+        pyb::arg("key"));
+  m.def("measure_candidate", &cdl::py::measureSpec, pyb::arg("gradient"), pyb::arg("rows"),
+        pyb::arg("cols"), pyb::arg("spec"), pyb::arg("ranks"), pyb::arg("is_default"));
+  m.def("plan_rates", &cdl::py::planSpecs, pyb::arg("errors"), pyb::arg("bytes"),
+        pyb::arg("valid"), pyb::arg("defaults"), pyb::arg("alpha"), pyb::arg("buckets"));
   m.def("load_model_file", &cdl::py::loadModel, pyb::arg("path"));
   m.def("encode_model_file", &cdl::py::saveModel, pyb::arg("meta"), pyb::arg("tensors"));
   m.def("inspect_model_file", [](const std::string& path) {
