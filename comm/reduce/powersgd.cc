@@ -374,7 +374,8 @@ std::vector<float>& powerSgdLocalP(PowerSgdState& state, float* grad, const Powe
   }
   pt.resize(static_cast<size_t>(r * rows));
   const bool addResidual = opt.errorFeedback && !residual.empty();
-  if (opt.errorFeedback && residual.empty()) residual.assign(static_cast<size_t>(rows * cols), 0.0f);
+  if (opt.errorFeedback && residual.empty())
+    residual.assign(static_cast<size_t>(rows * cols), 0.0f);
   prepareQ(qt.data(), r, cols, opt.seed);
   multiplyMQ(grad, addResidual ? residual.data() : nullptr, rows, cols, qt.data(), r, pt.data());
   return pt;
@@ -401,8 +402,7 @@ void powerSgdFinish(PowerSgdState& state, float* grad, int ranks, const PowerSgd
   if (!allFinite(qt.data(), r * state.cols_)) {
     qt.clear();
     state.rank_ = 0;
-    CDL_THROW("PowerSGD on '", state.name_,
-              "': Q overflowed (the gradient is too large for fp32)");
+    CDL_THROW("PowerSGD on '", state.name_, "': Q overflowed (the gradient is too large for fp32)");
   }
   // Q is averaged whatever opt.average says: the residual is always M minus the averaged
   // approximation, and a sum is that approximation times the number of ranks.

@@ -3,6 +3,9 @@
     state = cdl.ddp.HookState(process_group, codec="qsgd:bits=4,entropy=rans")
     model.register_comm_hook(state, cdl.ddp.hook)
 
+codec is a cdl scheme spec: a codec or "powersgd:rank=R"; adaptive={"alpha": 1.0, ...} plans a
+scheme per parameter with cdl's L-GreCo planner (Note [Adaptive rates in the hook]).
+
 Each bucket's flat gradient goes through cdl's compressed allreduce (Note [Compressed allreduce]
 in comm/reduce/compressed_allreduce.h), with the payloads moved over the process group itself:
 
@@ -41,8 +44,9 @@ _READS_VERSIONS = (1, 2)
 
 class HookState:
     """The state of cdl's DDP hook on one rank: the scheme (a codec spec or "powersgd:rank=R"),
-    error-feedback residuals per bucket (PowerSGD: its state per parameter), the step counter
-    that seeds stochastic rounding, and the statistics of stats()."""
+    error-feedback residuals per bucket (PowerSGD and adaptive rates: their state per parameter),
+    the planner (adaptive), the step counter that seeds stochastic rounding, and the statistics
+    of stats()."""
 
     def __init__(self, process_group=None, codec="qsgd:bits=4,entropy=rans", seed=0,
                  adaptive=None):
@@ -67,7 +71,7 @@ class HookState:
         self._checked = {}
         self._loaded = set()
         self._totals = {"steps": 0, "bytes_sent": 0, "fp32_bytes": 0, "encode_seconds": 0.0,
-                        "decode_seconds": 0.0, "wire_seconds": 0.0}
+                        "decode_seconds": 0.0, "wire_seconds": 0.0, "hook_seconds": 0.0}
 
     def state_dict(self):
         """What a checkpoint needs to resume the hook exactly: this rank's residuals, the step
@@ -93,17 +97,18 @@ class HookState:
                 raise ValueError(f"cdl hook state: saved with {key} {state[key]!r}, loaded with "
                                  f"{key} {mine!r}; load each rank's own state into the same "
                                  f"job layout and codec")
-        self.seed = int(state["seed"])
-        self.step = int(state["step"])
-        self.residuals = {int(i): r.detach().to("cpu", torch.float32).clone()
-                          for i, r in state["residuals"].items()}
-        self.layout = {int(i): [int(p) for p in w] for i, w in state.get("layout", {}).items()}
-        _powersgd.load_state_dict(self, state.get("powersgd", {}))
         saved = state.get("adaptive")
         mine = self.adaptive.config() if self.adaptive else None
         if (saved and saved["config"]) != mine:
             raise ValueError(f"cdl hook state: saved with adaptive {saved and saved['config']!r}, "
                              f"loaded with adaptive {mine!r}")
+        # First what validates (a damaged PowerSGD state is a ValueError naming the parameter).
+        _powersgd.load_state_dict(self, state.get("powersgd", {}))
+        self.seed = int(state["seed"])
+        self.step = int(state["step"])
+        self.residuals = {int(i): r.detach().to("cpu", torch.float32).clone()
+                          for i, r in state["residuals"].items()}
+        self.layout = {int(i): [int(p) for p in w] for i, w in state.get("layout", {}).items()}
         if saved:
             self.adaptive.load_state_dict(saved)
         self.param_residuals = {int(k): r.detach().to("cpu", torch.float32).clone()
@@ -115,12 +120,13 @@ class HookState:
         """What the hook did, in total and per step (a step ends at DDP's last bucket):
         bytes this rank sent (payloads, size exchanges and all_gather padding), what a ring
         allreduce of fp32 would have sent, their ratio, and the seconds spent encoding (with
-        error feedback), decoding (with summing) and in the collectives."""
+        error feedback), decoding (with summing) and in the collectives; hook_seconds is all the
+        time inside the hook, so the rest of it is the Python around them (and the planner's)."""
         t = dict(self._totals)
         steps = max(t["steps"], 1)
         t["compression_ratio"] = t["fp32_bytes"] / t["bytes_sent"] if t["bytes_sent"] else 0.0
         for k in ("bytes_sent", "fp32_bytes", "encode_seconds", "decode_seconds",
-                  "wire_seconds"):
+                  "wire_seconds", "hook_seconds"):
             t[k + "_per_step"] = t[k] / steps
         t["codec"] = self.spec
         if self.adaptive:
@@ -135,7 +141,8 @@ class HookState:
         return s
 
     def __setstate__(self, s):
-        self.__init__(None, s["codec"], s["seed"], s["adaptive"] and s["adaptive"]["config"])
+        adaptive = s.get("adaptive")
+        self.__init__(None, s["codec"], s["seed"], adaptive and adaptive["config"])
         self.load_state_dict(s)
         self._totals.update(s["totals"])
 
@@ -324,6 +331,9 @@ def reduce_bucket(state, index, x, last=True, tensors=None):
 # gradients with its own index, residual and rounding key, and writes them back: the resumed
 # step is then the one the uninterrupted run took. A layout that does not cover the bucket's
 # parameters is not used (the residuals of other sizes are then dropped, with a warning).
+# PowerSGD and adaptive rates keep their state per parameter, keyed by the same position; their
+# per-bucket parts (a bucket's plain allreduce, an adaptive payload group and its rounding key)
+# follow the layout's buckets too.
 
 
 def _note_layout(state, index, params):
@@ -383,6 +393,7 @@ def _reduce_tensors(state, index, x, tensors):
 def hook(state, bucket):
     """DistributedDataParallel.register_comm_hook(state, cdl.ddp.hook): the bucket's gradient
     averaged over the group through cdl's codec, returned as a completed future."""
+    t0 = time.perf_counter()
     x = bucket.buffer()
     params = list(bucket.parameters())
     single = bucket.index() == 0 and bucket.is_last()
@@ -399,6 +410,7 @@ def hook(state, bucket):
             keys = [state._keys.setdefault(id(p), len(state._keys)) for p in params]
             tensors = [(k, p.shape) for k, p in zip(keys, params)]
         reduce_bucket(state, bucket.index(), x, bucket.is_last(), tensors)
+    state._totals["hook_seconds"] += time.perf_counter() - t0
     fut = torch.futures.Future()
     fut.set_result(x)
     return fut

@@ -14,11 +14,11 @@
 #include "comm/codec/codec.h"
 #include "comm/codec/spec.h"
 #include "comm/codec/wire.h"
-#include "comm/reduce/compressed_allreduce.h"
 #include "comm/reduce/adaptive_rates.h"
+#include "comm/reduce/compressed_allreduce.h"
 #include "comm/reduce/compressed_chunks.h"
-#include "comm/reduce/rate_planner.h"
 #include "comm/reduce/powersgd.h"
+#include "comm/reduce/rate_planner.h"
 #include "comm/reduce/scheme.h"
 #include "comm/reduce/scheme_spec.h"
 #include "kernels/base/error.h"
@@ -302,9 +302,8 @@ class PyPowerSgd {
   void finish(at::Tensor grad, const at::Tensor& qSum, int world, bool errorFeedback) {
     float* g = gradOf(grad);
     copyInto(qSum, state_.qBuffer(), "the summed Q");
-    badInput([&] {
-      comm::powerSgdFinish(state_, g, world, options(state_.rank(), 0, errorFeedback));
-    });
+    badInput(
+        [&] { comm::powerSgdFinish(state_, g, world, options(state_.rank(), 0, errorFeedback)); });
   }
 
   // Before a plain allreduce of grad: a residual of compressed steps is added and cleared.
@@ -414,8 +413,7 @@ std::vector<std::string> candidateSpecs(const std::vector<std::string>& families
 
 // measureCandidate on a rows x cols gradient: (valid, error, wire bytes per rank).
 std::tuple<bool, double, int64_t> measureSpec(const at::Tensor& g, int64_t rows, int64_t cols,
-                                              const std::string& spec, int ranks,
-                                              bool isDefault) {
+                                              const std::string& spec, int ranks, bool isDefault) {
   const at::Tensor x = g.contiguous();
   requireFloatCpu(x, "the gradient");
   if (x.numel() != rows * cols) throw pyb::value_error("the gradient is not rows x cols");
@@ -561,8 +559,8 @@ PYBIND11_MODULE(_cdl, m) {
         pyb::arg("key"));
   m.def("measure_candidate", &cdl::py::measureSpec, pyb::arg("gradient"), pyb::arg("rows"),
         pyb::arg("cols"), pyb::arg("spec"), pyb::arg("ranks"), pyb::arg("is_default"));
-  m.def("plan_rates", &cdl::py::planSpecs, pyb::arg("errors"), pyb::arg("bytes"),
-        pyb::arg("valid"), pyb::arg("defaults"), pyb::arg("alpha"), pyb::arg("buckets"));
+  m.def("plan_rates", &cdl::py::planSpecs, pyb::arg("errors"), pyb::arg("bytes"), pyb::arg("valid"),
+        pyb::arg("defaults"), pyb::arg("alpha"), pyb::arg("buckets"));
   m.def("load_model_file", &cdl::py::loadModel, pyb::arg("path"));
   m.def("encode_model_file", &cdl::py::saveModel, pyb::arg("meta"), pyb::arg("tensors"));
   m.def("inspect_model_file", [](const std::string& path) {

@@ -82,17 +82,20 @@ std::vector<std::vector<Floats>> referencePowerSgd(const std::string& spec,
                                                    std::vector<std::vector<Floats>> steps,
                                                    uint64_t seed) {
   const comm::SchemeSpec s = comm::parseSchemeSpec(spec);
-  CDL_CHECK(s.scheme == comm::SchemeId::kPowerSgd, "a reference PowerSGD run needs a powersgd "
-            "spec, got '", spec, "'");
+  CDL_CHECK(s.scheme == comm::SchemeId::kPowerSgd,
+            "a reference PowerSGD run needs a powersgd "
+            "spec, got '",
+            spec, "'");
   std::vector<comm::BucketTensor> tensors;
   int64_t offset = 0;
   for (size_t i = 0; i < shapes.size(); ++i) {
     CDL_CHECK(shapes[i].first >= 0 && shapes[i].second >= 0, "tensor ", i, ": bad shape");
-    tensors.push_back({"t" + std::to_string(i), static_cast<int>(i), offset, shapes[i].first,
-                       shapes[i].second});
+    tensors.push_back(
+        {"t" + std::to_string(i), static_cast<int>(i), offset, shapes[i].first, shapes[i].second});
     offset += shapes[i].first * shapes[i].second;
   }
-  CDL_CHECK(!steps.empty() && !steps[0].empty(), "a reference PowerSGD run needs a step and a rank");
+  CDL_CHECK(!steps.empty() && !steps[0].empty(),
+            "a reference PowerSGD run needs a step and a rank");
   const int size = static_cast<int>(steps[0].size());
   for (size_t k = 0; k < steps.size(); ++k) {
     CDL_CHECK(static_cast<int>(steps[k].size()) == size, "step ", k, " has ", steps[k].size(),

@@ -4,6 +4,7 @@ its error budget and no larger than the uniform scheme, training a small classif
 converges, the plan is in state_dict() and a run resumed from it (inside a measuring window)
 ends bit for bit as the run straight through; bad options are errors naming the key."""
 
+import io
 import os
 import sys
 import tempfile
@@ -112,6 +113,14 @@ def scheme_moves(rank, world, out_dir):
     state.param_residuals[1].zero_()
     step(2)
     assert sorted(state.param_residuals) == [0, 1] and not state.powersgd
+    # The whole state pickles with its plan and options (torch.save(state)).
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    back = torch.load(buf, weights_only=False)
+    assert back.adaptive.plan == state.adaptive.plan
+    assert back.adaptive.config() == state.adaptive.config()
+    assert all(torch.equal(back.param_residuals[k], r) for k, r in state.param_residuals.items())
     torch.save(outs, os.path.join(out_dir, f"moves_{rank}.pt"))
 
 

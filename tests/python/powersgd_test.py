@@ -126,6 +126,9 @@ class PowerSgdHook(unittest.TestCase):
         stats = got[0]["stats"]
         self.assertEqual(stats["codec"], SPEC)
         self.assertGreater(stats["compression_ratio"], 1.5)
+        # The hook's own time holds the times nested in it.
+        inner = stats["encode_seconds"] + stats["decode_seconds"] + stats["wire_seconds"]
+        self.assertGreaterEqual(stats["hook_seconds"], inner)
 
     def test_resume_equals_the_run_straight_through(self):
         with tempfile.TemporaryDirectory() as d:
