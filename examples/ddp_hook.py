@@ -5,6 +5,7 @@
 
 A stock DDP script (torchrun's environment, gloo, SGD): what makes it cdl's is the
 register_comm_hook line in main(); --hook none leaves it out, for the plain DDP run to compare.
+--codec takes any cdl scheme spec (powersgd:rank=4 too); --adaptive plans a scheme per parameter.
 The model and the data loading are bench/ddp_baseline.py's (cdl's built-in cnn, Debian's
 dataset-fashion-mnist). Rank 0 prints the test accuracy on the whole test split, the hook's
 statistics and the time per step; --min-accuracy and --min-ratio make it exit 1 below them.
