@@ -179,19 +179,32 @@ def after_step(state):
 
 
 def _costs(state, keys):
-    """[layers, candidates, 3]: (valid on every rank, mean error, mean bytes) over the ranks."""
+    """[layers, candidates, 3]: (valid on every rank, mean error, mean bytes) over the ranks. A
+    measurement that fails on any rank is one ValueError on every rank, after the allreduce."""
     a, w = state.adaptive, state.world_size
-    costs = torch.zeros(len(keys), len(a.candidates), 3, dtype=torch.float64)
-    for l, key in enumerate(keys):
-        rows, cols = state._shapes[key]
-        mean = (a.sums[key] / max(a.summed_steps, 1)).contiguous()
-        for c, spec in enumerate(a.candidates):
-            valid, error, size = _cdl.measure_candidate(mean, rows, cols, spec, w,
-                                                        spec == a.uniform)
-            costs[l, c] = torch.tensor([float(valid), error, float(size)], dtype=torch.float64)
+    costs = torch.zeros(len(keys) * len(a.candidates) * 3 + 1, dtype=torch.float64)
+    grid = costs[:-1].view(len(keys), len(a.candidates), 3)
+    failure = ""
+    try:
+        for l, key in enumerate(keys):
+            rows, cols = state._shapes[key]
+            mean = (a.sums[key] / max(a.summed_steps, 1)).contiguous()
+            for c, spec in enumerate(a.candidates):
+                valid, error, size = _cdl.measure_candidate(mean, rows, cols, spec, w,
+                                                            spec == a.uniform)
+                grid[l, c] = torch.tensor([float(valid), error, float(size)],
+                                          dtype=torch.float64)
+    except ValueError as e:
+        failure = f"parameter {key}, candidate {spec}: {e}"
+        costs[-1] = 1
     dist.all_reduce(costs, group=state.process_group)
-    costs[:, :, 1:] /= w
-    return costs
+    if costs[-1] > 0:
+        a.sums, a.summed_steps = {}, 0
+        where = f" (here: {failure})" if failure else ""
+        raise ValueError(f"cdl.ddp: measuring the adaptive candidates at step {state.step} "
+                         f"failed on {int(costs[-1])} rank(s){where}")
+    grid[:, :, 1:] /= w
+    return grid
 
 
 def _replan(state):

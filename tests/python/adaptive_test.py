@@ -2,7 +2,8 @@
 gloo ranks: both ranks hold the same plan (and end with the same weights), every plan is within
 its error budget and no larger than the uniform scheme, training a small classifier still
 converges, the plan is in state_dict() and a run resumed from it (inside a measuring window)
-ends bit for bit as the run straight through; bad options are errors naming the key."""
+ends bit for bit as the run straight through; bad options are errors naming the key, and a
+measurement that fails on one rank is one error on both."""
 
 import io
 import os
@@ -85,9 +86,22 @@ def bad_options(rank, world, out_dir):
     # Ranks with different planner options: one error on both, naming the bucket.
     state = cdl.ddp.HookState(None, codec=UNIFORM, adaptive={"window": 3 + rank})
     params = [nn.Parameter(torch.zeros(8, 8))]
-    bucket = __import__("powersgd_test").Bucket(0, torch.ones(64), True, params)
+    Bucket = __import__("powersgd_test").Bucket
+    bucket = Bucket(0, torch.ones(64), True, params)
     state_test.expect_error(lambda: cdl.ddp.hook(state, bucket), ValueError, "bucket 0",
                             "differs across ranks", "'window': 3", "'window': 4")
+    # A measurement that fails on one rank (a NaN in its window): one error on both ranks.
+    state = cdl.ddp.HookState(None, codec=UNIFORM,
+                              adaptive={"warmup_steps": 2, "every_steps": 2, "window": 2})
+    cdl.ddp.hook(state, Bucket(0, torch.ones(64), True, params))
+    if rank == 1:
+        state.adaptive.sums[0][5] = float("nan")
+    state_test.expect_error(lambda: cdl.ddp.hook(state, Bucket(0, torch.ones(64), True, params)),
+                            ValueError, "measuring the adaptive candidates at step 2",
+                            "failed on 1 rank(s)")
+    # The group is still in step: the hook reduces the next step on both ranks.
+    out = cdl.ddp.hook(state, Bucket(0, torch.full((64,), float(rank)), True, params)).wait()
+    assert out.sub(0.5).abs().max() < 0.1, out
     open(os.path.join(out_dir, f"bad_{rank}.ok"), "w").close()
 
 
@@ -161,7 +175,7 @@ class AdaptiveHook(unittest.TestCase):
         for x, y in zip(a, b):
             self.assertTrue(torch.equal(x, y) and torch.isfinite(x).all())
 
-    def test_bad_options_are_errors_naming_the_key(self):
+    def test_bad_options_and_a_failed_measurement_are_one_error_on_every_rank(self):
         with tempfile.TemporaryDirectory() as d:
             ranks.run(bad_options, WORLD, d)
             self.assertTrue(all(os.path.exists(os.path.join(d, f"bad_{r}.ok"))
