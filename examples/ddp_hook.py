@@ -5,6 +5,7 @@
 
 A stock DDP script (torchrun's environment, gloo, SGD): what makes it cdl's is the
 register_comm_hook line in main(); --hook none leaves it out, for the plain DDP run to compare.
+--codec takes any cdl scheme spec (powersgd:rank=4 too); --adaptive plans a scheme per parameter.
 The model and the data loading are bench/ddp_baseline.py's (cdl's built-in cnn, Debian's
 dataset-fashion-mnist). Rank 0 prints the test accuracy on the whole test split, the hook's
 statistics and the time per step; --min-accuracy and --min-ratio make it exit 1 below them.
@@ -52,7 +53,10 @@ def accuracy(model, x, y):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--hook", choices=["cdl", "none"], default="cdl")
-    ap.add_argument("--codec", default="qsgd:bits=4,entropy=rans", help="cdl's codec spec")
+    ap.add_argument("--codec", default="qsgd:bits=4,entropy=rans",
+                    help="cdl's scheme spec: a codec or powersgd:rank=R")
+    ap.add_argument("--adaptive", action="store_true",
+                    help="L-GreCo per parameter (qsgd and powersgd; warm-up 50, a plan every 100)")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--batch", type=int, default=64, help="per rank")
     ap.add_argument("--lr", type=float, default=0.05)
@@ -71,7 +75,8 @@ def main():
     model = DDP(Cnn(1, 28, 10))
     state = None
     if a.hook == "cdl":
-        state = cdl.ddp.HookState(None, codec=a.codec)
+        adaptive = {"warmup_steps": 50, "every_steps": 100, "window": 10} if a.adaptive else None
+        state = cdl.ddp.HookState(None, codec=a.codec, adaptive=adaptive)
         model.register_comm_hook(state, cdl.ddp.hook)
     opt = torch.optim.SGD(model.parameters(), lr=a.lr, momentum=0.9, nesterov=True,
                           weight_decay=5e-4)

@@ -352,31 +352,20 @@ void PowerSgdState::fromBytes(const uint8_t* data, size_t len) {
   restore(s);
 }
 
-void powerSgdAllreduce(Communicator& comm, PowerSgdState& state, float* grad, int64_t rows,
-                       int64_t cols, const PowerSgdOptions& opt, AllreduceStats* stats) {
-  const std::string& name = state.name_;
-  CDL_CHECK(rows == state.rows_ && cols == state.cols_, "PowerSGD on '", name, "': called with a ",
-            rows, "x", cols, " gradient but the state is for ", state.rows_, "x", state.cols_);
-  CDL_CHECK(opt.rank >= 1, "PowerSGD on '", name, "': rank must be >= 1, got ", opt.rank);
-  const int64_t n = rows * cols;
-  CDL_CHECK(grad != nullptr || n == 0, "PowerSGD on '", name, "': null gradient");
-  AllreduceStats local;
-  AllreduceStats& st = startStats(stats, &local, comm.size(), n);
-  const int size = comm.size();
-  auto t0 = Clock::now();
+void powerSgdFoldResidual(PowerSgdState& state, float* grad, const PowerSgdOptions& opt) {
   std::vector<float>& residual = state.residual_;
+  if (!opt.errorFeedback || residual.empty()) return;
+  const int64_t n = state.rows_ * state.cols_;
+  for (int64_t i = 0; i < n; ++i) grad[i] += residual[i];
+  residual.clear();
+}
 
-  if (!powerSgdCompresses(rows, cols, opt.rank)) {
-    if (opt.errorFeedback && !residual.empty()) {
-      for (int64_t i = 0; i < n; ++i) grad[i] += residual[i];
-      residual.clear();
-    }
-    st.encodeSeconds += secondsSince(t0);
-    fp32Allreduce(comm, grad, n, opt.average, opt.timeoutSeconds, &st);
-    return;
-  }
-
+std::vector<float>& powerSgdLocalP(PowerSgdState& state, float* grad, const PowerSgdOptions& opt) {
+  const int64_t rows = state.rows_, cols = state.cols_;
+  CDL_CHECK(powerSgdCompresses(rows, cols, opt.rank), "PowerSGD on '", state.name_, "': a ", rows,
+            "x", cols, " matrix is not compressed at rank ", opt.rank);
   const int r = opt.rank;
+  std::vector<float>& residual = state.residual_;
   std::vector<float>& qt = state.q_;
   std::vector<float>& pt = state.p_;
   if (state.rank_ != r) {
@@ -385,20 +374,78 @@ void powerSgdAllreduce(Communicator& comm, PowerSgdState& state, float* grad, in
   }
   pt.resize(static_cast<size_t>(r * rows));
   const bool addResidual = opt.errorFeedback && !residual.empty();
-  if (opt.errorFeedback && residual.empty()) residual.assign(static_cast<size_t>(n), 0.0f);
+  if (opt.errorFeedback && residual.empty())
+    residual.assign(static_cast<size_t>(rows * cols), 0.0f);
   prepareQ(qt.data(), r, cols, opt.seed);
   multiplyMQ(grad, addResidual ? residual.data() : nullptr, rows, cols, qt.data(), r, pt.data());
+  return pt;
+}
+
+std::vector<float>& powerSgdLocalQ(PowerSgdState& state, const float* grad) {
+  std::vector<float>& pt = state.p_;
+  const int r = state.rank_;
+  CDL_CHECK(r > 0 && pt.size() == static_cast<size_t>(r) * state.rows_, "PowerSGD on '",
+            state.name_, "': Q asked for before P");
+  CDL_CHECK(allFinite(pt.data(), r * state.rows_), "PowerSGD on '", state.name_,
+            "': the gradient holds NaN or infinity on at least one rank");
+  orthonormalize(pt.data(), r, state.rows_);
+  multiplyMtP(grad, state.rows_, state.cols_, pt.data(), r, state.q_.data());
+  return state.q_;
+}
+
+void powerSgdFinish(PowerSgdState& state, float* grad, int ranks, const PowerSgdOptions& opt) {
+  std::vector<float>& qt = state.q_;
+  const int r = state.rank_;
+  CDL_CHECK(ranks >= 1, "PowerSGD on '", state.name_, "': ", ranks, " ranks");
+  CDL_CHECK(r > 0 && qt.size() == static_cast<size_t>(r) * state.cols_, "PowerSGD on '",
+            state.name_, "': finished before Q");
+  if (!allFinite(qt.data(), r * state.cols_)) {
+    qt.clear();
+    state.rank_ = 0;
+    CDL_THROW("PowerSGD on '", state.name_, "': Q overflowed (the gradient is too large for fp32)");
+  }
+  // Q is averaged whatever opt.average says: the residual is always M minus the averaged
+  // approximation, and a sum is that approximation times the number of ranks.
+  if (ranks > 1) {
+    const float inv = 1.0f / static_cast<float>(ranks);
+    for (float& v : qt) v *= inv;
+  }
+  reconstruct(state.p_.data(), qt.data(), r, state.rows_, state.cols_,
+              opt.average ? 1.0f : static_cast<float>(ranks), grad,
+              opt.errorFeedback ? state.residual_.data() : nullptr);
+}
+
+void powerSgdAllreduce(Communicator& comm, PowerSgdState& state, float* grad, int64_t rows,
+                       int64_t cols, const PowerSgdOptions& opt, AllreduceStats* stats) {
+  const std::string& name = state.name();
+  CDL_CHECK(rows == state.rows() && cols == state.cols(), "PowerSGD on '", name,
+            "': called with a ", rows, "x", cols, " gradient but the state is for ", state.rows(),
+            "x", state.cols());
+  CDL_CHECK(opt.rank >= 1, "PowerSGD on '", name, "': rank must be >= 1, got ", opt.rank);
+  const int64_t n = rows * cols;
+  CDL_CHECK(grad != nullptr || n == 0, "PowerSGD on '", name, "': null gradient");
+  AllreduceStats local;
+  AllreduceStats& st = startStats(stats, &local, comm.size(), n);
+  const int size = comm.size();
+  auto t0 = Clock::now();
+
+  if (!powerSgdCompresses(rows, cols, opt.rank)) {
+    powerSgdFoldResidual(state, grad, opt);
+    st.encodeSeconds += secondsSince(t0);
+    fp32Allreduce(comm, grad, n, opt.average, opt.timeoutSeconds, &st);
+    return;
+  }
+
+  const int r = opt.rank;
+  std::vector<float>& pt = powerSgdLocalP(state, grad, opt);
   st.encodeSeconds += secondsSince(t0);
 
   t0 = Clock::now();
   waitWork(comm.allreduce(pt.data(), r * rows), opt.timeoutSeconds);
   st.commSeconds += secondsSince(t0);
-  CDL_CHECK(allFinite(pt.data(), r * rows), "PowerSGD on '", name,
-            "': the gradient holds NaN or infinity on at least one rank");
 
   t0 = Clock::now();
-  orthonormalize(pt.data(), r, rows);
-  multiplyMtP(grad, rows, cols, pt.data(), r, qt.data());
+  std::vector<float>& qt = powerSgdLocalQ(state, grad);
   st.encodeSeconds += secondsSince(t0);
 
   t0 = Clock::now();
@@ -408,19 +455,7 @@ void powerSgdAllreduce(Communicator& comm, PowerSgdState& state, float* grad, in
                  ringAllreduceBytes(size, 4.0 * static_cast<double>(r * cols));
 
   t0 = Clock::now();
-  if (!allFinite(qt.data(), r * cols)) {
-    qt.clear();
-    state.rank_ = 0;
-    CDL_THROW("PowerSGD on '", name, "': Q overflowed (the gradient is too large for fp32)");
-  }
-  // Q is averaged whatever opt.average says: the residual is always M minus the averaged
-  // approximation, and a sum is that approximation times the number of ranks.
-  if (size > 1) {
-    const float inv = 1.0f / static_cast<float>(size);
-    for (float& v : qt) v *= inv;
-  }
-  reconstruct(pt.data(), qt.data(), r, rows, cols, opt.average ? 1.0f : static_cast<float>(size),
-              grad, opt.errorFeedback ? residual.data() : nullptr);
+  powerSgdFinish(state, grad, size, opt);
   st.decodeSeconds += secondsSince(t0);
 }
 

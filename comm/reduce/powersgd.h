@@ -72,9 +72,18 @@ class PowerSgdState {
   void fromBytes(const uint8_t* data, size_t len);
   void fromBytes(const Bytes& b) { fromBytes(b.data(), b.size()); }
 
+  // The factors between the phases of Note [PowerSGD phases]: P column by column (rank() * rows()
+  // floats) and Q as q().
+  std::vector<float>& pBuffer() { return p_; }
+  std::vector<float>& qBuffer() { return q_; }
+
  private:
-  friend void powerSgdAllreduce(Communicator& comm, PowerSgdState& state, float* grad, int64_t rows,
-                                int64_t cols, const PowerSgdOptions& opt, AllreduceStats* stats);
+  friend std::vector<float>& powerSgdLocalP(PowerSgdState& state, float* grad,
+                                            const PowerSgdOptions& opt);
+  friend std::vector<float>& powerSgdLocalQ(PowerSgdState& state, const float* grad);
+  friend void powerSgdFoldResidual(PowerSgdState& state, float* grad, const PowerSgdOptions& opt);
+  friend void powerSgdFinish(PowerSgdState& state, float* grad, int ranks,
+                             const PowerSgdOptions& opt);
 
   std::string name_;
   int64_t rows_;
@@ -102,5 +111,24 @@ class PowerSgdState {
 void powerSgdAllreduce(Communicator& comm, PowerSgdState& state, float* grad, int64_t rows,
                        int64_t cols, const PowerSgdOptions& opt = {},
                        AllreduceStats* stats = nullptr);
+
+// Note [PowerSGD phases]
+// powerSgdAllreduce's arithmetic between its collectives, for callers that run the collectives
+// themselves (the Python DDP hook over a torch process group). For a tensor that compresses
+// (powerSgdCompresses(state.rows(), state.cols(), opt.rank)):
+//   1. powerSgdLocalP: grad becomes M = grad + residual; returns this rank's P (column by
+//      column), which the caller sums over the ranks in place (an allreduce);
+//   2. powerSgdLocalQ: checks the summed P (non-finite: cdl::Error naming the tensor),
+//      orthonormalizes it and returns this rank's Q = M^T P, which the caller sums in place;
+//   3. powerSgdFinish: checks and averages the summed Q over `ranks`, grad = P Q^T (times ranks
+//      unless opt.average), residual = M - P Q^T.
+// A tensor that does not compress takes powerSgdFoldResidual and then a plain fp32 allreduce
+// (averaged with averageOverRanks). Run in this order with sums that are the same bits as the
+// Communicator's allreduce, the phases give powerSgdAllreduce's result bit for bit.
+std::vector<float>& powerSgdLocalP(PowerSgdState& state, float* grad, const PowerSgdOptions& opt);
+std::vector<float>& powerSgdLocalQ(PowerSgdState& state, const float* grad);
+void powerSgdFinish(PowerSgdState& state, float* grad, int ranks, const PowerSgdOptions& opt);
+// With error feedback, adds a residual left from compressed steps to grad and clears it.
+void powerSgdFoldResidual(PowerSgdState& state, float* grad, const PowerSgdOptions& opt);
 
 }  // namespace cdl::comm

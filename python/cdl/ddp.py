@@ -3,6 +3,9 @@
     state = cdl.ddp.HookState(process_group, codec="qsgd:bits=4,entropy=rans")
     model.register_comm_hook(state, cdl.ddp.hook)
 
+codec is a cdl scheme spec: a codec or "powersgd:rank=R"; adaptive={"alpha": 1.0, ...} plans a
+scheme per parameter with cdl's L-GreCo planner (Note [Adaptive rates in the hook]).
+
 Each bucket's flat gradient goes through cdl's compressed allreduce (Note [Compressed allreduce]
 in comm/reduce/compressed_allreduce.h), with the payloads moved over the process group itself:
 
@@ -11,7 +14,8 @@ in comm/reduce/compressed_allreduce.h), with the payloads moved over the process
   exchanged with all_to_all_single; rank j sums its chunk's payloads in rank order, re-encodes
   the sum, and every rank all_gathers and decodes the same bytes, so replicas stay identical;
 - gather-only codecs (topk): one payload per rank, all_gathered and summed in rank order;
-- "none": the group's own allreduce of fp32.
+- "none": the group's own allreduce of fp32;
+- "powersgd:rank=R": cdl's PowerSGD per parameter (Note [PowerSGD in the hook], cdl/_powersgd.py).
 
 The encoding, summing and averaging are cdl's C++ functions (Note [Compressed chunks]), with
 cdl's chunk boundaries and rounding keys (kernels::roundingKey(seed, step, bucket)), so the result
@@ -30,20 +34,35 @@ import warnings
 import torch
 import torch.distributed as dist
 
+from cdl import _adaptive
 from cdl import _cdl
+from cdl import _powersgd
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2
+_READS_VERSIONS = (1, 2)
 
 
 class HookState:
-    """The state of cdl's DDP hook on one rank: the codec, error-feedback residuals per bucket,
-    the step counter that seeds stochastic rounding, and the statistics of stats()."""
+    """The state of cdl's DDP hook on one rank: the scheme (a codec spec or "powersgd:rank=R"),
+    error-feedback residuals per bucket (PowerSGD and adaptive rates: their state per parameter),
+    the planner (adaptive), the step counter that seeds stochastic rounding, and the statistics
+    of stats()."""
 
-    def __init__(self, process_group=None, codec="qsgd:bits=4,entropy=rans", seed=0):
+    def __init__(self, process_group=None, codec="qsgd:bits=4,entropy=rans", seed=0,
+                 adaptive=None):
         self.process_group = process_group
         self.world_size = dist.get_world_size(process_group)
         self.rank = dist.get_rank(process_group)
-        self.codec = _cdl.Codec(codec)
+        kind, self.spec, rank = _cdl.parse_scheme(codec)
+        self.powersgd_rank = rank if kind == "powersgd" else 0
+        self.codec = None if self.powersgd_rank else _cdl.Codec(self.spec)
+        self.powersgd = {}  # parameter key -> (rows, cols, _cdl.PowerSgdState)
+        self._keys = {}  # id(parameter) -> key: the order the hook first saw it
+        # L-GreCo's planner (Note [Adaptive rates in the hook]) and its per-parameter state.
+        self.adaptive = None if adaptive is None else _adaptive.Adaptive(adaptive, self.spec)
+        self.param_residuals = {}
+        self._shapes = {}
+        self._codecs = {}
         self.seed = int(seed)
         self.step = 0
         self.residuals = {}
@@ -52,34 +71,48 @@ class HookState:
         self._checked = {}
         self._loaded = set()
         self._totals = {"steps": 0, "bytes_sent": 0, "fp32_bytes": 0, "encode_seconds": 0.0,
-                        "decode_seconds": 0.0, "wire_seconds": 0.0}
+                        "decode_seconds": 0.0, "wire_seconds": 0.0, "hook_seconds": 0.0}
 
     def state_dict(self):
         """What a checkpoint needs to resume the hook exactly: this rank's residuals, the step
         counter and the bucket layout (with the codec, seed, rank and world size they belong
         to)."""
-        return {"version": _STATE_VERSION, "codec": self.codec.spec, "seed": self.seed,
+        return {"version": _STATE_VERSION, "codec": self.spec, "seed": self.seed,
                 "rank": self.rank, "world_size": self.world_size, "step": self.step,
                 "residuals": {i: r.clone() for i, r in self.residuals.items()},
-                "layout": {i: list(w) for i, w in self.layout.items()}}
+                "layout": {i: list(w) for i, w in self.layout.items()},
+                "powersgd": _powersgd.state_dict(self),
+                "param_residuals": {k: r.clone() for k, r in self.param_residuals.items()},
+                "adaptive": self.adaptive.state_dict() if self.adaptive else None}
 
     def load_state_dict(self, state):
         """Restores state_dict()'s output. A state of another world size, rank, codec or format is
         a ValueError naming both sides (residuals are per rank: load each rank's own)."""
-        if state.get("version") != _STATE_VERSION:
+        if state.get("version") not in _READS_VERSIONS:
             raise ValueError(f"cdl hook state: format version {state.get('version')!r}, this "
-                             f"cdl reads {_STATE_VERSION}")
+                             f"cdl reads {', '.join(map(str, _READS_VERSIONS))}")
         for key, mine in (("world_size", self.world_size), ("rank", self.rank),
-                          ("codec", self.codec.spec)):
+                          ("codec", self.spec)):
             if state[key] != mine:
                 raise ValueError(f"cdl hook state: saved with {key} {state[key]!r}, loaded with "
                                  f"{key} {mine!r}; load each rank's own state into the same "
                                  f"job layout and codec")
+        saved = state.get("adaptive")
+        mine = self.adaptive.config() if self.adaptive else None
+        if (saved and saved["config"]) != mine:
+            raise ValueError(f"cdl hook state: saved with adaptive {saved and saved['config']!r}, "
+                             f"loaded with adaptive {mine!r}")
+        # First what validates (a damaged PowerSGD state is a ValueError naming the parameter).
+        _powersgd.load_state_dict(self, state.get("powersgd", {}))
         self.seed = int(state["seed"])
         self.step = int(state["step"])
         self.residuals = {int(i): r.detach().to("cpu", torch.float32).clone()
                           for i, r in state["residuals"].items()}
         self.layout = {int(i): [int(p) for p in w] for i, w in state.get("layout", {}).items()}
+        if saved:
+            self.adaptive.load_state_dict(saved)
+        self.param_residuals = {int(k): r.detach().to("cpu", torch.float32).clone()
+                                for k, r in state.get("param_residuals", {}).items()}
         self._loaded = set(self.residuals)
         self._checked = {}
 
@@ -87,14 +120,17 @@ class HookState:
         """What the hook did, in total and per step (a step ends at DDP's last bucket):
         bytes this rank sent (payloads, size exchanges and all_gather padding), what a ring
         allreduce of fp32 would have sent, their ratio, and the seconds spent encoding (with
-        error feedback), decoding (with summing) and in the collectives."""
+        error feedback), decoding (with summing) and in the collectives; hook_seconds is all the
+        time inside the hook, so the rest of it is the Python around them (and the planner's)."""
         t = dict(self._totals)
         steps = max(t["steps"], 1)
         t["compression_ratio"] = t["fp32_bytes"] / t["bytes_sent"] if t["bytes_sent"] else 0.0
         for k in ("bytes_sent", "fp32_bytes", "encode_seconds", "decode_seconds",
-                  "wire_seconds"):
+                  "wire_seconds", "hook_seconds"):
             t[k + "_per_step"] = t[k] / steps
-        t["codec"] = self.codec.spec
+        t["codec"] = self.spec
+        if self.adaptive:
+            t["plan"] = self.adaptive.report
         return t
 
     def __getstate__(self):
@@ -105,7 +141,8 @@ class HookState:
         return s
 
     def __setstate__(self, s):
-        self.__init__(None, s["codec"], s["seed"])
+        adaptive = s.get("adaptive")
+        self.__init__(None, s["codec"], s["seed"], adaptive and adaptive["config"])
         self.load_state_dict(s)
         self._totals.update(s["totals"])
 
@@ -144,13 +181,20 @@ def _begin_bucket(state, index, x):
 
 def _all_gather_facts(state, n, usable):
     """(bucket size, step, codec spec, whether the bucket is usable) of every rank."""
-    spec = torch.tensor(list(state.codec.spec.encode()), dtype=torch.uint8)
+    spec = torch.tensor(list(_facts_spec(state).encode()), dtype=torch.uint8)
     facts = torch.tensor([n, state.step, int(usable)], dtype=torch.int64)
     every = [torch.empty_like(facts) for _ in range(state.world_size)]
     dist.all_gather(every, facts, group=state.process_group)
     specs, offsets, lens, _ = _all_gather_bytes(state, spec)
     return [(int(f[0]), int(f[1]), bytes(specs[o:o + k].tolist()).decode(), bool(f[2]))
             for f, o, k in zip(every, offsets, lens)]
+
+
+def _facts_spec(state):
+    """The scheme every rank must share: the spec, and the planner's options when adaptive."""
+    if state.adaptive is None:
+        return state.spec
+    return f"{state.spec} adaptive {state.adaptive.config()}"
 
 
 def _sizes_exchange(state, sizes):
@@ -186,8 +230,8 @@ def _offsets(sizes):
     return out
 
 
-def _scatter_reduce(state, x, residual, key, t):
-    w, rank, codec = state.world_size, state.rank, state.codec
+def _scatter_reduce(state, codec, x, residual, key, t):
+    w, rank = state.world_size, state.rank
     t0 = time.perf_counter()
     send, sizes = codec.encode_chunks(x, residual, key, rank, w)
     t1 = time.perf_counter()
@@ -210,8 +254,8 @@ def _scatter_reduce(state, x, residual, key, t):
     t["decode_seconds"] += (t3 - t2) + (t6 - t5)
 
 
-def _gather(state, x, residual, key, t):
-    w, rank, codec = state.world_size, state.rank, state.codec
+def _gather(state, codec, x, residual, key, t):
+    w, rank = state.world_size, state.rank
     t0 = time.perf_counter()
     payload = codec.encode_whole(x, residual, key, rank)
     t1 = time.perf_counter()
@@ -239,10 +283,30 @@ def _plain(state, x, residual, t):
     t["decode_seconds"] += time.perf_counter() - t2
 
 
-def reduce_bucket(state, index, x, last=True):
+def reduce_payload(state, codec, x, residual, key):
+    """x (with residual added) averaged over the group with a payload codec, in place."""
+    t = state._totals
+    if codec.lossless:
+        _plain(state, x, residual, t)
+    elif codec.summable:
+        _scatter_reduce(state, codec, x, residual, key, t)
+    else:
+        _gather(state, codec, x, residual, key, t)
+
+
+def reduce_bucket(state, index, x, last=True, tensors=None):
     """Averages the flat float32 tensor x over the state's group in place, as the hook does
-    with bucket `index`; `last` ends a step (the step counter advances)."""
+    with bucket `index`; `last` ends a step (the step counter advances). PowerSGD needs the
+    bucket's tensors: (key, shape) each, back to back in x."""
     _begin_bucket(state, index, x)
+    if state.powersgd_rank or state.adaptive:
+        _reduce_tensors(state, index, x, tensors)
+        if last:
+            state.step += 1
+            state._totals["steps"] += 1
+            if state.adaptive:
+                _adaptive.after_step(state)
+        return x
     residual = state.residuals.get(index)
     if residual is None:
         residual = state.residuals[index] = torch.zeros_like(x)
@@ -250,12 +314,7 @@ def reduce_bucket(state, index, x, last=True):
     t = state._totals
     w = state.world_size
     t["fp32_bytes"] += 2 * (w - 1) * 4 * x.numel() // w
-    if state.codec.lossless:
-        _plain(state, x, residual, t)
-    elif state.codec.summable:
-        _scatter_reduce(state, x, residual, key, t)
-    else:
-        _gather(state, x, residual, key, t)
+    reduce_payload(state, state.codec, x, residual, key)
     if last:
         state.step += 1
         t["steps"] += 1
@@ -272,6 +331,9 @@ def reduce_bucket(state, index, x, last=True):
 # gradients with its own index, residual and rounding key, and writes them back: the resumed
 # step is then the one the uninterrupted run took. A layout that does not cover the bucket's
 # parameters is not used (the residuals of other sizes are then dropped, with a warning).
+# PowerSGD and adaptive rates keep their state per parameter, keyed by the same position; their
+# per-bucket parts (a bucket's plain allreduce, an adaptive payload group and its rounding key)
+# follow the layout's buckets too.
 
 
 def _note_layout(state, index, params):
@@ -299,7 +361,8 @@ def _relayout(state, x, params):
     indices = sorted(layout)
     for index in indices:
         flat = torch.cat([views[pos] for pos in layout[index]])
-        reduce_bucket(state, index, flat, index == indices[-1])
+        tensors = [(pos, params[pos].shape) for pos in layout[index]]
+        reduce_bucket(state, index, flat, index == indices[-1], tensors)
         at = 0
         for pos in layout[index]:
             views[pos].copy_(flat[at:at + views[pos].numel()])
@@ -307,17 +370,47 @@ def _relayout(state, x, params):
     return True
 
 
+def _reduce_tensors(state, index, x, tensors):
+    if tensors is None:
+        raise ValueError(f"cdl.ddp: bucket {index}: PowerSGD and adaptive rates need the "
+                         f"bucket's tensors")
+    views, at = [], 0
+    for key, shape in tensors:
+        rows, cols = _powersgd.matrix_shape(shape)
+        views.append((int(key), rows, cols, x[at:at + rows * cols]))
+        at += rows * cols
+    if at != x.numel():
+        raise ValueError(f"cdl.ddp: bucket {index} holds {x.numel()} elements, its tensors {at}")
+    t = state._totals
+    w = state.world_size
+    t["fp32_bytes"] += 2 * (w - 1) * 4 * x.numel() // w
+    if state.adaptive:
+        _adaptive.reduce_tensors(state, index, views)
+    else:
+        _powersgd.reduce_tensors(state, views, state.powersgd_rank, t)
+
+
 def hook(state, bucket):
     """DistributedDataParallel.register_comm_hook(state, cdl.ddp.hook): the bucket's gradient
     averaged over the group through cdl's codec, returned as a completed future."""
+    t0 = time.perf_counter()
     x = bucket.buffer()
     params = list(bucket.parameters())
     single = bucket.index() == 0 and bucket.is_last()
     if single and not state._positions:
         state._positions = {id(p): i for i, p in enumerate(params)}
+        if not state._keys:
+            state._keys = dict(state._positions)
     if not (single and _relayout(state, x, params)):
         _note_layout(state, bucket.index(), params)
-        reduce_bucket(state, bucket.index(), x, bucket.is_last())
+        tensors = None
+        if state.powersgd_rank or state.adaptive:
+            # A parameter's key: the order the hook first saw it (its position in DDP's first,
+            # single bucket, as in state.layout).
+            keys = [state._keys.setdefault(id(p), len(state._keys)) for p in params]
+            tensors = [(k, p.shape) for k, p in zip(keys, params)]
+        reduce_bucket(state, bucket.index(), x, bucket.is_last(), tensors)
+    state._totals["hook_seconds"] += time.perf_counter() - t0
     fut = torch.futures.Future()
     fut.set_result(x)
     return fut

@@ -14,8 +14,13 @@
 #include "comm/codec/codec.h"
 #include "comm/codec/spec.h"
 #include "comm/codec/wire.h"
+#include "comm/reduce/adaptive_rates.h"
 #include "comm/reduce/compressed_allreduce.h"
 #include "comm/reduce/compressed_chunks.h"
+#include "comm/reduce/powersgd.h"
+#include "comm/reduce/rate_planner.h"
+#include "comm/reduce/scheme.h"
+#include "comm/reduce/scheme_spec.h"
 #include "kernels/base/error.h"
 #include "kernels/rng.h"
 #include "python/csrc/plain.h"
@@ -272,6 +277,86 @@ at::Tensor tensorOf(const Floats& v) {
   return t;
 }
 
+// One parameter's PowerSGD state, driven phase by phase (Note [PowerSGD phases]) by the hook,
+// which runs the allreduces over its process group. Factors leave and enter as fresh tensors.
+class PyPowerSgd {
+ public:
+  PyPowerSgd(const std::string& name, int64_t rows, int64_t cols)
+      : state_(badInput([&] { return comm::PowerSgdState(name, rows, cols); })) {}
+
+  // This rank's P of grad (rows x cols, grad becomes grad + residual), to be summed over ranks.
+  at::Tensor localP(at::Tensor grad, int rank, uint64_t seed, bool errorFeedback) {
+    float* g = gradOf(grad);
+    const comm::PowerSgdOptions opt = options(rank, seed, errorFeedback);
+    return badInput([&] { return tensorOf(comm::powerSgdLocalP(state_, g, opt)); });
+  }
+
+  // The summed P in, this rank's Q out (to be summed over ranks).
+  at::Tensor localQ(at::Tensor grad, const at::Tensor& pSum) {
+    float* g = gradOf(grad);
+    copyInto(pSum, state_.pBuffer(), "the summed P");
+    return badInput([&] { return tensorOf(comm::powerSgdLocalQ(state_, g)); });
+  }
+
+  // The summed Q in; grad becomes the average of the ranks' approximations.
+  void finish(at::Tensor grad, const at::Tensor& qSum, int world, bool errorFeedback) {
+    float* g = gradOf(grad);
+    copyInto(qSum, state_.qBuffer(), "the summed Q");
+    badInput(
+        [&] { comm::powerSgdFinish(state_, g, world, options(state_.rank(), 0, errorFeedback)); });
+  }
+
+  // Before a plain allreduce of grad: a residual of compressed steps is added and cleared.
+  void foldResidual(at::Tensor grad, bool errorFeedback) {
+    float* g = gradOf(grad);
+    comm::powerSgdFoldResidual(state_, g, options(1, 0, errorFeedback));
+  }
+
+  // (rank, Q, residual) as PowerSgdSnapshot has them.
+  std::tuple<int, at::Tensor, at::Tensor> snapshot() const {
+    return {state_.rank(), tensorOf(state_.q()), tensorOf(state_.residual())};
+  }
+  void restore(int rank, const at::Tensor& q, const at::Tensor& residual) {
+    comm::PowerSgdSnapshot s;
+    s.rows = state_.rows();
+    s.cols = state_.cols();
+    s.rank = rank;
+    s.q = floatsOf(q, "the saved Q");
+    s.residual = floatsOf(residual, "the saved residual");
+    badInput([&] { state_.restore(s); });
+  }
+
+ private:
+  float* gradOf(at::Tensor& grad) const {
+    requireFloatCpu(grad, "the gradient");
+    if (grad.numel() != state_.rows() * state_.cols()) {
+      throw pyb::value_error("PowerSGD on '" + state_.name() + "': a gradient of " +
+                             std::to_string(grad.numel()) + " elements for a " +
+                             std::to_string(state_.rows()) + "x" + std::to_string(state_.cols()) +
+                             " state");
+    }
+    return grad.data_ptr<float>();
+  }
+  static comm::PowerSgdOptions options(int rank, uint64_t seed, bool errorFeedback) {
+    comm::PowerSgdOptions opt;
+    opt.rank = rank;
+    opt.seed = seed;
+    opt.errorFeedback = errorFeedback;
+    return opt;
+  }
+  void copyInto(const at::Tensor& t, std::vector<float>& out, const char* what) const {
+    requireFloatCpu(t, what);
+    if (static_cast<size_t>(t.numel()) != out.size()) {
+      throw pyb::value_error("PowerSGD on '" + state_.name() + "': " + what + " has " +
+                             std::to_string(t.numel()) + " floats, expected " +
+                             std::to_string(out.size()));
+    }
+    if (!out.empty()) std::memcpy(out.data(), t.data_ptr<float>(), out.size() * sizeof(float));
+  }
+
+  comm::PowerSgdState state_;
+};
+
 // referenceAllreduce on tensors: (each rank's result, each rank's residual after it).
 std::pair<std::vector<at::Tensor>, std::vector<at::Tensor>> reference(
     const std::string& spec, const std::vector<at::Tensor>& inputs,
@@ -289,6 +374,81 @@ std::pair<std::vector<at::Tensor>, std::vector<at::Tensor>> reference(
   for (const Floats& v : out) r.first.push_back(tensorOf(v));
   for (const Floats& v : res) r.second.push_back(tensorOf(v));
   return r;
+}
+
+// referencePowerSgd on tensors: steps[s][r] is rank r's flat bucket at step s.
+std::vector<std::vector<at::Tensor>> referencePowerSgdTensors(
+    const std::string& spec, const std::vector<Shape2>& shapes,
+    const std::vector<std::vector<at::Tensor>>& steps, uint64_t seed) {
+  std::vector<std::vector<Floats>> in;
+  for (const auto& step : steps) {
+    in.emplace_back();
+    for (const at::Tensor& t : step) in.back().push_back(floatsOf(t, "an input"));
+  }
+  std::vector<std::vector<Floats>> out;
+  {
+    pyb::gil_scoped_release nogil;
+    out = badInput([&] { return referencePowerSgd(spec, shapes, std::move(in), seed); });
+  }
+  std::vector<std::vector<at::Tensor>> r;
+  for (const auto& step : out) {
+    r.emplace_back();
+    for (const Floats& v : step) r.back().push_back(tensorOf(v));
+  }
+  return r;
+}
+
+// The candidates of L-GreCo's families for a uniform scheme, as canonical specs.
+std::vector<std::string> candidateSpecs(const std::vector<std::string>& families,
+                                        const std::string& uniform, const std::string& key) {
+  return badInput([&] {
+    std::vector<std::string> out;
+    const comm::SchemeSpec u = comm::parseSchemeSpec(uniform);
+    for (const comm::SchemeSpec& s : comm::candidateGrid(families, u, key)) {
+      out.push_back(comm::formatSchemeSpec(s));
+    }
+    return out;
+  });
+}
+
+// measureCandidate on a rows x cols gradient: (valid, error, wire bytes per rank).
+std::tuple<bool, double, int64_t> measureSpec(const at::Tensor& g, int64_t rows, int64_t cols,
+                                              const std::string& spec, int ranks, bool isDefault) {
+  const at::Tensor x = g.contiguous();
+  requireFloatCpu(x, "the gradient");
+  if (x.numel() != rows * cols) throw pyb::value_error("the gradient is not rows x cols");
+  const comm::SchemeSpec s = badInput([&] { return comm::parseSchemeSpec(spec); });
+  pyb::gil_scoped_release nogil;
+  const comm::CandidateCost c = badInput(
+      [&] { return comm::measureCandidate(x.data_ptr<float>(), rows, cols, s, ranks, isDefault); });
+  return {c.valid, c.error, c.bytes};
+}
+
+// planRates on per-layer (error, bytes, valid) lists: (feasible, choice, error, budget, bytes,
+// default bytes, default error).
+std::tuple<bool, std::vector<int>, double, double, int64_t, int64_t, double> planSpecs(
+    const std::vector<std::vector<double>>& errors, const std::vector<std::vector<int64_t>>& bytes,
+    const std::vector<std::vector<bool>>& valid, const std::vector<int>& defaults, double alpha,
+    int buckets) {
+  std::vector<std::vector<comm::RateCandidate>> layers(errors.size());
+  for (size_t l = 0; l < errors.size(); ++l) {
+    if (bytes.size() != errors.size() || valid.size() != errors.size() ||
+        bytes[l].size() != errors[l].size() || valid[l].size() != errors[l].size()) {
+      throw pyb::value_error("layer " + std::to_string(l) + ": errors, bytes and valid differ");
+    }
+    for (size_t k = 0; k < errors[l].size(); ++k) {
+      comm::RateCandidate c;
+      c.error = errors[l][k];
+      c.bytes = bytes[l][k];
+      c.valid = valid[l][k];
+      layers[l].push_back(c);
+    }
+  }
+  comm::RatePlannerOptions opt;
+  opt.alpha = alpha;
+  opt.buckets = buckets;
+  const comm::RatePlan p = badInput([&] { return comm::planRates(layers, defaults, opt); });
+  return {p.feasible, p.choice, p.error, p.budget, p.bytes, p.defaultBytes, p.defaultError};
 }
 
 // The tensors of a .cdlm file in file order, as (name, tensor) pairs.
@@ -371,6 +531,36 @@ PYBIND11_MODULE(_cdl, m) {
   m.def("reference_allreduce", &cdl::py::reference, pyb::arg("spec"), pyb::arg("inputs"),
         pyb::arg("residuals"), pyb::arg("rounding_key"), pyb::arg("average") = true,
         pyb::arg("segment_bytes") = cdl::comm::kDefaultSegmentBytes);
+  pyb::class_<cdl::py::PyPowerSgd>(m, "PowerSgdState")
+      .def(pyb::init<const std::string&, int64_t, int64_t>(), pyb::arg("name"), pyb::arg("rows"),
+           pyb::arg("cols"))
+      .def("local_p", &cdl::py::PyPowerSgd::localP)
+      .def("local_q", &cdl::py::PyPowerSgd::localQ)
+      .def("finish", &cdl::py::PyPowerSgd::finish)
+      .def("fold_residual", &cdl::py::PyPowerSgd::foldResidual)
+      .def("snapshot", &cdl::py::PyPowerSgd::snapshot)
+      .def("restore", &cdl::py::PyPowerSgd::restore);
+  m.def("powersgd_compresses", [](int64_t rows, int64_t cols, int rank) {
+    return cdl::py::badInput([&] { return cdl::comm::powerSgdCompresses(rows, cols, rank); });
+  });
+  m.def("powersgd_seed", &cdl::comm::powerSgdSeed, pyb::arg("seed"), pyb::arg("index"));
+  // (kind, canonical spec, PowerSGD rank) of a scheme spec: kind "payload" or "powersgd".
+  m.def("parse_scheme", [](const std::string& spec) {
+    return cdl::py::badInput([&] {
+      const cdl::comm::SchemeSpec s = cdl::comm::parseSchemeSpec(spec);
+      const bool psgd = s.scheme == cdl::comm::SchemeId::kPowerSgd;
+      return std::make_tuple(std::string(psgd ? "powersgd" : "payload"),
+                             cdl::comm::formatSchemeSpec(s), s.rank);
+    });
+  });
+  m.def("reference_powersgd", &cdl::py::referencePowerSgdTensors, pyb::arg("spec"),
+        pyb::arg("shapes"), pyb::arg("steps"), pyb::arg("seed") = 0);
+  m.def("candidate_grid", &cdl::py::candidateSpecs, pyb::arg("families"), pyb::arg("uniform"),
+        pyb::arg("key"));
+  m.def("measure_candidate", &cdl::py::measureSpec, pyb::arg("gradient"), pyb::arg("rows"),
+        pyb::arg("cols"), pyb::arg("spec"), pyb::arg("ranks"), pyb::arg("is_default"));
+  m.def("plan_rates", &cdl::py::planSpecs, pyb::arg("errors"), pyb::arg("bytes"), pyb::arg("valid"),
+        pyb::arg("defaults"), pyb::arg("alpha"), pyb::arg("buckets"));
   m.def("load_model_file", &cdl::py::loadModel, pyb::arg("path"));
   m.def("encode_model_file", &cdl::py::saveModel, pyb::arg("meta"), pyb::arg("tensors"));
   m.def("inspect_model_file", [](const std::string& path) {

@@ -1,10 +1,14 @@
 #include "python/csrc/plain.h"
 
 #include <exception>
+#include <memory>
+#include <string>
 #include <thread>
 #include <utility>
 
 #include "comm/reduce/compressed_allreduce.h"
+#include "comm/reduce/scheme.h"
+#include "comm/reduce/scheme_spec.h"
 #include "comm/transport/communicator.h"
 #include "core/model_file/model_file.h"
 #include "core/model_file/model_report.h"
@@ -54,6 +58,72 @@ std::vector<Floats> referenceAllreduce(const std::string& spec, std::vector<Floa
     if (e) std::rethrow_exception(e);
   }
   return inputs;
+}
+
+namespace {
+
+// Rank r's scheme reduces its bucket of every step in order.
+void powerSgdRank(comm::Communicator& comm, const comm::SchemeSpec& spec,
+                  const std::vector<comm::BucketTensor>& tensors, uint64_t seed,
+                  std::vector<std::vector<Floats>>& steps, int r) {
+  comm::SchemeOptions opt;
+  opt.seed = seed;
+  const std::unique_ptr<comm::ReductionScheme> scheme = comm::makeScheme(spec, tensors, opt);
+  for (size_t s = 0; s < steps.size(); ++s) {
+    comm::AllreduceStats stats;
+    scheme->reduce(comm, steps[s][r].data(), 0, s, &stats);
+  }
+}
+
+}  // namespace
+
+std::vector<std::vector<Floats>> referencePowerSgd(const std::string& spec,
+                                                   const std::vector<Shape2>& shapes,
+                                                   std::vector<std::vector<Floats>> steps,
+                                                   uint64_t seed) {
+  const comm::SchemeSpec s = comm::parseSchemeSpec(spec);
+  CDL_CHECK(s.scheme == comm::SchemeId::kPowerSgd,
+            "a reference PowerSGD run needs a powersgd "
+            "spec, got '",
+            spec, "'");
+  std::vector<comm::BucketTensor> tensors;
+  int64_t offset = 0;
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    CDL_CHECK(shapes[i].first >= 0 && shapes[i].second >= 0, "tensor ", i, ": bad shape");
+    tensors.push_back(
+        {"t" + std::to_string(i), static_cast<int>(i), offset, shapes[i].first, shapes[i].second});
+    offset += shapes[i].first * shapes[i].second;
+  }
+  CDL_CHECK(!steps.empty() && !steps[0].empty(),
+            "a reference PowerSGD run needs a step and a rank");
+  const int size = static_cast<int>(steps[0].size());
+  for (size_t k = 0; k < steps.size(); ++k) {
+    CDL_CHECK(static_cast<int>(steps[k].size()) == size, "step ", k, " has ", steps[k].size(),
+              " ranks, step 0 has ", size);
+    for (const Floats& x : steps[k]) {
+      CDL_CHECK(static_cast<int64_t>(x.size()) == offset, "step ", k, ": a bucket of ", x.size(),
+                " floats, the shapes hold ", offset);
+    }
+  }
+  auto group = comm::makeLocalGroup(size);
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(size));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < size; ++r) {
+    threads.emplace_back([&, r] {
+      setThreadRank(r);
+      try {
+        powerSgdRank(*group[r], s, tensors, seed, steps, r);
+      } catch (...) {
+        errors[r] = std::current_exception();
+      }
+      setThreadRank(-1);
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (auto& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
+  return steps;
 }
 
 namespace {

@@ -4,6 +4,7 @@
 // one translation unit that includes torch's pybind headers (module.cc) stays small.
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "comm/codec/spec.h"
@@ -19,6 +20,18 @@ using Floats = std::vector<float>;
 std::vector<Floats> referenceAllreduce(const std::string& spec, std::vector<Floats> inputs,
                                        std::vector<Floats>* residuals, uint64_t roundingKey,
                                        bool average, int64_t segmentBytes);
+
+// A matrix shape (rows, cols) of one tensor of a bucket.
+using Shape2 = std::pair<int64_t, int64_t>;
+
+// cdl's PowerSGD scheme (makeScheme of `spec`, "powersgd:rank=R") over steps.size() steps of
+// steps[0].size() thread-ranks of an in-process group: at step s rank r reduces the bucket
+// steps[s][r], which holds the tensors of `shapes` back to back (tensor i's factors drawn from
+// powerSgdSeed(seed, i)). Returns every step's result per rank.
+std::vector<std::vector<Floats>> referencePowerSgd(const std::string& spec,
+                                                   const std::vector<Shape2>& shapes,
+                                                   std::vector<std::vector<Floats>> steps,
+                                                   uint64_t seed);
 
 // The parsed codec spec; throws cdl::Error naming the spec and the key.
 comm::CodecSpec codecSpec(const std::string& spec);

@@ -124,6 +124,60 @@ TEST_P(PowerSgdRanks, EveryRankHoldsIdenticalBytesAfterEachStep) {
 
 INSTANTIATE_TEST_SUITE_P(Ranks, PowerSgdRanks, ::testing::Values(1, 2, 3, 4));
 
+// Note [PowerSGD phases]: a caller that sums P and Q itself (the Python hook over a process
+// group) gets powerSgdAllreduce's bits. With 2 ranks a sum of two floats is the same bits in
+// either order, so summing here matches the group's allreduce exactly.
+TEST(PowerSgd, ThePhasesWithSummedFactorsGiveTheAllreduceBitForBit) {
+  const int size = 2, steps = 3;
+  const int64_t rows = 37, cols = 29, n = rows * cols;
+  PowerSgdOptions opt;
+  opt.rank = 3;
+  opt.seed = 11;
+  std::vector<std::vector<Matrix>> want(size, std::vector<Matrix>(steps));
+  test::spawnRanks(size, [&](int w, Communicator& c) {
+    PowerSgdState state("fc.weight", rows, cols);
+    for (int t = 0; t < steps; ++t) {
+      want[w][t] = gaussian(n, 100 * w + t);
+      powerSgdAllreduce(c, state, want[w][t].data(), rows, cols, opt);
+    }
+  });
+  std::vector<PowerSgdState> states(size, PowerSgdState("fc.weight", rows, cols));
+  auto sumOver = [&](std::vector<std::vector<float>*> parts) {
+    for (size_t i = 0; i < parts[0]->size(); ++i) {
+      const float s = (*parts[0])[i] + (*parts[1])[i];
+      (*parts[0])[i] = s;
+      (*parts[1])[i] = s;
+    }
+  };
+  for (int t = 0; t < steps; ++t) {
+    std::vector<Matrix> g(size);
+    std::vector<std::vector<float>*> ps, qs;
+    for (int w = 0; w < size; ++w) {
+      g[w] = gaussian(n, 100 * w + t);
+      ps.push_back(&powerSgdLocalP(states[w], g[w].data(), opt));
+    }
+    sumOver(ps);
+    for (int w = 0; w < size; ++w) qs.push_back(&powerSgdLocalQ(states[w], g[w].data()));
+    sumOver(qs);
+    for (int w = 0; w < size; ++w) {
+      powerSgdFinish(states[w], g[w].data(), size, opt);
+      ASSERT_EQ(std::memcmp(g[w].data(), want[w][t].data(), n * 4), 0)
+          << "rank " << w << " step " << t;
+    }
+  }
+}
+
+TEST(PowerSgd, ThePhasesRefuseATensorThatDoesNotCompressNamingIt) {
+  PowerSgdState state("fc.bias", 3, 3);
+  Matrix g(9, 1.0f);
+  PowerSgdOptions opt;
+  opt.rank = 2;
+  EXPECT_THAT([&] { powerSgdLocalP(state, g.data(), opt); },
+              ::testing::ThrowsMessage<Error>(AllOf(HasSubstr("fc.bias"), HasSubstr("rank 2"))));
+  EXPECT_THAT([&] { powerSgdLocalQ(state, g.data()); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("before P")));
+}
+
 // A full-rank gradient repeated every step: with error feedback what the low-rank steps miss is
 // sent later, so the mean of the outputs tends to the true average; without it the part outside
 // the top singular directions is lost for good.
