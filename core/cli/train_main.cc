@@ -12,9 +12,11 @@
 #include "comm/transport/communicator.h"
 #if CDL_WITH_MPI
 #include "comm/transport/mpi/mpi_communicator.h"
+#include "comm/transport/tcp/tcp_channel.h"
 #endif
 #include "core/cli/train_args.h"
 #include "core/config/config.h"
+#include "core/run/files.h"
 #include "core/run/metrics_log.h"
 #include "core/run/stop_signals.h"
 #include "core/train/torch_info.h"
@@ -28,6 +30,7 @@ namespace {
 #if CDL_WITH_MPI
 // The job's ranks: MPI_COMM_WORLD.
 std::shared_ptr<cdl::comm::Communicator> startWorld(int* argc, char*** argv) {
+  cdl::core::setLinkResetFault(&cdl::comm::resetTcpChannels);  // Note [Fault points]
   cdl::comm::initMpi(argc, argv);
   return cdl::comm::makeMpiCommunicator();
 }

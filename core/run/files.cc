@@ -141,6 +141,17 @@ void AppendFile::append(const std::string& text) {
   CDL_SYS_CHECK(::fsync(fd_), "cannot sync ", path_);
 }
 
+namespace {
+
+void (*&linkReset())() {
+  static void (*reset)() = nullptr;
+  return reset;
+}
+
+}  // namespace
+
+void setLinkResetFault(void (*reset)()) { linkReset() = reset; }
+
 void faultPoint(const char* point, int64_t step) {
   struct Fault {
     std::string point;
@@ -163,7 +174,8 @@ void faultPoint(const char* point, int64_t step) {
   }();
   for (const Fault& f : faults) {
     if (f.step != step || currentRank() != f.rank) continue;
-    // What each kind of fault does at its point: a signal to the rank itself, or a hang (0).
+    // What each kind of fault does at its point: a signal to the rank itself, a hang (0), or a
+    // reset of its TCP ring links (-1).
     static const struct {
       const char* prefix;
       const char* what;
@@ -171,7 +183,8 @@ void faultPoint(const char* point, int64_t step) {
     } kinds[] = {{"", "killed", SIGKILL},
                  {"term-", "SIGTERM", SIGTERM},
                  {"stop-", "SIGSTOP", SIGSTOP},
-                 {"hang-", "hanging", 0}};
+                 {"hang-", "hanging", 0},
+                 {"reset-", "resetting its TCP ring links", -1}};
     for (const auto& k : kinds) {
       if (f.point != std::string(k.prefix) + point) continue;
       std::fprintf(stderr, "[rank %d] CDL_FAULT: %s at %s of step %lld\n", f.rank, k.what, point,
@@ -179,6 +192,10 @@ void faultPoint(const char* point, int64_t step) {
       std::fflush(stderr);
       if (k.signal == 0) {
         while (true) ::pause();
+      }
+      if (k.signal < 0) {
+        if (linkReset() != nullptr) linkReset()();
+        continue;
       }
       ::kill(::getpid(), k.signal);
     }

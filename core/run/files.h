@@ -62,8 +62,12 @@ std::string freeSpace(const std::string& path);
 // confirm it. The rank raises SIGKILL on itself there; at term-POINT it sends itself SIGTERM
 // instead (Note [Stop signals]), and goes on; at stop-POINT it stops itself with SIGSTOP, and at
 // hang-POINT its thread sleeps for ever while the process lives on (a deadlocked data loader),
-// the two stalls of Note [Peer status]. CDL_FAULT may list several faults, separated by
-// commas. Unset, a fault point costs a comparison.
+// the two stalls of Note [Peer status]; at reset-POINT its TCP ring links are reset, as a link
+// that drops would (its neighbours get a TCP reset), and it goes on. CDL_FAULT may list several
+// faults, separated by commas. Unset, a fault point costs a comparison.
 void faultPoint(const char* point, int64_t step);
+// What reset-POINT does, set by the program that owns the links (cdl-train: resetting its TCP ring
+// links); unset, the fault point only says it was reached.
+void setLinkResetFault(void (*reset)());
 
 }  // namespace cdl::core

@@ -37,16 +37,17 @@ inline constexpr Knob kKnobLogLevel = {"CDL_LOG_LEVEL", "info", "log level of ev
 
 // Fault injection for the fault tests (Note [Fault points], core/run/files.h): POINT:RANK:STEP
 // kills rank RANK with SIGKILL at fault point POINT of step STEP; term-POINT sends it SIGTERM
-// there instead, stop-POINT SIGSTOP, and hang-POINT makes it sleep for ever; several faults are
-// separated by commas.
+// there instead, stop-POINT SIGSTOP, hang-POINT makes it sleep for ever and reset-POINT resets its
+// TCP ring links; several faults are separated by commas.
 inline constexpr Knob kKnobFault = {
     "CDL_FAULT", "",
     "POINT:RANK:STEP[,...] kills that rank at that point of that step (points: backward, "
     "checkpoint-write, after-rename; term-POINT sends SIGTERM instead, stop-POINT SIGSTOP, "
-    "hang-POINT hangs the rank); for fault tests",
+    "hang-POINT hangs the rank, reset-POINT resets its TCP ring links); for fault tests",
     nullptr,
-    "(|((term|stop|hang)-)?(backward|checkpoint-write|after-rename):[0-9]{1,6}:[0-9]{1,12}"
-    "(,((term|stop|hang)-)?(backward|checkpoint-write|after-rename):[0-9]{1,6}:[0-9]{1,12})"
+    "(|((term|stop|hang|reset)-)?(backward|checkpoint-write|after-rename):[0-9]{1,6}:"
+    "[0-9]{1,12}(,((term|stop|hang|reset)-)?(backward|checkpoint-write|after-rename):[0-9]{1,6}:"
+    "[0-9]{1,12})"
     "{0,7})"};
 // Note [TCP ring messages] (comm/transport/tcp/tcp_channel.h).
 inline constexpr Knob kKnobTcpRing = {

@@ -276,6 +276,12 @@ class ProgressingWork : public Work {
     try {
       inner_->wait(std::chrono::duration<double>(0));  // completed: rethrows its failure
       finish();
+    } catch (const Error& e) {  // a step's failure (a link that broke) names the collective
+      try {
+        CDL_THROW(what(), " failed: ", errorBody(e.what()));
+      } catch (...) {
+        finish(std::current_exception());
+      }
     } catch (...) {
       finish(std::current_exception());
     }

@@ -301,12 +301,44 @@ void TcpChannel::Core::progress(std::chrono::microseconds most) {
   moveBytes();
 }
 
+namespace {
+
+// Every channel of the process, for resetTcpChannels().
+struct Channels {
+  std::mutex mu;
+  std::vector<std::weak_ptr<TcpChannel::Core>> all;
+};
+Channels& channels() {
+  static Channels* c = new Channels();
+  return *c;
+}
+
+}  // namespace
+
 TcpChannel::TcpChannel(TcpRingLinks links, int rank, int next, int prev)
     : core_(std::make_shared<Core>()) {
   core_->links = links;
   core_->rank = rank;
   core_->next = next;
   core_->prev = prev;
+  std::lock_guard<std::mutex> lock(channels().mu);
+  channels().all.push_back(core_);
+}
+
+void resetTcpChannels() {
+  std::lock_guard<std::mutex> lock(channels().mu);
+  for (const auto& weak : channels().all) {
+    const std::shared_ptr<TcpChannel::Core> core = weak.lock();
+    if (!core) continue;
+    std::lock_guard<std::mutex> hold(core->mu);
+    // A connect() to AF_UNSPEC disconnects a TCP socket with a reset and keeps the descriptor.
+    sockaddr unspec{};
+    unspec.sa_family = AF_UNSPEC;
+    for (int fd : {core->links.toNext, core->links.fromPrev}) {
+      if (fd >= 0) ::connect(fd, &unspec, sizeof(unspec));
+    }
+    core->fail("its TCP links were reset (CDL_FAULT)");
+  }
 }
 
 TcpChannel::~TcpChannel() {

@@ -53,4 +53,9 @@ class TcpChannel {
   std::shared_ptr<Core> core_;
 };
 
+// Resets both TCP ring links of every channel of this process, as a link that drops would: each
+// neighbour gets a TCP reset, and the channels here fail. For the fault tests (reset-POINT, Note
+// [Fault points]).
+void resetTcpChannels();
+
 }  // namespace cdl::comm

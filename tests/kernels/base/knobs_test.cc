@@ -52,8 +52,9 @@ TEST(Knobs, MalformedSecondsAreAnErrorNamingTheVariable) {
 }
 
 TEST(Knobs, AFreeTextKnobTakesOnlyValuesOfItsForm) {
-  for (const char* good : {"", "backward:1:10", "checkpoint-write:0:32", "after-rename:3:1",
-                           "stop-backward:2:5", "hang-backward:0:3,term-after-rename:1:4"}) {
+  for (const char* good :
+       {"", "backward:1:10", "checkpoint-write:0:32", "after-rename:3:1", "stop-backward:2:5",
+        "hang-backward:0:3,term-after-rename:1:4", "reset-backward:1:6"}) {
     EXPECT_EQ(knobError(kKnobFault, good), "no error") << good;
   }
   for (const char* bad : {"backward", "backward:1", "explode:1:2", "backward:-1:2", "backward:1:x",
