@@ -1,47 +1,20 @@
 #include "python/csrc/plain.h"
 
 #include <exception>
-#include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 #include <utility>
 
 #include "comm/reduce/compressed_allreduce.h"
 #include "comm/reduce/scheme.h"
 #include "comm/reduce/scheme_spec.h"
 #include "comm/transport/communicator.h"
+#include "comm/transport/thread_ranks.h"
 #include "core/model_file/model_file.h"
 #include "core/model_file/model_report.h"
 #include "kernels/base/error.h"
 
 namespace cdl::py {
-
-namespace {
-
-// Runs fn(r) for ranks 0..size-1 on threads of their own (the rank set for errors) and rethrows
-// the first rank's error once all have ended.
-void onThreadRanks(int size, const std::function<void(int)>& fn) {
-  std::vector<std::exception_ptr> errors(static_cast<size_t>(size));
-  std::vector<std::thread> threads;
-  for (int r = 0; r < size; ++r) {
-    threads.emplace_back([&, r] {
-      setThreadRank(r);
-      try {
-        fn(r);
-      } catch (...) {
-        errors[static_cast<size_t>(r)] = std::current_exception();
-      }
-      setThreadRank(-1);
-    });
-  }
-  for (auto& t : threads) t.join();
-  for (auto& e : errors) {
-    if (e) std::rethrow_exception(e);
-  }
-}
-
-}  // namespace
 
 comm::CodecSpec codecSpec(const std::string& spec) { return comm::parseCodecSpec(spec); }
 
@@ -60,7 +33,7 @@ std::vector<Floats> referenceAllreduce(const std::string& spec, std::vector<Floa
   const comm::CodecSpec s = comm::parseCodecSpec(spec);
   const std::unique_ptr<comm::Codec> codec = comm::makeCodec(s.codec);
   auto group = comm::makeLocalGroup(size);
-  onThreadRanks(size, [&](int r) {
+  comm::onThreadRanks(size, [&](int r) {
     comm::CompressedAllreduceOptions opt;
     opt.average = average;
     opt.residual = residuals->empty() ? nullptr : (*residuals)[r].data();
@@ -119,7 +92,7 @@ std::vector<std::vector<Floats>> referencePowerSgd(const std::string& spec,
     }
   }
   auto group = comm::makeLocalGroup(size);
-  onThreadRanks(size, [&](int r) { powerSgdRank(*group[r], s, tensors, seed, steps, r); });
+  comm::onThreadRanks(size, [&](int r) { powerSgdRank(*group[r], s, tensors, seed, steps, r); });
   return steps;
 }
 

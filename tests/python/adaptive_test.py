@@ -86,35 +86,34 @@ def bad_options(rank, world, out_dir):
     # Ranks with different planner options: one error on both, naming the bucket.
     state = cdl.ddp.HookState(None, codec=UNIFORM, adaptive={"window": 3 + rank})
     params = [nn.Parameter(torch.zeros(8, 8))]
-    Bucket = __import__("powersgd_test").Bucket
-    bucket = Bucket(0, torch.ones(64), True, params)
+    bucket = ranks.Bucket(0, torch.ones(64), True, params)
     state_test.expect_error(lambda: cdl.ddp.hook(state, bucket), ValueError, "bucket 0",
                             "differs across ranks", "'window': 3", "'window': 4")
     # A measurement that fails on one rank (a NaN in its window): one error on both ranks.
     state = cdl.ddp.HookState(None, codec=UNIFORM,
                               adaptive={"warmup_steps": 2, "every_steps": 2, "window": 2})
-    cdl.ddp.hook(state, Bucket(0, torch.ones(64), True, params))
+    cdl.ddp.hook(state, ranks.Bucket(0, torch.ones(64), True, params))
     if rank == 1:
         state.adaptive.sums[0][5] = float("nan")
-    state_test.expect_error(lambda: cdl.ddp.hook(state, Bucket(0, torch.ones(64), True, params)),
+    bucket = ranks.Bucket(0, torch.ones(64), True, params)
+    state_test.expect_error(lambda: cdl.ddp.hook(state, bucket),
                             ValueError, "measuring the adaptive candidates at step 2",
                             "failed on 1 rank(s)")
     # The group is still in step: the hook reduces the next step on both ranks.
-    out = cdl.ddp.hook(state, Bucket(0, torch.full((64,), float(rank)), True, params)).wait()
+    out = cdl.ddp.hook(state, ranks.Bucket(0, torch.full((64,), float(rank)), True, params)).wait()
     assert out.sub(0.5).abs().max() < 0.1, out
-    open(os.path.join(out_dir, f"bad_{rank}.ok"), "w").close()
+    ranks.mark_ok(out_dir, "bad", rank)
 
 
 def scheme_moves(rank, world, out_dir):
     """A parameter moved by the plan from qsgd to PowerSGD and back takes its residual along."""
-    Bucket = __import__("powersgd_test").Bucket
     state = cdl.ddp.HookState(None, codec=UNIFORM, adaptive={"warmup_steps": 1000})
     params = [nn.Parameter(torch.zeros(16, 12)), nn.Parameter(torch.zeros(5))]
     outs = []
 
     def step(seed):
         x = torch.randn(197, generator=torch.Generator().manual_seed(seed * 10 + rank))
-        outs.append(cdl.ddp.hook(state, Bucket(0, x, True, params)).wait().clone())
+        outs.append(cdl.ddp.hook(state, ranks.Bucket(0, x, True, params)).wait().clone())
 
     step(0)
     assert sorted(state.param_residuals) == [0, 1] and not state.powersgd
@@ -178,8 +177,7 @@ class AdaptiveHook(unittest.TestCase):
     def test_bad_options_and_a_failed_measurement_are_one_error_on_every_rank(self):
         with tempfile.TemporaryDirectory() as d:
             ranks.run(bad_options, WORLD, d)
-            self.assertTrue(all(os.path.exists(os.path.join(d, f"bad_{r}.ok"))
-                                for r in range(WORLD)))
+            self.assertTrue(ranks.all_ok(d, "bad", WORLD))
 
 
 if __name__ == "__main__":

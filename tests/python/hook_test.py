@@ -37,32 +37,13 @@ def gradient(rank, step, bucket, n):
     return torch.randn(n, generator=g) * (1 + bucket) + 0.1 * rank
 
 
-class Bucket:
-    """What DDP hands a comm hook, for the parts cdl.ddp.hook reads."""
-
-    def __init__(self, index, x, last):
-        self._index, self._x, self._last = index, x, last
-
-    def buffer(self):
-        return self._x
-
-    def index(self):
-        return self._index
-
-    def is_last(self):
-        return self._last
-
-    def parameters(self):
-        return []
-
-
 def hook_ranks(rank, world, out_dir):
     for name, (spec, sizes) in CASES.items():
         state = cdl.ddp.HookState(None, codec=spec, seed=SEED)
         results = []
         for step in range(STEPS):
             for b, n in enumerate(sizes):
-                bucket = Bucket(b, gradient(rank, step, b, n), b == len(sizes) - 1)
+                bucket = ranks.Bucket(b, gradient(rank, step, b, n), b == len(sizes) - 1)
                 fut = cdl.ddp.hook(state, bucket)
                 results.append(fut.wait().clone())
         torch.save({"results": results, "stats": state.stats()},

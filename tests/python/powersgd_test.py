@@ -27,25 +27,6 @@ SHAPES = [(8, 2, 3, 3), (32, 20), (10,), (3, 3), (), (12, 40)]
 STEPS = 4
 
 
-class Bucket:
-    """What DDP hands a comm hook: the flat gradient and its parameters (for their shapes)."""
-
-    def __init__(self, index, x, last, params):
-        self._index, self._x, self._last, self._params = index, x, last, params
-
-    def buffer(self):
-        return self._x
-
-    def index(self):
-        return self._index
-
-    def is_last(self):
-        return self._last
-
-    def parameters(self):
-        return self._params
-
-
 def inputs(step, rank):
     g = torch.Generator().manual_seed(1000 * step + rank)
     n = sum(_matrix_numel(s) for s in SHAPES)
@@ -67,7 +48,7 @@ def hook_ranks(rank, world, out_dir):
     out = []
     for step in range(STEPS):
         x = inputs(step, rank)
-        out.append(cdl.ddp.hook(state, Bucket(0, x, True, params)).wait().clone())
+        out.append(cdl.ddp.hook(state, ranks.Bucket(0, x, True, params)).wait().clone())
     torch.save({"out": out, "state": state.state_dict(), "stats": state.stats()},
                os.path.join(out_dir, f"hook_{rank}.pt"))
     bad_specs(rank)
@@ -87,12 +68,12 @@ def bad_specs(rank):
     # Ranks with different schemes: one error naming both, on both ranks.
     state = cdl.ddp.HookState(None, codec="powersgd:rank=1" if rank else "powersgd:rank=2")
     params = [nn.Parameter(torch.zeros(8, 8))]
-    expect_error(lambda: cdl.ddp.hook(state, Bucket(0, torch.ones(64), True, params)),
+    expect_error(lambda: cdl.ddp.hook(state, ranks.Bucket(0, torch.ones(64), True, params)),
                  ValueError, "bucket 0", "codec", "rank 0: powersgd:rank=2",
                  "rank 1: powersgd:rank=1")
     # A saved state of another shape names the parameter.
     state = cdl.ddp.HookState(None, codec=SPEC)
-    cdl.ddp.hook(state, Bucket(0, torch.ones(64), True, params))
+    cdl.ddp.hook(state, ranks.Bucket(0, torch.ones(64), True, params))
     saved = state.state_dict()
     saved["powersgd"][0]["q"] = torch.ones(3)
     fresh = cdl.ddp.HookState(None, codec=SPEC)

@@ -17,6 +17,35 @@ import torch.multiprocessing as mp
 DEADLINE_SECONDS = 240
 
 
+class Bucket:
+    """What DDP hands a comm hook: the flat gradient and its parameters (for their shapes)."""
+
+    def __init__(self, index, x, last, params=()):
+        self._index, self._x, self._last, self._params = index, x, last, list(params)
+
+    def buffer(self):
+        return self._x
+
+    def index(self):
+        return self._index
+
+    def is_last(self):
+        return self._last
+
+    def parameters(self):
+        return self._params
+
+
+def mark_ok(out_dir, name, rank):
+    """Leaves the mark that `rank` got through `name`, for all_ok."""
+    open(os.path.join(out_dir, f"{name}_{rank}.ok"), "w").close()
+
+
+def all_ok(out_dir, name, world):
+    """Whether every rank left its mark for `name`."""
+    return all(os.path.exists(os.path.join(out_dir, f"{name}_{r}.ok")) for r in range(world))
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

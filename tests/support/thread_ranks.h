@@ -1,41 +1,16 @@
 #pragma once
 
-// Thread-rank harness: every rank of an in-process group (comm::makeLocalGroup) runs as a
-// std::thread, with its rank set for error messages, and the first failure is rethrown on the
-// test's thread once all ranks have ended. Each rank has its own error slot, so no rank's failure
-// is lost to another's.
-#include <exception>
+// Thread-rank harness for the tests: comm::onThreadRanks (comm/transport/thread_ranks.h), and
+// groups of in-process communicators run on it.
 #include <functional>
 #include <memory>
-#include <thread>
-#include <vector>
 
 #include "comm/transport/communicator.h"
-#include "kernels/base/error.h"
+#include "comm/transport/thread_ranks.h"
 
 namespace cdl::test {
 
-// Runs fn(rank) on `size` threads, each with its rank set; rethrows the first rank's failure
-// once every rank has ended.
-inline void onThreadRanks(int size, const std::function<void(int)>& fn) {
-  std::vector<std::thread> threads;
-  std::vector<std::exception_ptr> errors(static_cast<size_t>(size));
-  for (int r = 0; r < size; ++r) {
-    threads.emplace_back([&, r] {
-      setThreadRank(r);
-      try {
-        fn(r);
-      } catch (...) {
-        errors[static_cast<size_t>(r)] = std::current_exception();
-      }
-      setThreadRank(-1);
-    });
-  }
-  for (auto& t : threads) t.join();
-  for (auto& e : errors) {
-    if (e) std::rethrow_exception(e);
-  }
-}
+using comm::onThreadRanks;
 
 // Runs fn(rank, communicator) on `size` thread-ranks of one in-process group.
 inline void spawn(int size, const std::function<void(int, std::shared_ptr<comm::Communicator>)>& fn,
