@@ -39,7 +39,8 @@ bool useRing(const CollectiveOptions& options, int size, int64_t n);
 // time = latency + floats / rate to each algorithm and runs the ring from where its line falls
 // below the other's (ringCrossover). Smaller allreduces before that stay on Open MPI's. The
 // measurement costs 16 allreduces of at most 2 MiB, once per communicator; allreduceChoice()
-// reports it.
+// reports it. CDL_ALLREDUCE=ring or mpi (kernels/base/knobs.h) takes one of the two at every size
+// without measuring, for runs that must not depend on a measurement (the ring-reset fault test).
 inline constexpr int64_t kRingProbeFloats = int64_t{1} << 16;
 
 // The size from which the ring is the faster of two algorithms measured as (n1, t1) and (n2, t2)

@@ -55,8 +55,14 @@ inline constexpr Knob kKnobTcpRing = {
     "on: an MPI communicator's messages to its ring neighbours (the fp32 ring allreduce, pipeline "
     "stages) go over direct TCP connections; off: over MPI",
     "on|off"};
+// Note [Allreduce choice] (comm/transport/ring_allreduce.h).
+inline constexpr Knob kKnobAllreduce = {
+    "CDL_ALLREDUCE", "auto",
+    "the fp32 allreduce of an MPI communicator of three ranks or more: auto measures Open MPI's "
+    "and the ring and takes the faster per size; ring: the ring at every size; mpi: Open MPI's",
+    "auto|ring|mpi"};
 inline constexpr const Knob* kAllKnobs[] = {&kKnobCommTimeout, &kKnobLogLevel, &kKnobFault,
-                                            &kKnobTcpRing};
+                                            &kKnobTcpRing, &kKnobAllreduce};
 
 // The knob's value as a number of seconds (0 for "none"); its default when unset or empty.
 // Throws cdl::Error naming the variable when the value is not such a number (negative, above

@@ -312,6 +312,7 @@ class MpiCommunicator : public Communicator {
     MPI_Comm_size(comm_, &size_);
     if (size_ >= 2) openStatus();
     if (size_ >= 2 && knobChoice(kKnobTcpRing) == "on") openTcpRing();
+    pinAllreduce();
   }
   ~MpiCommunicator() override {
     int finalized = 0;
@@ -595,6 +596,19 @@ class MpiCommunicator : public Communicator {
     closeTcpRing(links);
     ringTransport_ =
         "MPI (" + (why.empty() ? "another rank could not connect over TCP" : why) + ")";
+  }
+
+  // Note [Allreduce choice]: CDL_ALLREDUCE=ring|mpi takes one algorithm at every size, unmeasured
+  // (the fault tests need the ring's links in use); options that fix ringMinFloats win over it.
+  void pinAllreduce() {
+    const std::string pinned = knobChoice(kKnobAllreduce);
+    if (options_.ringMinFloats != kMeasuredRingMin || pinned == "auto") return;
+    options_.ringMinFloats = pinned == "ring" ? 1 : INT64_MAX;
+    if (size_ > 2)
+      choice_ =
+          (pinned == "ring" ? "the ring at every size (its messages over " + ringTransport_ + "; "
+                            : std::string("Open MPI's allreduce at every size (")) +
+          "CDL_ALLREDUCE=" + pinned + ")";
   }
 
   // Note [Allreduce choice]: times Open MPI's allreduce and the ring at two sizes and sets
