@@ -1,5 +1,6 @@
 #include "core/cdl/cdl_kernel.h"
 
+#include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/full.h>
 #include <ATen/ops/zeros.h>
@@ -17,6 +18,19 @@ namespace cdl::core {
 namespace {
 
 constexpr int kMaxWindow = 256;
+// Note [One exp per window]: with t = u - round(u) in [-1/2, 1/2] and the window's levels at
+// offsets o = -h..h from round(u), -kappa (t - o)^2 = -kappa t^2 + 2 kappa t o - kappa o^2; the
+// first term is common to the window and cancels in the normalization, so
+//   P_o  proportional to  c_o e^(o r),  r = 2 kappa t,  c_o = e^(-kappa o^2),
+// one exp per element (e^r, whose powers give the rest) instead of one per level, with c_o
+// computed once per call. |r| <= kappa <= 20 and |o| <= kMaxFastHalf keep e^(o r) within float
+// (e^80 < FLT_MAX); a c_o that underflows to 0 gives the 0 the full formula would. A window moved
+// inside the range at its edge (its offsets no longer centred), or a non-finite x, takes the full
+// formula.
+constexpr int kMaxFastHalf = 4;
+// Elements per block of the parallel loops: every block's level masses (and gradient sums) are
+// summed in block order, so the result does not depend on the thread count.
+constexpr int64_t kBlock = 16384;
 
 // The window of one element: its first level and the probabilities over it.
 struct Window {
@@ -31,29 +45,53 @@ struct Params {
   float kappa = 1.0f;
   LevelRange range;
   int w = 1;
-  int h = 0;  // levels before the centre
+  int h = 0;                           // levels before the centre
+  bool fast = false;                   // an odd window of at most 2 kMaxFastHalf + 1 levels
+  float c[2 * kMaxFastHalf + 1] = {};  // c_o = e^(-kappa o^2) at index o + h
 };
 
-inline float windowOf(const Params& s, float x, Window* out) {
-  const float u = x / s.q;
-  const int64_t first = std::clamp<int64_t>(static_cast<int64_t>(std::nearbyint(u)) - s.h,
-                                            s.range.lo, s.range.hi - s.w + 1);
-  out->first = first;
-  out->w = s.w;
+// The full formula: one exp per level, after subtracting the largest exponent.
+inline void fullWindow(const Params& s, float u, Window* out) {
   float top = -INFINITY;
   for (int k = 0; k < s.w; ++k) {
-    const float d = u - static_cast<float>(first + k);
+    const float d = u - static_cast<float>(out->first + k);
     out->p[k] = -s.kappa * d * d;
     top = std::max(top, out->p[k]);
   }
-  float z = 0.0f;
-  for (int k = 0; k < s.w; ++k) {
-    out->p[k] = std::exp(out->p[k] - top);
-    z += out->p[k];
+  for (int k = 0; k < s.w; ++k) out->p[k] = std::exp(out->p[k] - top);
+}
+
+// Note [One exp per window]: the unnormalized P of a centred window.
+[[gnu::always_inline]] inline void fastWindow(const Params& s, float t, Window* out) {
+  const float e = std::exp(2.0f * s.kappa * t), inv = 1.0f / e;
+  out->p[s.h] = s.c[s.h];
+  float up = 1.0f, down = 1.0f;
+  for (int o = 1; o <= s.h; ++o) {
+    up *= e;
+    down *= inv;
+    out->p[s.h + o] = s.c[s.h + o] * up;
+    out->p[s.h - o] = s.c[s.h - o] * down;
   }
+}
+
+[[gnu::always_inline]] inline float windowOf(const Params& s, float x, Window* out) {
+  const float u = x / s.q;
+  const float centre = std::nearbyint(u);
+  const int64_t first =
+      std::clamp<int64_t>(static_cast<int64_t>(centre) - s.h, s.range.lo, s.range.hi - s.w + 1);
+  out->first = first;
+  out->w = s.w;
+  if (s.fast && std::isfinite(u) && first == static_cast<int64_t>(centre) - s.h) {
+    fastWindow(s, u - centre, out);
+  } else {
+    fullWindow(s, u, out);
+  }
+  float z = 0.0f;
+  for (int k = 0; k < s.w; ++k) z += out->p[k];
+  const float inv = 1.0f / z;
   float mean = 0.0f;
   for (int k = 0; k < s.w; ++k) {
-    out->p[k] /= z;
+    out->p[k] *= inv;
     mean += out->p[k] * static_cast<float>(first + k);
   }
   out->mean = mean;
@@ -71,7 +109,68 @@ Params paramsOf(const at::Tensor& step, const at::Tensor& kappa, LevelRange rang
   s.range = range;
   s.w = static_cast<int>(std::min<int64_t>(window, range.count()));
   s.h = (s.w - 1) / 2;
+  s.fast = s.h <= kMaxFastHalf && s.w == 2 * s.h + 1;  // odd windows only
+  for (int o = -s.h; s.fast && o <= s.h; ++o) {
+    s.c[o + s.h] = std::exp(-s.kappa * static_cast<float>(o * o));
+  }
   return s;
+}
+
+// Runs body(begin, end, block) over the blocks of n elements, in parallel; block b covers
+// [b kBlock, min(n, (b + 1) kBlock)).
+template <typename Body>
+void forBlocks(int64_t n, const Body& body) {
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) body(b * kBlock, std::min(n, (b + 1) * kBlock), b);
+  });
+}
+
+struct BackwardInputs {
+  const Params& s;
+  LevelRange range;
+  const float* x;
+  const float* gy;  // the gradient of the output
+  const float* gm;  // of the level masses
+};
+
+// The gradients of elements [begin, end): dx into gx, the sums for q and kappa into *gq, *gk;
+// kRate: with the masses' gradient, kKappa: with kappa's.
+template <bool kRate, bool kKappa>
+void backwardBlock(const BackwardInputs& in, int64_t begin, int64_t end, float* gx, double* gq,
+                   double* gk) {
+  const Params& s = in.s;
+  const float kappa = s.kappa, q = s.q;
+  double sumQ = 0.0, sumK = 0.0;
+  Window win;
+  for (int64_t j = begin; j < end; ++j) {
+    const float u = windowOf(s, in.x[j], &win);
+    // With d_k = u - a_k: dP_k/du = 2 kappa P_k (a_k - mean), dP_k/dkappa = P_k (D - d_k^2)
+    // where D = sum_k P_k d_k^2; Q_d = q mean(u), u = x / q.
+    const float* gm = in.gm + (win.first - in.range.lo);
+    float var = 0.0f, rateU = 0.0f, dBar = 0.0f;
+    for (int k = 0; k < s.w; ++k) {
+      const float a = static_cast<float>(win.first + k), d = u - a, c = a - win.mean;
+      var += win.p[k] * c * c;
+      if (kKappa) dBar += win.p[k] * d * d;
+      if (kRate) rateU += gm[k] * win.p[k] * c;
+    }
+    const float dMeanDu = 2.0f * kappa * var;
+    gx[j] = in.gy[j] * dMeanDu + (kRate ? 2.0f * kappa * rateU / q : 0.0f);
+    // The masses pass no gradient to q (Note [CDL quantizer]).
+    sumQ += static_cast<double>(in.gy[j]) * (win.mean - u * dMeanDu);
+    if (!kKappa) continue;
+    float dMeanDk = 0.0f, rateK = 0.0f;
+    for (int k = 0; k < s.w; ++k) {
+      const float a = static_cast<float>(win.first + k), d = u - a;
+      const float dp = win.p[k] * (dBar - d * d);
+      dMeanDk += a * dp;
+      if (kRate) rateK += gm[k] * dp;
+    }
+    sumK += static_cast<double>(in.gy[j]) * q * dMeanDk + static_cast<double>(rateK);
+  }
+  *gq = sumQ;
+  *gk = sumK;
 }
 
 class FusedFunction : public torch::autograd::Function<FusedFunction> {
@@ -87,28 +186,35 @@ class FusedFunction : public torch::autograd::Function<FusedFunction> {
         paramsOf(step, kappa, range, static_cast<int>(window), &stepClamped, &kappaClamped);
     const at::Tensor xc = x.contiguous();
     at::Tensor y = at::empty(xc.sizes(), xc.options());
-    std::vector<double> mass(static_cast<size_t>(range.count()), 0.0);
+    const int64_t n = xc.numel(), levels = range.count();
+    std::vector<double> blockMass(static_cast<size_t>(((n + kBlock - 1) / kBlock) * levels), 0.0);
     const float* xp = xc.data_ptr<float>();
     float* yp = y.data_ptr<float>();
-    Window win;
-    for (int64_t j = 0, n = xc.numel(); j < n; ++j) {
-      windowOf(s, xp[j], &win);
-      for (int k = 0; k < s.w; ++k) mass[static_cast<size_t>(win.first + k - lo)] += win.p[k];
-      if (!sample) {
-        yp[j] = s.q * win.mean;
-        continue;
+    forBlocks(n, [&](int64_t begin, int64_t end, int64_t b) {
+      double* mass = blockMass.data() + b * levels;
+      Window win;
+      for (int64_t j = begin; j < end; ++j) {
+        windowOf(s, xp[j], &win);
+        for (int k = 0; k < s.w; ++k) mass[win.first + k - lo] += win.p[k];
+        if (!sample) {
+          yp[j] = s.q * win.mean;
+          continue;
+        }
+        // The first window slot whose cumulative mass reaches the draw (inverse CDF).
+        const float draw =
+            kernels::uniform01(static_cast<uint64_t>(key), static_cast<uint64_t>(counterBase + j));
+        // Branch-free: the number of slots before the last whose cumulative mass is below it.
+        float cdf = 0.0f;
+        int k = 0;
+        for (int i = 0; i < s.w - 1; ++i) {
+          cdf += win.p[i];
+          k += cdf < draw ? 1 : 0;
+        }
+        yp[j] = s.q * static_cast<float>(win.first + k);
       }
-      // The first window slot whose cumulative mass reaches the draw (inverse CDF).
-      const float draw =
-          kernels::uniform01(static_cast<uint64_t>(key), static_cast<uint64_t>(counterBase + j));
-      float cdf = 0.0f;
-      int k = 0;
-      for (; k < s.w - 1; ++k) {
-        cdf += win.p[k];
-        if (!(cdf < draw)) break;
-      }
-      yp[j] = s.q * static_cast<float>(win.first + k);
-    }
+    });
+    std::vector<double> mass(static_cast<size_t>(levels), 0.0);
+    for (size_t i = 0; i < blockMass.size(); ++i) mass[i % levels] += blockMass[i];
     at::Tensor m = at::empty({range.count()}, xc.options());
     std::copy(mass.begin(), mass.end(), m.data_ptr<float>());
     ctx->save_for_backward({xc, step, kappa});
@@ -128,38 +234,26 @@ class FusedFunction : public torch::autograd::Function<FusedFunction> {
         paramsOf(saved[1], saved[2], range, static_cast<int>(ctx->saved_data["window"].toInt()),
                  &stepClamped, &kappaClamped);
     const at::Tensor gy = grads[0].defined() ? grads[0].contiguous() : at::zeros_like(x);
-    const at::Tensor gm = grads[1].defined() ? grads[1].contiguous() : at::zeros({range.count()});
-    const float* xp = x.data_ptr<float>();
-    const float* gyp = gy.data_ptr<float>();
-    const float* gmp = gm.data_ptr<float>();
+    // The masses' gradient is absent when no rate term of weight > 0 uses them, kappa's when it
+    // is not trained: their terms are then skipped.
+    const bool rate = grads[1].defined(), trainedKappa = ctx->needs_input_grad(2);
+    const at::Tensor gm = rate ? grads[1].contiguous() : at::zeros({range.count()});
+    const BackwardInputs in{s, range, x.data_ptr<float>(), gy.data_ptr<float>(),
+                            gm.data_ptr<float>()};
     at::Tensor gx = at::empty(x.sizes(), x.options());
     float* gxp = gx.data_ptr<float>();
+    const int64_t n = x.numel();
+    std::vector<double> blockSums(static_cast<size_t>(2 * ((n + kBlock - 1) / kBlock)), 0.0);
+    const auto body =
+        rate ? (trainedKappa ? backwardBlock<true, true> : backwardBlock<true, false>)
+             : (trainedKappa ? backwardBlock<false, true> : backwardBlock<false, false>);
+    forBlocks(n, [&](int64_t begin, int64_t end, int64_t b) {
+      body(in, begin, end, gxp, &blockSums[2 * b], &blockSums[2 * b + 1]);
+    });
     double gq = 0.0, gk = 0.0;
-    const float kappa = s.kappa, q = s.q;
-    Window win;
-    for (int64_t j = 0, n = x.numel(); j < n; ++j) {
-      const float u = windowOf(s, xp[j], &win);
-      // With d_k = u - a_k: dP_k/du = 2 kappa P_k (a_k - mean), dP_k/dkappa = P_k (D - d_k^2)
-      // where D = sum_k P_k d_k^2; Q_d = q mean(u), u = x / q.
-      float var = 0.0f, rateU = 0.0f, dBar = 0.0f;
-      for (int k = 0; k < s.w; ++k) {
-        const float a = static_cast<float>(win.first + k), d = u - a;
-        var += win.p[k] * (a - win.mean) * (a - win.mean);
-        dBar += win.p[k] * d * d;
-        rateU += gmp[win.first + k - range.lo] * 2.0f * kappa * win.p[k] * (a - win.mean);
-      }
-      const float dMeanDu = 2.0f * kappa * var;
-      gxp[j] = gyp[j] * dMeanDu + rateU / q;
-      // The masses pass no gradient to q (Note [CDL quantizer]).
-      gq += static_cast<double>(gyp[j]) * (win.mean - u * dMeanDu);
-      float dMeanDk = 0.0f, rateK = 0.0f;
-      for (int k = 0; k < s.w; ++k) {
-        const float a = static_cast<float>(win.first + k), d = u - a;
-        const float dp = win.p[k] * (dBar - d * d);
-        dMeanDk += a * dp;
-        rateK += gmp[win.first + k - range.lo] * dp;
-      }
-      gk += static_cast<double>(gyp[j]) * q * dMeanDk + static_cast<double>(rateK);
+    for (size_t b = 0; b < blockSums.size(); b += 2) {
+      gq += blockSums[b];
+      gk += blockSums[b + 1];
     }
     at::Tensor gStep = at::full({1}, stepClamped ? 0.0 : gq, saved[1].options());
     at::Tensor gKappa = at::full({1}, kappaClamped ? 0.0 : gk, saved[2].options());
@@ -168,7 +262,83 @@ class FusedFunction : public torch::autograd::Function<FusedFunction> {
   }
 };
 
+class LsqFunction : public torch::autograd::Function<LsqFunction> {
+ public:
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
+                                                const at::Tensor& x, const at::Tensor& step,
+                                                int64_t lo, int64_t hi) {
+    const float q = std::max(step.item<float>(), 1e-12f);
+    const at::Tensor xc = x.contiguous();
+    at::Tensor y = at::empty(xc.sizes(), xc.options());
+    const int64_t n = xc.numel(), levels = hi - lo + 1;
+    std::vector<double> blockMass(static_cast<size_t>(((n + kBlock - 1) / kBlock) * levels), 0.0);
+    const float* xp = xc.data_ptr<float>();
+    float* yp = y.data_ptr<float>();
+    forBlocks(n, [&](int64_t begin, int64_t end, int64_t b) {
+      double* mass = blockMass.data() + b * levels;
+      for (int64_t j = begin; j < end; ++j) {
+        const float u = xp[j] / q;
+        // A NaN stays NaN in y and is not counted.
+        if (!(u == u)) {
+          yp[j] = u;
+          continue;
+        }
+        const int64_t i = std::clamp<int64_t>(
+            static_cast<int64_t>(std::nearbyint(std::clamp(u, -1e9f, 1e9f))), lo, hi);
+        mass[i - lo] += 1.0;
+        yp[j] = q * static_cast<float>(i);
+      }
+    });
+    std::vector<double> mass(static_cast<size_t>(levels), 0.0);
+    for (size_t i = 0; i < blockMass.size(); ++i) mass[i % levels] += blockMass[i];
+    at::Tensor m = at::empty({levels}, xc.options());
+    std::copy(mass.begin(), mass.end(), m.data_ptr<float>());
+    ctx->save_for_backward({xc, step});
+    ctx->saved_data["lo"] = lo;
+    ctx->saved_data["hi"] = hi;
+    ctx->mark_non_differentiable({m});
+    return {y, m};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor& x = saved[0];
+    const float lo = static_cast<float>(ctx->saved_data["lo"].toInt());
+    const float hi = static_cast<float>(ctx->saved_data["hi"].toInt());
+    const float q = std::max(saved[1].item<float>(), 1e-12f);
+    const at::Tensor gy = grads[0].defined() ? grads[0].contiguous() : at::zeros_like(x);
+    const float* xp = x.data_ptr<float>();
+    const float* gyp = gy.data_ptr<float>();
+    at::Tensor gx = at::empty(x.sizes(), x.options());
+    float* gxp = gx.data_ptr<float>();
+    const int64_t n = x.numel();
+    std::vector<double> blockSums(static_cast<size_t>((n + kBlock - 1) / kBlock), 0.0);
+    forBlocks(n, [&](int64_t begin, int64_t end, int64_t b) {
+      double gq = 0.0;
+      for (int64_t j = begin; j < end; ++j) {
+        const float u = xp[j] / q;
+        const bool inside = u >= lo && u <= hi;
+        gxp[j] = inside ? gyp[j] : 0.0f;
+        const float dq = inside ? std::nearbyint(u) - u : (u < lo ? lo : hi);
+        gq += static_cast<double>(gyp[j]) * (u == u ? dq : 0.0f);
+      }
+      blockSums[static_cast<size_t>(b)] = gq;
+    });
+    double gq = 0.0;
+    for (double v : blockSums) gq += v;
+    return {gx, at::full({1}, gq, saved[1].options()), at::Tensor(), at::Tensor()};
+  }
+};
+
 }  // namespace
+
+FusedQuantization lsqQuantize(const at::Tensor& x, const at::Tensor& step, LevelRange range) {
+  CDL_CHECK(x.scalar_type() == at::kFloat && x.device().is_cpu(),
+            "quantizer: a float32 CPU tensor is needed, got ", x.scalar_type(), " on ", x.device());
+  const auto out = LsqFunction::apply(x, step, range.lo, range.hi);
+  return {out[0], out[1]};
+}
 
 FusedQuantization fusedQuantize(const at::Tensor& x, const at::Tensor& step,
                                 const at::Tensor& kappa, LevelRange range, int window, bool sample,

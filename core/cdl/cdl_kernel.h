@@ -24,4 +24,10 @@ FusedQuantization fusedQuantize(const at::Tensor& x, const at::Tensor& step,
                                 const at::Tensor& kappa, LevelRange range, int window, bool sample,
                                 uint64_t key, int64_t counterBase = 0);
 
+// LSQ (Esser et al., 2020; cdl.mode lsq, a baseline beside CDL): y = clamp(round(x / q), lo, hi) q
+// with the straight-through gradient: dy/dx = 1 inside the range and 0 outside, dy/dq = round(u)
+// - u inside (u = x / q) and lo or hi outside. mass counts each element's level (no gradient), so
+// the rate is the entropy of the levels used. x must be a float32 CPU tensor, step 1-element.
+FusedQuantization lsqQuantize(const at::Tensor& x, const at::Tensor& step, LevelRange range);
+
 }  // namespace cdl::core

@@ -23,6 +23,7 @@ namespace {
 
 constexpr double kMinStep = 1e-12;
 constexpr uint64_t kSampleStream = 0x43444c5153ull;  // "CDLQS": apart from gradient rounding
+constexpr uint64_t kEvalStream = 0x43444c5145ull;    // "CDLQE": kSampled evaluations
 
 // t in the forward pass, t's gradient times g in the backward pass.
 at::Tensor scaleGradient(const at::Tensor& t, double g) { return (t - t * g).detach() + t * g; }
@@ -127,6 +128,14 @@ double QuantizerImpl::kappaValue() const {
 }
 
 at::Tensor QuantizerImpl::forward(const at::Tensor& x) {
+  if (!is_training() && evalMode_ != EvalMode::kNearest) {
+    CDL_CHECK(context_ != nullptr, "quantizer: not attached to a model's CDL context");
+    at::NoGradGuard noGrad;
+    const uint64_t key = kernels::roundingKey(context_->seed ^ kEvalStream, context_->step, id_);
+    return fusedQuantize(x.detach().contiguous(), step(), kappa_, range_, options_.window,
+                         evalMode_ == EvalMode::kSampled, key)
+        .y;
+  }
   if (!is_training()) {
     const at::Tensor levels = nearestLevels(x, step(), range_);
     if (counting_) {
@@ -146,29 +155,45 @@ at::Tensor QuantizerImpl::forward(const at::Tensor& x) {
   // sqrt(elements * top level) to stay comparable to the weights' gradients.
   const double g = 1.0 / std::sqrt(static_cast<double>(std::max<int64_t>(1, x.numel())) *
                                    static_cast<double>(std::max<int64_t>(1, range_.hi)));
+  const FusedQuantization f =
+      context_->mode == CdlMode::kLsq ? quantizeLsq(x, g) : quantizeCdl(x, g);
+  rateElements_ = static_cast<double>(x.numel());
+  if (options_.activation && context_->sumOverRanks) {
+    pendingMass_ = f.mass;  // summed over the ranks with the others' (finishRate)
+    rate_ = at::Tensor();
+  } else {
+    pendingMass_ = at::Tensor();
+    rate_ = entropyBits(f.mass, rateElements_);
+  }
+  return f.y;
+}
+
+FusedQuantization QuantizerImpl::quantizeCdl(const at::Tensor& x, double g) const {
   const at::Tensor step = scaleGradient(logStep_, g).exp();
   const at::Tensor kappa = options_.trainKappa ? scaleGradient(kappa_, g) : kappa_;
   const uint64_t key = kernels::roundingKey(context_->seed ^ kSampleStream, context_->step, id_);
   const int64_t perExample = x.dim() > 0 && x.size(0) > 0 ? x.numel() / x.size(0) : 0;
   const int64_t counterBase = options_.activation ? context_->exampleOffset * perExample : 0;
-  const FusedQuantization f = fusedQuantize(x, step, kappa, range_, options_.window,
-                                            context_->mode == CdlMode::kCdl, key, counterBase);
-  at::Tensor mass = f.mass;
-  double total = static_cast<double>(x.numel());
-  if (options_.activation && context_->sumOverRanks) {
-    const at::Tensor local = mass.detach().contiguous();
-    std::vector<float> all(local.data_ptr<float>(), local.data_ptr<float>() + local.numel());
-    all.push_back(static_cast<float>(total));
-    context_->sumOverRanks(all);
-    total = all.back();
-    all.pop_back();
-    const at::Tensor global = at::empty({range_.count()}, local.options());
-    std::copy(all.begin(), all.end(), global.data_ptr<float>());
-    mass = mass + (global - local);  // the global histogram; the gradient is this rank's share
-  }
-  rate_ = entropyBits(mass, total);
-  rateElements_ = total;
-  return f.y;
+  return fusedQuantize(x, step, kappa, range_, options_.window, context_->mode == CdlMode::kCdl,
+                       key, counterBase);
+}
+
+FusedQuantization QuantizerImpl::quantizeLsq(const at::Tensor& x, double g) const {
+  // LSQ learns q itself with gradient scale g; q = exp(log_step) moves by q^2 times what a step
+  // of log_step moves it, so log_step's gradient is scaled by g / q^2 to move q as LSQ does.
+  const double q = stepValue();
+  return lsqQuantize(x, scaleGradient(logStep_, g / (q * q)).exp(), range_);
+}
+
+void QuantizerImpl::finishRate(const at::Tensor& globalMass, double globalElements) {
+  CDL_CHECK(pendingMass_.defined(), "quantizer: no pending rate to finish");
+  CDL_CHECK(globalMass.numel() == range_.count(), "quantizer: ", globalMass.numel(),
+            " level masses, expected ", range_.count());
+  // The global histogram; the gradient is this rank's share.
+  const at::Tensor mass = pendingMass_ + (globalMass - pendingMass_.detach());
+  rate_ = entropyBits(mass, globalElements);
+  rateElements_ = globalElements;
+  pendingMass_ = at::Tensor();
 }
 
 std::vector<uint8_t> QuantizerImpl::symbols(const at::Tensor& x) const {
@@ -178,6 +203,18 @@ std::vector<uint8_t> QuantizerImpl::symbols(const at::Tensor& x) const {
                            .to(at::kFloat);
   const float* p = l.data_ptr<float>();
   return std::vector<uint8_t>(p, p + l.numel());
+}
+
+double QuantizerImpl::offNearestShare(const at::Tensor& x) const {
+  CDL_CHECK(context_ != nullptr, "quantizer: not attached to a model's CDL context");
+  if (x.numel() == 0 || context_->mode == CdlMode::kLsq) return 0.0;
+  at::NoGradGuard noGrad;
+  const uint64_t key = kernels::roundingKey(context_->seed ^ kSampleStream, context_->step, id_);
+  const at::Tensor q = step();
+  const at::Tensor sampled =
+      fusedQuantize(x.detach().contiguous(), q, kappa_, range_, options_.window, true, key).y;
+  const at::Tensor nearest = nearestLevels(x.detach(), q, range_) * q;
+  return sampled.ne(nearest).sum().item<double>() / static_cast<double>(x.numel());
 }
 
 void QuantizerImpl::setCounting(bool on) {

@@ -24,7 +24,8 @@ namespace cdl::core {
 // Q_d itself; evaluation outputs the nearest level. The rate of a tensor is the entropy, in bits
 // per element, of its marginal pmf Pbar(i) = mean_j P(i | x_j), differentiable through P. Under
 // data parallelism an activation's pmf is the histogram summed over the ranks, so every rank's
-// rate is the global one (the gradient flows through this rank's share).
+// rate is the global one (the gradient flows through this rank's share); the histograms of a
+// forward pass's activations are summed in one allreduce (pendingMass, finishRate).
 //
 // The rate's gradient reaches x and kappa but not q: through q the rate would be cheapest to cut
 // by growing the step until every element sits on level 0, which kills the layer within a few
@@ -72,7 +73,14 @@ at::Tensor levelMass(const SoftQuantization& s, LevelRange range);
 // The entropy in bits of the pmf mass / total (entries >= 0), differentiable through mass.
 at::Tensor entropyBits(const at::Tensor& mass, double total);
 
-enum class CdlMode { kCdl, kRcdl };
+// What an evaluation pass of a quantizer outputs (Note [CDL diagnostics] in
+// core/step/cdl_training.h): the nearest level (what the coded model holds and cdl-model eval
+// runs), Q_d (what R-CDL trains through) or one sample (what CDL's forward pass sees).
+enum class EvalMode { kNearest, kSoft, kSampled };
+
+// kLsq: LSQ's quantizer (lsqQuantize in core/cdl/cdl_kernel.h), the baseline CDL is measured
+// against: nearest levels forward, straight-through backward, q learned as LSQ learns it.
+enum class CdlMode { kCdl, kRcdl, kLsq };
 
 // What every quantizer of a model shares.
 struct CdlContext {
@@ -86,6 +94,8 @@ struct CdlContext {
   // Called in training forward passes only, by every rank in the same order.
   std::function<void(std::vector<float>&)> sumOverRanks;
 };
+
+struct FusedQuantization;  // core/cdl/cdl_kernel.h
 
 struct QuantizerOptions {
   int bits = 6;             // 1..8
@@ -122,16 +132,32 @@ class QuantizerImpl : public torch::nn::Module {
   // training forward pass, and the element count it was over (all ranks' for activations).
   const at::Tensor& rate() const { return rate_; }
   double rateElements() const { return rateElements_; }
+  // An activation's rate is over every rank's histogram: with a context that sums over ranks, a
+  // training forward pass leaves it pending, its local level masses here (differentiable), and
+  // the model's owner sums every pending quantizer's at once (CdlTraining: one allreduce per
+  // forward pass, not one per quantizer) and hands back the sums: finishRate(global masses, every
+  // rank's element count) sets rate() (the gradient flows through this rank's share).
+  const at::Tensor& pendingMass() const { return pendingMass_; }
+  void finishRate(const at::Tensor& globalMass, double globalElements);
 
   // Nearest-level indices of x, shifted to 0..range().count()-1, as bytes (for coding).
   std::vector<uint8_t> symbols(const at::Tensor& x) const;
 
   // Evaluation histograms: while counting, every eval forward pass adds its nearest levels.
   void setCounting(bool on);
+  // What evaluation passes output (kNearest unless set); kSampled draws from a stream of its own,
+  // keyed by the context's seed and step.
+  void setEvalMode(EvalMode mode) { evalMode_ = mode; }
+  // The share of x's elements whose sample (the draws training would take at the context's step)
+  // is not their nearest level: 0 for a quantizer that trains as the hard one does (LSQ).
+  double offNearestShare(const at::Tensor& x) const;
   const std::vector<double>& counts() const { return counts_; }
 
  private:
   void initFromBatch(const at::Tensor& x);
+  // A training pass's quantization, g the gradient scale of q (and a trained kappa).
+  FusedQuantization quantizeCdl(const at::Tensor& x, double g) const;
+  FusedQuantization quantizeLsq(const at::Tensor& x, double g) const;
 
   QuantizerOptions options_;
   LevelRange range_;
@@ -139,9 +165,10 @@ class QuantizerImpl : public torch::nn::Module {
   at::Tensor logStep_, kappa_, initialized_;
   std::shared_ptr<CdlContext> context_;
   uint64_t id_ = 0;
-  at::Tensor rate_;
+  at::Tensor rate_, pendingMass_;
   double rateElements_ = 0.0;
   bool counting_ = false;
+  EvalMode evalMode_ = EvalMode::kNearest;
   std::vector<double> counts_;
 };
 TORCH_MODULE(Quantizer);

@@ -14,6 +14,8 @@ struct CdlWeightReport {
   double step = 0.0;         // the quantizer's q
   double entropyBits = 0.0;  // bits per weight: the entropy of its nearest-level indices
   uint64_t codedBytes = 0;   // those indices rANS-coded (kernels/rans.h), header included
+  double kappa = 0.0;        // of its quantizer (clamped as used)
+  double offNearest = 0.0;   // the share of its samples at this step off the nearest level
 };
 
 struct CdlActivationReport {
@@ -21,6 +23,7 @@ struct CdlActivationReport {
   int bits = 0;
   double step = 0.0;
   double entropyBits = 0.0;  // bits per element over the test set's nearest-level indices
+  double kappa = 0.0;
 };
 
 struct CdlReport {
@@ -30,6 +33,10 @@ struct CdlReport {
   double codedBitsPerWeight = 0.0;  // 8 * codedWeightBytes / quantized weights
   uint64_t codedWeightBytes = 0;    // every quantized weight, rANS-coded
   uint64_t otherBytes = 0;          // every other parameter and float buffer, as fp32
+  double offNearest = 0.0;          // the parameter-weighted mean of the weights' offNearest
+  // Note [CDL diagnostics]: the test accuracy with Q_d and with one sample in every quantizer
+  // (the report's evaluation rounds to the nearest level); -1: not measured.
+  double softAccuracy = -1.0, sampledAccuracy = -1.0;
   // The coded model: what inference needs, the quantized weights entropy-coded.
   uint64_t modelCodedBytes() const { return codedWeightBytes + otherBytes; }
 };

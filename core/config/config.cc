@@ -143,7 +143,7 @@ constexpr Key kSchema[] = {
     {"model.split.activation_codec", CDL_FIELD(model.split.activationCodec), cutSpec("auto|cdl")},
     {"model.split.gradient_codec", CDL_FIELD(model.split.gradientCodec), codecSpec()},
 
-    {"cdl.mode", CDL_FIELD(cdl.mode), oneOf("none|cdl|rcdl")},
+    {"cdl.mode", CDL_FIELD(cdl.mode), oneOf("none|cdl|rcdl|lsq")},
     {"cdl.weight_bits", CDL_FIELD(cdl.weightBits), within(1, 8, false, false)},
     {"cdl.act_bits", CDL_FIELD(cdl.actBits), within(1, 8, false, false)},
     {"cdl.first_last_bits", CDL_FIELD(cdl.firstLastBits), within(1, 8, false, false)},
@@ -153,6 +153,7 @@ constexpr Key kSchema[] = {
     {"cdl.train_kappa", CDL_FIELD(cdl.trainKappa), {}},
     {"cdl.window", CDL_FIELD(cdl.window), within(1, 256, false, false)},
     {"cdl.rate_warmup_steps", CDL_FIELD(cdl.rateWarmupSteps), within(0, 1e12, false, false)},
+    {"cdl.diagnostics", CDL_FIELD(cdl.diagnostics), {}},
 
     {"train.epochs", CDL_FIELD(train.epochs), within(1, 1e6, false, false)},
     {"train.batch_size", CDL_FIELD(train.batchSize), within(1, 1e6, false, false)},
@@ -695,6 +696,14 @@ void checkKeysTogether(const Config& c) {
     CDL_CHECK(c.model.split.stages == 1,
               "config key model.split.stages: charlm ties its input "
               "and output embeddings, so it cannot be split");
+  }
+  // LSQ (cdl.mode lsq) rounds to the nearest level: no rate term reaches its weights.
+  if (c.cdl.mode == "lsq") {
+    CDL_CHECK(
+        c.cdl.lambdaW == 0 && c.cdl.lambdaA == 0, "config key cdl.lambda_",
+        c.cdl.lambdaW != 0 ? "w: " : "a: ", c.cdl.lambdaW != 0 ? c.cdl.lambdaW : c.cdl.lambdaA,
+        ", but cdl.mode lsq has no rate term (its rounding passes no gradient to it); set "
+        "it to 0, or take cdl.mode cdl or rcdl");
   }
   // Note [Training device]: what trains on the CPU only, for now.
   if (parseDeviceSpec(c.train.device).kind == DeviceSpec::kCuda) {

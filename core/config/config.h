@@ -81,7 +81,7 @@ struct Config {
   // activations, trained with loss = cross-entropy + lambdaW * bits per weight + lambdaA * bits per
   // activation element (each the rate of the quantized tensors, weighted by their sizes).
   struct Cdl {
-    std::string mode = "none";  // none | cdl | rcdl
+    std::string mode = "none";  // none | cdl | rcdl | lsq (LSQ's quantizer, a baseline)
     int64_t weightBits = 6;
     int64_t actBits = 6;
     int64_t firstLastBits = 8;  // the weights of the first and last layers
@@ -91,6 +91,7 @@ struct Config {
     bool trainKappa = false;
     int64_t window = 5;           // levels in P's window
     int64_t rateWarmupSteps = 0;  // the rate terms ramp up linearly over these first steps
+    bool diagnostics = false;     // Note [CDL diagnostics]: two more evaluations per epoch
   } cdl;
 
   struct Train {

@@ -562,11 +562,12 @@ CdlReport Pipeline::joinReports(const CdlReport& own) const {
   nlohmann::json j;
   j["weights"] = nlohmann::json::array();
   for (const CdlWeightReport& w : own.weights) {
-    j["weights"].push_back({w.name, w.numel, w.bits, w.step, w.entropyBits, w.codedBytes});
+    j["weights"].push_back(
+        {w.name, w.numel, w.bits, w.step, w.entropyBits, w.codedBytes, w.kappa, w.offNearest});
   }
   j["activations"] = nlohmann::json::array();
   for (const CdlActivationReport& a : own.activations) {
-    j["activations"].push_back({a.name, a.bits, a.step, a.entropyBits});
+    j["activations"].push_back({a.name, a.bits, a.step, a.entropyBits, a.kappa});
   }
   j["coded"] = own.codedWeightBytes;
   j["other"] = own.otherBytes;
@@ -575,24 +576,26 @@ CdlReport Pipeline::joinReports(const CdlReport& own) const {
   std::vector<size_t> sizes;
   grid_.pipe->allgatherv(Bytes(text.begin(), text.end()), &all, &sizes)->wait();
   CdlReport out;
-  double weighted = 0.0;
+  double weighted = 0.0, off = 0.0;
   int64_t total = 0;
   for (size_t s = 0, at = 0; s < sizes.size(); at += sizes[s++]) {
     const nlohmann::json r = nlohmann::json::parse(
         std::string(reinterpret_cast<const char*>(all.data()) + at, sizes[s]));
     for (const auto& w : r["weights"]) {
-      CdlWeightReport x{w[0], w[1], w[2], w[3], w[4], w[5]};
+      CdlWeightReport x{w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]};
       weighted += x.entropyBits * static_cast<double>(x.numel);
+      off += x.offNearest * static_cast<double>(x.numel);
       total += x.numel;
       out.weights.push_back(x);
     }
     for (const auto& a : r["activations"]) {
-      out.activations.push_back(CdlActivationReport{a[0], a[1], a[2], a[3]});
+      out.activations.push_back(CdlActivationReport{a[0], a[1], a[2], a[3], a[4]});
     }
     out.codedWeightBytes += r["coded"].get<uint64_t>();
     out.otherBytes += r["other"].get<uint64_t>();
   }
   out.bitsPerWeight = total > 0 ? weighted / static_cast<double>(total) : 0.0;
+  out.offNearest = total > 0 ? off / static_cast<double>(total) : 0.0;
   out.codedBitsPerWeight =
       total > 0 ? 8.0 * static_cast<double>(out.codedWeightBytes) / static_cast<double>(total)
                 : 0.0;

@@ -258,17 +258,26 @@ nlohmann::json cdlJson(const CdlReport& r) {
                        {"bits", w.bits},
                        {"step", w.step},
                        {"entropy_bits", w.entropyBits},
-                       {"coded_bytes", w.codedBytes}});
+                       {"coded_bytes", w.codedBytes},
+                       {"kappa", w.kappa},
+                       {"off_nearest", w.offNearest}});
   }
   for (const CdlActivationReport& a : r.activations) {
-    activations.push_back(
-        {{"name", a.name}, {"bits", a.bits}, {"step", a.step}, {"entropy_bits", a.entropyBits}});
+    activations.push_back({{"name", a.name},
+                           {"bits", a.bits},
+                           {"step", a.step},
+                           {"entropy_bits", a.entropyBits},
+                           {"kappa", a.kappa}});
   }
-  return {{"bits_per_weight", r.bitsPerWeight},
-          {"coded_bits_per_weight", r.codedBitsPerWeight},
-          {"model_coded_bytes", r.modelCodedBytes()},
-          {"weights", weights},
-          {"activations", activations}};
+  nlohmann::json j = {{"bits_per_weight", r.bitsPerWeight},
+                      {"coded_bits_per_weight", r.codedBitsPerWeight},
+                      {"model_coded_bytes", r.modelCodedBytes()},
+                      {"off_nearest", r.offNearest},
+                      {"weights", weights},
+                      {"activations", activations}};
+  if (r.softAccuracy >= 0) j["test_accuracy_soft"] = r.softAccuracy;
+  if (r.sampledAccuracy >= 0) j["test_accuracy_sampled"] = r.sampledAccuracy;
+  return j;
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "core/step/cdl_training.h"
 
+#include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 #include <torch/nn/module.h>
 
@@ -70,9 +71,11 @@ CdlModelOptions cdlModelOptions(const Config::Cdl& cfg) {
 CdlTraining::CdlTraining(const Config::Cdl& cfg, uint64_t seed, Net& model,
                          comm::Communicator& comm, Net* idModel)
     : cfg_(cfg), model_(model), comm_(comm), context_(std::make_shared<CdlContext>()) {
-  CDL_CHECK(cfg.mode == "cdl" || cfg.mode == "rcdl", "config key cdl.mode: '", cfg.mode,
-            "' is not a CDL mode (cdl or rcdl)");
-  context_->mode = cfg.mode == "cdl" ? CdlMode::kCdl : CdlMode::kRcdl;
+  CDL_CHECK(cfg.mode == "cdl" || cfg.mode == "rcdl" || cfg.mode == "lsq", "config key cdl.mode: '",
+            cfg.mode, "' is not a quantized mode (cdl, rcdl or lsq)");
+  context_->mode = cfg.mode == "cdl"    ? CdlMode::kCdl
+                   : cfg.mode == "rcdl" ? CdlMode::kRcdl
+                                        : CdlMode::kLsq;
   context_->seed = seed;
   comm::Communicator* c = &comm_;
   context_->sumOverRanks = [c](std::vector<float>& v) { v = sumOverRanks(*c, std::move(v)); };
@@ -93,7 +96,33 @@ void CdlTraining::setStep(int64_t step) {
 
 void CdlTraining::setExampleOffset(int64_t offset) { context_->exampleOffset = offset; }
 
+void CdlTraining::finishActivationRates() const {
+  // One allreduce of every pending activation histogram, each followed by its element count.
+  std::vector<float> all;
+  for (const auto& [name, q] : activationQuantizers_) {
+    const at::Tensor& m = q->pendingMass();
+    if (!m.defined()) continue;
+    const at::Tensor local = m.detach().contiguous();
+    all.insert(all.end(), local.data_ptr<float>(), local.data_ptr<float>() + local.numel());
+    all.push_back(static_cast<float>(q->rateElements()));
+  }
+  if (all.empty()) return;
+  context_->sumOverRanks(all);
+  size_t pos = 0;
+  for (const auto& [name, q] : activationQuantizers_) {
+    if (!q->pendingMass().defined()) continue;
+    const int64_t n = q->pendingMass().numel();
+    const at::Tensor global = at::empty({n}, q->pendingMass().options());
+    std::copy(all.begin() + static_cast<std::ptrdiff_t>(pos),
+              all.begin() + static_cast<std::ptrdiff_t>(pos) + n, global.data_ptr<float>());
+    pos += static_cast<size_t>(n);
+    Quantizer finishing = q;  // a handle: the quantizer itself is not part of this const object
+    finishing->finishRate(global, all[pos++]);
+  }
+}
+
 CdlTraining::RateParts CdlTraining::rateParts() const {
+  finishActivationRates();
   const RateSum w = rateSum(weightQuantizers_), a = rateSum(activationQuantizers_);
   return {w.sum, a.sum, w.value, w.elements, a.value, a.elements};
 }
@@ -113,12 +142,23 @@ CdlTraining::Rate CdlTraining::rate(int64_t step, const RateParts& own,
     return elements > 0 ? sum / elements : at::zeros({});
   };
   Rate r;
-  r.loss = (mean(own.weightSum, all.weightElements) * cfg_.lambdaW +
-            mean(own.activationSum, all.activationElements) * cfg_.lambdaA) *
+  // A term of weight 0 stays out of the graph, so the quantizers' backward passes skip its
+  // gradient (the activations' at lambda_a = 0, the usual case: their tensors are the largest).
+  const auto term = [&](const at::Tensor& sum, double elements, double lambda) {
+    return lambda != 0.0 ? mean(sum, elements) * lambda : at::zeros({});
+  };
+  r.loss = (term(own.weightSum, all.weightElements, cfg_.lambdaW) +
+            term(own.activationSum, all.activationElements, cfg_.lambdaA)) *
            ramp;
   r.weightBits = all.weightElements > 0 ? all.weightBits / all.weightElements : 0.0;
   r.activationBits = all.activationElements > 0 ? all.activationBits / all.activationElements : 0.0;
   return r;
+}
+
+void CdlTraining::setEvalMode(EvalMode mode) {
+  for (auto* qs : {&weightQuantizers_, &activationQuantizers_}) {
+    for (auto& [name, q] : *qs) q->setEvalMode(mode);
+  }
 }
 
 void CdlTraining::setCounting(bool on) {
@@ -128,7 +168,7 @@ void CdlTraining::setCounting(bool on) {
 CdlReport CdlTraining::report() const {
   CdlReport out;
   std::set<std::string> quantized;
-  double weighted = 0.0;
+  double weighted = 0.0, off = 0.0;
   int64_t total = 0;
   for (const QuantizedWeight& w : quantizedWeightsOf(model_)) {
     const std::vector<uint8_t> sym = w.quantizer->symbols(w.weight);
@@ -142,6 +182,9 @@ CdlReport CdlTraining::report() const {
     r.step = w.quantizer->stepValue();
     r.entropyBits = sym.empty() ? 0.0 : kernels::entropyBits(counts) / sym.size();
     r.codedBytes = kernels::ransEncode(sym.data(), r.numel, coded.data(), coded.size());
+    r.kappa = w.quantizer->kappaValue();
+    r.offNearest = w.quantizer->offNearestShare(w.weight);
+    off += r.offNearest * static_cast<double>(r.numel);
     weighted += r.entropyBits * r.numel;
     total += r.numel;
     out.codedWeightBytes += r.codedBytes;
@@ -149,6 +192,7 @@ CdlReport CdlTraining::report() const {
     out.weights.push_back(r);
   }
   out.bitsPerWeight = total > 0 ? weighted / total : 0.0;
+  out.offNearest = total > 0 ? off / static_cast<double>(total) : 0.0;
   out.codedBitsPerWeight = total > 0 ? 8.0 * out.codedWeightBytes / total : 0.0;
   for (const auto& p : model_.named_parameters()) {
     if (!quantized.count(p.key())) out.otherBytes += 4 * p.value().numel();
@@ -169,6 +213,7 @@ CdlReport CdlTraining::report() const {
     r.name = name;
     r.bits = q->options().bits;
     r.step = q->stepValue();
+    r.kappa = q->kappaValue();
     r.entropyBits = entropyOf(all.cbegin() + at, all.cbegin() + at + n);
     at += n;
     out.activations.push_back(r);

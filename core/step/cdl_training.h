@@ -56,11 +56,23 @@ class CdlTraining final : public RunHook {
     double weightBits = 0.0, weightElements = 0.0;  // the values: sum of bits * elements
     double activationBits = 0.0, activationElements = 0.0;
   };
-  RateParts rateParts() const;
+  RateParts rateParts() const;  // first sums the forward pass's activation histograms
   // ...and the term of this model's quantizers when `all` holds the values summed over every
   // stage: its sums divided by all's element counts, so the stages' terms add up to the unsplit
   // model's; the bits reported are all's means.
   Rate rate(int64_t step, const RateParts& own, const RateParts& all) const;
+
+  // Note [CDL diagnostics]
+  // What training sees and what the coded model holds differ: CDL's forward pass takes a sample
+  // of P(i | x), R-CDL's Q_d, evaluation (and the .cdlm file) the nearest level. At small kappa
+  // and few bits a sample is often not the nearest level, so the network trained is not the one
+  // evaluated. Every epoch report says, per quantizer, kappa and (weights) the share of samples
+  // off the nearest level; with cdl.diagnostics the epoch end also evaluates with Q_d and with one
+  // sample in every quantizer (test_accuracy_soft, test_accuracy_sampled in the epoch record's
+  // cdl object), at the cost of two more evaluations.
+  bool diagnostics() const { return cfg_.diagnostics && cfg_.mode != "lsq"; }
+  // What the quantizers' evaluation passes output (EvalMode::kNearest unless set).
+  void setEvalMode(EvalMode mode);
 
   // Evaluation counts the activations' nearest levels while on (setCounting(true) clears them).
   void setCounting(bool on);
@@ -74,6 +86,10 @@ class CdlTraining final : public RunHook {
   comm::Communicator& comm_;
   std::shared_ptr<CdlContext> context_;
   std::vector<std::pair<std::string, Quantizer>> weightQuantizers_, activationQuantizers_;
+
+  // Sums the pending activation histograms of the last forward pass over the ranks, in one
+  // allreduce, and finishes their rates (QuantizerImpl::finishRate).
+  void finishActivationRates() const;
 };
 
 // The model options' CDL part from a config.

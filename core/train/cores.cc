@@ -1,9 +1,11 @@
 #include "core/train/cores.h"
 
+#include <malloc.h>
 #include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 
 #include "kernels/base/byte_io.h"
@@ -113,6 +115,25 @@ LocalRank localRankOf(const std::vector<Placement>& all, int rank) {
     ++l.count;
   }
   return l;
+}
+
+std::string keepFreedMemoryInTheHeap() {
+  std::string out;
+  const struct {
+    const char* variable;
+    int option;
+    int value;
+    const char* what;
+  } settings[] = {{"MALLOC_MMAP_THRESHOLD_", M_MMAP_THRESHOLD, 1 << 30, "mmap threshold 1 GiB"},
+                  {"MALLOC_TRIM_THRESHOLD_", M_TRIM_THRESHOLD, 1 << 30, "trim threshold 1 GiB"},
+                  {"MALLOC_TOP_PAD_", M_TOP_PAD, 64 << 20, "top pad 64 MiB"}};
+  for (const auto& s : settings) {
+    const bool set = std::getenv(s.variable) != nullptr;
+    if (!set && mallopt(s.option, s.value) != 1) continue;
+    out += (out.empty() ? "" : ", ") +
+           (set ? std::string(s.variable) + " from the environment" : std::string(s.what));
+  }
+  return out;
 }
 
 }  // namespace cdl::core

@@ -47,4 +47,16 @@ LocalRank localRankOf(const std::vector<Placement>& all, int rank);
 // line saying how the count came about, for the log.
 int defaultThreads(comm::Communicator& world, std::string* why = nullptr);
 
+// Note [Training heap]
+// A training step allocates and frees the same large tensors every step (activations, their
+// gradients, the quantizers' outputs). glibc hands large freed blocks back to the kernel
+// (munmap, or a trim of the heap's top) and maps them again at the next step, paying a page
+// fault and a zeroed page per 4 KiB each time: a fifth of the CNN's step on this project's
+// 2-core machine. A training process therefore raises glibc's mmap and trim thresholds to 1 GiB
+// (mallopt) and pads the heap's growth by 64 MiB, so freed memory stays in the heap for the
+// next step; the resident memory then stays near its peak between steps. glibc's own variables
+// (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_, MALLOC_TOP_PAD_) set in the environment win.
+// Returns what it did, for the log.
+std::string keepFreedMemoryInTheHeap();
+
 }  // namespace cdl::core

@@ -280,7 +280,10 @@ int setIntraOpThreads(const Config& cfg, comm::Communicator& world) {
   std::string why = "train.threads";
   if (threads == 0) threads = defaultThreads(world, &why);
   at::set_num_threads(threads);
-  if (world.rank() == 0) spdlog::info("{} intra-op threads (rank 0: {})", threads, why);
+  const std::string heap = keepFreedMemoryInTheHeap();  // Note [Training heap]
+  if (world.rank() == 0) {
+    spdlog::info("{} intra-op threads (rank 0: {}); heap: {}", threads, why, heap);
+  }
   return threads;
 }
 

@@ -35,7 +35,8 @@ struct DataSplits {
 };
 
 // Collective over every rank of `world`: sets this process's intra-op threads to train.threads,
-// or with 0 to defaultThreads (Note [Thread defaults]), logs the choice on rank 0 and returns it.
+// or with 0 to defaultThreads (Note [Thread defaults]), keeps freed memory in the heap (Note
+// [Training heap]), logs the choices on rank 0 and returns the threads.
 int setIntraOpThreads(const Config& cfg, comm::Communicator& world);
 
 // The config's data set (Fashion-MNIST from data.path, or the synthetic one it names).

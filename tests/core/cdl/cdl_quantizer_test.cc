@@ -118,43 +118,127 @@ TEST(CdlQuantizer, TheRateIsTheEntropyOfTheMarginalPmf) {
 }
 
 // The fused kernel against the reference functions: values, masses and every gradient.
+// Every window width (the centred ones of at most 9 levels take Note [One exp per window], the
+// others and the windows moved inside the range at its edges the full formula), at the smallest,
+// a middle and the largest kappa; samples are compared at the middle one (at the extremes a draw
+// within float rounding of a cumulative mass could fall either way).
 TEST(CdlQuantizer, TheFusedKernelEqualsTheReferenceAndItsGradients) {
   at::manual_seed(11);
   for (bool isSigned : {true, false}) {
     const LevelRange r = levelRange(isSigned ? 4 : 3, isSigned);
-    for (int window : {1, 3, 5}) {
-      const at::Tensor x0 = isSigned ? at::randn({300}) * 0.4 : at::rand({300}) * 0.9;
-      const at::Tensor gy = at::randn({300});
-      const at::Tensor gm = at::randn({r.count()});
-      auto run = [&](bool fused, bool sample) {
-        at::Tensor x = x0.clone().set_requires_grad(true);
-        at::Tensor q = at::full({1}, 0.1f).set_requires_grad(true);
-        at::Tensor k = at::full({1}, 1.5f).set_requires_grad(true);
-        at::Tensor y, mass;
-        if (fused) {
-          const FusedQuantization f = fusedQuantize(x, q, k, r, window, sample, 9);
-          y = f.y;
-          mass = f.mass;
-        } else {
-          const SoftQuantization s = softQuantize(x, q, k, r, window);
-          y = sample ? s.soft + (sampleLevels(s, 9) * q - s.soft).detach() : s.soft;
-          mass = levelMass(softQuantize(x, q.detach(), k, r, window), r);  // no gradient to q
-        }
-        ((y * gy).sum() + (mass * gm).sum()).backward();
-        return std::vector<at::Tensor>{y.detach(), mass.detach(), x.grad(), q.grad(), k.grad()};
-      };
-      for (bool sample : {false, true}) {
-        const auto want = run(false, sample), got = run(true, sample);
-        const char* names[] = {"y", "mass", "dx", "dq", "dkappa"};
-        for (size_t i = 0; i < want.size(); ++i) {
-          const double scale = std::max(1.0, want[i].abs().max().item<double>());
-          EXPECT_LT((got[i] - want[i]).abs().max().item<double>(), 2e-4 * scale)
-              << names[i] << " window " << window << (sample ? " sampled" : " soft")
-              << (isSigned ? " signed" : " unsigned");
+    for (int window : {1, 3, 5, 7, 9, 11}) {
+      for (float kappa : {0.05f, 1.5f, 20.0f}) {
+        // Beyond the range too, where the window sits at its edge.
+        const at::Tensor x0 = isSigned ? at::randn({300}) * 0.4 : at::rand({300}) * 0.9 - 0.05;
+        const at::Tensor gy = at::randn({300});
+        const at::Tensor gm = at::randn({r.count()});
+        auto run = [&](bool fused, bool sample) {
+          at::Tensor x = x0.clone().set_requires_grad(true);
+          at::Tensor q = at::full({1}, 0.1f).set_requires_grad(true);
+          at::Tensor k = at::full({1}, kappa).set_requires_grad(true);
+          at::Tensor y, mass;
+          if (fused) {
+            const FusedQuantization f = fusedQuantize(x, q, k, r, window, sample, 9);
+            y = f.y;
+            mass = f.mass;
+          } else {
+            const SoftQuantization s = softQuantize(x, q, k, r, window);
+            y = sample ? s.soft + (sampleLevels(s, 9) * q - s.soft).detach() : s.soft;
+            mass = levelMass(softQuantize(x, q.detach(), k, r, window), r);  // no gradient to q
+          }
+          ((y * gy).sum() + (mass * gm).sum()).backward();
+          return std::vector<at::Tensor>{y.detach(), mass.detach(), x.grad(), q.grad(), k.grad()};
+        };
+        for (bool sample : {false, true}) {
+          if (sample && kappa != 1.5f) continue;
+          const auto want = run(false, sample), got = run(true, sample);
+          const char* names[] = {"y", "mass", "dx", "dq", "dkappa"};
+          for (size_t i = 0; i < want.size(); ++i) {
+            const double scale = std::max(1.0, want[i].abs().max().item<double>());
+            EXPECT_LT((got[i] - want[i]).abs().max().item<double>(), 2e-4 * scale)
+                << names[i] << " window " << window << " kappa " << kappa
+                << (sample ? " sampled" : " soft") << (isSigned ? " signed" : " unsigned");
+          }
         }
       }
     }
   }
+}
+
+// Without the masses in the loss and with kappa not trained, the backward pass skips their
+// terms: dx and dq as the reference gives them.
+TEST(CdlQuantizer, TheFusedKernelWithoutRateOrTrainedKappaGivesTheSameGradients) {
+  at::manual_seed(14);
+  const LevelRange r = levelRange(4, true);
+  const at::Tensor x0 = at::randn({3000}) * 0.4;
+  const at::Tensor gy = at::randn({3000});
+  auto run = [&](bool fused) {
+    at::Tensor x = x0.clone().set_requires_grad(true);
+    at::Tensor q = at::full({1}, 0.1f).set_requires_grad(true);
+    const at::Tensor k = at::full({1}, 1.5f);
+    const at::Tensor y =
+        fused ? fusedQuantize(x, q, k, r, 5, false, 9).y : softQuantize(x, q, k, r, 5).soft;
+    (y * gy).sum().backward();
+    return std::vector<at::Tensor>{x.grad(), q.grad()};
+  };
+  const auto want = run(false), got = run(true);
+  EXPECT_LT((got[0] - want[0]).abs().max().item<double>(), 2e-4);
+  EXPECT_LT((got[1] - want[1]).abs().max().item<double>(),
+            2e-4 * std::max(1.0, want[1].abs().max().item<double>()));
+}
+
+// The kernel runs in blocks in parallel and sums them in block order: the same values, masses
+// and gradients, bit for bit, at any thread count.
+TEST(CdlQuantizer, TheFusedKernelGivesTheSameBitsAtAnyThreadCount) {
+  at::manual_seed(12);
+  const LevelRange r = levelRange(6, true);
+  const at::Tensor x0 = at::randn({70000}) * 0.5;  // several blocks and a partial one
+  const at::Tensor gy = at::randn({70000});
+  const at::Tensor gm = at::randn({r.count()});
+  const int threads = at::get_num_threads();
+  auto run = [&](int n) {
+    at::set_num_threads(n);
+    at::Tensor x = x0.clone().set_requires_grad(true);
+    at::Tensor q = at::full({1}, 0.05f).set_requires_grad(true);
+    at::Tensor k = at::full({1}, 2.0f).set_requires_grad(true);
+    const FusedQuantization f = fusedQuantize(x, q, k, r, 5, true, 4, 100);
+    ((f.y * gy).sum() + (f.mass * gm).sum()).backward();
+    return std::vector<at::Tensor>{f.y.detach(), f.mass.detach(), x.grad(), q.grad(), k.grad()};
+  };
+  const auto one = run(1), two = run(2), three = run(3);
+  at::set_num_threads(threads);
+  for (size_t i = 0; i < one.size(); ++i) {
+    EXPECT_TRUE(at::equal(one[i], two[i])) << "output " << i << " at 2 threads";
+    EXPECT_TRUE(at::equal(one[i], three[i])) << "output " << i << " at 3 threads";
+  }
+  EXPECT_NEAR(one[1].sum().item<double>(), 70000.0, 0.5);
+}
+
+// LSQ's quantizer: nearest levels, straight-through gradients, q's gradient LSQ's, the level
+// counts as masses.
+TEST(CdlQuantizer, LsqRoundsToTheNearestLevelWithLsqGradients) {
+  at::manual_seed(13);
+  const LevelRange r = levelRange(3, true);  // -4..3
+  const at::Tensor x0 = at::randn({5000}) * 0.3;
+  const at::Tensor gy = at::randn({5000});
+  at::Tensor x = x0.clone().set_requires_grad(true);
+  at::Tensor q = at::full({1}, 0.1f).set_requires_grad(true);
+  const FusedQuantization f = lsqQuantize(x, q, r);
+  (f.y * gy).sum().backward();
+  const at::Tensor u = x0 / 0.1f;
+  const at::Tensor levels = at::round(u).clamp(r.lo, r.hi);
+  EXPECT_LT((f.y.detach() - levels * 0.1f).abs().max().item<double>(), 1e-6);
+  const at::Tensor inside = (u >= r.lo).logical_and(u <= r.hi).to(at::kFloat);
+  EXPECT_TRUE(at::equal(x.grad(), gy * inside));
+  const at::Tensor dq =
+      at::where(inside.to(at::kBool), at::round(u) - u,
+                at::where(u < r.lo, at::full_like(u, r.lo), at::full_like(u, r.hi)));
+  EXPECT_NEAR(q.grad().item<double>(), (gy * dq).sum().item<double>(), 1e-3);
+  EXPECT_GT((1 - inside).sum().item<double>(), 10);  // some fell outside
+  for (int64_t i = r.lo; i <= r.hi; ++i) {
+    EXPECT_EQ(f.mass[i - r.lo].item<double>(), levels.eq(i).sum().item<double>()) << "level " << i;
+  }
+  EXPECT_FALSE(f.mass.requires_grad());
 }
 
 TEST(CdlQuantizer, TheModuleSamplesReproduciblyPerStepAndQuantizesToTheNearestLevelInEval) {

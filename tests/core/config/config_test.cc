@@ -57,6 +57,7 @@ cdl:
   train_kappa: true
   window: 3
   rate_warmup_steps: 50
+  diagnostics: true
 train:
   epochs: 2
   batch_size: 32
@@ -182,6 +183,7 @@ TEST_F(ConfigFileTest, FullFileSetsEveryKey) {
   EXPECT_TRUE(c.cdl.trainKappa);
   EXPECT_EQ(c.cdl.window, 3);
   EXPECT_EQ(c.cdl.rateWarmupSteps, 50);
+  EXPECT_TRUE(c.cdl.diagnostics);
   EXPECT_EQ(c.train.epochs, 2);
   EXPECT_EQ(c.train.batchSize, 32);
   EXPECT_EQ(c.train.maxSteps, 10);
@@ -303,7 +305,8 @@ TEST(Config, BadCdlSettingsNameTheKey) {
   EXPECT_THAT(errorOfYaml("cdl:\n  lambda_w: -0.1\n"), HasSubstr("cdl.lambda_w"));
   EXPECT_THAT(errorOfYaml("cdl:\n  lambda_a: -1\n"), HasSubstr("cdl.lambda_a"));
   EXPECT_THAT(errorOfYaml("cdl:\n  window: 0\n"), HasSubstr("cdl.window"));
-  EXPECT_THAT(errorOfYaml("cdl:\n  mode: lsq\n"), HasSubstr("cdl.mode"));
+  EXPECT_THAT(errorOfYaml("cdl:\n  mode: pact\n"), HasSubstr("cdl.mode"));
+  EXPECT_NO_THROW(parseConfig("cdl:\n  mode: lsq\n", "test.yaml"));
   EXPECT_NO_THROW(parseConfig("cdl:\n  mode: rcdl\n  lambda_w: 2\n", "test.yaml"));
 }
 
@@ -620,6 +623,15 @@ TEST(ConfigTest, ATorchScriptFileAloneNamesTheModel) {
                         {"model.name=torchscript", "model.torchscript=m.pt"})
                 .model.name,
             "torchscript");
+}
+
+TEST(ConfigTest, LsqTakesNoRateTerm) {
+  EXPECT_NO_THROW(checkConfig(parseConfig("cdl:\n  mode: lsq\n", "t.yaml")));
+  EXPECT_THAT(errorOf([] { checkConfig(parseConfig("cdl:\n  mode: lsq\n  lambda_w: 2\n", "t")); }),
+              HasSubstr("config key cdl.lambda_w: 2, but cdl.mode lsq has no rate term"));
+  EXPECT_THAT(
+      errorOf([] { checkConfig(parseConfig("cdl:\n  mode: lsq\n  lambda_a: 0.5\n", "t")); }),
+      HasSubstr("config key cdl.lambda_a: 0.5, but cdl.mode lsq has no rate term"));
 }
 
 TEST(ConfigTest, TorchScriptKeysGoTogetherAndRefuseWhatTheModuleCannotDo) {

@@ -99,8 +99,8 @@ double bitsAfterTraining(const std::string& mode, double lambdaW, int steps,
   return cdl.report().bitsPerWeight;
 }
 
-TEST(CdlTraining, CdlAndRcdlFitAFixedBatch) {
-  for (const char* mode : {"cdl", "rcdl"}) {
+TEST(CdlTraining, CdlRcdlAndLsqFitAFixedBatch) {
+  for (const char* mode : {"cdl", "rcdl", "lsq"}) {
     double first = 0, last = 0;
     bitsAfterTraining(mode, 0.0, 40, &first, &last);
     EXPECT_LT(last, 0.5 * first) << mode << ": loss " << first << " -> " << last;

@@ -24,11 +24,17 @@ class CdlTrainerTest : public TrainFixture {
 };
 
 TEST_F(CdlTrainerTest, AnInterruptedAndResumedCdlRunMatchesAnUninterruptedOne) {
-  for (const std::string mode : {"cdl", "rcdl"}) {
+  for (const std::string mode : {"cdl", "rcdl", "lsq"}) {
     SCOPED_TRACE(mode);
-    const TrainResult a = run(cdlConfig("whole_" + mode, mode, 0.5), 2);
+    // LSQ has no rate term.
+    const auto config = [&](const std::string& name) {
+      Config c = cdlConfig(name, mode, mode == "lsq" ? 0.0 : 0.5);
+      if (mode == "lsq") c.cdl.lambdaA = 0.0;
+      return c;
+    };
+    const TrainResult a = run(config("whole_" + mode), 2);
     // Stopped in the middle of the second epoch.
-    const TrainResult b = runInterrupted(cdlConfig("parts_" + mode, mode, 0.5), 2, 12);
+    const TrainResult b = runInterrupted(config("parts_" + mode), 2, 12);
     EXPECT_EQ(b.testAccuracy, a.testAccuracy);
     EXPECT_EQ(b.testLoss, a.testLoss);
     EXPECT_EQ(b.modelCodedBytes, a.modelCodedBytes);
@@ -67,6 +73,39 @@ TEST_F(CdlTrainerTest, TheRateTermShrinksTheCodedModelAndTheSummaryReportsIt) {
   EXPECT_EQ(report["weights"][0]["bits"], 8);   // the first layer keeps 8 bits
   EXPECT_EQ(report["weights"][1]["bits"], 6);
   EXPECT_GT(report["activations"][0]["entropy_bits"].get<double>(), 0.0);
+  EXPECT_TRUE(report.contains("off_nearest"));
+  EXPECT_FALSE(report.contains("test_accuracy_soft"));  // no cdl.diagnostics: no extra evaluation
+}
+
+// Note [CDL diagnostics]: kappa and the share of samples off the nearest level in every report;
+// with cdl.diagnostics the accuracies with Q_d and with a sample, which at 8 bits and a sharp
+// kappa are the nearest one's within a point, and at 2 bits and a flat kappa are not all equal.
+TEST_F(CdlTrainerTest, TheDiagnosticsSayHowFarTrainingIsFromTheModelEvaluated) {
+  Config sharp = cdlConfig("sharp", "cdl", 0.0);
+  sharp.cdl.lambdaA = 0.0;
+  sharp.cdl.weightBits = sharp.cdl.actBits = sharp.cdl.firstLastBits = 8;
+  sharp.cdl.kappa = 20.0;
+  sharp.cdl.diagnostics = true;
+  Config flat = sharp;
+  flat.name = "flat";
+  flat.cdl.weightBits = flat.cdl.actBits = flat.cdl.firstLastBits = 2;
+  flat.cdl.kappa = 0.3;
+  const TrainResult a = run(sharp, 2), b = run(flat, 2);
+  const auto sa = records("sharp", "epoch").back()["cdl"];
+  const auto sb = records("flat", "epoch").back()["cdl"];
+  EXPECT_NEAR(sa["test_accuracy_soft"].get<double>(), a.testAccuracy, 0.01);
+  EXPECT_NEAR(sa["test_accuracy_sampled"].get<double>(), a.testAccuracy, 0.01);
+  EXPECT_EQ(sa["weights"][0]["kappa"], 20.0);
+  EXPECT_EQ(sa["activations"][0]["kappa"], 20.0);
+  const double offSharp = sa["off_nearest"].get<double>(),
+               offFlat = sb["off_nearest"].get<double>();
+  EXPECT_LT(offSharp, 0.08);  // about 3.5% of uniformly placed weights at kappa 20
+  EXPECT_GT(offFlat, 0.2);
+  EXPECT_LE(offFlat, 1.0);
+  const double soft = sb["test_accuracy_soft"].get<double>();
+  const double sampled = sb["test_accuracy_sampled"].get<double>();
+  EXPECT_TRUE(soft != b.testAccuracy || sampled != b.testAccuracy)
+      << soft << " " << sampled << " " << b.testAccuracy;
 }
 
 TEST_F(CdlTrainerTest, AnEightBitCdlModelWithoutRateTrainsLikeTheFp32One) {
