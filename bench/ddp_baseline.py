@@ -22,6 +22,14 @@ all_reduce, the collective under DDP) from --min-bytes to --max-bytes in steps o
 each after --warmup untimed ones, and prints records in cdl-bench allreduce's format (codec
 gloo_allreduce_fp32; the mean time of a call, the slowest rank's).
 
+--hook SPEC registers a DDP communication hook, the only change to the script: none (plain
+DDP, the default), fp16 (torch's fp16_compress_hook), powersgd:R (torch's powerSGD_hook at rank R,
+error feedback and warm start on, exact fp32 allreduces for the first --hook-warmup steps),
+cdl:SCHEME (cdl's hook, cdl.ddp, with a cdl scheme spec such as qsgd:bits=4,entropy=rans) or
+cdl-adaptive (cdl's hook with L-GreCo rates over qsgd and PowerSGD from uniform 4-bit qsgd: a
+plan after --hook-warmup steps, then every 100). cdl's hooks need the cdl package on the path
+(PYTHONPATH=build/python, or pip install ./python); the records then carry the hook's stats().
+
 With --steps N it times N steps after --warmup untimed ones and prints samples/s, the mean step
 and the seconds an epoch of the train split takes at that rate, the figure cdl-bench train gives
 for cdl. With --full it trains every epoch and tests after each, printing the wall seconds and the
@@ -32,6 +40,7 @@ import argparse
 import datetime
 import fcntl
 import gzip
+import importlib.util
 import json
 import math
 import os
@@ -42,7 +51,12 @@ import sys
 import time
 import warnings
 
-# torch warns at import when numpy, which nothing here uses, is not installed.
+# torch warns at import when numpy is not installed; only PyTorch's PowerSGD hook needs it (for
+# its random seeds), and the venv has none: Debian's python3-numpy (scripts/install-deps.sh) is
+# taken from Debian's path, behind the venv's packages.
+DEBIAN_PYTHON = "/usr/lib/python3/dist-packages"
+if importlib.util.find_spec("numpy") is None and os.path.isdir(DEBIAN_PYTHON):
+    sys.path.append(DEBIAN_PYTHON)
 warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
@@ -164,6 +178,46 @@ def finish(a, rank):
     os._exit(0)
 
 
+def register_hook(model, spec, warmup):
+    """Registers --hook SPEC on the DDP model; returns cdl's hook state (for its stats) or None."""
+    from torch.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_hook
+    if spec == "none":
+        return None
+    if spec == "fp16":
+        model.register_comm_hook(None, default_hooks.fp16_compress_hook)
+        return None
+    if spec.startswith("powersgd:"):
+        try:
+            rank = int(spec[len("powersgd:"):])
+        except ValueError:
+            rank = 0
+        if rank < 1:
+            fail(f"--hook {spec}: the rank must be an integer >= 1")
+        if importlib.util.find_spec("numpy") is None:
+            fail(f"--hook {spec}: PyTorch's PowerSGD hook needs numpy (Debian's python3-numpy, "
+                 f"which scripts/install-deps.sh installs)")
+        state = powerSGD_hook.PowerSGDState(process_group=None, matrix_approximation_rank=rank,
+                                            start_powerSGD_iter=max(2, warmup))
+        model.register_comm_hook(state, powerSGD_hook.powerSGD_hook)
+        return None
+    if spec.startswith("cdl:") or spec == "cdl-adaptive":
+        try:
+            import cdl.ddp
+        except ImportError as e:
+            fail(f"--hook {spec} needs the cdl package (PYTHONPATH=build/python): {e}")
+        adaptive = None
+        if spec == "cdl-adaptive":
+            adaptive = {"warmup_steps": warmup, "every_steps": 100, "window": 10}
+        codec = spec[len("cdl:"):] if spec.startswith("cdl:") else "qsgd:bits=4,entropy=rans"
+        try:
+            state = cdl.ddp.HookState(None, codec=codec, adaptive=adaptive)
+        except ValueError as e:
+            fail(f"--hook {spec}: {e}")
+        model.register_comm_hook(state, cdl.ddp.hook)
+        return state
+    fail(f"--hook {spec}: not one of none, fp16, powersgd:R, cdl:SCHEME, cdl-adaptive")
+
+
 def lr_at(step, total, base, warmup):
     """core/step/lr_schedule.h's cosine schedule with a linear warm-up."""
     if warmup > 0 and step < warmup:
@@ -209,6 +263,10 @@ def main():
     ap.add_argument("--min-bytes", default="64K", help="with --allreduce: the smallest size")
     ap.add_argument("--max-bytes", default="64M", help="with --allreduce: the largest size")
     ap.add_argument("--iters", type=int, default=5, help="with --allreduce: timed calls per size")
+    ap.add_argument("--hook", default="none",
+                    help="none, fp16, powersgd:R, cdl:SCHEME or cdl-adaptive (see above)")
+    ap.add_argument("--hook-warmup", type=int, default=50,
+                    help="powersgd:R's fp32 steps; cdl-adaptive's steps before its first plan")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--version", nargs=0, action=PrintVersion,
@@ -217,8 +275,10 @@ def main():
     rank, size = world()
     if (a.store is None) == (a.master is None):
         fail("give one of --store FILE or --master HOST:PORT")
-    if a.batch < 1 or a.epochs < 1 or a.steps < 1 or a.iters < 1 or a.warmup < 0 or a.threads < 1:
-        fail("--batch, --epochs, --steps, --iters and --threads must be >= 1, --warmup >= 0")
+    if (a.batch < 1 or a.epochs < 1 or a.steps < 1 or a.iters < 1 or a.warmup < 0 or a.threads < 1
+            or a.hook_warmup < 0):
+        fail("--batch, --epochs, --steps, --iters and --threads must be >= 1, --warmup and "
+             "--hook-warmup >= 0")
     if a.allreduce and a.full:
         fail("give one of --allreduce or --full")
     lo, hi = byte_size(a.min_bytes), byte_size(a.max_bytes)
@@ -242,6 +302,7 @@ def main():
     torch.manual_seed(a.seed)
     x, y = load(a.data, "train")
     model = nn.parallel.DistributedDataParallel(Cnn(1, 28, 10))
+    hook_state = register_hook(model, a.hook, a.hook_warmup)
     opt = torch.optim.SGD(model.parameters(), lr=a.lr, momentum=a.momentum, nesterov=True,
                           weight_decay=a.weight_decay)
     loss_fn = nn.CrossEntropyLoss()
@@ -271,7 +332,7 @@ def main():
 
     out = {"tool": "pytorch_ddp_gloo", "torch": torch.__version__, "ranks": size,
            "threads": a.threads, "batch_per_rank": a.batch, "global_batch": a.batch * size,
-           "iface": os.environ["GLOO_SOCKET_IFNAME"]}
+           "iface": os.environ["GLOO_SOCKET_IFNAME"], "hook": a.hook}
     if not a.full:
         it = iter(())
         epoch = 0
@@ -319,8 +380,11 @@ def main():
                     reached[f"{th:.2f}"] = wall
             if rank == 0 and not a.json:
                 print(f"epoch {epoch + 1}: {wall:.1f} s, test accuracy {acc:.4f}", flush=True)
-        out.update({"epochs": a.epochs, "records": records, "time_to_accuracy": reached,
+        out.update({"epochs": a.epochs, "epoch_samples": per_epoch * a.batch * size,
+                    "records": records, "time_to_accuracy": reached,
                     "epoch_s": records[-1]["wall_s"] / a.epochs})
+    if hook_state is not None:
+        out["hook_stats"] = hook_state.stats()
     if rank == 0:
         if a.json:
             print(json.dumps(out, indent=2))

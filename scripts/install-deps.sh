@@ -14,6 +14,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 packages=(
   build-essential cmake ninja-build pkg-config
   python3 python3-venv python3-dev
+  python3-numpy  # PyTorch's PowerSGD hook needs it (bench/ddp_baseline.py --hook powersgd:R)
   libopenmpi-dev openmpi-bin
   libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev

@@ -149,6 +149,7 @@ def reduce_tensors(state, index, views):
     groups = {}
     for v in views:
         groups.setdefault(a.plan.get(v[0], a.uniform), []).append(v)
+    items, copies = [], []
     for place, (spec, members) in enumerate(groups.items()):
         kind, _, rank = _cdl.parse_scheme(spec)
         if kind == "powersgd":
@@ -161,7 +162,11 @@ def reduce_tensors(state, index, views):
         x = torch.cat([g for _, _, _, g in members])
         res = torch.cat(residuals)
         key = _cdl.rounding_key(state.seed, state.step, index * 256 + place)
-        ddp.reduce_payload(state, codec, x, res, key)
+        items.append((codec, x, res, key))
+        copies.append((members, residuals, x, res))
+    # Every payload group of the bucket in one exchange.
+    ddp.reduce_payloads(state, items)
+    for members, residuals, x, res in copies:
         at = 0
         for (k, _, _, g), r in zip(members, residuals):
             g.copy_(x[at:at + g.numel()])

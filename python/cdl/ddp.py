@@ -198,28 +198,39 @@ def _facts_spec(state):
 
 
 def _sizes_exchange(state, sizes):
-    """all_to_all of one int64 per rank: what each rank sends here."""
-    send = torch.tensor(sizes, dtype=torch.int64)
+    """all_to_all of the G int64 sizes each rank sends each other rank (sizes[j][g], G the same
+    for every j): what each rank sends here, recv[j][g]."""
+    g = len(sizes[0])
+    send = torch.tensor(sizes, dtype=torch.int64).flatten()
     recv = torch.empty_like(send)
     dist.all_to_all_single(recv, send, group=state.process_group)
-    return recv.tolist()
+    flat = recv.tolist()
+    return [flat[j * g:(j + 1) * g] for j in range(state.world_size)]
+
+
+def _all_gather_parts(state, parts):
+    """Every rank's uint8 payloads (one or more parts back to back; lengths may differ), padded
+    to the longest rank's, as one buffer with each rank's parts' offsets and sizes
+    (offsets[r][g], lens[r][g]); and the bytes this rank sent."""
+    w = state.world_size
+    mine = torch.tensor([p.numel() for p in parts], dtype=torch.int64)
+    every = [torch.empty_like(mine) for _ in range(w)]
+    dist.all_gather(every, mine, group=state.process_group)
+    lens = [t.tolist() for t in every]
+    longest = max(sum(row) for row in lens)
+    padded = torch.zeros(longest, dtype=torch.uint8)
+    padded[:int(mine.sum())] = torch.cat(parts) if parts else padded[:0]
+    out = [torch.empty(longest, dtype=torch.uint8) for _ in range(w)]
+    dist.all_gather(out, padded, group=state.process_group)
+    sent = (w - 1) * (longest + 8 * len(parts))
+    offsets = [[r * longest + o for o in _offsets(row)] for r, row in enumerate(lens)]
+    return torch.cat(out), offsets, lens, sent
 
 
 def _all_gather_bytes(state, payload):
-    """Every rank's uint8 payload (lengths may differ), padded to the longest, as one buffer with
-    each rank's offset and size; and the bytes this rank sent."""
-    w = state.world_size
-    mine = torch.tensor([payload.numel()], dtype=torch.int64)
-    lens = [torch.empty_like(mine) for _ in range(w)]
-    dist.all_gather(lens, mine, group=state.process_group)
-    lens = [int(t.item()) for t in lens]
-    longest = max(lens)
-    padded = torch.zeros(longest, dtype=torch.uint8)
-    padded[:payload.numel()] = payload
-    out = [torch.empty(longest, dtype=torch.uint8) for _ in range(w)]
-    dist.all_gather(out, padded, group=state.process_group)
-    sent = (w - 1) * (longest + 8)
-    return torch.cat(out), [r * longest for r in range(w)], lens, sent
+    """_all_gather_parts of one payload: the buffer, each rank's offset and size, bytes sent."""
+    everyone, offsets, lens, sent = _all_gather_parts(state, [payload])
+    return everyone, [o[0] for o in offsets], [n[0] for n in lens], sent
 
 
 def _offsets(sizes):
@@ -230,25 +241,46 @@ def _offsets(sizes):
     return out
 
 
-def _scatter_reduce(state, codec, x, residual, key, t):
+def _scatter_reduce(state, items, t):
+    """Averages every (codec, x, residual, key) of items (summable codecs) in place, as one
+    exchange: each rank's chunks of every item go to their owner in one all_to_all (one size per
+    item and rank beforehand), and the owners' re-encoded sums come back in one all_gather, so a
+    bucket of many schemes costs the collectives of one. Each item's bytes and result are what
+    it would give alone."""
     w, rank = state.world_size, state.rank
     t0 = time.perf_counter()
-    send, sizes = codec.encode_chunks(x, residual, key, rank, w)
+    encoded = [codec.encode_chunks(x, res, key, rank, w) for codec, x, res, key in items]
+    sizes = [[sz[j] for _, sz in encoded] for j in range(w)]  # sizes[j][g]: item g's chunk for j
+    pieces = []
+    for j in range(w):
+        for send, sz in encoded:
+            at = sum(sz[:j])
+            pieces.append(send[at:at + sz[j]])
+    send = torch.cat(pieces)
     t1 = time.perf_counter()
     recv_sizes = _sizes_exchange(state, sizes)
-    recv = torch.empty(sum(recv_sizes), dtype=torch.uint8)
-    dist.all_to_all_single(recv, send, output_split_sizes=recv_sizes, input_split_sizes=sizes,
+    totals = [sum(row) for row in recv_sizes]
+    recv = torch.empty(sum(totals), dtype=torch.uint8)
+    dist.all_to_all_single(recv, send, output_split_sizes=totals,
+                           input_split_sizes=[sum(row) for row in sizes],
                            group=state.process_group)
     t2 = time.perf_counter()
-    codec.sum_chunk(recv, _offsets(recv_sizes), recv_sizes, x, rank, w)
+    starts = _offsets(totals)
+    reduced = []
+    for g, (codec, x, _, key) in enumerate(items):
+        offsets = [starts[j] + sum(recv_sizes[j][:g]) for j in range(w)]
+        codec.sum_chunk(recv, offsets, [recv_sizes[j][g] for j in range(w)], x, rank, w)
     t3 = time.perf_counter()
-    reduced = codec.encode_own_chunk(x, key, rank, w)
+    for codec, x, _, key in items:
+        reduced.append(codec.encode_own_chunk(x, key, rank, w))
     t4 = time.perf_counter()
-    everyone, offsets, lens, sent = _all_gather_bytes(state, reduced)
+    everyone, offsets, lens, sent = _all_gather_parts(state, reduced)
     t5 = time.perf_counter()
-    codec.decode_chunks(everyone, offsets, lens, x, w, True)
+    for g, (codec, x, _, _) in enumerate(items):
+        codec.decode_chunks(everyone, [o[g] for o in offsets], [n[g] for n in lens], x, w, True)
     t6 = time.perf_counter()
-    t["bytes_sent"] += sum(sizes) - sizes[rank] + 8 * (w - 1) + sent
+    t["bytes_sent"] += sum(sum(row) for row in sizes) - sum(sizes[rank]) + \
+        8 * len(items) * (w - 1) + sent
     t["encode_seconds"] += (t1 - t0) + (t4 - t3)
     t["wire_seconds"] += (t2 - t1) + (t5 - t4)
     t["decode_seconds"] += (t3 - t2) + (t6 - t5)
@@ -283,15 +315,20 @@ def _plain(state, x, residual, t):
     t["decode_seconds"] += time.perf_counter() - t2
 
 
-def reduce_payload(state, codec, x, residual, key):
-    """x (with residual added) averaged over the group with a payload codec, in place."""
+def reduce_payloads(state, items):
+    """Averages each (codec, x, residual, key) of items (x with residual added) over the group,
+    in place: the summable codecs' in one exchange (_scatter_reduce), the others each alone."""
     t = state._totals
-    if codec.lossless:
-        _plain(state, x, residual, t)
-    elif codec.summable:
-        _scatter_reduce(state, codec, x, residual, key, t)
-    else:
-        _gather(state, codec, x, residual, key, t)
+    summable = []
+    for codec, x, residual, key in items:
+        if codec.lossless:
+            _plain(state, x, residual, t)
+        elif codec.summable:
+            summable.append((codec, x, residual, key))
+        else:
+            _gather(state, codec, x, residual, key, t)
+    if summable:
+        _scatter_reduce(state, summable, t)
 
 
 def reduce_bucket(state, index, x, last=True, tensors=None):
@@ -314,7 +351,7 @@ def reduce_bucket(state, index, x, last=True, tensors=None):
     t = state._totals
     w = state.world_size
     t["fp32_bytes"] += 2 * (w - 1) * 4 * x.numel() // w
-    reduce_payload(state, state.codec, x, residual, key)
+    reduce_payloads(state, [(state.codec, x, residual, key)])
     if last:
         state.step += 1
         t["steps"] += 1
