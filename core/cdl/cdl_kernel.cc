@@ -12,22 +12,19 @@
 #include <vector>
 
 #include "kernels/base/error.h"
+#include "kernels/cdl_window.h"
 #include "kernels/rng.h"
 
 namespace cdl::core {
 namespace {
 
 constexpr int kMaxWindow = 256;
-// Note [One exp per window]: with t = u - round(u) in [-1/2, 1/2] and the window's levels at
-// offsets o = -h..h from round(u), -kappa (t - o)^2 = -kappa t^2 + 2 kappa t o - kappa o^2; the
-// first term is common to the window and cancels in the normalization, so
-//   P_o  proportional to  c_o e^(o r),  r = 2 kappa t,  c_o = e^(-kappa o^2),
-// one exp per element (e^r, whose powers give the rest) instead of one per level, with c_o
-// computed once per call. |r| <= kappa <= 20 and |o| <= kMaxFastHalf keep e^(o r) within float
-// (e^80 < FLT_MAX); a c_o that underflows to 0 gives the 0 the full formula would. A window moved
-// inside the range at its edge (its offsets no longer centred), or a non-finite x, takes the full
-// formula.
-constexpr int kMaxFastHalf = 4;
+// Note [Vector windows]: windows of at most kernels::kMaxBatchWindow levels (the default 5
+// included) are computed kernels::kWindowLanes elements at a time as vector code
+// (kernels/cdl_window.h: one polynomial exp per level, relative to the level nearest u); the
+// forward pass's masses and samples and the backward pass's sums for q and kappa are then taken
+// element by element in order. Wider windows, and elements the batch cannot take (x not finite,
+// |x / q| beyond kernels::kMaxBatchLevel), take the scalar formula here.
 // Elements per block of the parallel loops: every block's level masses (and gradient sums) are
 // summed in block order, so the result does not depend on the thread count.
 constexpr int64_t kBlock = 16384;
@@ -45,49 +42,30 @@ struct Params {
   float kappa = 1.0f;
   LevelRange range;
   int w = 1;
-  int h = 0;                           // levels before the centre
-  bool fast = false;                   // an odd window of at most 2 kMaxFastHalf + 1 levels
-  float c[2 * kMaxFastHalf + 1] = {};  // c_o = e^(-kappa o^2) at index o + h
+  int h = 0;                    // levels before the centre
+  bool batched = false;         // Note [Vector windows]: w <= kernels::kMaxBatchWindow
+  kernels::WindowParams batch;  // the same, for kernels::batchWindows
 };
 
-// The full formula: one exp per level, after subtracting the largest exponent.
-inline void fullWindow(const Params& s, float u, Window* out) {
-  float top = -INFINITY;
-  for (int k = 0; k < s.w; ++k) {
-    const float d = u - static_cast<float>(out->first + k);
-    out->p[k] = -s.kappa * d * d;
-    top = std::max(top, out->p[k]);
-  }
-  for (int k = 0; k < s.w; ++k) out->p[k] = std::exp(out->p[k] - top);
-}
-
-// Note [One exp per window]: the unnormalized P of a centred window.
-[[gnu::always_inline]] inline void fastWindow(const Params& s, float t, Window* out) {
-  const float e = std::exp(2.0f * s.kappa * t), inv = 1.0f / e;
-  out->p[s.h] = s.c[s.h];
-  float up = 1.0f, down = 1.0f;
-  for (int o = 1; o <= s.h; ++o) {
-    up *= e;
-    down *= inv;
-    out->p[s.h + o] = s.c[s.h + o] * up;
-    out->p[s.h - o] = s.c[s.h - o] * down;
-  }
-}
-
-[[gnu::always_inline]] inline float windowOf(const Params& s, float x, Window* out) {
+// The scalar formula: one exp per level, after subtracting the largest exponent.
+inline float windowOf(const Params& s, float x, Window* out) {
   const float u = x / s.q;
-  const float centre = std::nearbyint(u);
+  const float centre = std::isfinite(u) ? std::nearbyint(std::clamp(u, -1e9f, 1e9f)) : 0.0f;
   const int64_t first =
       std::clamp<int64_t>(static_cast<int64_t>(centre) - s.h, s.range.lo, s.range.hi - s.w + 1);
   out->first = first;
   out->w = s.w;
-  if (s.fast && std::isfinite(u) && first == static_cast<int64_t>(centre) - s.h) {
-    fastWindow(s, u - centre, out);
-  } else {
-    fullWindow(s, u, out);
+  float top = -INFINITY;
+  for (int k = 0; k < s.w; ++k) {
+    const float d = u - static_cast<float>(first + k);
+    out->p[k] = -s.kappa * d * d;
+    top = std::max(top, out->p[k]);
   }
   float z = 0.0f;
-  for (int k = 0; k < s.w; ++k) z += out->p[k];
+  for (int k = 0; k < s.w; ++k) {
+    out->p[k] = std::exp(out->p[k] - top);
+    z += out->p[k];
+  }
   const float inv = 1.0f / z;
   float mean = 0.0f;
   for (int k = 0; k < s.w; ++k) {
@@ -109,11 +87,27 @@ Params paramsOf(const at::Tensor& step, const at::Tensor& kappa, LevelRange rang
   s.range = range;
   s.w = static_cast<int>(std::min<int64_t>(window, range.count()));
   s.h = (s.w - 1) / 2;
-  s.fast = s.h <= kMaxFastHalf && s.w == 2 * s.h + 1;  // odd windows only
-  for (int o = -s.h; s.fast && o <= s.h; ++o) {
-    s.c[o + s.h] = std::exp(-s.kappa * static_cast<float>(o * o));
-  }
+  s.batched = s.w <= kernels::kMaxBatchWindow;
+  s.batch.q = s.q;
+  s.batch.kappa = s.kappa;
+  s.batch.lo = range.lo;
+  s.batch.hi = range.hi;
+  s.batch.w = s.w;
   return s;
+}
+
+// The windows of x[0, n) (s.batched, n <= kernels::kWindowLanes) into b: as vector code, the
+// elements it leaves (Note [Vector windows]) by the scalar formula.
+void windowBatch(const Params& s, const float* x, int n, kernels::WindowBatch* b) {
+  kernels::batchWindows(s.batch, x, n, b);
+  for (int i = 0; i < n; ++i) {
+    if (!b->full[i]) continue;
+    Window win;
+    windowOf(s, x[i], &win);
+    b->first[i] = static_cast<float>(win.first);
+    b->mean[i] = win.mean;
+    for (int k = 0; k < s.w; ++k) b->p[k][i] = win.p[k];
+  }
 }
 
 // Runs body(begin, end, block) over the blocks of n elements, in parallel; block b covers
@@ -147,7 +141,7 @@ void backwardBlock(const BackwardInputs& in, int64_t begin, int64_t end, float* 
     const float u = windowOf(s, in.x[j], &win);
     // With d_k = u - a_k: dP_k/du = 2 kappa P_k (a_k - mean), dP_k/dkappa = P_k (D - d_k^2)
     // where D = sum_k P_k d_k^2; Q_d = q mean(u), u = x / q.
-    const float* gm = in.gm + (win.first - in.range.lo);
+    const float* gm = kRate ? in.gm + (win.first - in.range.lo) : nullptr;
     float var = 0.0f, rateU = 0.0f, dBar = 0.0f;
     for (int k = 0; k < s.w; ++k) {
       const float a = static_cast<float>(win.first + k), d = u - a, c = a - win.mean;
@@ -173,6 +167,37 @@ void backwardBlock(const BackwardInputs& in, int64_t begin, int64_t end, float* 
   *gk = sumK;
 }
 
+// backwardBlock for s.batched windows, kernels::kWindowLanes at a time: the gradients per element
+// as vector code (kernels::windowGradients), the sums for q and kappa then in element order. The
+// masses' gradient is used when in.gm is set.
+void batchedBackwardBlock(const BackwardInputs& in, bool kappaGrad, int64_t begin, int64_t end,
+                          float* gx, double* gq, double* gk) {
+  const Params& s = in.s;
+  kernels::WindowBatch wb;
+  float gm[kernels::kMaxBatchWindow][kernels::kWindowLanes];
+  float qTerm[kernels::kWindowLanes], dMeanDk[kernels::kWindowLanes], rateK[kernels::kWindowLanes];
+  double sumQ = 0.0, sumK = 0.0;
+  for (int64_t j0 = begin; j0 < end; j0 += kernels::kWindowLanes) {
+    const int m = static_cast<int>(std::min<int64_t>(kernels::kWindowLanes, end - j0));
+    windowBatch(s, in.x + j0, m, &wb);
+    if (in.gm != nullptr) {
+      for (int i = 0; i < m; ++i) {
+        const float* g = in.gm + (static_cast<int64_t>(wb.first[i]) - in.range.lo);
+        for (int k = 0; k < s.w; ++k) gm[k][i] = g[k];
+      }
+    }
+    kernels::windowGradients(s.batch, wb, m, in.gy + j0, in.gm != nullptr ? gm : nullptr, gx + j0,
+                             qTerm, kappaGrad ? dMeanDk : nullptr, rateK);
+    for (int i = 0; i < m; ++i) {
+      const double g = static_cast<double>(in.gy[j0 + i]);
+      sumQ += g * qTerm[i];
+      if (kappaGrad) sumK += g * s.q * dMeanDk[i] + static_cast<double>(rateK[i]);
+    }
+  }
+  *gq = sumQ;
+  *gk = sumK;
+}
+
 class FusedFunction : public torch::autograd::Function<FusedFunction> {
  public:
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
@@ -192,25 +217,41 @@ class FusedFunction : public torch::autograd::Function<FusedFunction> {
     float* yp = y.data_ptr<float>();
     forBlocks(n, [&](int64_t begin, int64_t end, int64_t b) {
       double* mass = blockMass.data() + b * levels;
-      Window win;
-      for (int64_t j = begin; j < end; ++j) {
-        windowOf(s, xp[j], &win);
-        for (int k = 0; k < s.w; ++k) mass[win.first + k - lo] += win.p[k];
+      // Element j's window: its first level and mean, slot k's probability at p[k stride].
+      const auto emit = [&](int64_t j, int64_t first, float mean, const float* p, int stride) {
+        for (int k = 0; k < s.w; ++k) mass[first + k - lo] += p[k * stride];
         if (!sample) {
-          yp[j] = s.q * win.mean;
-          continue;
+          yp[j] = s.q * mean;
+          return;
         }
-        // The first window slot whose cumulative mass reaches the draw (inverse CDF).
+        // The first window slot whose cumulative mass reaches the draw (inverse CDF), branch-free:
+        // the number of slots before the last whose cumulative mass is below it.
         const float draw =
             kernels::uniform01(static_cast<uint64_t>(key), static_cast<uint64_t>(counterBase + j));
-        // Branch-free: the number of slots before the last whose cumulative mass is below it.
         float cdf = 0.0f;
-        int k = 0;
-        for (int i = 0; i < s.w - 1; ++i) {
-          cdf += win.p[i];
-          k += cdf < draw ? 1 : 0;
+        int slot = 0;
+        for (int k = 0; k < s.w - 1; ++k) {
+          cdf += p[k * stride];
+          slot += cdf < draw ? 1 : 0;
         }
-        yp[j] = s.q * static_cast<float>(win.first + k);
+        yp[j] = s.q * static_cast<float>(first + slot);
+      };
+      if (!s.batched) {
+        Window win;
+        for (int64_t j = begin; j < end; ++j) {
+          windowOf(s, xp[j], &win);
+          emit(j, win.first, win.mean, win.p, 1);
+        }
+        return;
+      }
+      kernels::WindowBatch wb;
+      for (int64_t j0 = begin; j0 < end; j0 += kernels::kWindowLanes) {
+        const int m = static_cast<int>(std::min<int64_t>(kernels::kWindowLanes, end - j0));
+        windowBatch(s, xp + j0, m, &wb);
+        for (int i = 0; i < m; ++i) {
+          emit(j0 + i, static_cast<int64_t>(wb.first[i]), wb.mean[i], &wb.p[0][i],
+               kernels::kWindowLanes);
+        }
       }
     });
     std::vector<double> mass(static_cast<size_t>(levels), 0.0);
@@ -239,7 +280,7 @@ class FusedFunction : public torch::autograd::Function<FusedFunction> {
     const bool rate = grads[1].defined(), trainedKappa = ctx->needs_input_grad(2);
     const at::Tensor gm = rate ? grads[1].contiguous() : at::zeros({range.count()});
     const BackwardInputs in{s, range, x.data_ptr<float>(), gy.data_ptr<float>(),
-                            gm.data_ptr<float>()};
+                            rate ? gm.data_ptr<float>() : nullptr};
     at::Tensor gx = at::empty(x.sizes(), x.options());
     float* gxp = gx.data_ptr<float>();
     const int64_t n = x.numel();
@@ -248,7 +289,12 @@ class FusedFunction : public torch::autograd::Function<FusedFunction> {
         rate ? (trainedKappa ? backwardBlock<true, true> : backwardBlock<true, false>)
              : (trainedKappa ? backwardBlock<false, true> : backwardBlock<false, false>);
     forBlocks(n, [&](int64_t begin, int64_t end, int64_t b) {
-      body(in, begin, end, gxp, &blockSums[2 * b], &blockSums[2 * b + 1]);
+      if (s.batched) {
+        batchedBackwardBlock(in, trainedKappa, begin, end, gxp, &blockSums[2 * b],
+                             &blockSums[2 * b + 1]);
+      } else {
+        body(in, begin, end, gxp, &blockSums[2 * b], &blockSums[2 * b + 1]);
+      }
     });
     double gq = 0.0, gk = 0.0;
     for (size_t b = 0; b < blockSums.size(); b += 2) {

@@ -491,8 +491,10 @@ void Pipeline::backwardPart(const Replica& r, int64_t step, int64_t k, Parts& p,
   }
   if (r.cdl) {
     const CdlTraining::Rate rate = r.cdl->rate(step, p.rates[k], p.totals[k]);
-    roots.push_back(rate.loss / static_cast<double>(p.inputs.size()));
-    grads.push_back(at::ones({}, rate.loss.options()));
+    if (rate.loss.requires_grad()) {  // a constant without a rate term of weight > 0
+      roots.push_back(rate.loss / static_cast<double>(p.inputs.size()));
+      grads.push_back(at::ones({}, rate.loss.options()));
+    }
     m.weightBits = rate.weightBits;
     m.activationBits = rate.activationBits;
   }

@@ -46,7 +46,8 @@ class CdlTraining final : public RunHook {
   };
   // The rate term of the last training forward pass at `step`: ramp * (lambda_w * bits per weight
   // + lambda_a * bits per activation element), each a size-weighted mean over the quantized
-  // tensors; ramp grows linearly from 0 to 1 over cdl.rate_warmup_steps.
+  // tensors; ramp grows linearly from 0 to 1 over cdl.rate_warmup_steps. A term of weight 0 is
+  // left out of the graph: with both weights 0 the loss is a constant 0.
   Rate rate(int64_t step) const;
 
   // The same in parts, for a model split into stages: the sums of rate * elements over this
