@@ -118,10 +118,10 @@ TEST(CdlQuantizer, TheRateIsTheEntropyOfTheMarginalPmf) {
 }
 
 // The fused kernel against the reference functions: values, masses and every gradient.
-// Every window width (the centred ones of at most 9 levels take Note [One exp per window], the
-// others and the windows moved inside the range at its edges the full formula), at the smallest,
-// a middle and the largest kappa; samples are compared at the middle one (at the extremes a draw
-// within float rounding of a cumulative mass could fall either way).
+// Every window width (up to 9 levels as vector code, Note [Vector windows], wider ones by the
+// scalar formula; windows at the range's edges too), at the smallest, a middle and the largest
+// kappa; samples are compared at the middle one (at the extremes a draw within float rounding of
+// a cumulative mass could fall either way).
 TEST(CdlQuantizer, TheFusedKernelEqualsTheReferenceAndItsGradients) {
   at::manual_seed(11);
   for (bool isSigned : {true, false}) {
