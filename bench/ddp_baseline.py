@@ -26,9 +26,10 @@ gloo_allreduce_fp32; the mean time of a call, the slowest rank's).
 DDP, the default), fp16 (torch's fp16_compress_hook), powersgd:R (torch's powerSGD_hook at rank R,
 error feedback and warm start on, exact fp32 allreduces for the first --hook-warmup steps),
 cdl:SCHEME (cdl's hook, cdl.ddp, with a cdl scheme spec such as qsgd:bits=4,entropy=rans) or
-cdl-adaptive (cdl's hook with L-GreCo rates over qsgd and PowerSGD from uniform 4-bit qsgd: a
-plan after --hook-warmup steps, then every 100). cdl's hooks need the cdl package on the path
-(PYTHONPATH=build/python, or pip install ./python); the records then carry the hook's stats().
+cdl-adaptive[:ALPHA] (cdl's hook with L-GreCo rates over qsgd and PowerSGD from uniform 4-bit
+qsgd, at ALPHA times its error, default 1: a plan after --hook-warmup steps, then every 100).
+cdl's hooks need the cdl package on the path (PYTHONPATH=build/python, or pip install
+./python); the records then carry the hook's stats().
 
 With --steps N it times N steps after --warmup untimed ones and prints samples/s, the mean step
 and the seconds an epoch of the train split takes at that rate, the figure cdl-bench train gives
@@ -200,14 +201,19 @@ def register_hook(model, spec, warmup):
                                             start_powerSGD_iter=max(2, warmup))
         model.register_comm_hook(state, powerSGD_hook.powerSGD_hook)
         return None
-    if spec.startswith("cdl:") or spec == "cdl-adaptive":
+    if spec.startswith("cdl:") or spec.split(":")[0] == "cdl-adaptive":
         try:
             import cdl.ddp
         except ImportError as e:
             fail(f"--hook {spec} needs the cdl package (PYTHONPATH=build/python): {e}")
         adaptive = None
-        if spec == "cdl-adaptive":
+        if not spec.startswith("cdl:"):
             adaptive = {"warmup_steps": warmup, "every_steps": 100, "window": 10}
+            if ":" in spec:
+                try:
+                    adaptive["alpha"] = float(spec.split(":", 1)[1])
+                except ValueError:
+                    fail(f"--hook {spec}: the error budget after cdl-adaptive: must be a number")
         codec = spec[len("cdl:"):] if spec.startswith("cdl:") else "qsgd:bits=4,entropy=rans"
         try:
             state = cdl.ddp.HookState(None, codec=codec, adaptive=adaptive)
@@ -215,7 +221,7 @@ def register_hook(model, spec, warmup):
             fail(f"--hook {spec}: {e}")
         model.register_comm_hook(state, cdl.ddp.hook)
         return state
-    fail(f"--hook {spec}: not one of none, fp16, powersgd:R, cdl:SCHEME, cdl-adaptive")
+    fail(f"--hook {spec}: not one of none, fp16, powersgd:R, cdl:SCHEME, cdl-adaptive[:ALPHA]")
 
 
 def lr_at(step, total, base, warmup):
@@ -264,7 +270,7 @@ def main():
     ap.add_argument("--max-bytes", default="64M", help="with --allreduce: the largest size")
     ap.add_argument("--iters", type=int, default=5, help="with --allreduce: timed calls per size")
     ap.add_argument("--hook", default="none",
-                    help="none, fp16, powersgd:R, cdl:SCHEME or cdl-adaptive (see above)")
+                    help="none, fp16, powersgd:R, cdl:SCHEME or cdl-adaptive[:ALPHA] (see above)")
     ap.add_argument("--hook-warmup", type=int, default=50,
                     help="powersgd:R's fp32 steps; cdl-adaptive's steps before its first plan")
     ap.add_argument("--seed", type=int, default=1)

@@ -57,7 +57,7 @@ def run(a, link, hook, mode, python, build):
     if os.path.exists(store):
         os.remove(store)
     # The timed steps start after a hook's fp32 steps (powersgd) or its first plan (cdl-adaptive).
-    phased = hook.startswith("powersgd:") or hook == "cdl-adaptive"
+    phased = hook.startswith("powersgd:") or hook.startswith("cdl-adaptive")
     warmup = a.hook_warmup + 5 if phased else 3
     args = ["--steps", str(a.steps), "--warmup", str(warmup)] if mode == "steps" else \
         ["--full", "--epochs", str(a.epochs)]

@@ -179,10 +179,13 @@ FusedQuantization QuantizerImpl::quantizeCdl(const at::Tensor& x, double g) cons
 }
 
 FusedQuantization QuantizerImpl::quantizeLsq(const at::Tensor& x, double g) const {
-  // LSQ learns q itself with gradient scale g; q = exp(log_step) moves by q^2 times what a step
-  // of log_step moves it, so log_step's gradient is scaled by g / q^2 to move q as LSQ does.
+  // LSQ learns q itself with gradient scale g. Here q = exp(log_step): log_step's gradient is q
+  // times q's, and a step of it moves q by q times as much again, so the gradient scale g / q
+  // moves q by q times LSQ's step, in proportion to q itself. (g / q^2 would move it by LSQ's
+  // step, but multiplicatively: a q that shrinks takes ever larger relative steps, which made
+  // the 6-bit CNN collapse within 400 steps.)
   const double q = stepValue();
-  return lsqQuantize(x, scaleGradient(logStep_, g / (q * q)).exp(), range_);
+  return lsqQuantize(x, scaleGradient(logStep_, g / q).exp(), range_);
 }
 
 void QuantizerImpl::finishRate(const at::Tensor& globalMass, double globalElements) {
