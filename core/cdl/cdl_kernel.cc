@@ -25,6 +25,7 @@ constexpr int kMaxWindow = 256;
 // forward pass's masses and samples and the backward pass's sums for q and kappa are then taken
 // element by element in order. Wider windows, and elements the batch cannot take (x not finite,
 // |x / q| beyond kernels::kMaxBatchLevel), take the scalar formula here.
+
 // Elements per block of the parallel loops: every block's level masses (and gradient sums) are
 // summed in block order, so the result does not depend on the thread count.
 constexpr int64_t kBlock = 16384;

@@ -251,12 +251,9 @@ def _scatter_reduce(state, items, t):
     t0 = time.perf_counter()
     encoded = [codec.encode_chunks(x, res, key, rank, w) for codec, x, res, key in items]
     sizes = [[sz[j] for _, sz in encoded] for j in range(w)]  # sizes[j][g]: item g's chunk for j
-    pieces = []
-    for j in range(w):
-        for send, sz in encoded:
-            at = sum(sz[:j])
-            pieces.append(send[at:at + sz[j]])
-    send = torch.cat(pieces)
+    chunk_at = [_offsets(sz) for _, sz in encoded]
+    send = torch.cat([buf[at[j]:at[j] + sz[j]]
+                      for j in range(w) for (buf, sz), at in zip(encoded, chunk_at)])
     t1 = time.perf_counter()
     recv_sizes = _sizes_exchange(state, sizes)
     totals = [sum(row) for row in recv_sizes]
@@ -266,13 +263,11 @@ def _scatter_reduce(state, items, t):
                            group=state.process_group)
     t2 = time.perf_counter()
     starts = _offsets(totals)
-    reduced = []
-    for g, (codec, x, _, key) in enumerate(items):
+    for g, (codec, x, _, _) in enumerate(items):
         offsets = [starts[j] + sum(recv_sizes[j][:g]) for j in range(w)]
         codec.sum_chunk(recv, offsets, [recv_sizes[j][g] for j in range(w)], x, rank, w)
     t3 = time.perf_counter()
-    for codec, x, _, key in items:
-        reduced.append(codec.encode_own_chunk(x, key, rank, w))
+    reduced = [codec.encode_own_chunk(x, key, rank, w) for codec, x, _, key in items]
     t4 = time.perf_counter()
     everyone, offsets, lens, sent = _all_gather_parts(state, reduced)
     t5 = time.perf_counter()
