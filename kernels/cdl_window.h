@@ -7,11 +7,11 @@ namespace cdl::kernels {
 // The CDL quantizer's window probabilities (Note [CDL quantizer] in core/cdl/cdl_quantizer.h),
 // P_k proportional to e^(-kappa (u - a_k)^2) over the window's levels a_k, u = x / q, for a batch
 // of elements at a time as vector code (one exp per level, a polynomial, taken relative to the
-// level nearest u so that no exponent is positive). Windows of at most kMaxBatchWindow levels;
-// built with -ffp-contract=off and without reassociation, so every CPU's version gives the same
-// bits.
+// level nearest u so that no exponent is positive), windows of up to 9 levels with a version of
+// their own each; built with -ffp-contract=off and without reassociation, so every CPU's version
+// gives the same bits.
 
-inline constexpr int kMaxBatchWindow = 9;
+inline constexpr int kMaxWindowLevels = 256;
 inline constexpr int kWindowLanes = 64;  // elements per batch
 // Beyond this |u| an element is left to the caller (the squares would lose all precision).
 inline constexpr float kMaxBatchLevel = 1048576.0f;
@@ -20,7 +20,7 @@ struct WindowParams {
   float q = 1.0f;          // the step, > 0
   float kappa = 1.0f;      // in [kKappaMin, kKappaMax]
   int64_t lo = 0, hi = 0;  // the level range
-  int w = 1;               // levels in the window, 1..kMaxBatchWindow, at most hi - lo + 1
+  int w = 1;               // levels in the window, 1..kMaxWindowLevels, at most hi - lo + 1
 };
 
 // A batch in structure-of-arrays form: element i's window starts at level first[i] (round(u)
@@ -32,7 +32,7 @@ struct WindowBatch {
   float mean[kWindowLanes];
   float first[kWindowLanes];
   uint8_t full[kWindowLanes];
-  float p[kMaxBatchWindow][kWindowLanes];
+  float p[kMaxWindowLevels][kWindowLanes];  // only the first w rows are used
 };
 
 // Fills b for x[0, n), n <= kWindowLanes.

@@ -18,13 +18,13 @@
 namespace cdl::core {
 namespace {
 
-constexpr int kMaxWindow = 256;
-// Note [Vector windows]: windows of at most kernels::kMaxBatchWindow levels (the default 5
-// included) are computed kernels::kWindowLanes elements at a time as vector code
-// (kernels/cdl_window.h: one polynomial exp per level, relative to the level nearest u); the
-// forward pass's masses and samples and the backward pass's sums for q and kappa are then taken
-// element by element in order. Wider windows, and elements the batch cannot take (x not finite,
-// |x / q| beyond kernels::kMaxBatchLevel), take the scalar formula here.
+constexpr int kMaxWindow = kernels::kMaxWindowLevels;
+// Note [Vector windows]: the windows are computed kernels::kWindowLanes elements at a time as
+// vector code (kernels/cdl_window.h: one polynomial exp per level, relative to the level nearest
+// u), and so are the backward pass's per-element gradients; the forward pass's masses and samples
+// and the backward pass's sums for q and kappa are then taken element by element in order.
+// Elements the batch cannot take (x not finite, |x / q| beyond kernels::kMaxBatchLevel) get their
+// window from the scalar formula here (windowOf).
 
 // Elements per block of the parallel loops: every block's level masses (and gradient sums) are
 // summed in block order, so the result does not depend on the thread count.
@@ -44,7 +44,6 @@ struct Params {
   LevelRange range;
   int w = 1;
   int h = 0;                    // levels before the centre
-  bool batched = false;         // Note [Vector windows]: w <= kernels::kMaxBatchWindow
   kernels::WindowParams batch;  // the same, for kernels::batchWindows
 };
 
@@ -88,7 +87,6 @@ Params paramsOf(const at::Tensor& step, const at::Tensor& kappa, LevelRange rang
   s.range = range;
   s.w = static_cast<int>(std::min<int64_t>(window, range.count()));
   s.h = (s.w - 1) / 2;
-  s.batched = s.w <= kernels::kMaxBatchWindow;
   s.batch.q = s.q;
   s.batch.kappa = s.kappa;
   s.batch.lo = range.lo;
@@ -97,8 +95,8 @@ Params paramsOf(const at::Tensor& step, const at::Tensor& kappa, LevelRange rang
   return s;
 }
 
-// The windows of x[0, n) (s.batched, n <= kernels::kWindowLanes) into b: as vector code, the
-// elements it leaves (Note [Vector windows]) by the scalar formula.
+// The windows of x[0, n) (n <= kernels::kWindowLanes) into b: as vector code, the elements it
+// leaves (Note [Vector windows]) by the scalar formula.
 void windowBatch(const Params& s, const float* x, int n, kernels::WindowBatch* b) {
   kernels::batchWindows(s.batch, x, n, b);
   for (int i = 0; i < n; ++i) {
@@ -129,53 +127,14 @@ struct BackwardInputs {
   const float* gm;  // of the level masses
 };
 
-// The gradients of elements [begin, end): dx into gx, the sums for q and kappa into *gq, *gk;
-// kRate: with the masses' gradient, kKappa: with kappa's.
-template <bool kRate, bool kKappa>
-void backwardBlock(const BackwardInputs& in, int64_t begin, int64_t end, float* gx, double* gq,
-                   double* gk) {
-  const Params& s = in.s;
-  const float kappa = s.kappa, q = s.q;
-  double sumQ = 0.0, sumK = 0.0;
-  Window win;
-  for (int64_t j = begin; j < end; ++j) {
-    const float u = windowOf(s, in.x[j], &win);
-    // With d_k = u - a_k: dP_k/du = 2 kappa P_k (a_k - mean), dP_k/dkappa = P_k (D - d_k^2)
-    // where D = sum_k P_k d_k^2; Q_d = q mean(u), u = x / q.
-    const float* gm = kRate ? in.gm + (win.first - in.range.lo) : nullptr;
-    float var = 0.0f, rateU = 0.0f, dBar = 0.0f;
-    for (int k = 0; k < s.w; ++k) {
-      const float a = static_cast<float>(win.first + k), d = u - a, c = a - win.mean;
-      var += win.p[k] * c * c;
-      if (kKappa) dBar += win.p[k] * d * d;
-      if (kRate) rateU += gm[k] * win.p[k] * c;
-    }
-    const float dMeanDu = 2.0f * kappa * var;
-    gx[j] = in.gy[j] * dMeanDu + (kRate ? 2.0f * kappa * rateU / q : 0.0f);
-    // The masses pass no gradient to q (Note [CDL quantizer]).
-    sumQ += static_cast<double>(in.gy[j]) * (win.mean - u * dMeanDu);
-    if (!kKappa) continue;
-    float dMeanDk = 0.0f, rateK = 0.0f;
-    for (int k = 0; k < s.w; ++k) {
-      const float a = static_cast<float>(win.first + k), d = u - a;
-      const float dp = win.p[k] * (dBar - d * d);
-      dMeanDk += a * dp;
-      if (kRate) rateK += gm[k] * dp;
-    }
-    sumK += static_cast<double>(in.gy[j]) * q * dMeanDk + static_cast<double>(rateK);
-  }
-  *gq = sumQ;
-  *gk = sumK;
-}
-
-// backwardBlock for s.batched windows, kernels::kWindowLanes at a time: the gradients per element
-// as vector code (kernels::windowGradients), the sums for q and kappa then in element order. The
-// masses' gradient is used when in.gm is set.
-void batchedBackwardBlock(const BackwardInputs& in, bool kappaGrad, int64_t begin, int64_t end,
-                          float* gx, double* gq, double* gk) {
+// The gradients of elements [begin, end), kernels::kWindowLanes at a time: dx into gx as vector
+// code (kernels::windowGradients), the sums for q and kappa into *gq, *gk in element order. The
+// masses' gradient is used when in.gm is set, kappa's terms when kappaGrad.
+void backwardBlock(const BackwardInputs& in, bool kappaGrad, int64_t begin, int64_t end, float* gx,
+                   double* gq, double* gk) {
   const Params& s = in.s;
   kernels::WindowBatch wb;
-  float gm[kernels::kMaxBatchWindow][kernels::kWindowLanes];
+  float gm[kernels::kMaxWindowLevels][kernels::kWindowLanes];
   float qTerm[kernels::kWindowLanes], dMeanDk[kernels::kWindowLanes], rateK[kernels::kWindowLanes];
   double sumQ = 0.0, sumK = 0.0;
   for (int64_t j0 = begin; j0 < end; j0 += kernels::kWindowLanes) {
@@ -218,40 +177,28 @@ class FusedFunction : public torch::autograd::Function<FusedFunction> {
     float* yp = y.data_ptr<float>();
     forBlocks(n, [&](int64_t begin, int64_t end, int64_t b) {
       double* mass = blockMass.data() + b * levels;
-      // Element j's window: its first level and mean, slot k's probability at p[k stride].
-      const auto emit = [&](int64_t j, int64_t first, float mean, const float* p, int stride) {
-        for (int k = 0; k < s.w; ++k) mass[first + k - lo] += p[k * stride];
-        if (!sample) {
-          yp[j] = s.q * mean;
-          return;
-        }
-        // The first window slot whose cumulative mass reaches the draw (inverse CDF), branch-free:
-        // the number of slots before the last whose cumulative mass is below it.
-        const float draw =
-            kernels::uniform01(static_cast<uint64_t>(key), static_cast<uint64_t>(counterBase + j));
-        float cdf = 0.0f;
-        int slot = 0;
-        for (int k = 0; k < s.w - 1; ++k) {
-          cdf += p[k * stride];
-          slot += cdf < draw ? 1 : 0;
-        }
-        yp[j] = s.q * static_cast<float>(first + slot);
-      };
-      if (!s.batched) {
-        Window win;
-        for (int64_t j = begin; j < end; ++j) {
-          windowOf(s, xp[j], &win);
-          emit(j, win.first, win.mean, win.p, 1);
-        }
-        return;
-      }
       kernels::WindowBatch wb;
       for (int64_t j0 = begin; j0 < end; j0 += kernels::kWindowLanes) {
         const int m = static_cast<int>(std::min<int64_t>(kernels::kWindowLanes, end - j0));
         windowBatch(s, xp + j0, m, &wb);
         for (int i = 0; i < m; ++i) {
-          emit(j0 + i, static_cast<int64_t>(wb.first[i]), wb.mean[i], &wb.p[0][i],
-               kernels::kWindowLanes);
+          const int64_t j = j0 + i, first = static_cast<int64_t>(wb.first[i]);
+          for (int k = 0; k < s.w; ++k) mass[first + k - lo] += wb.p[k][i];
+          if (!sample) {
+            yp[j] = s.q * wb.mean[i];
+            continue;
+          }
+          // The first window slot whose cumulative mass reaches the draw (inverse CDF), branch-
+          // free: the number of slots before the last whose cumulative mass is below it.
+          const float draw = kernels::uniform01(static_cast<uint64_t>(key),
+                                                static_cast<uint64_t>(counterBase + j));
+          float cdf = 0.0f;
+          int slot = 0;
+          for (int k = 0; k < s.w - 1; ++k) {
+            cdf += wb.p[k][i];
+            slot += cdf < draw ? 1 : 0;
+          }
+          yp[j] = s.q * static_cast<float>(first + slot);
         }
       }
     });
@@ -286,16 +233,8 @@ class FusedFunction : public torch::autograd::Function<FusedFunction> {
     float* gxp = gx.data_ptr<float>();
     const int64_t n = x.numel();
     std::vector<double> blockSums(static_cast<size_t>(2 * ((n + kBlock - 1) / kBlock)), 0.0);
-    const auto body =
-        rate ? (trainedKappa ? backwardBlock<true, true> : backwardBlock<true, false>)
-             : (trainedKappa ? backwardBlock<false, true> : backwardBlock<false, false>);
     forBlocks(n, [&](int64_t begin, int64_t end, int64_t b) {
-      if (s.batched) {
-        batchedBackwardBlock(in, trainedKappa, begin, end, gxp, &blockSums[2 * b],
-                             &blockSums[2 * b + 1]);
-      } else {
-        body(in, begin, end, gxp, &blockSums[2 * b], &blockSums[2 * b + 1]);
-      }
+      backwardBlock(in, trainedKappa, begin, end, gxp, &blockSums[2 * b], &blockSums[2 * b + 1]);
     });
     double gq = 0.0, gk = 0.0;
     for (size_t b = 0; b < blockSums.size(); b += 2) {
