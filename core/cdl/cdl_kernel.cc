@@ -33,28 +33,21 @@ constexpr int64_t kBlock = 16384;
 // The window of one element: its first level and the probabilities over it.
 struct Window {
   int64_t first = 0;
-  int w = 0;
   float p[kMaxWindow];
   float mean = 0.0f;  // sum_k P_k a_k, in level units
 };
 
-struct Params {
-  float q = 1.0f;
-  float kappa = 1.0f;
-  LevelRange range;
-  int w = 1;
-  int h = 0;                    // levels before the centre
-  kernels::WindowParams batch;  // the same, for kernels::batchWindows
-};
+// A call's step (clamped above 0), kappa (clamped to [kKappaMin, kKappaMax]), level range and
+// window width (at most the range's levels).
+using Params = kernels::WindowParams;
 
 // The scalar formula: one exp per level, after subtracting the largest exponent.
 inline float windowOf(const Params& s, float x, Window* out) {
   const float u = x / s.q;
   const float centre = std::isfinite(u) ? std::nearbyint(std::clamp(u, -1e9f, 1e9f)) : 0.0f;
   const int64_t first =
-      std::clamp<int64_t>(static_cast<int64_t>(centre) - s.h, s.range.lo, s.range.hi - s.w + 1);
+      std::clamp<int64_t>(static_cast<int64_t>(centre) - (s.w - 1) / 2, s.lo, s.hi - s.w + 1);
   out->first = first;
-  out->w = s.w;
   float top = -INFINITY;
   for (int k = 0; k < s.w; ++k) {
     const float d = u - static_cast<float>(first + k);
@@ -84,21 +77,16 @@ Params paramsOf(const at::Tensor& step, const at::Tensor& kappa, LevelRange rang
   *kappaClamped = !(k >= kKappaMin && k <= kKappaMax);
   s.q = std::max(q, 1e-12f);
   s.kappa = std::clamp(k, static_cast<float>(kKappaMin), static_cast<float>(kKappaMax));
-  s.range = range;
+  s.lo = range.lo;
+  s.hi = range.hi;
   s.w = static_cast<int>(std::min<int64_t>(window, range.count()));
-  s.h = (s.w - 1) / 2;
-  s.batch.q = s.q;
-  s.batch.kappa = s.kappa;
-  s.batch.lo = range.lo;
-  s.batch.hi = range.hi;
-  s.batch.w = s.w;
   return s;
 }
 
 // The windows of x[0, n) (n <= kernels::kWindowLanes) into b: as vector code, the elements it
 // leaves (Note [Vector windows]) by the scalar formula.
 void windowBatch(const Params& s, const float* x, int n, kernels::WindowBatch* b) {
-  kernels::batchWindows(s.batch, x, n, b);
+  kernels::batchWindows(s, x, n, b);
   for (int i = 0; i < n; ++i) {
     if (!b->full[i]) continue;
     Window win;
@@ -119,9 +107,29 @@ void forBlocks(int64_t n, const Body& body) {
   });
 }
 
+// Level masses per block of forBlocks, each block adding into a row of its own, summed in block
+// order: the same masses at any thread count.
+class BlockMasses {
+ public:
+  BlockMasses(int64_t n, int64_t levels)
+      : levels_(levels), rows_(static_cast<size_t>(((n + kBlock - 1) / kBlock) * levels), 0.0) {}
+  double* block(int64_t b) { return rows_.data() + b * levels_; }
+  // The sum over the blocks, a float tensor of `levels` entries.
+  at::Tensor total(const at::TensorOptions& options) const {
+    std::vector<double> sum(static_cast<size_t>(levels_), 0.0);
+    for (size_t i = 0; i < rows_.size(); ++i) sum[i % static_cast<size_t>(levels_)] += rows_[i];
+    at::Tensor m = at::empty({levels_}, options);
+    std::copy(sum.begin(), sum.end(), m.data_ptr<float>());
+    return m;
+  }
+
+ private:
+  int64_t levels_;
+  std::vector<double> rows_;
+};
+
 struct BackwardInputs {
   const Params& s;
-  LevelRange range;
   const float* x;
   const float* gy;  // the gradient of the output
   const float* gm;  // of the level masses
@@ -142,12 +150,12 @@ void backwardBlock(const BackwardInputs& in, bool kappaGrad, int64_t begin, int6
     windowBatch(s, in.x + j0, m, &wb);
     if (in.gm != nullptr) {
       for (int i = 0; i < m; ++i) {
-        const float* g = in.gm + (static_cast<int64_t>(wb.first[i]) - in.range.lo);
+        const float* g = in.gm + (static_cast<int64_t>(wb.first[i]) - s.lo);
         for (int k = 0; k < s.w; ++k) gm[k][i] = g[k];
       }
     }
-    kernels::windowGradients(s.batch, wb, m, in.gy + j0, in.gm != nullptr ? gm : nullptr, gx + j0,
-                             qTerm, kappaGrad ? dMeanDk : nullptr, rateK);
+    kernels::windowGradients(s, wb, m, in.gy + j0, in.gm != nullptr ? gm : nullptr, gx + j0, qTerm,
+                             kappaGrad ? dMeanDk : nullptr, rateK);
     for (int i = 0; i < m; ++i) {
       const double g = static_cast<double>(in.gy[j0 + i]);
       sumQ += g * qTerm[i];
@@ -172,11 +180,11 @@ class FusedFunction : public torch::autograd::Function<FusedFunction> {
     const at::Tensor xc = x.contiguous();
     at::Tensor y = at::empty(xc.sizes(), xc.options());
     const int64_t n = xc.numel(), levels = range.count();
-    std::vector<double> blockMass(static_cast<size_t>(((n + kBlock - 1) / kBlock) * levels), 0.0);
+    BlockMasses masses(n, levels);
     const float* xp = xc.data_ptr<float>();
     float* yp = y.data_ptr<float>();
     forBlocks(n, [&](int64_t begin, int64_t end, int64_t b) {
-      double* mass = blockMass.data() + b * levels;
+      double* mass = masses.block(b);
       kernels::WindowBatch wb;
       for (int64_t j0 = begin; j0 < end; j0 += kernels::kWindowLanes) {
         const int m = static_cast<int>(std::min<int64_t>(kernels::kWindowLanes, end - j0));
@@ -202,10 +210,7 @@ class FusedFunction : public torch::autograd::Function<FusedFunction> {
         }
       }
     });
-    std::vector<double> mass(static_cast<size_t>(levels), 0.0);
-    for (size_t i = 0; i < blockMass.size(); ++i) mass[i % levels] += blockMass[i];
-    at::Tensor m = at::empty({range.count()}, xc.options());
-    std::copy(mass.begin(), mass.end(), m.data_ptr<float>());
+    const at::Tensor m = masses.total(xc.options());
     ctx->save_for_backward({xc, step, kappa});
     ctx->saved_data["lo"] = lo;
     ctx->saved_data["hi"] = hi;
@@ -227,7 +232,7 @@ class FusedFunction : public torch::autograd::Function<FusedFunction> {
     // is not trained: their terms are then skipped.
     const bool rate = grads[1].defined(), trainedKappa = ctx->needs_input_grad(2);
     const at::Tensor gm = rate ? grads[1].contiguous() : at::zeros({range.count()});
-    const BackwardInputs in{s, range, x.data_ptr<float>(), gy.data_ptr<float>(),
+    const BackwardInputs in{s, x.data_ptr<float>(), gy.data_ptr<float>(),
                             rate ? gm.data_ptr<float>() : nullptr};
     at::Tensor gx = at::empty(x.sizes(), x.options());
     float* gxp = gx.data_ptr<float>();
@@ -257,11 +262,11 @@ class LsqFunction : public torch::autograd::Function<LsqFunction> {
     const at::Tensor xc = x.contiguous();
     at::Tensor y = at::empty(xc.sizes(), xc.options());
     const int64_t n = xc.numel(), levels = hi - lo + 1;
-    std::vector<double> blockMass(static_cast<size_t>(((n + kBlock - 1) / kBlock) * levels), 0.0);
+    BlockMasses masses(n, levels);
     const float* xp = xc.data_ptr<float>();
     float* yp = y.data_ptr<float>();
     forBlocks(n, [&](int64_t begin, int64_t end, int64_t b) {
-      double* mass = blockMass.data() + b * levels;
+      double* mass = masses.block(b);
       for (int64_t j = begin; j < end; ++j) {
         const float u = xp[j] / q;
         // A NaN stays NaN in y and is not counted.
@@ -275,10 +280,7 @@ class LsqFunction : public torch::autograd::Function<LsqFunction> {
         yp[j] = q * static_cast<float>(i);
       }
     });
-    std::vector<double> mass(static_cast<size_t>(levels), 0.0);
-    for (size_t i = 0; i < blockMass.size(); ++i) mass[i % levels] += blockMass[i];
-    at::Tensor m = at::empty({levels}, xc.options());
-    std::copy(mass.begin(), mass.end(), m.data_ptr<float>());
+    const at::Tensor m = masses.total(xc.options());
     ctx->save_for_backward({xc, step});
     ctx->saved_data["lo"] = lo;
     ctx->saved_data["hi"] = hi;
