@@ -127,6 +127,14 @@ double QuantizerImpl::kappaValue() const {
   return kappa_.clamp(kKappaMin, kKappaMax).item<double>();
 }
 
+void QuantizerImpl::setKappa(double kappa) {
+  CDL_CHECK(!options_.trainKappa, "quantizer: kappa is trained, so it cannot be set");
+  CDL_CHECK(kappa > 0 && kappa <= kKappaMax, "quantizer: kappa = ", kappa, " (must be in (0, ",
+            kKappaMax, "])");
+  at::NoGradGuard noGrad;
+  kappa_.fill_(kappa);
+}
+
 at::Tensor QuantizerImpl::forward(const at::Tensor& x) {
   if (!is_training() && evalMode_ != EvalMode::kNearest) {
     CDL_CHECK(context_ != nullptr, "quantizer: not attached to a model's CDL context");

@@ -127,6 +127,8 @@ class QuantizerImpl : public torch::nn::Module {
   // The step q and the clamped kappa in use.
   double stepValue() const;
   double kappaValue() const;
+  // Sets an untrained kappa (Note [Kappa schedule] in core/step/cdl_training.h).
+  void setKappa(double kappa);
 
   // The rate (entropy of the marginal pmf, bits per element; a differentiable scalar) of the last
   // training forward pass, and the element count it was over (all ranks' for activations).

@@ -151,6 +151,7 @@ constexpr Key kSchema[] = {
     {"cdl.lambda_w", CDL_FIELD(cdl.lambdaW), atLeast(0)},
     {"cdl.lambda_a", CDL_FIELD(cdl.lambdaA), atLeast(0)},
     {"cdl.kappa", CDL_FIELD(cdl.kappa), within(0, 20, true, false)},
+    {"cdl.kappa_final", CDL_FIELD(cdl.kappaFinal), within(0, 20, false, false)},
     {"cdl.train_kappa", CDL_FIELD(cdl.trainKappa), {}},
     {"cdl.window", CDL_FIELD(cdl.window), within(1, 256, false, false)},
     {"cdl.rate_warmup_steps", CDL_FIELD(cdl.rateWarmupSteps), within(0, 1e12, false, false)},

@@ -88,6 +88,9 @@ struct Config {
     double lambdaW = 0.0;
     double lambdaA = 0.0;
     double kappa = 2.0;  // alpha q^2: how sharply P(i | x) peaks
+    // > 0: kappa grows geometrically from `kappa` at the first step to this at the last
+    // (Note [Kappa schedule] in core/step/cdl_training.h); 0: kappa stays.
+    double kappaFinal = 0.0;
     bool trainKappa = false;
     int64_t window = 5;           // levels in P's window
     int64_t rateWarmupSteps = 0;  // the rate terms ramp up linearly over these first steps

@@ -30,6 +30,15 @@ void checkKeysTogether(const Config& c) {
         ", but cdl.mode lsq has no rate term (its rounding passes no gradient to it); set "
         "it to 0, or take cdl.mode cdl or rcdl");
   }
+  // Note [Kappa schedule]: a kappa that follows the schedule is not a parameter too.
+  if (c.cdl.kappaFinal > 0) {
+    CDL_CHECK(!c.cdl.trainKappa, "config key cdl.kappa_final: ", c.cdl.kappaFinal,
+              ", but cdl.train_kappa is on: kappa either follows the schedule or is trained; "
+              "leave one of them out");
+    CDL_CHECK(c.cdl.mode == "cdl" || c.cdl.mode == "rcdl", "config key cdl.kappa_final: ",
+              c.cdl.kappaFinal, ", but cdl.mode ", c.cdl.mode,
+              " has no kappa (it takes cdl.mode cdl or rcdl)");
+  }
   // Note [Training device]: what trains on the CPU only, for now.
   if (parseDeviceSpec(c.train.device).kind == DeviceSpec::kCuda) {
     CDL_CHECK(c.model.split.stages == 1, "config key train.device: ", c.train.device,

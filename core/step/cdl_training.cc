@@ -89,9 +89,24 @@ CdlTraining::CdlTraining(const Config::Cdl& cfg, uint64_t seed, Net& model,
   CDL_CHECK(!weightQuantizers_.empty(), "CDL: the model has no quantized layers");
 }
 
+double CdlTraining::kappaAt(int64_t step) const {
+  if (cfg_.kappaFinal <= 0) return cfg_.kappa;
+  const double t = totalSteps_ > 1 ? std::clamp(static_cast<double>(step) /
+                                                    static_cast<double>(totalSteps_ - 1),
+                                                0.0, 1.0)
+                                   : 1.0;
+  return cfg_.kappa * std::pow(cfg_.kappaFinal / cfg_.kappa, t);
+}
+
 void CdlTraining::setStep(int64_t step) {
   context_->step = static_cast<uint64_t>(step);
   context_->exampleOffset = 0;
+  if (cfg_.kappaFinal > 0) {
+    const double kappa = kappaAt(step);
+    for (auto* qs : {&weightQuantizers_, &activationQuantizers_}) {
+      for (auto& [name, q] : *qs) q->setKappa(kappa);
+    }
+  }
 }
 
 void CdlTraining::setExampleOffset(int64_t offset) { context_->exampleOffset = offset; }

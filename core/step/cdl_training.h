@@ -30,7 +30,21 @@ class CdlTraining final : public RunHook {
   CdlTraining(const Config::Cdl& cfg, uint64_t seed, Net& model, comm::Communicator& comm,
               Net* idModel = nullptr);
 
-  // The step the next forward pass belongs to (keys CDL's samples).
+  // Note [Kappa schedule]
+  // A small kappa trains through a smooth Q_d, with gradients for every weight, but its samples
+  // are often not the nearest level (a dithered network, not the coded one); a large one samples
+  // the nearest level almost always, but Q_d is nearly a staircase and passes gradients only near
+  // the midpoints between levels. With cdl.kappa_final, every quantizer's kappa grows
+  // geometrically from cdl.kappa at step 0 to cdl.kappa_final at the run's last step,
+  //   kappa(t) = kappa_0 (kappa_final / kappa_0)^(t / (T - 1)),
+  // soft early and ever closer to the nearest level the model is coded with (the annealing of
+  // soft-to-hard quantization). kappa is a function of the step alone, so a resume sets it anew.
+
+  // The run's step count, for the kappa schedule (before the first step).
+  void setTotalSteps(int64_t steps) { totalSteps_ = steps; }
+  // The kappa of `step` under the schedule (cdl.kappa without one).
+  double kappaAt(int64_t step) const;
+  // The step the next forward pass belongs to (keys CDL's samples; sets a scheduled kappa).
   void setStep(int64_t step);
   void beginStep(int64_t step) override { setStep(step); }
   // Counts the activations during the evaluation; then the report, joined over the stages.
@@ -86,6 +100,7 @@ class CdlTraining final : public RunHook {
   Net& model_;
   comm::Communicator& comm_;
   std::shared_ptr<CdlContext> context_;
+  int64_t totalSteps_ = 0;
   std::vector<std::pair<std::string, Quantizer>> weightQuantizers_, activationQuantizers_;
 
   // Sums the pending activation histograms of the last forward pass over the ranks, in one

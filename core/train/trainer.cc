@@ -469,6 +469,7 @@ TrainResult train(const Config& cfg, const ProcessGrid& grid, const TrainOptions
   const std::unique_ptr<RankParts> parts = buildRank(cfg, grid, whole, ro);
   const Replica& replica = *parts->replica;
   const RunLength len = runLength(cfg, data.train.count, grid.data->size());
+  if (parts->cdl) parts->cdl->setTotalSteps(len.totalSteps);
   TrainState state;
   state.worldSize = world.size();
   state.rank = world.rank();

@@ -114,5 +114,38 @@ TEST(CdlTraining, TheRateTermLowersTheBitsPerWeight) {
   EXPECT_LT(bitsAfterTraining("rcdl", 0.5, 30), without - 0.3);
 }
 
+TEST(CdlTraining, TheKappaScheduleRunsFromKappaToKappaFinalOverTheRun) {
+  at::manual_seed(9);
+  auto model = makeModel("cnn", cdlOptions());
+  auto comm = comm::makeLocalGroup(1)[0];
+  Config::Cdl cfg;
+  cfg.mode = "cdl";
+  cfg.kappa = 2.0;
+  cfg.kappaFinal = 18.0;
+  CdlTraining cdl(cfg, 7, *model, *comm);
+  cdl.setTotalSteps(101);
+  EXPECT_DOUBLE_EQ(cdl.kappaAt(0), 2.0);
+  EXPECT_NEAR(cdl.kappaAt(50), 6.0, 1e-12);  // the geometric mean halfway
+  EXPECT_NEAR(cdl.kappaAt(100), 18.0, 1e-12);
+  EXPECT_NEAR(cdl.kappaAt(500), 18.0, 1e-12);  // steps past the end keep the final kappa
+  // Every quantizer, weights and activations, takes the step's kappa; a resume at step 50 sets
+  // it from the step alone.
+  for (int64_t step : {int64_t{100}, int64_t{50}}) {
+    cdl.setStep(step);
+    for (const auto& [name, q] : quantizersOf(*model)) {
+      EXPECT_NEAR(q->kappaValue(), cdl.kappaAt(step), 1e-5) << name << " at step " << step;
+    }
+  }
+  // Without a schedule kappa stays where it is.
+  cfg.kappaFinal = 0.0;
+  at::manual_seed(9);
+  auto still = makeModel("cnn", cdlOptions());
+  CdlTraining fixed(cfg, 7, *still, *comm);
+  fixed.setTotalSteps(101);
+  fixed.setStep(100);
+  EXPECT_DOUBLE_EQ(fixed.kappaAt(100), 2.0);
+  for (const auto& [name, q] : quantizersOf(*still)) EXPECT_NEAR(q->kappaValue(), 2.0, 1e-6);
+}
+
 }  // namespace
 }  // namespace cdl::core
