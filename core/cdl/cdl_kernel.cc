@@ -128,11 +128,20 @@ class BlockMasses {
   std::vector<double> rows_;
 };
 
+// d(i q)/dq of a sampled level i as LSQ takes it for the rounded one: i - u inside the range
+// (u = x / q: the level follows u straight through), i outside it (NaN: 0).
+float sampleStepTerm(const Params& s, float x, float y) {
+  const float u = x / s.q, i = y / s.q;
+  if (!(u == u)) return 0.0f;
+  return u >= static_cast<float>(s.lo) && u <= static_cast<float>(s.hi) ? i - u : i;
+}
+
 struct BackwardInputs {
   const Params& s;
   const float* x;
   const float* gy;  // the gradient of the output
   const float* gm;  // of the level masses
+  const float* y;   // the sampled output: q's gradient is the sample's (Note [Step from the sample])
 };
 
 // The gradients of elements [begin, end), kernels::kWindowLanes at a time: dx into gx as vector
@@ -158,7 +167,7 @@ void backwardBlock(const BackwardInputs& in, bool kappaGrad, int64_t begin, int6
                              kappaGrad ? dMeanDk : nullptr, rateK);
     for (int i = 0; i < m; ++i) {
       const double g = static_cast<double>(in.gy[j0 + i]);
-      sumQ += g * qTerm[i];
+      sumQ += g * (in.y != nullptr ? sampleStepTerm(s, in.x[j0 + i], in.y[j0 + i]) : qTerm[i]);
       if (kappaGrad) sumK += g * s.q * dMeanDk[i] + static_cast<double>(rateK[i]);
     }
   }
@@ -211,7 +220,9 @@ class FusedFunction : public torch::autograd::Function<FusedFunction> {
       }
     });
     const at::Tensor m = masses.total(xc.options());
-    ctx->save_for_backward({xc, step, kappa});
+    // A sample's output is kept for q's gradient (Note [Step from the sample]).
+    ctx->save_for_backward(sample ? std::vector<at::Tensor>{xc, step, kappa, y}
+                                  : std::vector<at::Tensor>{xc, step, kappa});
     ctx->saved_data["lo"] = lo;
     ctx->saved_data["hi"] = hi;
     ctx->saved_data["window"] = window;
@@ -232,8 +243,10 @@ class FusedFunction : public torch::autograd::Function<FusedFunction> {
     // is not trained: their terms are then skipped.
     const bool rate = grads[1].defined(), trainedKappa = ctx->needs_input_grad(2);
     const at::Tensor gm = rate ? grads[1].contiguous() : at::zeros({range.count()});
+    const at::Tensor sampled = saved.size() > 3 ? saved[3].contiguous() : at::Tensor();
     const BackwardInputs in{s, x.data_ptr<float>(), gy.data_ptr<float>(),
-                            rate ? gm.data_ptr<float>() : nullptr};
+                            rate ? gm.data_ptr<float>() : nullptr,
+                            sampled.defined() ? sampled.data_ptr<float>() : nullptr};
     at::Tensor gx = at::empty(x.sizes(), x.options());
     float* gxp = gx.data_ptr<float>();
     const int64_t n = x.numel();

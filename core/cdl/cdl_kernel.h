@@ -11,9 +11,10 @@ namespace cdl::core {
 // The fused CDL quantizer (Note [CDL quantizer]): one pass over x computes, per element, the
 // window's probabilities and either a sampled level (sample: CDL, draw counterBase + j of stream
 // `key` for element j) or Q_d (R-CDL), and adds the probabilities to the level masses; the backward
-// pass recomputes the window and gives the gradients of Q_d with respect to x, step and kappa and
-// of the masses with respect to x and kappa (not step: the rate shapes the distribution, it does
-// not grow q). It equals softQuantize / sampleLevels / levelMass up to float rounding (tests check
+// pass recomputes the window and gives the gradients of Q_d with respect to x and kappa, of the
+// masses with respect to x and kappa (not step: the rate shapes the distribution, it does not grow
+// q), and with respect to step Q_d's (R-CDL) or, with a sample, the sample's (Note [Step from the
+// sample] in cdl_quantizer.h: i - u inside the range, i outside, as LSQ's rounded level). It equals softQuantize / sampleLevels / levelMass up to float rounding (tests check
 // it), without their [elements x window] temporaries. x must be a float32 CPU tensor; step and
 // kappa 1-element ones.
 struct FusedQuantization {

@@ -177,13 +177,15 @@ at::Tensor QuantizerImpl::forward(const at::Tensor& x) {
 }
 
 FusedQuantization QuantizerImpl::quantizeCdl(const at::Tensor& x, double g) const {
-  const at::Tensor step = scaleGradient(logStep_, g).exp();
+  // Note [Step from the sample]: CDL's q learns as LSQ's does, in steps proportional to q
+  // (quantizeLsq); R-CDL's through Q_d, at LSQ's scale on log q.
+  const bool cdl = context_->mode == CdlMode::kCdl;
+  const at::Tensor step = scaleGradient(logStep_, cdl ? g / stepValue() : g).exp();
   const at::Tensor kappa = options_.trainKappa ? scaleGradient(kappa_, g) : kappa_;
   const uint64_t key = kernels::roundingKey(context_->seed ^ kSampleStream, context_->step, id_);
   const int64_t perExample = x.dim() > 0 && x.size(0) > 0 ? x.numel() / x.size(0) : 0;
   const int64_t counterBase = options_.activation ? context_->exampleOffset * perExample : 0;
-  return fusedQuantize(x, step, kappa, range_, options_.window, context_->mode == CdlMode::kCdl,
-                       key, counterBase);
+  return fusedQuantize(x, step, kappa, range_, options_.window, cdl, key, counterBase);
 }
 
 FusedQuantization QuantizerImpl::quantizeLsq(const at::Tensor& x, double g) const {

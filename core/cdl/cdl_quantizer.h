@@ -36,6 +36,17 @@ namespace cdl::core {
 // gradients are scaled by 1 / sqrt(elements * top level index), as LSQ does for q, since they sum
 // over every element of the tensor. A weight's q starts at LSQ's 2 mean|w| / sqrt(2^(b-1)); an
 // activation's at 2 mean|x| / sqrt(2^b - 1) over the first training batch of every rank.
+//
+// Note [Step from the sample]
+// At small kappa Q_d(x) = q f(x / q) is close to x whatever q is (its slope is 0.86..1 at kappa
+// 2), so Q_d's gradient with respect to q is a small ripple: the task loss barely sees q, though
+// a coarser q makes every sample noisier. CDL's q therefore takes the gradient of the sample the
+// forward pass used, as LSQ takes that of the rounded level: d(i q)/dq = i - u inside the range
+// (u = x / q; i follows u straight through) and i outside it, with LSQ's step (gradient scale g / q
+// on log q, quantizeLsq). R-CDL, whose forward pass is Q_d, keeps Q_d's. On the Fashion-MNIST
+// CNN (2 ranks, 5 epochs, lambda_w 2) this gave 86.98% at 1.04 bits per weight against 87.15% at
+// 1.52 with Q_d's, and with 2-bit weights and 4-bit activations at lambda_w 0.5, 88.55% at 0.55
+// against 87.67% at 0.84.
 
 constexpr double kKappaMin = 0.05;
 constexpr double kKappaMax = 20.0;

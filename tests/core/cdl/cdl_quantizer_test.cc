@@ -142,8 +142,14 @@ TEST(CdlQuantizer, TheFusedKernelEqualsTheReferenceAndItsGradients) {
             y = f.y;
             mass = f.mass;
           } else {
-            const SoftQuantization s = softQuantize(x, q, k, r, window);
-            y = sample ? s.soft + (sampleLevels(s, 9) * q - s.soft).detach() : s.soft;
+            const SoftQuantization s = softQuantize(x, sample ? q.detach() : q, k, r, window);
+            y = s.soft;
+            if (sample) {  // Note [Step from the sample]: q's gradient is the sample's, as LSQ's
+              const at::Tensor i = sampleLevels(s, 9), u = x.detach() / q.detach();
+              const at::Tensor inside = (u >= r.lo).logical_and(u <= r.hi);
+              y = s.soft + (i * q.detach() - s.soft).detach() +
+                  (q - q.detach()) * at::where(inside, i - u, i);
+            }
             mass = levelMass(softQuantize(x, q.detach(), k, r, window), r);  // no gradient to q
           }
           ((y * gy).sum() + (mass * gm).sum()).backward();

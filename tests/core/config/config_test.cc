@@ -54,6 +54,7 @@ cdl:
   lambda_w: 0.5
   lambda_a: 0.25
   kappa: 3.5
+  kappa_final: 12
   train_kappa: true
   window: 3
   rate_warmup_steps: 50
