@@ -141,7 +141,7 @@ struct BackwardInputs {
   const float* x;
   const float* gy;  // the gradient of the output
   const float* gm;  // of the level masses
-  const float* y;   // the sampled output: q's gradient is the sample's (Note [Step from the sample])
+  const float* y;  // the sampled output: q's gradient is the sample's (Note [Step from the sample])
 };
 
 // The gradients of elements [begin, end), kernels::kWindowLanes at a time: dx into gx as vector

@@ -14,9 +14,9 @@ namespace cdl::core {
 // pass recomputes the window and gives the gradients of Q_d with respect to x and kappa, of the
 // masses with respect to x and kappa (not step: the rate shapes the distribution, it does not grow
 // q), and with respect to step Q_d's (R-CDL) or, with a sample, the sample's (Note [Step from the
-// sample] in cdl_quantizer.h: i - u inside the range, i outside, as LSQ's rounded level). It equals softQuantize / sampleLevels / levelMass up to float rounding (tests check
-// it), without their [elements x window] temporaries. x must be a float32 CPU tensor; step and
-// kappa 1-element ones.
+// sample] in cdl_quantizer.h: i - u inside the range, i outside, as LSQ's rounded level). It equals
+// softQuantize / sampleLevels / levelMass up to float rounding (tests check it), without their
+// [elements x window] temporaries. x must be a float32 CPU tensor; step and kappa 1-element ones.
 struct FusedQuantization {
   at::Tensor y;     // the quantized x
   at::Tensor mass;  // float [range.count()]: the summed P(i | x) of every level

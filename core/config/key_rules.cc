@@ -35,8 +35,8 @@ void checkKeysTogether(const Config& c) {
     CDL_CHECK(!c.cdl.trainKappa, "config key cdl.kappa_final: ", c.cdl.kappaFinal,
               ", but cdl.train_kappa is on: kappa either follows the schedule or is trained; "
               "leave one of them out");
-    CDL_CHECK(c.cdl.mode == "cdl" || c.cdl.mode == "rcdl", "config key cdl.kappa_final: ",
-              c.cdl.kappaFinal, ", but cdl.mode ", c.cdl.mode,
+    CDL_CHECK(c.cdl.mode == "cdl" || c.cdl.mode == "rcdl",
+              "config key cdl.kappa_final: ", c.cdl.kappaFinal, ", but cdl.mode ", c.cdl.mode,
               " has no kappa (it takes cdl.mode cdl or rcdl)");
   }
   // Note [Training device]: what trains on the CPU only, for now.

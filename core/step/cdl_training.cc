@@ -91,10 +91,10 @@ CdlTraining::CdlTraining(const Config::Cdl& cfg, uint64_t seed, Net& model,
 
 double CdlTraining::kappaAt(int64_t step) const {
   if (cfg_.kappaFinal <= 0) return cfg_.kappa;
-  const double t = totalSteps_ > 1 ? std::clamp(static_cast<double>(step) /
-                                                    static_cast<double>(totalSteps_ - 1),
-                                                0.0, 1.0)
-                                   : 1.0;
+  const double t =
+      totalSteps_ > 1
+          ? std::clamp(static_cast<double>(step) / static_cast<double>(totalSteps_ - 1), 0.0, 1.0)
+          : 1.0;
   return cfg_.kappa * std::pow(cfg_.kappaFinal / cfg_.kappa, t);
 }
 

@@ -39,6 +39,8 @@ class CdlTraining final : public RunHook {
   //   kappa(t) = kappa_0 (kappa_final / kappa_0)^(t / (T - 1)),
   // soft early and ever closer to the nearest level the model is coded with (the annealing of
   // soft-to-hard quantization). kappa is a function of the step alone, so a resume sets it anew.
+  // On the Fashion-MNIST CNN (6 bits, lambda_w 2, 5 epochs) it did not pay: 2 -> 8 gave 87.38% at
+  // 1.64 bits per weight, 2 -> 20 85.67% at 2.07, against 87.15% at 1.52 with kappa 2 throughout.
 
   // The run's step count, for the kappa schedule (before the first step).
   void setTotalSteps(int64_t steps) { totalSteps_ = steps; }

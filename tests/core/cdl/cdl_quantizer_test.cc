@@ -271,5 +271,40 @@ TEST(CdlQuantizer, TheModuleSamplesReproduciblyPerStepAndQuantizesToTheNearestLe
   EXPECT_EQ(q->symbols(x).size(), 2000u);
 }
 
+// Note [Step from the sample]: a CDL quantizer's log_step takes the sample's gradient,
+// sum gy (i - u) inside the range and gy i outside, at LSQ's scale g / q on log q (so g on q's
+// own scale: log_step's gradient is g times the sum); R-CDL's is Q_d's.
+TEST(CdlQuantizer, TheModuleLearnsCdlsStepFromTheSample) {
+  at::manual_seed(15);
+  const at::Tensor x = at::randn({4000}) * 0.3;
+  const at::Tensor gy = at::randn({4000});
+  auto logStepGrad = [&](CdlMode mode, at::Tensor* y) {
+    QuantizerOptions o;
+    o.bits = 3;
+    Quantizer q(o);
+    q->initFromWeight(x);
+    auto ctx = std::make_shared<CdlContext>();
+    ctx->mode = mode;
+    ctx->seed = 3;
+    ctx->step = 1;
+    q->attach(ctx, 0);
+    *y = q->forward(x);
+    (*y * gy).sum().backward();
+    *y = y->detach() / q->stepValue();
+    return std::make_pair(q->named_parameters()["log_step"].grad().item<double>(), q->stepValue());
+  };
+  at::Tensor i;
+  const auto [cdlGrad, step] = logStepGrad(CdlMode::kCdl, &i);
+  const at::Tensor u = x / step;
+  const at::Tensor inside = (u >= -4).logical_and(u <= 3);
+  const double g = 1.0 / std::sqrt(4000.0 * 3.0);
+  const double want = g * (gy * at::where(inside, i - u, i)).sum().item<double>();
+  EXPECT_NEAR(cdlGrad, want, 1e-4 * std::max(1.0, std::abs(want)));
+  EXPECT_GT((1 - inside.to(at::kFloat)).sum().item<double>(), 10);  // some fell outside
+  at::Tensor soft;
+  const double rcdlGrad = logStepGrad(CdlMode::kRcdl, &soft).first;
+  EXPECT_GT(std::abs(rcdlGrad - want), 1e-3 * std::max(1.0, std::abs(want)));
+}
+
 }  // namespace
 }  // namespace cdl::core

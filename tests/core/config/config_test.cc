@@ -641,8 +641,9 @@ TEST(ConfigTest, AKappaScheduleIsNeitherTrainedNorLsq) {
         checkConfig(parseConfig("cdl:\n  mode: cdl\n  kappa_final: 8\n  train_kappa: true\n", "t"));
       }),
       HasSubstr("config key cdl.kappa_final: 8, but cdl.train_kappa is on"));
-  EXPECT_THAT(errorOf([] { checkConfig(parseConfig("cdl:\n  mode: lsq\n  kappa_final: 8\n", "t")); }),
-              HasSubstr("config key cdl.kappa_final: 8, but cdl.mode lsq has no kappa"));
+  EXPECT_THAT(
+      errorOf([] { checkConfig(parseConfig("cdl:\n  mode: lsq\n  kappa_final: 8\n", "t")); }),
+      HasSubstr("config key cdl.kappa_final: 8, but cdl.mode lsq has no kappa"));
   EXPECT_THAT(errorOf([] { parseConfig("cdl:\n  mode: cdl\n  kappa_final: 30\n", "t"); }),
               HasSubstr("cdl.kappa_final"));
   EXPECT_NO_THROW(checkConfig(parseConfig("cdl:\n  mode: cdl\n  kappa_final: 8\n", "t")));
