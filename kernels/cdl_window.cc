@@ -33,7 +33,7 @@ template <int W>
   const float lastFirst = static_cast<float>(s.hi - w + 1), q = s.q, kappa = s.kappa;
   for (int i = 0; i < n; ++i) {
     const float u = x[i] / q;
-    const bool ok = (u >= -kMaxBatchLevel) & (u <= kMaxBatchLevel);  // false for NaN
+    const bool ok = u >= -kMaxBatchLevel && u <= kMaxBatchLevel;  // false for NaN
     const float v = ok ? u : 0.0f;
     const float centre = std::nearbyint(v);
     const float first = std::min(std::max(centre - static_cast<float>(h), lo), lastFirst);

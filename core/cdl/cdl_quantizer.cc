@@ -25,6 +25,11 @@ constexpr double kMinStep = 1e-12;
 constexpr uint64_t kSampleStream = 0x43444c5153ull;  // "CDLQS": apart from gradient rounding
 constexpr uint64_t kEvalStream = 0x43444c5145ull;    // "CDLQE": kSampled evaluations
 
+void checkKappa(double kappa) {
+  CDL_CHECK(kappa > 0 && kappa <= kKappaMax, "quantizer: kappa = ", kappa, " (must be in (0, ",
+            kKappaMax, "])");
+}
+
 // t in the forward pass, t's gradient times g in the backward pass.
 at::Tensor scaleGradient(const at::Tensor& t, double g) { return (t - t * g).detach() + t * g; }
 
@@ -86,8 +91,7 @@ at::Tensor entropyBits(const at::Tensor& mass, double total) {
 QuantizerImpl::QuantizerImpl(const QuantizerOptions& options)
     : options_(options), range_(levelRange(options.bits, options.isSigned)) {
   CDL_CHECK(options.window >= 1, "quantizer: window = ", options.window, " (must be >= 1)");
-  CDL_CHECK(options.kappa > 0 && options.kappa <= kKappaMax, "quantizer: kappa = ", options.kappa,
-            " (must be in (0, ", kKappaMax, "])");
+  checkKappa(options.kappa);
   logStep_ = register_parameter("log_step", at::zeros({1}));
   const at::Tensor kappa = at::full({1}, options.kappa);
   kappa_ =
@@ -129,8 +133,7 @@ double QuantizerImpl::kappaValue() const {
 
 void QuantizerImpl::setKappa(double kappa) {
   CDL_CHECK(!options_.trainKappa, "quantizer: kappa is trained, so it cannot be set");
-  CDL_CHECK(kappa > 0 && kappa <= kKappaMax, "quantizer: kappa = ", kappa, " (must be in (0, ",
-            kKappaMax, "])");
+  checkKappa(kappa);
   at::NoGradGuard noGrad;
   kappa_.fill_(kappa);
 }
