@@ -16,15 +16,25 @@ Quantizer weightQuantizerOf(torch::nn::Module& owner, const QuantizerOptions* op
   return q;
 }
 
+// The grid of input's outputs (Note [Integer linear]): none while it trains or evaluates other
+// than to nearest levels.
+LevelGrid gridOf(const Quantizer& input) {
+  if (input.is_empty() || input->is_training() || input->evalMode() != EvalMode::kNearest) {
+    return {};
+  }
+  return {static_cast<float>(input->stepValue()), static_cast<int32_t>(input->range().lo),
+          static_cast<int32_t>(input->range().hi)};
+}
+
 }  // namespace
 
 QLinearImpl::QLinearImpl(const torch::nn::LinearOptions& options,
                          const QuantizerOptions* weightQuantizer)
     : torch::nn::LinearImpl(options), wq_(weightQuantizerOf(*this, weightQuantizer, weight)) {}
 
-at::Tensor QLinearImpl::forward(const at::Tensor& x) {
+at::Tensor QLinearImpl::forwardFrom(const at::Tensor& x, const Quantizer& input) {
   if (!is_training() && x.dim() == 2) {
-    if (indexed_ != nullptr) return exactLinear(x, *indexed_, bias);
+    if (indexed_ != nullptr) return exactLinear(x, *indexed_, bias, gridOf(input));
     if (!wq_.is_empty()) {
       IndexedWeight w{weight.size(0),
                       weight.size(1),
@@ -33,7 +43,7 @@ at::Tensor QLinearImpl::forward(const at::Tensor& x) {
                       static_cast<float>(wq_->stepValue()),
                       wq_->symbols(weight),
                       {}};
-      return exactLinear(x, w, bias);
+      return exactLinear(x, w, bias, gridOf(input));
     }
   }
   return at::linear(x, quantized(wq_, weight), bias);

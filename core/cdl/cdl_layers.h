@@ -24,7 +24,10 @@ namespace cdl::core {
 class QLinearImpl : public torch::nn::LinearImpl {
  public:
   QLinearImpl(const torch::nn::LinearOptions& options, const QuantizerOptions* weightQuantizer);
-  at::Tensor forward(const at::Tensor& x);
+  at::Tensor forward(const at::Tensor& x) { return forwardFrom(x, Quantizer(nullptr)); }
+  // The same for an x that is `input`'s output: in evaluation, with its levels summed in integers
+  // (Note [Integer linear]) while it evaluates to nearest levels.
+  at::Tensor forwardFrom(const at::Tensor& x, const Quantizer& input);
   const Quantizer& weightQuantizer() const { return wq_; }
   void setIndexedWeight(std::shared_ptr<const IndexedWeight> w) { indexed_ = std::move(w); }
 

@@ -4,6 +4,7 @@
 #include <ATen/ops/arange.h>
 #include <ATen/ops/clamp.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 #include <ATen/ops/full.h>
 #include <ATen/ops/log2.h>
 #include <ATen/ops/ones.h>
@@ -16,6 +17,7 @@
 
 #include "core/cdl/cdl_kernel.h"
 #include "kernels/base/error.h"
+#include "kernels/int_linear.h"
 #include "kernels/rng.h"
 
 namespace cdl::core {
@@ -146,6 +148,18 @@ at::Tensor QuantizerImpl::forward(const at::Tensor& x) {
     return fusedQuantize(x.detach().contiguous(), step(), kappa_, range_, options_.window,
                          evalMode_ == EvalMode::kSampled, key)
         .y;
+  }
+  if (!is_training() && !counting_ && x.scalar_type() == at::kFloat &&
+      !at::GradMode::is_enabled()) {
+    const float q = step().item<float>();
+    if (q >= kMinStep) {  // one pass, as nearestLevels(x, q) * q computes it
+      const at::Tensor xc = x.contiguous();
+      at::Tensor y = at::empty_like(xc);
+      kernels::nearestLevelValues(xc.data_ptr<float>(), xc.numel(), q,
+                                  static_cast<float>(range_.lo), static_cast<float>(range_.hi),
+                                  y.data_ptr<float>());
+      return y;
+    }
   }
   if (!is_training()) {
     const at::Tensor levels = nearestLevels(x, step(), range_);

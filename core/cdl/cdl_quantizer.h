@@ -161,6 +161,7 @@ class QuantizerImpl : public torch::nn::Module {
   // What evaluation passes output (kNearest unless set); kSampled draws from a stream of its own,
   // keyed by the context's seed and step.
   void setEvalMode(EvalMode mode) { evalMode_ = mode; }
+  EvalMode evalMode() const { return evalMode_; }
   // The share of x's elements whose sample (the draws training would take at the context's step)
   // is not their nearest level: 0 for a quantizer that trains as the hard one does (LSQ).
   double offNearestShare(const at::Tensor& x) const;

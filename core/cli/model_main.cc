@@ -16,6 +16,7 @@
 #include "core/run/files.h"
 #include "core/run/run_folder.h"
 #include "core/step/epoch_end.h"
+#include "core/train/cores.h"
 #include "core/train/trainer.h"
 #include "kernels/base/error.h"
 
@@ -82,7 +83,7 @@ int runExport(const ExportArgs& a) {
   cdl::core::ModelDescription d;
   d.model = cfg.model.name;
   d.options = cdl::core::modelOptions(cfg, data.test);
-  d.quantization = d.options.cdl.enabled ? "cdl" : "ptq";
+  d.quantization = d.options.cdl.enabled ? "cdl" : a.options.bits > 0 ? "ptq" : "none";
   d.bits = a.options.bits;
   d.dataset = cfg.data.dataset;
   if (d.dataset == "synthetic") {
@@ -92,8 +93,14 @@ int runExport(const ExportArgs& a) {
   ModelFile f = cdl::core::quantizeModel(*net, d, a.options);
   cdl::core::writeModelFile(a.output, f);
   const cdl::core::ModelReport r = cdl::core::reportModel(f);
-  spdlog::info("{}: {} bytes from {}, {:.3f} bits per quantized weight, {:.1f}x smaller than fp32",
-               a.output, r.fileBytes, checkpoint, r.bitsPerWeight, r.ratioToFp32);
+  if (r.quantizedWeights == 0) {
+    spdlog::info("{}: {} bytes from {}, fp32 weights (no --bits: not quantized)", a.output,
+                 r.fileBytes, checkpoint);
+  } else {
+    spdlog::info(
+        "{}: {} bytes from {}, {:.3f} bits per quantized weight, {:.1f}x smaller than fp32",
+        a.output, r.fileBytes, checkpoint, r.bitsPerWeight, r.ratioToFp32);
+  }
   return 0;
 }
 
@@ -107,6 +114,7 @@ int runInspect(const std::string& path, bool asJson) {
 }
 
 int runEval(const EvalArgs& a) {
+  cdl::core::keepFreedMemoryInTheHeap();  // Note [Training heap]: the same tensors every batch
   const auto start = std::chrono::steady_clock::now();
   const ModelFile f = cdl::core::readModelFile(a.file, !a.stream);
   const cdl::core::ModelDescription d = cdl::core::parseDescription(f.meta);
@@ -120,19 +128,24 @@ int runEval(const EvalArgs& a) {
             " classes do not fit the model's ", d.options.imageHeight, "x", d.options.imageWidth,
             " of ", d.options.classes);
   auto comm = cdl::comm::makeLocalGroup(1)[0];
+  const auto evalStart = std::chrono::steady_clock::now();
   const cdl::core::Evaluation e = cdl::core::evaluate(*net, test, *comm);
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const auto end = std::chrono::steady_clock::now();
+  const double seconds = std::chrono::duration<double>(end - start).count();
+  const double evalSeconds = std::chrono::duration<double>(end - evalStart).count();
   const uint64_t bytes = f.fileBytes;
   if (a.json) {
     const json j = {{"test_accuracy", e.accuracy}, {"test_loss", e.loss}, {"file_bytes", bytes},
-                    {"test_examples", test.count}, {"stream", a.stream},  {"seconds", seconds}};
+                    {"test_examples", test.count}, {"stream", a.stream},  {"seconds", seconds},
+                    {"eval_seconds", evalSeconds}};
     std::printf("%s\n", j.dump().c_str());
   } else {
-    std::printf("%s: test accuracy %.2f%% (loss %.4f) on %lld examples; %llu bytes; %.1f s%s\n",
-                a.file.c_str(), 100.0 * e.accuracy, e.loss, static_cast<long long>(test.count),
-                static_cast<unsigned long long>(bytes), seconds,
-                a.stream ? " (linear layers straight from the coded streams)" : "");
+    std::printf(
+        "%s: test accuracy %.2f%% (loss %.4f) on %lld examples; %llu bytes; %.1f s (%.2f s of "
+        "evaluation)%s\n",
+        a.file.c_str(), 100.0 * e.accuracy, e.loss, static_cast<long long>(test.count),
+        static_cast<unsigned long long>(bytes), seconds, evalSeconds,
+        a.stream ? " (linear layers straight from the coded streams)" : "");
   }
   return 0;
 }
@@ -148,7 +161,8 @@ int main(int argc, char** argv) {
       ->required();
   exp->add_option("-o,--output", ex.output, "The .cdlm file to write")->required();
   exp->add_option("--bits", ex.options.bits,
-                  "Post-training quantization at B bits per weight (models trained without CDL)")
+                  "Post-training quantization at B bits per weight (models trained without CDL; "
+                  "without it such a model keeps its fp32 weights)")
       ->check(CLI::Range(1, 8));
   exp->add_option("--first-last-bits", ex.options.firstLastBits,
                   "With --bits: the first and last layers' weights at this many bits instead")

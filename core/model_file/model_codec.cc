@@ -197,8 +197,8 @@ ModelDescription parseDescription(const std::string& text) {
   o.hidden = field<int64_t>(j, "hidden", "");
   o.width = field<int64_t>(j, "width", "");
   d.quantization = field<std::string>(j, "quantization", "");
-  CDL_CHECK(d.quantization == "cdl" || d.quantization == "ptq", "model description: quantization '",
-            d.quantization, "', expected cdl or ptq");
+  CDL_CHECK(d.quantization == "cdl" || d.quantization == "ptq" || d.quantization == "none",
+            "model description: quantization '", d.quantization, "', expected cdl, ptq or none");
   d.bits = field<int>(j, "bits", "");
   d.dataset = field<std::string>(j, "dataset", "");
   d.syntheticTest = field<int64_t>(j, "synthetic_test", "");
@@ -217,16 +217,17 @@ ModelDescription parseDescription(const std::string& text) {
 
 ModelFile quantizeModel(Net& model, const ModelDescription& d, const ExportOptions& opts) {
   const bool cdl = d.options.cdl.enabled;
-  CDL_CHECK(cdl || (opts.bits >= 1 && opts.bits <= 8),
-            "export: a model trained without CDL needs --bits 1..8 (post-training quantization)");
+  CDL_CHECK(cdl || (opts.bits >= 0 && opts.bits <= 8),
+            "export: post-training quantization takes --bits 1..8, not ", opts.bits);
   CDL_CHECK(!cdl || opts.bits == 0, "export: this CDL model's weights are already quantized (",
             d.options.cdl.weightBits, " bits, ", d.options.cdl.firstLastBits,
             " for the first and last layers); drop --bits");
   at::NoGradGuard noGrad;
   std::map<std::string, QuantizedWeight> cdlWeights;
   for (QuantizedWeight& w : quantizedWeightsOf(model)) cdlWeights.emplace(w.name, w);
-  CDL_CHECK(opts.firstLastBits == 0 || (!cdl && opts.firstLastBits <= 8),
-            "export: --first-last-bits applies to post-training quantization, at 1..8 bits");
+  CDL_CHECK(
+      opts.firstLastBits == 0 || (!cdl && opts.bits > 0 && opts.firstLastBits <= 8),
+      "export: --first-last-bits applies to post-training quantization (--bits), at 1..8 bits");
   const std::vector<std::string> layers = layerWeights(model);
   const std::set<std::string> isLayer(layers.begin(), layers.end());
   ModelFile f;
@@ -239,7 +240,7 @@ ModelFile quantizeModel(Net& model, const ModelDescription& d, const ExportOptio
                                       static_cast<float>(wq.stepValue()), wq.symbols(t));
       m.isSigned = wq.options().isSigned;
       f.tensors.push_back(std::move(m));
-    } else if (!cdl && isLayer.count(name) > 0) {
+    } else if (!cdl && opts.bits > 0 && isLayer.count(name) > 0) {
       const bool end = name == layers.front() || name == layers.back();
       f.tensors.push_back(
           ptqTensor(name, t, end && opts.firstLastBits > 0 ? opts.firstLastBits : opts.bits));

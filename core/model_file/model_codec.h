@@ -16,8 +16,9 @@ namespace cdl::core {
 struct ModelDescription {
   std::string model;  // a makeModel name
   ModelOptions options;
-  std::string quantization;  // "cdl": the trained quantizers' levels; "ptq": post-training
-  int bits = 0;              // ptq: bits per weight
+  // "cdl": the trained quantizers' levels; "ptq": post-training; "none": fp32 weights as trained
+  std::string quantization;
+  int bits = 0;                           // ptq: bits per weight
   std::string dataset = "fashion-mnist";  // or "synthetic"
   int64_t syntheticTest = 0;              // synthetic: the test split's size and seed
   uint64_t syntheticSeed = 0;
@@ -28,7 +29,9 @@ std::string describe(const ModelDescription& d);
 ModelDescription parseDescription(const std::string& json);
 
 struct ExportOptions {
-  int bits = 0;            // post-training quantization at this many bits (1..8); 0 for CDL models
+  // Post-training quantization at this many bits (1..8); 0: a CDL model's own levels, or a model
+  // trained without CDL kept in fp32 (the reference its quantized files are measured against).
+  int bits = 0;
   bool canonical = false;  // Note [Canonical order] on the layers that allow it
   bool fp16 = false;       // float tensors (biases, batchnorm, steps) as fp16 instead of fp32
   // Post-training quantization of the first and last layers' weights at this many bits (as CDL
@@ -39,7 +42,8 @@ struct ExportOptions {
 // The model's coded form, every parameter and buffer in module order: a CDL model's quantized
 // weights as their nearest levels (what its evaluation computes with, so the file is lossless for
 // the quantized model); otherwise every convolution and linear weight quantized after training at
-// opts.bits with signed levels and the step of least squared error. Floats as opts says. With
+// opts.bits with signed levels and the step of least squared error, or with opts.bits 0 kept as it
+// is. Floats as opts says. With
 // opts.canonical the layers of canonicalGroups are put in canonical order.
 ModelFile quantizeModel(Net& model, const ModelDescription& d, const ExportOptions& opts);
 

@@ -122,8 +122,11 @@ class Mlp : public CheckedNet {
         aq1_);
     segment(
         "fc2", {"fc2", "aq2"},
-        [this](const torch::Tensor& x) { return quantized(aq2_, fc2_->forward(x).relu()); }, aq2_);
-    segment("fc3", {"fc3"}, [this](const torch::Tensor& x) { return fc3_->forward(x); });
+        [this](const torch::Tensor& x) {
+          return quantized(aq2_, fc2_->forwardFrom(x, aq1_).relu());
+        },
+        aq2_);
+    segment("fc3", {"fc3"}, [this](const torch::Tensor& x) { return fc3_->forwardFrom(x, aq2_); });
   }
 
  private:
@@ -162,10 +165,10 @@ class Cnn : public CheckedNet {
     segment(
         "fc1", {"fc1", "aq3"},
         [this](const torch::Tensor& x) {
-          return quantized(aq3_, fc1_->forward(x.flatten(1)).relu());
+          return quantized(aq3_, fc1_->forwardFrom(x.flatten(1), aq2_).relu());
         },
         aq3_);
-    segment("fc2", {"fc2"}, [this](const torch::Tensor& x) { return fc2_->forward(x); });
+    segment("fc2", {"fc2"}, [this](const torch::Tensor& x) { return fc2_->forwardFrom(x, aq3_); });
   }
 
  private:

@@ -3,8 +3,9 @@
 # Trains a CDL and a plain model of CONFIG on the synthetic set (2 ranks, 3 steps, so the accuracy
 # is far from 100% and its equality tells), exports both,
 # and checks that the file's accuracy equals the run's own (CDL: exactly; also streamed and in
-# canonical order), that inspect reports the file's real size, and that a model without CDL needs
-# --bits and a truncated file is one clear error.
+# canonical order), that inspect reports the file's real size, that a model without CDL exports in
+# fp32 without --bits (its accuracy the run's, up to fp32 sums in another batching) and post-training
+# quantized with it, and that a truncated file is one clear error.
 source "$(dirname "$0")/../support/check.sh"
 train=$1 model=$2 config=$3
 run() {
@@ -33,11 +34,20 @@ size=$("$model" inspect "$tmp/cdl.cdlm" --json | field file_bytes)
 [ "$size" = "$(stat -c %s "$tmp/cdl.cdlm")" ] || fail "inspect says $size bytes"
 "$model" inspect "$tmp/canonical.cdlm" | grep -q "row-multiset" || fail "inspect shows no row multiset"
 
-if "$model" export "$tmp/plain" -o "$tmp/plain.cdlm" 2>"$tmp/err"; then
-  fail "a model trained without CDL exported without --bits"
+"$model" export "$tmp/plain" -o "$tmp/fp32.cdlm" 2>"$tmp/err" || fail "fp32 export: $(cat "$tmp/err")"
+grep -q "fp32 weights" "$tmp/err" || fail "the fp32 export does not say so: $(cat "$tmp/err")"
+"$model" inspect "$tmp/fp32.cdlm" --json | grep -q '"quantized_weights": *0' ||
+  fail "the fp32 file holds quantized weights"
+if "$model" export "$tmp/plain" -o "$tmp/plain.cdlm" --first-last-bits 8 2>"$tmp/err"; then
+  fail "--first-last-bits without --bits was taken"
 fi
-grep -q "needs --bits" "$tmp/err" || fail "unclear error: $(cat "$tmp/err")"
+grep -q "first-last-bits applies to post-training quantization" "$tmp/err" ||
+  fail "unclear error: $(cat "$tmp/err")"
 [ ! -e "$tmp/plain.cdlm" ] || fail "a failed export left a file"
+plain=$(field test_accuracy <"$tmp/plain/summary.json")
+acc=$("$model" eval "$tmp/fp32.cdlm" --json | field test_accuracy)
+awk -v a="$acc" -v b="$plain" 'BEGIN { d = a - b; exit !(d < 0.005 && d > -0.005) }' ||
+  fail "fp32 file accuracy $acc, the run's $plain"
 "$model" export "$tmp/plain" -o "$tmp/plain.cdlm" --bits 4
 acc=$("$model" eval "$tmp/plain.cdlm" --json | field test_accuracy)
 awk -v a="$acc" 'BEGIN { exit !(a > 0.2) }' || fail "4-bit model accuracy $acc"

@@ -223,14 +223,29 @@ TEST(ModelCodec, FilesThatDoNotFitTheirNetworkNameTheTensor) {
               HasSubstr("tensor '" + f.tensors[0].name + "' has shape [2, 2]"));
 }
 
-TEST(ModelCodec, ExportAsksForBitsExactlyWhenTheModelIsNotQuantized) {
-  ModelDescription plain = description("mlp", false), cdl = description("mlp", true);
-  EXPECT_THAT(errorOf([&] { quantizeModel(*trainedModel(plain), plain, {}); }),
-              HasSubstr("needs --bits"));
+TEST(ModelCodec, AModelTrainedWithoutCdlExportsInFp32WithoutBits) {
+  ModelDescription plain = description("cnn", false);
+  plain.quantization = "none";
+  plain.bits = 0;
+  auto net = trainedModel(plain);
+  ModelFile f = quantizeModel(*net, plain, {});
+  for (const ModelTensor& t : f.tensors) EXPECT_NE(t.kind, TensorKind::kQuantized) << t.name;
+  auto back = modelFromFile(f);
+  EXPECT_EQ(parseDescription(f.meta).quantization, "none");
+  at::manual_seed(5);
+  const at::Tensor x = at::randn({6, 1, 8, 12});
+  at::NoGradGuard noGrad;
+  net->eval();
+  EXPECT_TRUE(at::equal(back->forward(x), net->forward(x)));
+  ModelDescription cdl = description("mlp", true);
   EXPECT_THAT(errorOf([&] {
                 quantizeModel(*trainedModel(cdl), cdl, {4, false, false});
               }),
               HasSubstr("already quantized"));
+  EXPECT_THAT(errorOf([&] {
+                quantizeModel(*net, plain, {0, false, false, 8});
+              }),
+              HasSubstr("--first-last-bits applies to post-training quantization (--bits)"));
 }
 
 TEST(ModelCodec, DescriptionsRoundTripAndMissingKeysAreNamed) {

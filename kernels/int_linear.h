@@ -1,0 +1,42 @@
+#pragma once
+
+#include <cstdint>
+
+namespace cdl::kernels {
+
+// Note [Integer linear]
+// A linear layer whose weights are levels w = l_w * q_w (int, |l_w| <= 127) and whose input is
+// the output of an activation quantizer, x = l_a * q_a (0 <= l_a <= 255, or any int16 level),
+// is S * (q_w * q_a) with S = sum_k l_w[m][k] * l_a[b][k]: an integer sum, exact in int32 while
+// in * max|l_w| * max|l_a| < 2^31, and so the same in any order, on any CPU and at any blocking.
+// The layer's input levels are recovered from its floats, l = nearbyint(x / q_a), which is exact
+// for a quantizer's output (x = fl(l * q_a) with |l| < 2^15 divides back to within 2^-9 of l),
+// and checked: an input that is not exactly fl(l * q_a) with l in range is not on the grid and
+// goes back to the caller (Note [Exact linear] then applies).
+
+// Largest |level| over n int16 values (0 when n == 0).
+int32_t maxAbsLevel(const int16_t* v, int64_t n);
+
+// Whether in * maxW * maxA stays below 2^31 (the sums of Note [Integer linear] are then exact).
+bool integerSumFits(int64_t in, int32_t maxW, int32_t maxA);
+
+// levels[i] = nearbyint(x[i] / step) for every i when each x[i] is exactly fl(level * step) with
+// lo <= level <= hi (lo >= -32768, hi <= 32767, step > 0); false (levels then unspecified) at the
+// first x[i] that is not, NaN and infinities included.
+bool levelsOnGrid(const float* x, int64_t n, float step, int32_t lo, int32_t hi, int16_t* levels);
+
+// y[i] = clamp(nearbyint(x[i] / step), lo, hi) * step, in float, as ATen's round, clamp and mul
+// compute it (NaN stays NaN). step > 0.
+void nearestLevelValues(const float* x, int64_t n, float step, float lo, float hi, float* y);
+
+// s[b * out + m] = sum_k a[b * in + k] * w[m * in + k] in int32 (integerSumFits must hold).
+void integerLinear(const int16_t* a, int64_t batch, const int16_t* w, int64_t out, int64_t in,
+                   int32_t* s);
+
+// The same sum, over a piece of the weight's symbols as a coded stream yields them: weights
+// flat index first..first+count, level = sym + lo, added into s[m * batch + b] with the input
+// transposed, at[k * batch + b].
+void integerLinearPiece(const uint8_t* sym, int64_t first, int64_t count, int32_t lo, int64_t in,
+                        const int16_t* at, int64_t batch, int32_t* s);
+
+}  // namespace cdl::kernels
