@@ -33,6 +33,9 @@ int32_t dot(const int16_t* a, const int16_t* w, int64_t in) {
   return s;
 }
 
+// ATen's max pooling step: a later value replaces the maximum when larger or NaN; a NaN stays.
+inline float larger(float m, float v) { return (v > m || v != v) && m == m ? v : m; }
+
 }  // namespace
 
 int32_t maxAbsLevel(const int16_t* v, int64_t n) {
@@ -63,6 +66,27 @@ void nearestLevelValues(const float* x, int64_t n, float step, float lo, float h
   for (int64_t i = 0; i < n; ++i) {
     const float l = std::nearbyint(x[i] / step);
     y[i] = (l < lo ? lo : (l > hi ? hi : l)) * step;
+  }
+}
+
+CDL_TARGET_CLONES
+void maxPool2NearestLevelValues(const float* x, int64_t planes, int64_t h, int64_t w, float step,
+                                float lo, float hi, float* y) {
+  const int64_t oh = h / 2, ow = w / 2;
+  for (int64_t p = 0; p < planes; ++p) {
+    for (int64_t i = 0; i < oh; ++i) {
+      const float* r0 = x + (p * h + 2 * i) * w;
+      const float* r1 = r0 + w;
+      float* out = y + (p * oh + i) * ow;
+      for (int64_t j = 0; j < ow; ++j) {
+        float m = r0[2 * j];
+        m = larger(m, r0[2 * j + 1]);
+        m = larger(m, r1[2 * j]);
+        m = larger(m, r1[2 * j + 1]);
+        const float l = std::nearbyint(m / step);
+        out[j] = (l < lo ? lo : (l > hi ? hi : l)) * step;
+      }
+    }
   }
 }
 

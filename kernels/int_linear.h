@@ -29,6 +29,14 @@ bool levelsOnGrid(const float* x, int64_t n, float step, int32_t lo, int32_t hi,
 // compute it (NaN stays NaN). step > 0.
 void nearestLevelValues(const float* x, int64_t n, float step, float lo, float hi, float* y);
 
+// 2x2 max pooling (stride 2, no padding, an odd last row or column dropped) of `planes` planes
+// of h x w, then nearestLevelValues of each maximum: y has planes x (h / 2) x (w / 2) values. The
+// maximum is chosen as ATen's max pooling chooses it (the first of the window in row order unless
+// a later one is larger, a NaN wins), so y equals pooling then quantizing bit for bit; the
+// quantizer is monotone, so it also equals quantizing then pooling.
+void maxPool2NearestLevelValues(const float* x, int64_t planes, int64_t h, int64_t w, float step,
+                                float lo, float hi, float* y);
+
 // s[b * out + m] = sum_k a[b * in + k] * w[m * in + k] in int32 (integerSumFits must hold).
 void integerLinear(const int16_t* a, int64_t batch, const int16_t* w, int64_t out, int64_t in,
                    int32_t* s);

@@ -1,7 +1,12 @@
 #include "core/cdl/cdl_layers.h"
 
+#include <ATen/core/grad_mode.h>
+#include <ATen/ops/empty.h>
 #include <ATen/ops/linear.h>
+#include <ATen/ops/max_pool2d.h>
 #include <torch/nn/module.h>
+
+#include "kernels/int_linear.h"
 
 namespace cdl::core {
 
@@ -55,6 +60,20 @@ QConv2dImpl::QConv2dImpl(const torch::nn::Conv2dOptions& options,
 
 at::Tensor QConv2dImpl::forward(const at::Tensor& x) {
   return _conv_forward(x, quantized(wq_, weight));
+}
+
+at::Tensor pooledQuantized(Quantizer q, const at::Tensor& x) {
+  const LevelGrid g = gridOf(q);
+  if (g.step > 0.0f && !q->counting() && !at::GradMode::is_enabled() && x.dim() == 4 &&
+      x.scalar_type() == at::kFloat && x.size(2) >= 2 && x.size(3) >= 2) {
+    const at::Tensor xc = x.contiguous();
+    at::Tensor y = at::empty({x.size(0), x.size(1), x.size(2) / 2, x.size(3) / 2}, x.options());
+    kernels::maxPool2NearestLevelValues(xc.data_ptr<float>(), x.size(0) * x.size(1), x.size(2),
+                                        x.size(3), g.step, static_cast<float>(g.lo),
+                                        static_cast<float>(g.hi), y.data_ptr<float>());
+    return y;
+  }
+  return quantized(q, at::max_pool2d(x, {2, 2}));
 }
 
 std::vector<std::pair<std::string, Quantizer>> quantizersOf(torch::nn::Module& model) {

@@ -52,6 +52,11 @@ inline at::Tensor quantized(Quantizer q, const at::Tensor& x) {
   return q.is_empty() ? x : q->forward(x);
 }
 
+// 2x2 max pooling of x [N, C, H, W], then the activation quantizer q (or x pooled when q is empty).
+// Evaluating to nearest levels without gradients, one pass (kernels::maxPool2NearestLevelValues),
+// bit for bit the same values.
+at::Tensor pooledQuantized(Quantizer q, const at::Tensor& x);
+
 // A quantized weight: the quantizer and the tensor it quantizes.
 struct QuantizedWeight {
   std::string name;  // the weight's parameter name, e.g. "conv1.weight"

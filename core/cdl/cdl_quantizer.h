@@ -158,6 +158,7 @@ class QuantizerImpl : public torch::nn::Module {
 
   // Evaluation histograms: while counting, every eval forward pass adds its nearest levels.
   void setCounting(bool on);
+  bool counting() const { return counting_; }
   // What evaluation passes output (kNearest unless set); kSampled draws from a stream of its own,
   // keyed by the context's seed and step.
   void setEvalMode(EvalMode mode) { evalMode_ = mode; }

@@ -1,7 +1,6 @@
 #include "core/models/models.h"
 
 #include <ATen/ops/adaptive_avg_pool2d.h>
-#include <ATen/ops/max_pool2d.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
@@ -153,13 +152,13 @@ class Cnn : public CheckedNet {
     segment(
         "conv1", {"conv1", "bn1", "aq1"},
         [this](const torch::Tensor& x) {
-          return quantized(aq1_, at::max_pool2d(bn1_(conv1_->forward(x)).relu(), {2, 2}));
+          return pooledQuantized(aq1_, bn1_(conv1_->forward(x)).relu());
         },
         aq1_);
     segment(
         "conv2", {"conv2", "bn2", "aq2"},
         [this](const torch::Tensor& x) {
-          return quantized(aq2_, at::max_pool2d(bn2_(conv2_->forward(x)).relu(), {2, 2}));
+          return pooledQuantized(aq2_, bn2_(conv2_->forward(x)).relu());
         },
         aq2_);
     segment(

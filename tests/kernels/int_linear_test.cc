@@ -120,5 +120,22 @@ TEST(IntegerLinear, NearestLevelValuesRoundHalfToEvenClampAndKeepNaN) {
   }
 }
 
+TEST(IntegerLinear, PooledLevelsAreTheWindowsLargestQuantized) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  // Two planes of 3 x 5: the odd last row and column are dropped.
+  const std::vector<float> x = {0.1f,  0.9f,  0.2f,  0.0f, 9.0f,  //
+                                0.3f,  0.4f,  nan,   1.6f, 9.0f,  //
+                                9.0f,  9.0f,  9.0f,  9.0f, 9.0f,  //
+                                -1.0f, -2.0f, 0.74f, 1.3f, 0.0f,  //
+                                -3.0f, -4.0f, 0.2f,  0.2f, 0.0f,  //
+                                9.0f,  9.0f,  9.0f,  9.0f, 9.0f};
+  std::vector<float> y(4);
+  maxPool2NearestLevelValues(x.data(), 2, 3, 5, 0.5f, 0.0f, 3.0f, y.data());
+  EXPECT_EQ(y[0], 1.0f);  // max 0.9 -> level 2
+  EXPECT_TRUE(std::isnan(y[1]));
+  EXPECT_EQ(y[2], 0.0f);  // max -1 -> clamped to level 0
+  EXPECT_EQ(y[3], 1.5f);  // max 1.3 -> level 3 (2.6 rounds up)
+}
+
 }  // namespace
 }  // namespace cdl::kernels

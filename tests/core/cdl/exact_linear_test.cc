@@ -7,6 +7,7 @@
 #include <limits>
 #include <vector>
 
+#include "core/cdl/cdl_layers.h"
 #include "core/cdl/cdl_quantizer.h"
 
 namespace cdl::core {
@@ -91,6 +92,33 @@ TEST(ExactLinear, TheQuantizersNearestLevelPassEqualsAtensFormula) {
   EXPECT_TRUE(at::equal(y.signbit(), want.signbit()));
   q->setCounting(true);
   EXPECT_TRUE(at::equal(q->forward(x).nan_to_num(), want.nan_to_num()));
+}
+
+// The CNN's pooled activations in one pass: the values of ATen's max pooling then the quantizer,
+// bit for bit (ties of +0 and -0, NaN, odd sizes), and the two-pass path while training.
+TEST(PooledQuantized, OnePassEqualsPoolingThenQuantizing) {
+  QuantizerOptions o;
+  o.bits = 4;
+  o.isSigned = false;
+  o.activation = true;
+  Quantizer q(o);
+  q->initFromWeight(at::full({4}, 0.9f));
+  q->eval();
+  at::NoGradGuard noGrad;
+  for (auto [h, w] : {std::pair{6, 8}, std::pair{7, 5}, std::pair{2, 2}}) {
+    at::Tensor x = at::randn({3, 2, h, w}).relu();
+    x[0][0][0][1] = -0.0f;
+    x[0][1][1][0] = std::numeric_limits<float>::quiet_NaN();
+    x[1][0][0][0] = 1e30f;
+    const at::Tensor want = q->forward(at::max_pool2d(x, {2, 2}));
+    const at::Tensor y = pooledQuantized(q, x);
+    ASSERT_EQ(y.sizes(), want.sizes());
+    EXPECT_TRUE(at::equal(y.isnan(), want.isnan())) << h << "x" << w;
+    EXPECT_TRUE(at::equal(y.nan_to_num(), want.nan_to_num())) << h << "x" << w;
+    EXPECT_TRUE(at::equal(y.signbit(), want.signbit())) << h << "x" << w;
+  }
+  const at::Tensor x = at::rand({2, 3, 4, 4});
+  EXPECT_TRUE(at::equal(pooledQuantized(Quantizer(nullptr), x), at::max_pool2d(x, {2, 2})));
 }
 
 }  // namespace
