@@ -28,6 +28,18 @@ at::Tensor valuesOf(const IndexedWeight& w) {
   return v;
 }
 
+// A 4-bit activation quantizer with a step, evaluating to nearest levels.
+Quantizer evaluatingActivationQuantizer() {
+  QuantizerOptions o;
+  o.bits = 4;
+  o.isSigned = false;
+  o.activation = true;
+  Quantizer q(o);
+  q->initFromWeight(at::full({4}, 0.9f));
+  q->eval();
+  return q;
+}
+
 // Note [Integer linear]: on an activation quantizer's grid the layer is its integer sums times
 // q_w * q_a, rounded once to fp32, whatever order the sum runs in.
 TEST(ExactLinear, OnAnActivationGridTheLayerIsTheIntegerSumRescaledOnce) {
@@ -72,13 +84,7 @@ TEST(ExactLinear, AnInputOffTheGridTakesTheFixedPointSums) {
 // Evaluation to nearest levels runs as one pass; its values are ATen's round, clamp and multiply,
 // bit for bit (signs of zero, clamped outliers and NaN included), counting or not.
 TEST(ExactLinear, TheQuantizersNearestLevelPassEqualsAtensFormula) {
-  QuantizerOptions o;
-  o.bits = 4;
-  o.isSigned = false;
-  o.activation = true;
-  Quantizer q(o);
-  q->initFromWeight(at::full({4}, 0.9f));
-  q->eval();
+  Quantizer q = evaluatingActivationQuantizer();
   at::NoGradGuard noGrad;
   at::Tensor x = at::randn({3, 500}) * 2.0;
   x[0][0] = std::numeric_limits<float>::quiet_NaN();
@@ -97,13 +103,7 @@ TEST(ExactLinear, TheQuantizersNearestLevelPassEqualsAtensFormula) {
 // The CNN's pooled activations in one pass: the values of ATen's max pooling then the quantizer,
 // bit for bit (ties of +0 and -0, NaN, odd sizes), and the two-pass path while training.
 TEST(PooledQuantized, OnePassEqualsPoolingThenQuantizing) {
-  QuantizerOptions o;
-  o.bits = 4;
-  o.isSigned = false;
-  o.activation = true;
-  Quantizer q(o);
-  q->initFromWeight(at::full({4}, 0.9f));
-  q->eval();
+  Quantizer q = evaluatingActivationQuantizer();
   at::NoGradGuard noGrad;
   for (auto [h, w] : {std::pair{6, 8}, std::pair{7, 5}, std::pair{2, 2}}) {
     at::Tensor x = at::randn({3, 2, h, w}).relu();
