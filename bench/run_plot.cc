@@ -2,9 +2,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <numeric>
 
 #include "kernels/base/error.h"
 
@@ -58,13 +60,64 @@ RunCurves readRunCurves(const std::string& runDir) {
   return c;
 }
 
-void plotRuns(const std::vector<std::string>& runDirs, const std::string& pngPath,
-              const std::string& title) {
-  CDL_CHECK(!runDirs.empty(), "no run folders to plot");
+namespace {
+
+void checkOutputFolder(const std::string& pngPath) {
   const fs::path parent = fs::path(pngPath).parent_path();
   std::error_code ec;
   CDL_CHECK(parent.empty() || fs::is_directory(parent, ec), pngPath, ": the folder ",
             parent.string(), " does not exist");
+}
+
+}  // namespace
+
+void plotRatePoints(const std::string& pointsFile, const std::string& pngPath,
+                    const std::string& title) {
+  checkOutputFolder(pngPath);
+  std::ifstream in(pointsFile);
+  CDL_CHECK(in.good(), pointsFile, ": cannot be read");
+  std::vector<Series> methods;
+  int64_t lineNo = 0, points = 0;
+  std::string line;
+  while (std::getline(in, line)) {
+    ++lineNo;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    const bool ok = j.is_object() && j.contains("method") && j["method"].is_string() &&
+                    j.contains("bits_per_weight") && j["bits_per_weight"].is_number() &&
+                    j.contains("test_accuracy") && j["test_accuracy"].is_number();
+    CDL_CHECK(ok, pointsFile, ":", lineNo,
+              ": not a point (a JSON object with method, bits_per_weight and test_accuracy)");
+    const std::string method = j["method"].get<std::string>();
+    auto s = std::find_if(methods.begin(), methods.end(),
+                          [&](const Series& m) { return m.title == method; });
+    if (s == methods.end()) s = methods.insert(methods.end(), Series{method, {}, {}});
+    s->x.push_back(j["bits_per_weight"].get<double>());
+    s->y.push_back(j["test_accuracy"].get<double>());
+    ++points;
+  }
+  CDL_CHECK(points > 0, pointsFile, ": no points to plot");
+  for (Series& m : methods) {  // each method's points in order of bits
+    std::vector<size_t> order(m.x.size());
+    std::iota(order.begin(), order.end(), size_t{0});
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return m.x[a] < m.x[b]; });
+    Series sorted{m.title, {}, {}};
+    for (size_t i : order) {
+      sorted.x.push_back(m.x[i]);
+      sorted.y.push_back(m.y[i]);
+    }
+    m = std::move(sorted);
+  }
+  plotPanels(pngPath, title,
+             {Panel{"test accuracy against model size", "bits per weight (.cdlm)", "accuracy",
+                    std::move(methods)}},
+             1);
+}
+
+void plotRuns(const std::vector<std::string>& runDirs, const std::string& pngPath,
+              const std::string& title) {
+  CDL_CHECK(!runDirs.empty(), "no run folders to plot");
+  checkOutputFolder(pngPath);
   std::vector<RunCurves> runs;
   std::map<std::string, int> seen;
   for (const std::string& dir : runDirs) {

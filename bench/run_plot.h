@@ -24,4 +24,13 @@ RunCurves readRunCurves(const std::string& runDir);
 void plotRuns(const std::vector<std::string>& runDirs, const std::string& pngPath,
               const std::string& title);
 
+// Note [Rate plot]
+// Accuracy against model size: a JSON-lines file of points, each {"method": M, "bits_per_weight":
+// B, "test_accuracy": A} (more keys are ignored), drawn as one line per method in the order the
+// methods first appear, each line's points in order of bits (bench/rate_sweep.sh writes one from
+// CDL, R-CDL, LSQ and post-training quantization runs). Throws naming the file, and the line of a
+// point that is not such an object; a file without points is an error too.
+void plotRatePoints(const std::string& pointsFile, const std::string& pngPath,
+                    const std::string& title);
+
 }  // namespace cdl::bench
