@@ -1,6 +1,5 @@
 #include "core/cdl/cdl_layers.h"
 
-#include <ATen/core/grad_mode.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/linear.h>
 #include <ATen/ops/max_pool2d.h>
@@ -63,14 +62,14 @@ at::Tensor QConv2dImpl::forward(const at::Tensor& x) {
 }
 
 at::Tensor pooledQuantized(Quantizer q, const at::Tensor& x) {
-  const LevelGrid g = gridOf(q);
-  if (g.step > 0.0f && !q->counting() && !at::GradMode::is_enabled() && x.dim() == 4 &&
-      x.scalar_type() == at::kFloat && x.size(2) >= 2 && x.size(3) >= 2) {
+  const float step = q.is_empty() ? 0.0f : q->onePassStep();
+  if (step > 0.0f && x.dim() == 4 && x.scalar_type() == at::kFloat && x.size(2) >= 2 &&
+      x.size(3) >= 2) {
     const at::Tensor xc = x.contiguous();
     at::Tensor y = at::empty({x.size(0), x.size(1), x.size(2) / 2, x.size(3) / 2}, x.options());
     kernels::maxPool2NearestLevelValues(xc.data_ptr<float>(), x.size(0) * x.size(1), x.size(2),
-                                        x.size(3), g.step, static_cast<float>(g.lo),
-                                        static_cast<float>(g.hi), y.data_ptr<float>());
+                                        x.size(3), step, static_cast<float>(q->range().lo),
+                                        static_cast<float>(q->range().hi), y.data_ptr<float>());
     return y;
   }
   return quantized(q, at::max_pool2d(x, {2, 2}));

@@ -129,6 +129,14 @@ at::Tensor QuantizerImpl::step() const { return logStep_.exp(); }
 
 double QuantizerImpl::stepValue() const { return step().item<double>(); }
 
+float QuantizerImpl::onePassStep() const {
+  if (is_training() || evalMode_ != EvalMode::kNearest || counting_ || at::GradMode::is_enabled()) {
+    return 0.0f;
+  }
+  const float q = step().item<float>();
+  return q >= kMinStep ? q : 0.0f;
+}
+
 double QuantizerImpl::kappaValue() const {
   return kappa_.clamp(kKappaMin, kKappaMax).item<double>();
 }
@@ -149,17 +157,12 @@ at::Tensor QuantizerImpl::forward(const at::Tensor& x) {
                          evalMode_ == EvalMode::kSampled, key)
         .y;
   }
-  if (!is_training() && !counting_ && x.scalar_type() == at::kFloat &&
-      !at::GradMode::is_enabled()) {
-    const float q = step().item<float>();
-    if (q >= kMinStep) {  // one pass, as nearestLevels(x, q) * q computes it
-      const at::Tensor xc = x.contiguous();
-      at::Tensor y = at::empty_like(xc);
-      kernels::nearestLevelValues(xc.data_ptr<float>(), xc.numel(), q,
-                                  static_cast<float>(range_.lo), static_cast<float>(range_.hi),
-                                  y.data_ptr<float>());
-      return y;
-    }
+  if (const float q = onePassStep(); q > 0.0f && x.scalar_type() == at::kFloat) {
+    const at::Tensor xc = x.contiguous();
+    at::Tensor y = at::empty_like(xc);
+    kernels::nearestLevelValues(xc.data_ptr<float>(), xc.numel(), q, static_cast<float>(range_.lo),
+                                static_cast<float>(range_.hi), y.data_ptr<float>());
+    return y;
   }
   if (!is_training()) {
     const at::Tensor levels = nearestLevels(x, step(), range_);

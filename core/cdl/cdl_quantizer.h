@@ -158,11 +158,14 @@ class QuantizerImpl : public torch::nn::Module {
 
   // Evaluation histograms: while counting, every eval forward pass adds its nearest levels.
   void setCounting(bool on);
-  bool counting() const { return counting_; }
   // What evaluation passes output (kNearest unless set); kSampled draws from a stream of its own,
   // keyed by the context's seed and step.
   void setEvalMode(EvalMode mode) { evalMode_ = mode; }
   EvalMode evalMode() const { return evalMode_; }
+  // The step q when an evaluation pass is one pass of nearest levels (kernels::nearestLevelValues,
+  // the values of nearestLevels(x, q) * q): evaluating to nearest levels, not counting, without
+  // gradients, q at least the smallest step; 0 otherwise.
+  float onePassStep() const;
   // The share of x's elements whose sample (the draws training would take at the context's step)
   // is not their nearest level: 0 for a quantizer that trains as the hard one does (LSQ).
   double offNearestShare(const at::Tensor& x) const;

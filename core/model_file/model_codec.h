@@ -43,8 +43,8 @@ struct ExportOptions {
 // weights as their nearest levels (what its evaluation computes with, so the file is lossless for
 // the quantized model); otherwise every convolution and linear weight quantized after training at
 // opts.bits with signed levels and the step of least squared error, or with opts.bits 0 kept as it
-// is. Floats as opts says. With
-// opts.canonical the layers of canonicalGroups are put in canonical order.
+// is. Floats as opts says. With opts.canonical the layers of canonicalGroups are put in canonical
+// order.
 ModelFile quantizeModel(Net& model, const ModelDescription& d, const ExportOptions& opts);
 
 // The layers of a model that canonical order applies to: hidden linear layers (mlp: fc1 and fc2;
