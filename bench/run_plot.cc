@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <numeric>
 
@@ -24,6 +25,21 @@ void addPoint(const nlohmann::json& record, const char* xKey, const char* yKey, 
   s->y.push_back(y->get<double>());
 }
 
+// Calls f(record, line number) for each non-blank line of a JSON-lines file, the record null where
+// the line is not JSON (the caller names what it expected).
+void forEachJsonLine(const std::string& file,
+                     const std::function<void(const nlohmann::json&, int64_t)>& f) {
+  std::ifstream in(file);
+  CDL_CHECK(in.good(), file, ": cannot be read");
+  int64_t lineNo = 0;
+  std::string line;
+  while (std::getline(in, line)) {
+    ++lineNo;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    f(nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false), lineNo);
+  }
+}
+
 }  // namespace
 
 RunCurves readRunCurves(const std::string& runDir) {
@@ -31,18 +47,12 @@ RunCurves readRunCurves(const std::string& runDir) {
   std::error_code ec;
   CDL_CHECK(fs::is_regular_file(file, ec), runDir,
             ": no metrics.jsonl (not the folder of a cdl-train run, or one that logged nothing)");
-  std::ifstream in(file);
-  CDL_CHECK(in.good(), file.string(), ": cannot be read");
   RunCurves c;
   c.name = fs::path(runDir).lexically_normal().filename().string();
   if (c.name.empty() || c.name == ".")
     c.name = fs::path(runDir).lexically_normal().parent_path().filename().string();
-  int64_t steps = 0, lineNo = 0;
-  std::string line;
-  while (std::getline(in, line)) {
-    ++lineNo;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  int64_t steps = 0;
+  forEachJsonLine(file.string(), [&](const nlohmann::json& j, int64_t lineNo) {
     CDL_CHECK(j.is_object(), file.string(), ":", lineNo, ": not a JSON object");
     const std::string kind = j.value("kind", "");
     if (kind == "step") {
@@ -55,7 +65,7 @@ RunCurves readRunCurves(const std::string& runDir) {
       addPoint(j, "wall_s", "test_accuracy", &c.testAccuracyByWall);
       addPoint(j, "step", "test_loss", &c.testLossByStep);
     }
-  }
+  });
   CDL_CHECK(steps > 0, file.string(), ": no step records to plot");
   return c;
 }
@@ -74,15 +84,9 @@ void checkOutputFolder(const std::string& pngPath) {
 void plotRatePoints(const std::string& pointsFile, const std::string& pngPath,
                     const std::string& title) {
   checkOutputFolder(pngPath);
-  std::ifstream in(pointsFile);
-  CDL_CHECK(in.good(), pointsFile, ": cannot be read");
   std::vector<Series> methods;
-  int64_t lineNo = 0, points = 0;
-  std::string line;
-  while (std::getline(in, line)) {
-    ++lineNo;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  int64_t points = 0;
+  forEachJsonLine(pointsFile, [&](const nlohmann::json& j, int64_t lineNo) {
     const bool ok = j.is_object() && j.contains("method") && j["method"].is_string() &&
                     j.contains("bits_per_weight") && j["bits_per_weight"].is_number() &&
                     j.contains("test_accuracy") && j["test_accuracy"].is_number();
@@ -95,7 +99,7 @@ void plotRatePoints(const std::string& pointsFile, const std::string& pngPath,
     s->x.push_back(j["bits_per_weight"].get<double>());
     s->y.push_back(j["test_accuracy"].get<double>());
     ++points;
-  }
+  });
   CDL_CHECK(points > 0, pointsFile, ": no points to plot");
   for (Series& m : methods) {  // each method's points in order of bits
     std::vector<size_t> order(m.x.size());
