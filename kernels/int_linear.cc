@@ -33,6 +33,12 @@ int32_t dot(const int16_t* a, const int16_t* w, int64_t in) {
   return s;
 }
 
+// The nearest level of x at step in [lo, hi], as ATen's round then clamp compute it (NaN stays).
+inline float nearestLevel(float x, float step, float lo, float hi) {
+  const float l = std::nearbyint(x / step);
+  return l < lo ? lo : (l > hi ? hi : l);
+}
+
 // ATen's max pooling step: a later value replaces the maximum when larger or NaN; a NaN stays.
 inline float larger(float m, float v) { return (v > m || v != v) && m == m ? v : m; }
 
@@ -53,8 +59,7 @@ bool levelsOnGrid(const float* x, int64_t n, float step, int32_t lo, int32_t hi,
   const float flo = static_cast<float>(lo), fhi = static_cast<float>(hi);
   bool ok = true;
   for (int64_t i = 0; i < n; ++i) {
-    const float l = std::nearbyint(x[i] / step);
-    const float c = l < flo ? flo : (l > fhi ? fhi : l);
+    const float c = nearestLevel(x[i], step, flo, fhi);
     ok &= c * step == x[i];  // false for NaN, and for a level out of range (clamped)
     levels[i] = static_cast<int16_t>(c == c ? c : 0.0f);
   }
@@ -63,10 +68,7 @@ bool levelsOnGrid(const float* x, int64_t n, float step, int32_t lo, int32_t hi,
 
 CDL_TARGET_CLONES
 void nearestLevelValues(const float* x, int64_t n, float step, float lo, float hi, float* y) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float l = std::nearbyint(x[i] / step);
-    y[i] = (l < lo ? lo : (l > hi ? hi : l)) * step;
-  }
+  for (int64_t i = 0; i < n; ++i) y[i] = nearestLevel(x[i], step, lo, hi) * step;
 }
 
 CDL_TARGET_CLONES
@@ -83,8 +85,7 @@ void maxPool2NearestLevelValues(const float* x, int64_t planes, int64_t h, int64
         m = larger(m, r0[2 * j + 1]);
         m = larger(m, r1[2 * j]);
         m = larger(m, r1[2 * j + 1]);
-        const float l = std::nearbyint(m / step);
-        out[j] = (l < lo ? lo : (l > hi ? hi : l)) * step;
+        out[j] = nearestLevel(m, step, lo, hi) * step;
       }
     }
   }
