@@ -102,16 +102,4 @@ void integerLinear(const int16_t* a, int64_t batch, const int16_t* w, int64_t ou
   }
 }
 
-void integerLinearPiece(const uint8_t* sym, int64_t first, int64_t count, int32_t lo, int64_t in,
-                        const int16_t* at, int64_t batch, int32_t* s) {
-  for (int64_t i = 0; i < count; ++i) {
-    const int32_t level = int32_t{sym[i]} + lo;
-    if (level == 0) continue;
-    const int64_t pos = first + i;
-    const int16_t* xk = at + (pos % in) * batch;
-    int32_t* sm = s + (pos / in) * batch;
-    for (int64_t b = 0; b < batch; ++b) sm[b] += level * xk[b];
-  }
-}
-
 }  // namespace cdl::kernels

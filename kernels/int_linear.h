@@ -43,8 +43,20 @@ void integerLinear(const int16_t* a, int64_t batch, const int16_t* w, int64_t ou
 
 // The same sum, over a piece of the weight's symbols as a coded stream yields them: weights
 // flat index first..first+count, level = sym + lo, added into s[m * batch + b] with the input
-// transposed, at[k * batch + b].
-void integerLinearPiece(const uint8_t* sym, int64_t first, int64_t count, int32_t lo, int64_t in,
-                        const int16_t* at, int64_t batch, int32_t* s);
+// transposed, at[k * batch + b]. Sum is int32_t over int16_t levels (the integer grid) or double
+// over the fixed-point inputs of Note [Exact linear]; either way the sums are exact, so the order
+// of the pieces does not matter.
+template <typename Input, typename Sum>
+void linearPiece(const uint8_t* sym, int64_t first, int64_t count, int32_t lo, int64_t in,
+                 const Input* at, int64_t batch, Sum* s) {
+  for (int64_t i = 0; i < count; ++i) {
+    const Sum level = static_cast<Sum>(int32_t{sym[i]} + lo);
+    if (level == 0) continue;
+    const int64_t pos = first + i;
+    const Input* xk = at + (pos % in) * batch;
+    Sum* sm = s + (pos / in) * batch;
+    for (int64_t b = 0; b < batch; ++b) sm[b] += level * static_cast<Sum>(xk[b]);
+  }
+}
 
 }  // namespace cdl::kernels

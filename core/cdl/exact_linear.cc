@@ -46,19 +46,6 @@ FixedInputs toFixed(const float* x, int64_t batch, int64_t in) {
   return f;
 }
 
-// S[m][b] += level * X over a piece of the weight's symbols starting at flat index `first`.
-void accumulate(const uint8_t* sym, int64_t first, int64_t count, const IndexedWeight& w,
-                const FixedInputs& f, int64_t batch, double* s) {
-  for (int64_t i = 0; i < count; ++i) {
-    const double level = static_cast<double>(static_cast<int>(sym[i]) + w.lo);
-    if (level == 0.0) continue;
-    const int64_t pos = first + i;
-    const double* xk = f.xt.data() + (pos % w.in) * batch;
-    double* sm = s + (pos / w.in) * batch;
-    for (int64_t b = 0; b < batch; ++b) sm[b] += level * xk[b];
-  }
-}
-
 // y[b][m] = fp32(s[m * sm + b * sb] * scale) + bias[m].
 template <typename Sum>
 at::Tensor rescaled(const Sum* s, int64_t sm, int64_t sb, int64_t batch, int64_t out,
@@ -106,8 +93,8 @@ at::Tensor integerLinear(const std::vector<int16_t>& levels, int64_t batch, cons
   }
   kernels::ransDecodeChunks(w.coded.data(), w.coded.size(), w.out * w.in, 1 << w.bits,
                             [&](const uint8_t* sym, int64_t first, int64_t count) {
-                              kernels::integerLinearPiece(sym, first, count, w.lo, w.in, lt.data(),
-                                                          batch, s.data());
+                              kernels::linearPiece(sym, first, count, w.lo, w.in, lt.data(), batch,
+                                                   s.data());
                             });
   return rescaled(s.data(), batch, 1, batch, w.out, scale.data(), bias, options);
 }
@@ -130,11 +117,13 @@ at::Tensor exactLinear(const at::Tensor& x, const IndexedWeight& w, const at::Te
   const FixedInputs f = toFixed(xc.data_ptr<float>(), batch, w.in);
   std::vector<double> s(static_cast<size_t>(w.out * batch), 0.0);
   if (!w.symbols.empty() || w.out * w.in == 0) {
-    accumulate(w.symbols.data(), 0, w.out * w.in, w, f, batch, s.data());
+    kernels::linearPiece(w.symbols.data(), 0, w.out * w.in, w.lo, w.in, f.xt.data(), batch,
+                         s.data());
   } else {
     kernels::ransDecodeChunks(w.coded.data(), w.coded.size(), w.out * w.in, 1 << w.bits,
                               [&](const uint8_t* sym, int64_t first, int64_t count) {
-                                accumulate(sym, first, count, w, f, batch, s.data());
+                                kernels::linearPiece(sym, first, count, w.lo, w.in, f.xt.data(),
+                                                     batch, s.data());
                               });
   }
   std::vector<double> scale(static_cast<size_t>(batch));

@@ -56,7 +56,7 @@ TEST(IntegerLinear, PiecesOfTheWeightGiveTheSameSums) {
     std::vector<int32_t> s(static_cast<size_t>(out * batch), 0);
     for (int64_t first = 0; first < out * in; first += piece) {
       const int64_t count = std::min(piece, out * in - first);
-      integerLinearPiece(sym.data() + first, first, count, lo, in, at.data(), batch, s.data());
+      linearPiece(sym.data() + first, first, count, lo, in, at.data(), batch, s.data());
     }
     for (int64_t b = 0; b < batch; ++b) {
       for (int64_t m = 0; m < out; ++m) {
