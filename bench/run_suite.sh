@@ -12,20 +12,29 @@
 #               --config, give --no-ddp
 #   threads     at the first link only: the first compressed codec at 1 and 2 hand-set threads per
 #               rank beside the defaults (links/RATE/threads-N.json)
-# then time to accuracy (tta/): cdl-train of the config with each --tta-codec, on the emulated
-# --tta-link and on loopback with the same ranks (tta/{emulated,loopback}-K/), drawn by cdl-plot
-# (tta.png: test accuracy against wall seconds). bench/suite_report.py gathers it all into
-# summary.md, summary.json, summary.csv and speedup.png (speed-up against link rate).
+# then time to accuracy (tta/, --tta-epochs E = 3 epochs of the config's schedule): on --nodes
+# emulated nodes at each --tta-links rate, cdl-train of the config for each --tta-run NAME=SETS
+# (SETS: KEY=VALUE settings separated by ';'; by default `defaults` (the config as it is),
+# `uniform` (adaptive rates off), `adaptive-error` and `adaptive-time` (adaptive rates over qsgd
+# and PowerSGD with L-GreCo's error budget or the time budget)) and PyTorch DDP with each
+# --tta-hook (bench/ddp_baseline.py --full: none, fp16, powersgd:4; not with --no-ddp); the cdl runs
+# again on loopback with the same ranks, and the accuracy reference `fp32` (cdl-train with
+# comm.codec=none) on loopback only: cdl's arithmetic does not depend on the link
+# (tta/LINK/NAME/, tta/LINK/ddp-HOOK.json, tta/loopback/NAME/). bench/suite_report.py gathers it
+# all into summary.md, summary.json, summary.csv, speedup.png (speed-up against link rate) and
+# tta.png (test accuracy against wall seconds, a panel per link).
 #
 #   bench/run_suite.sh [--out DIR] [--nodes N] [--links 100mbit,1gbit,10gbit] [--config F]
 #                      [--min-bytes 64K] [--max-bytes 64M] [--steps 30] [--warmup 3]
-#                      [--codec SPEC]... [--tta-codec SPEC]... [--tta-link RATE]
-#                      [--tta-epochs E] [--set KEY=VALUE]... [--step-timeout S] [--no-tta]
-#                      [--no-ddp] [--no-threads]
+#                      [--codec SPEC]... [--tta-run NAME=SETS]... [--tta-hook HOOK]...
+#                      [--tta-links 100mbit,25mbit,1gbit] [--tta-epochs 3] [--tta-target 0.90]
+#                      [--set KEY=VALUE]... [--step-timeout S] [--no-tta] [--no-ddp]
+#                      [--no-threads]
 #
-# --set goes to every training (bench rows and time-to-accuracy runs); --codec replaces the
-# default rows of allreduce and train. Each step is stopped after --step-timeout seconds (default
-# 3600; 0: never), which fails the suite naming the step and its log. The build folder is
+# --set goes to every cdl training (bench rows and time-to-accuracy runs); --codec replaces the
+# default rows of allreduce and train, --tta-run and --tta-hook the default runs. --tta-target is
+# the test accuracy the report times each run to. Each step is stopped after --step-timeout
+# seconds (default 3600; 0: never), which fails the suite naming the step and its log. The build folder is
 # CDL_BUILD (default build/). Everything lands under --out (default build/bench-out/suite), which
 # must be new, empty or an earlier suite's output (it is then replaced).
 set -euo pipefail
@@ -38,9 +47,9 @@ die() {
 }
 
 out=$build/bench-out/suite nodes=4 links=100mbit,1gbit,10gbit config=$here/configs/fmnist_cnn.yaml
-minBytes=64K maxBytes=64M steps=30 warmup=3 ttaLink=100mbit ttaEpochs="" tta=1 ddp=1 threads=1
-stepTimeout=3600
-codecs=() ttaCodecs=() sets=()
+minBytes=64K maxBytes=64M steps=30 warmup=3 ttaLinks=100mbit,25mbit,1gbit ttaEpochs=3
+ttaTarget=0.90 tta=1 ddp=1 threads=1 stepTimeout=3600
+codecs=() ttaRuns=() ttaHooks=() sets=()
 while [ $# -gt 0 ]; do
   case $1 in
     --no-tta) tta=0 && shift && continue ;;
@@ -48,7 +57,7 @@ while [ $# -gt 0 ]; do
     --no-threads) threads=0 && shift && continue ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' && exit 0 ;;
     --out | --nodes | --links | --config | --min-bytes | --max-bytes | --steps | --warmup | --codec | \
-      --tta-codec | --tta-link | --tta-epochs | --set | --step-timeout)
+      --tta-run | --tta-hook | --tta-links | --tta-epochs | --tta-target | --set | --step-timeout)
       [ $# -ge 2 ] || die "$1 needs a value" ;;
     *) die "unknown argument '$1' (see $0 --help)" ;;
   esac
@@ -62,9 +71,11 @@ while [ $# -gt 0 ]; do
     --steps) steps=$2 ;;
     --warmup) warmup=$2 ;;
     --codec) codecs+=("$2") ;;
-    --tta-codec) ttaCodecs+=("$2") ;;
-    --tta-link) ttaLink=$2 ;;
+    --tta-run) ttaRuns+=("$2") ;;
+    --tta-hook) ttaHooks+=("$2") ;;
+    --tta-links) ttaLinks=$2 ;;
     --tta-epochs) ttaEpochs=$2 ;;
+    --tta-target) ttaTarget=$2 ;;
     --set) sets+=("$2") ;;
     --step-timeout) stepTimeout=$2 ;;
   esac
@@ -73,13 +84,26 @@ done
 [[ $nodes =~ ^[0-9]+$ ]] && [ "$nodes" -ge 2 ] || die "--nodes '$nodes' must be at least 2"
 [[ $steps =~ ^[0-9]+$ ]] && [ "$steps" -ge 1 ] || die "--steps '$steps' must be at least 1"
 [[ $warmup =~ ^[0-9]+$ ]] || die "--warmup '$warmup' must be a count"
-[ -z "$ttaEpochs" ] || [[ $ttaEpochs =~ ^[1-9][0-9]*$ ]] || die "--tta-epochs '$ttaEpochs' must be at least 1"
+[[ $ttaEpochs =~ ^[1-9][0-9]*$ ]] || die "--tta-epochs '$ttaEpochs' must be at least 1"
+[[ $ttaTarget =~ ^0\.[0-9]+$ ]] || die "--tta-target '$ttaTarget' must be an accuracy in (0, 1)"
 [[ $stepTimeout =~ ^[0-9]+$ ]] || die "--step-timeout '$stepTimeout' must be a count of seconds"
 [ -f "$config" ] || die "no config $config"
 [ ${#codecs[@]} -gt 0 ] || codecs=(none "qsgd:bits=8,entropy=rans" "qsgd:bits=4,entropy=rans" "powersgd:rank=4")
-[ ${#ttaCodecs[@]} -gt 0 ] || ttaCodecs=(none "qsgd:bits=4,bucket=1024,rounding=stochastic,entropy=rans")
+mixed='comm.adaptive.enabled=true;comm.adaptive.families=[qsgd,powersgd]'
+[ ${#ttaRuns[@]} -gt 0 ] || ttaRuns=(defaults= uniform=comm.adaptive.enabled=false
+  "adaptive-error=$mixed;comm.adaptive.budget=error" "adaptive-time=$mixed;comm.adaptive.budget=time")
+[ ${#ttaHooks[@]} -gt 0 ] || ttaHooks=(none fp16 powersgd:4)
+ttaNames=" "
+for r in "${ttaRuns[@]}"; do
+  [[ ${r%%=*} =~ ^[A-Za-z0-9_.-]+$ ]] && [[ $r == *=* ]] && [ "${r%%=*}" != fp32 ] ||
+    die "--tta-run '$r' must be NAME=SETS, NAME of letters, digits, '.', '_' or '-', not fp32"
+  [[ $ttaNames != *" ${r%%=*} "* ]] || die "--tta-run: two runs named '${r%%=*}'"
+  ttaNames+="${r%%=*} "
+done
 IFS=, read -r -a linkList <<<"$links"
 [ ${#linkList[@]} -ge 1 ] || die "--links is empty"
+IFS=, read -r -a ttaLinkList <<<"$ttaLinks"
+[ "$tta" -eq 0 ] || [ ${#ttaLinkList[@]} -ge 1 ] || die "--tta-links is empty"
 for tool in cdl-launch cdl-bench cdl-train cdl-plot cdl-emulate; do
   [ -x "$build/bin/$tool" ] || die "$build/bin/$tool is missing: build first (make build)"
 done
@@ -155,30 +179,41 @@ for link in "${linkList[@]}"; do
 done
 
 if [ "$tta" -eq 1 ]; then
-  dir=$out/tta ext=out
-  ttaSets=("${setArgs[@]}" --set "log.runs_dir=$dir")
-  [ -z "$ttaEpochs" ] || ttaSets+=(--set "train.epochs=$ttaEpochs")
-  runs=()
-  k=0
-  for c in "${ttaCodecs[@]}"; do
-    k=$((k + 1))
-    for where in emulated loopback; do
-      name=$where-$k
-      if [ "$where" = emulated ]; then
-        placement=(--emulate "$nodes" --bandwidth "$ttaLink")
-      else
-        placement=(-np "$nodes")
-      fi
-      step "$name" "$launch" "${placement[@]}" "$config" -- "${ttaSets[@]}" \
-        --set "comm.codec=$c" --set "name=$name"
-      runs+=("$dir/$name")
-    done
+  # ttaTrain NAME SETS PLACEMENT...: one cdl-train of the config into $dir/NAME.
+  ttaTrain() {
+    local name=$1 sets=$2 runSets=()
+    shift 2
+    IFS=';' read -r -a kv <<<"$sets"
+    for s in "${kv[@]}"; do [ -z "$s" ] || runSets+=(--set "$s"); done
+    step "$name" "$launch" "$@" "$config" -- "${setArgs[@]}" --set "log.runs_dir=$dir" \
+      --set "train.epochs=$ttaEpochs" "${runSets[@]}" --set "name=$name"
+  }
+  ext=out
+  for link in loopback "${ttaLinkList[@]}"; do
+    dir=$out/tta/$link
+    mkdir -p "$dir"
+    if [ "$link" = loopback ]; then
+      placement=(-np "$nodes")
+      ttaTrain fp32 "comm.codec=none;comm.adaptive.enabled=false" "${placement[@]}"
+    else
+      placement=(--emulate "$nodes" --bandwidth "$link")
+    fi
+    for r in "${ttaRuns[@]}"; do ttaTrain "${r%%=*}" "${r#*=}" "${placement[@]}"; done
+    if [ "$ddp" -eq 1 ] && [ "$link" != loopback ]; then
+      for h in "${ttaHooks[@]}"; do
+        name=ddp-$(tr -c 'A-Za-z0-9_.\n-' _ <<<"$h")
+        rm -f "$dir/$name.store"
+        ext=json step "$name" "$launch" "${placement[@]}" --bench \
+          -x "PYTHONPATH=$build/python" --program "$python" -- "$here/bench/ddp_baseline.py" \
+          --store "$dir/$name.store" --threads "$chosen" --hook "$h" --hook-warmup 2 --full \
+          --epochs "$ttaEpochs" --json
+      done
+    fi
   done
-  "$build/bin/cdl-plot" "${runs[@]}" -o "$out/tta.png" \
-    --title "test accuracy against wall time: $nodes nodes at $ttaLink and on loopback" ||
-    die "cdl-plot of the time-to-accuracy runs failed"
-  printf '%s\n' "${ttaCodecs[@]}" >"$dir/codecs.txt"
-  echo "$ttaLink" >"$dir/link.txt"
+  for r in "${ttaRuns[@]}"; do printf '%s\t%s\n' "${r%%=*}" "${r#*=}"; done >"$out/tta/runs.txt"
+  printf '%s\n' "${ttaLinkList[@]}" >"$out/tta/links.txt"
+  [ "$ddp" -eq 0 ] || printf '%s\n' "${ttaHooks[@]}" >"$out/tta/hooks.txt"
+  printf '%s\t%s\t%s\n' "$ttaTarget" "$ttaEpochs" "$nodes" >"$out/tta/target.txt"
 fi
 
 "$python" "$here/bench/suite_report.py" "$out" || die "the report failed"

@@ -1,20 +1,25 @@
 #!/usr/bin/env python3
-"""suite_report.py OUT: bench/run_suite.sh's records under OUT as summary.md, .json, .csv, speedup.png.
+"""suite_report.py OUT: bench/run_suite.sh's records under OUT as summary.md, .json, .csv and plots.
 
 OUT/links/RATE/ holds, per emulated link rate, allreduce.json (cdl-bench allreduce --json),
 gloo.json (bench/ddp_baseline.py --allreduce --json), train.json (cdl-bench train --json),
 ddp.json (bench/ddp_baseline.py --json; gloo.json and ddp.json when they ran) and, at
-one link, threads-N.json (cdl-bench train at N hand-set threads); OUT/tta/ holds the
-time-to-accuracy run folders emulated-K and loopback-K of the K-th codec in tta/codecs.txt, at the
-link in tta/link.txt. Any of them may be missing (the suite's --no-* flags), but a file that is
-there and cannot be read is an error naming it.
+one link, threads-N.json (cdl-bench train at N hand-set threads). OUT/tta/ holds the
+time-to-accuracy runs: target.txt (target accuracy, epochs, ranks), runs.txt (the cdl runs, NAME
+and settings a line), links.txt, hooks.txt (DDP's hooks, when they ran), the cdl run folders
+LINK/NAME/ and loopback/NAME/ (with the reference loopback/fp32/), and DDP's LINK/ddp-HOOK.json.
+Any of them may be missing (the suite's --no-* flags), but a file that is there and cannot be
+read is an error naming it.
 
 The figures: per link, at the largest allreduce size, every row's time and its speed-up over
 MPI_Allreduce and over the best fp32 allreduce of the run (MPI's, gloo's or cdl's `none`), and
-`none`'s share of the raw TCP ring's rate and its speed-up over gloo at every size; cdl's training samples/s per codec beside
-PyTorch DDP's; the defaults' samples/s against the best hand-set thread count; the wall seconds
-to each test accuracy on the emulated link against loopback. speedup.png draws the speed-ups
-against the link rate (gnuplot).
+`none`'s share of the raw TCP ring's rate and its speed-up over gloo at every size; cdl's
+training samples/s per codec beside PyTorch DDP's; the defaults' samples/s against the best
+hand-set thread count; per time-to-accuracy link, each run's seconds to the target against the
+same run on loopback and against DDP's PowerSGD hook, its seconds to the final accuracy of the run
+`uniform` (L-GreCo's measure), and its final accuracy against the fp32 reference. speedup.png
+draws the speed-ups against the link rate, tta.png the test accuracy against wall seconds
+(gnuplot).
 """
 import csv
 import io
@@ -155,33 +160,118 @@ def threads_section(link_dir, train):
             "best_over_default": hand[best_t] / default[0]["samples_per_s"]}
 
 
+def trajectory(path, what):
+    """[(wall seconds, test accuracy)] at each epoch end: a cdl run folder's metrics.jsonl or a
+    bench/ddp_baseline.py --full record."""
+    if what == "cdl":
+        p = os.path.join(path, "metrics.jsonl")
+        if not os.path.exists(p):
+            fail(f"{p}: missing (the run did not finish)")
+        try:
+            records = [json.loads(line) for line in open(p) if line.strip()]
+        except ValueError as e:
+            fail(f"{p}: {e}")
+        points = [(need(r, "wall_s", p), need(r, "test_accuracy", p))
+                  for r in records if isinstance(r, dict) and r.get("kind") == "epoch"]
+    else:
+        r = load(path)
+        if r is None:
+            fail(f"{path}: missing (the run did not finish)")
+        points = [(need(e, "wall_s", path), need(e, "test_accuracy", path))
+                  for e in need(r, "records", path)]
+    if not points:
+        fail(f"{path}: no epoch's test accuracy")
+    return points
+
+
+def time_to(points, target):
+    """The wall seconds at the first epoch end at or above target, or None."""
+    return next((w for w, acc in points if acc >= target), None)
+
+
 def tta_section(out_dir):
+    """Per link, every run's trajectory and seconds to the target, beside the same cdl run on
+    loopback and PyTorch's PowerSGD hook on the same link; the fp32 reference's final accuracy."""
     d = os.path.join(out_dir, "tta")
-    codecs_path = os.path.join(d, "codecs.txt")
-    if not os.path.exists(codecs_path):
+    target_path = os.path.join(d, "target.txt")
+    if not os.path.exists(target_path):
         return None
-    codecs = [c for c in open(codecs_path).read().splitlines() if c]
-    link = open(os.path.join(d, "link.txt")).read().strip()
-    rows = []
-    for k, codec in enumerate(codecs, 1):
-        row = {"codec": codec, "link": link}
-        for where in ("emulated", "loopback"):
-            p = os.path.join(d, f"{where}-{k}", "summary.json")
-            s = load(p)
-            if s is None:
-                fail(f"{p}: missing (the run did not finish)")
-            row[where] = {"wall_s": need(s, "wall_seconds", p),
-                          "test_accuracy": need(s, "test_accuracy", p),
-                          "time_to_accuracy": need(s, "time_to_accuracy", p)}
-        reached = [t for t in row["emulated"]["time_to_accuracy"]
-                   if t in row["loopback"]["time_to_accuracy"]]
-        if reached:
-            top = max(reached, key=float)
-            row["highest_common"] = top
-            row["emulated_over_loopback"] = (row["emulated"]["time_to_accuracy"][top]
-                                             / row["loopback"]["time_to_accuracy"][top])
-        rows.append(row)
-    return rows
+    target, epochs, nodes = open(target_path).read().split()
+    target = float(target)
+    runs = [line.split("\t")[0] for line in open(os.path.join(d, "runs.txt")).read().splitlines()]
+    hooks_path = os.path.join(d, "hooks.txt")
+    hooks = open(hooks_path).read().split() if os.path.exists(hooks_path) else []
+    links = open(os.path.join(d, "links.txt")).read().split()
+    loop = {n: trajectory(os.path.join(d, "loopback", n), "cdl") for n in ["fp32"] + runs}
+    reference = loop["fp32"][-1][1]
+    section = {"target": target, "epochs": int(epochs), "nodes": int(nodes),
+               "fp32_accuracy": reference, "links": []}
+    for link in ["loopback"] + links:
+        rows = [{"name": n, "kind": "cdl",
+                 "points": loop[n] if link == "loopback" else
+                 trajectory(os.path.join(d, link, n), "cdl")} for n in runs]
+        if link != "loopback":
+            rows += [{"name": f"DDP {h}", "kind": "ddp", "hook": h,
+                      "points": trajectory(os.path.join(
+                          d, link, "ddp-" + re.sub(r"[^A-Za-z0-9_.-]", "_", h) + ".json"), "ddp")}
+                     for h in hooks]
+        psgd = [time_to(r["points"], target) for r in rows
+                if r.get("hook", "").startswith("powersgd:")]
+        for r in rows:
+            r["seconds"] = time_to(r["points"], target)
+            r["final_accuracy"] = r["points"][-1][1]
+            r["vs_fp32_pt"] = 100 * (r["final_accuracy"] - reference)
+            base = time_to(loop[r["name"]], target) if r["kind"] == "cdl" else None
+            if link != "loopback" and r["seconds"] and base:
+                r["over_loopback"] = r["seconds"] / base
+            if psgd and psgd[0] and r["seconds"] and not r.get("hook", "").startswith("powersgd:"):
+                r["powersgd_over"] = psgd[0] / r["seconds"]
+        uniform = [r["final_accuracy"] for r in rows if r["name"] == "uniform"]
+        entry = {"link": link, "rows": rows}
+        if uniform:  # L-GreCo's measure: how much sooner a run reaches uniform's final accuracy
+            entry["uniform_final"] = uniform[0]
+            base = time_to([r for r in rows if r["name"] == "uniform"][0]["points"], uniform[0])
+            for r in rows:
+                r["seconds_to_uniform_final"] = time_to(r["points"], uniform[0])
+                if r["seconds_to_uniform_final"]:
+                    r["uniform_over"] = base / r["seconds_to_uniform_final"]
+        section["links"].append(entry)
+    return section
+
+
+def gnuplot_tta(out_dir, tta):
+    """tta.png: test accuracy against wall seconds, a panel per link, a line per run."""
+    data = os.path.join(out_dir, "tta.dat")
+    panels = []
+    with open(data, "w") as f:
+        index = 0
+        for l in tta["links"]:
+            items = []
+            for r in l["rows"]:
+                f.write(f"# {l['link']}: {r['name']}\n")
+                f.writelines(f"{w} {100 * acc}\n" for w, acc in r["points"])
+                f.write("\n\n")
+                style = "dashtype 2" if r["kind"] == "ddp" else "dashtype 1"
+                items.append(f"'{data}' index {index} with linespoints {style} title '{r['name']}'")
+                index += 1
+            panels.append((l["link"], items))
+    png = os.path.join(out_dir, "tta.png")
+    cols = min(2, len(panels))
+    rows = (len(panels) + cols - 1) // cols
+    script = [f"set terminal pngcairo size {700 * cols},{480 * rows} noenhanced",
+              f"set output '{png}.tmp'", f"set multiplot layout {rows},{cols}", "set grid",
+              "set xlabel 'wall seconds'", "set ylabel 'test accuracy (%)'", "set key right bottom"]
+    for link, items in panels:
+        script += [f"set title '{link}: {tta['nodes']} nodes, {tta['epochs']} epochs'",
+                   "plot " + ", ".join(items)]
+    script += ["unset multiplot", ""]
+    try:
+        subprocess.run(["gnuplot"], input="\n".join(script), text=True, check=True,
+                       capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        fail(f"gnuplot failed on {png}: {getattr(e, 'stderr', '') or e}")
+    os.replace(png + ".tmp", png)
+    return png
 
 
 def gnuplot_speedups(out_dir, links):
@@ -292,21 +382,30 @@ def markdown(summary):
             md += [f"Threads ({short(th['codec'])}): default {th['default_threads']} "
                    f"{th['default_samples_per_s']:.0f} samples/s; hand-set {hand}; the best "
                    f"hand-set count is {th['best_over_default']:.2f}x the default.", ""]
-    if summary.get("tta"):
+    t = summary.get("tta")
+    if t:
+        pct = f"{100 * t['target']:g}%"
         md += ["## Time to accuracy", "",
-               "| codec | link | to | emulated s | loopback s | ratio | final acc (emu / loop) |",
-               "|---|---|---|---|---|---|---|"]
-        for r in summary["tta"]:
-            e, lo = r["emulated"], r["loopback"]
-            top = r.get("highest_common")
-            if top:
-                md.append(f"| {short(r['codec'])} | {r['link']} | {top} | "
-                          f"{e['time_to_accuracy'][top]:.1f} | {lo['time_to_accuracy'][top]:.1f} | "
-                          f"{r['emulated_over_loopback']:.2f} | {e['test_accuracy']:.4f} / "
-                          f"{lo['test_accuracy']:.4f} |")
-            else:
-                md.append(f"| {short(r['codec'])} | {r['link']} | none reached | | | | "
-                          f"{e['test_accuracy']:.4f} / {lo['test_accuracy']:.4f} |")
+               f"{t['nodes']} ranks, {t['epochs']} epochs; the fp32 reference (cdl-train, "
+               f"`none`, loopback) ends at {100 * t['fp32_accuracy']:.2f}%. A run's time to "
+               f"{pct} is the end of the first epoch at or above it; \"x loopback\" is the same "
+               "run's on loopback, \"PowerSGD / run\" the DDP PowerSGD hook's time over the run's; "
+               "\"to uniform's final\" is the time to the final accuracy of the run `uniform` on "
+               "the same link, and \"uniform / run\" uniform's time to it over the run's.",
+               "", f"| link | run | to {pct} (s) | x loopback | PowerSGD / run | final accuracy "
+               "| vs fp32 (pt) | to uniform's final (s) | uniform / run |",
+               "|---|---|---|---|---|---|---|---|---|"]
+        for l in t["links"]:
+            for r in l["rows"]:
+                sec = f"{r['seconds']:.1f}" if r["seconds"] else "not reached"
+                lo = f"{r['over_loopback']:.2f}x" if "over_loopback" in r else ""
+                ps = f"{r['powersgd_over']:.2f}x" if "powersgd_over" in r else ""
+                to_u = r.get("seconds_to_uniform_final")
+                uf = (f"{to_u:.1f}" if to_u else "not reached") if "uniform_final" in l else ""
+                uo = f"{r['uniform_over']:.2f}x" if "uniform_over" in r else ""
+                md.append(f"| {l['link']} | {r['name']} | {sec} | {lo} | {ps} | "
+                          f"{100 * r['final_accuracy']:.2f}% | {r['vs_fp32_pt']:+.2f} | {uf} "
+                          f"| {uo} |")
         md += ["", "![test accuracy against wall time](tta.png)", ""]
     md += ["![speed-up against link rate](speedup.png)", ""]
     return "\n".join(md)
@@ -325,10 +424,15 @@ def csv_rows(summary):
         if "ddp" in t:
             rows.append(("train", l["link"], "pytorch_ddp_gloo", "samples_per_s",
                          t["ddp"]["samples_per_s"]))
-    for r in summary.get("tta") or []:
-        for where in ("emulated", "loopback"):
-            for acc, s in r[where]["time_to_accuracy"].items():
-                rows.append((f"tta_{where}", r["link"], r["codec"], f"seconds_to_{acc}", s))
+    for l in (summary.get("tta") or {}).get("links", []):
+        for r in l["rows"]:
+            if r["seconds"]:
+                rows.append(("tta", l["link"], r["name"], f"seconds_to_{summary['tta']['target']}",
+                             r["seconds"]))
+            rows.append(("tta", l["link"], r["name"], "final_accuracy", r["final_accuracy"]))
+            if r.get("seconds_to_uniform_final"):
+                rows.append(("tta", l["link"], r["name"], "seconds_to_uniform_final",
+                             r["seconds_to_uniform_final"]))
     return rows
 
 
@@ -354,6 +458,8 @@ def main():
         fail(f"{links_dir}: no link folders")
     summary = {"links": links, "tta": tta_section(out)}
     gnuplot_speedups(out, links)
+    if summary["tta"]:
+        gnuplot_tta(out, summary["tta"])
     write_atomically(os.path.join(out, "summary.json"), json.dumps(summary, indent=2) + "\n")
     text = io.StringIO()
     w = csv.writer(text, lineterminator="\n")

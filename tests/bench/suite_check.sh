@@ -2,11 +2,12 @@
 # bench/run_suite.sh end to end on a small job: suite_check.sh SUITE BUILD CONFIG (root: skips
 # with 77 where network namespaces cannot be made).
 # 2 emulated nodes at 1gbit and 100mbit, a 256 KiB allreduce, 2 training steps of a synthetic
-# set, one epoch of time to accuracy: summary.md has a section per link (slowest first) with the
-# allreduce table (MPI_Allreduce, the raw TCP ring, gloo's allreduce on the torch of cdl's venv,
-# every codec), the training table (with PyTorch DDP's row)
-# and the thread sweep at the first link, and the time-to-accuracy table; summary.json and
-# summary.csv say the same; speedup.png and tta.png are PNGs. An --out that holds anything else
+# set, one epoch of time to accuracy at 100mbit (cdl uniform and adaptive with the time budget, and
+# DDP's PowerSGD hook): summary.md has a section per link (slowest first) with the allreduce table
+# (MPI_Allreduce, the raw TCP ring, gloo's allreduce on the torch of cdl's venv, every codec), the
+# training table (with PyTorch DDP's row) and the thread sweep at the first link, and the
+# time-to-accuracy table (each run on loopback and at the link, the fp32 reference); summary.json
+# and summary.csv say the same; speedup.png and tta.png are PNGs. An --out that holds anything else
 # is refused and left as it was, as are bad arguments; the report names a record file that does
 # not parse. The suite's progress (each step and its seconds) goes to stderr, and a step that
 # hangs ends the suite after 300 s naming it.
@@ -33,11 +34,27 @@ if CDL_BUILD=$build "$suite" --step-timeout 1s 2>"$tmp/bad.err"; then fail "--st
 grep -q -- "--step-timeout '1s' must be a count of seconds" "$tmp/bad.err" ||
   fail "--step-timeout 1s says $(cat "$tmp/bad.err")"
 
+if CDL_BUILD=$build "$suite" --tta-run fp32=comm.codec=none 2>"$tmp/bad.err"; then
+  fail "--tta-run fp32=... was taken"
+fi
+grep -q -- "--tta-run 'fp32=comm.codec=none' must be NAME=SETS" "$tmp/bad.err" ||
+  fail "--tta-run fp32=... says $(cat "$tmp/bad.err")"
+if CDL_BUILD=$build "$suite" --tta-run a=x --tta-run a=y 2>"$tmp/bad.err"; then
+  fail "two runs named a were taken"
+fi
+grep -q -- "--tta-run: two runs named 'a'" "$tmp/bad.err" ||
+  fail "two runs named a say $(cat "$tmp/bad.err")"
+if CDL_BUILD=$build "$suite" --tta-target 90 2>"$tmp/bad.err"; then fail "--tta-target 90 was taken"; fi
+grep -q -- "--tta-target '90' must be an accuracy in (0, 1)" "$tmp/bad.err" ||
+  fail "--tta-target 90 says $(cat "$tmp/bad.err")"
+
 out=$tmp/suite
 CDL_BUILD=$build "$suite" --out "$out" --nodes 2 --links 1gbit,100mbit --config "$config" \
   --min-bytes 64K --max-bytes 256K --steps 2 --warmup 1 --codec none \
   --codec qsgd:bits=4,entropy=rans --set data.dataset=synthetic --set data.synthetic_train=512 \
-  --tta-epochs 1 --step-timeout 300 >"$tmp/suite.out" ||
+  --tta-epochs 1 --tta-links 100mbit --tta-run uniform=comm.adaptive.enabled=false \
+  --tta-run 'adaptive=comm.adaptive.enabled=true;comm.adaptive.warmup_steps=2;comm.adaptive.budget=time' \
+  --tta-hook powersgd:4 --tta-target 0.5 --step-timeout 300 >"$tmp/suite.out" ||
   fail "the suite failed (its progress and errors are above)"
 ddp=0
 python=$("$(dirname "$suite")/../scripts/torch-venv.sh")/bin/python
@@ -72,12 +89,24 @@ for l in s["links"]:
 assert "threads" in s["links"][1] and "threads" not in s["links"][0], "the sweep is at the first link (1gbit) only"
 th = s["links"][1]["threads"]
 assert sorted(th["hand_set"]) == ["1", "2"] and th["best_over_default"] > 0, th
-assert [r["codec"] for r in s["tta"]] == [
-    "none", "qsgd:bits=4,bucket=1024,rounding=stochastic,entropy=rans"], s["tta"]
-for r in s["tta"]:
-    assert r["link"] == "100mbit", r
-    for where in ("emulated", "loopback"):
-        assert r[where]["wall_s"] > 0 and 0 <= r[where]["test_accuracy"] <= 1, r
+t = s["tta"]
+assert t["target"] == 0.5 and t["epochs"] == 1 and t["nodes"] == 2, t
+assert 0 <= t["fp32_accuracy"] <= 1, t
+assert [l["link"] for l in t["links"]] == ["loopback", "100mbit"], t["links"]
+names = [[r["name"] for r in l["rows"]] for l in t["links"]]
+hook = ["DDP powersgd:4"] if ddp else []
+assert names == [["uniform", "adaptive"], ["uniform", "adaptive"] + hook], names
+for l in t["links"]:
+    for r in l["rows"]:
+        assert len(r["points"]) == 1 and r["points"][0][0] > 0, r
+        assert r["final_accuracy"] == r["points"][-1][1], r
+        assert abs(r["vs_fp32_pt"] - 100 * (r["final_accuracy"] - t["fp32_accuracy"])) < 1e-9, r
+        if r["seconds"] is not None:
+            assert r["final_accuracy"] >= 0.5 and r["seconds"] == r["points"][0][0], r
+    assert l["uniform_final"] == l["rows"][0]["final_accuracy"], l
+    assert l["rows"][0]["uniform_over"] == 1.0, l
+plans = [json.loads(x) for x in open(f"{out}/tta/100mbit/adaptive/metrics.jsonl") if '"kind":"plan"' in x]
+assert plans and all(p["budget_kind"] == "time" for p in plans), plans
 md = open(f"{out}/summary.md").read()
 for text in ("## 100mbit per link (2 emulated nodes)", "## 1gbit per link (2 emulated nodes)",
              "| tcp_ring_raw |", "| none |", "## Time to accuracy", "Threads (qsgd:bits=4,entropy=rans)"):
@@ -88,8 +117,7 @@ assert md.index("## 100mbit") < md.index("## 1gbit")
 rows = list(csv.reader(open(f"{out}/summary.csv")))
 assert rows[0] == ["section", "link", "codec", "metric", "value"], rows[0]
 assert any(r[:4] == ["allreduce", "1gbit", "tcp_ring_raw", "time_ms"] for r in rows), rows
-assert any(r[0] == "tta_loopback" for r in rows) or not any(
-    r["loopback"]["time_to_accuracy"] for r in s["tta"]), rows
+assert any(r[:4] == ["tta", "100mbit", "uniform", "final_accuracy"] for r in rows), rows
 PY
 is_png "$out/speedup.png" || fail "speedup.png is not a PNG"
 is_png "$out/tta.png" || fail "tta.png is not a PNG"
