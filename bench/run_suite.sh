@@ -188,6 +188,7 @@ if [ "$tta" -eq 1 ]; then
     step "$name" "$launch" "$@" "$config" -- "${setArgs[@]}" --set "log.runs_dir=$dir" \
       --set "train.epochs=$ttaEpochs" "${runSets[@]}" --set "name=$name"
   }
+  hookRun() { echo "ddp-$(tr -c 'A-Za-z0-9_.\n-' _ <<<"$1")"; }  # DDP's run of hook $1
   ext=out
   for link in loopback "${ttaLinkList[@]}"; do
     dir=$out/tta/$link
@@ -201,7 +202,7 @@ if [ "$tta" -eq 1 ]; then
     for r in "${ttaRuns[@]}"; do ttaTrain "${r%%=*}" "${r#*=}" "${placement[@]}"; done
     if [ "$ddp" -eq 1 ] && [ "$link" != loopback ]; then
       for h in "${ttaHooks[@]}"; do
-        name=ddp-$(tr -c 'A-Za-z0-9_.\n-' _ <<<"$h")
+        name=$(hookRun "$h")
         rm -f "$dir/$name.store"
         ext=json step "$name" "$launch" "${placement[@]}" --bench \
           -x "PYTHONPATH=$build/python" --program "$python" -- "$here/bench/ddp_baseline.py" \
@@ -212,7 +213,9 @@ if [ "$tta" -eq 1 ]; then
   done
   for r in "${ttaRuns[@]}"; do printf '%s\t%s\n' "${r%%=*}" "${r#*=}"; done >"$out/tta/runs.txt"
   printf '%s\n' "${ttaLinkList[@]}" >"$out/tta/links.txt"
-  [ "$ddp" -eq 0 ] || printf '%s\n' "${ttaHooks[@]}" >"$out/tta/hooks.txt"
+  if [ "$ddp" -eq 1 ]; then
+    for h in "${ttaHooks[@]}"; do printf '%s\t%s\n' "$(hookRun "$h")" "$h"; done >"$out/tta/hooks.txt"
+  fi
   printf '%s\t%s\t%s\n' "$ttaTarget" "$ttaEpochs" "$nodes" >"$out/tta/target.txt"
 fi
 

@@ -6,7 +6,8 @@ gloo.json (bench/ddp_baseline.py --allreduce --json), train.json (cdl-bench trai
 ddp.json (bench/ddp_baseline.py --json; gloo.json and ddp.json when they ran) and, at
 one link, threads-N.json (cdl-bench train at N hand-set threads). OUT/tta/ holds the
 time-to-accuracy runs: target.txt (target accuracy, epochs, ranks), runs.txt (the cdl runs, NAME
-and settings a line), links.txt, hooks.txt (DDP's hooks, when they ran), the cdl run folders
+and settings a line), links.txt, hooks.txt (DDP's runs, NAME and hook a line, when they ran), the
+cdl run folders
 LINK/NAME/ and loopback/NAME/ (with the reference loopback/fp32/), and DDP's LINK/ddp-HOOK.json.
 Any of them may be missing (the suite's --no-* flags), but a file that is there and cannot be
 read is an error naming it.
@@ -160,6 +161,16 @@ def threads_section(link_dir, train):
             "best_over_default": hand[best_t] / default[0]["samples_per_s"]}
 
 
+def gnuplot(script, png):
+    """Runs a gnuplot script that writes png + ".tmp", then puts the plot in place."""
+    try:
+        subprocess.run(["gnuplot"], input=script, text=True, check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        fail(f"gnuplot failed on {png}: {getattr(e, 'stderr', '') or e}")
+    os.replace(png + ".tmp", png)
+    return png
+
+
 def trajectory(path, what):
     """[(wall seconds, test accuracy)] at each epoch end: a cdl run folder's metrics.jsonl or a
     bench/ddp_baseline.py --full record."""
@@ -200,7 +211,8 @@ def tta_section(out_dir):
     target = float(target)
     runs = [line.split("\t")[0] for line in open(os.path.join(d, "runs.txt")).read().splitlines()]
     hooks_path = os.path.join(d, "hooks.txt")
-    hooks = open(hooks_path).read().split() if os.path.exists(hooks_path) else []
+    hooks = [line.split("\t") for line in open(hooks_path).read().splitlines()] \
+        if os.path.exists(hooks_path) else []
     links = open(os.path.join(d, "links.txt")).read().split()
     loop = {n: trajectory(os.path.join(d, "loopback", n), "cdl") for n in ["fp32"] + runs}
     reference = loop["fp32"][-1][1]
@@ -212,9 +224,8 @@ def tta_section(out_dir):
                  trajectory(os.path.join(d, link, n), "cdl")} for n in runs]
         if link != "loopback":
             rows += [{"name": f"DDP {h}", "kind": "ddp", "hook": h,
-                      "points": trajectory(os.path.join(
-                          d, link, "ddp-" + re.sub(r"[^A-Za-z0-9_.-]", "_", h) + ".json"), "ddp")}
-                     for h in hooks]
+                      "points": trajectory(os.path.join(d, link, name + ".json"), "ddp")}
+                     for name, h in hooks]
         psgd = [time_to(r["points"], target) for r in rows
                 if r.get("hook", "").startswith("powersgd:")]
         for r in rows:
@@ -265,13 +276,7 @@ def gnuplot_tta(out_dir, tta):
         script += [f"set title '{link}: {tta['nodes']} nodes, {tta['epochs']} epochs'",
                    "plot " + ", ".join(items)]
     script += ["unset multiplot", ""]
-    try:
-        subprocess.run(["gnuplot"], input="\n".join(script), text=True, check=True,
-                       capture_output=True)
-    except (OSError, subprocess.CalledProcessError) as e:
-        fail(f"gnuplot failed on {png}: {getattr(e, 'stderr', '') or e}")
-    os.replace(png + ".tmp", png)
-    return png
+    return gnuplot("\n".join(script), png)
 
 
 def gnuplot_speedups(out_dir, links):
@@ -326,12 +331,7 @@ def gnuplot_speedups(out_dir, links):
         "set ylabel 'x'", plot_cmd("allreduce"),
         "set title 'training samples/s over cdl fp32 (none)'", plot_cmd("train"),
         "unset multiplot", ""])
-    try:
-        subprocess.run(["gnuplot"], input=script, text=True, check=True, capture_output=True)
-    except (OSError, subprocess.CalledProcessError) as e:
-        fail(f"gnuplot failed on {png}: {getattr(e, 'stderr', '') or e}")
-    os.replace(png + ".tmp", png)
-    return png
+    return gnuplot(script, png)
 
 
 def write_atomically(path, text):
