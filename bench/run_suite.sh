@@ -34,9 +34,10 @@
 # --set goes to every cdl training (bench rows and time-to-accuracy runs); --codec replaces the
 # default rows of allreduce and train, --tta-run and --tta-hook the default runs. --tta-target is
 # the test accuracy the report times each run to. Each step is stopped after --step-timeout
-# seconds (default 3600; 0: never), which fails the suite naming the step and its log. The build folder is
-# CDL_BUILD (default build/). Everything lands under --out (default build/bench-out/suite), which
-# must be new, empty or an earlier suite's output (it is then replaced).
+# seconds (default 3600; 0: never), which fails the suite naming the step and its log. The build
+# folder is CDL_BUILD (default build/). Everything lands under --out (default
+# build/bench-out/suite), which must be new, empty or an earlier suite's output (it is then
+# replaced).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${CDL_BUILD:-$here/build}
@@ -104,7 +105,7 @@ IFS=, read -r -a linkList <<<"$links"
 [ ${#linkList[@]} -ge 1 ] || die "--links is empty"
 IFS=, read -r -a ttaLinkList <<<"$ttaLinks"
 [ "$tta" -eq 0 ] || [ ${#ttaLinkList[@]} -ge 1 ] || die "--tta-links is empty"
-for tool in cdl-launch cdl-bench cdl-train cdl-plot cdl-emulate; do
+for tool in cdl-launch cdl-bench cdl-train cdl-emulate; do
   [ -x "$build/bin/$tool" ] || die "$build/bin/$tool is missing: build first (make build)"
 done
 [ "$(id -u)" -eq 0 ] || die "the emulated links need root (network namespaces and tc)"
@@ -181,7 +182,7 @@ done
 if [ "$tta" -eq 1 ]; then
   # ttaTrain NAME SETS PLACEMENT...: one cdl-train of the config into $dir/NAME.
   ttaTrain() {
-    local name=$1 sets=$2 runSets=()
+    local name=$1 sets=$2 runSets=() kv s
     shift 2
     IFS=';' read -r -a kv <<<"$sets"
     for s in "${kv[@]}"; do [ -z "$s" ] || runSets+=(--set "$s"); done
