@@ -86,7 +86,7 @@ expect_error "device-pack.sh --limit-mib 0" "--limit-mib needs a positive whole 
 expect_error "device-pack.sh with an unknown option" "unknown option '--fast'" "$pack" --fast
 expect_error "device-pack.sh --debs of an empty folder" "no .deb file in $tmp/empty" \
   sh -c 'mkdir -p "$1" && "$2" --debs "$1" "$3"' sh "$tmp/empty" "$pack" "$tmp/pack3"
-"$pack" --list | grep -qx libspdlog-dev || fail "device-pack.sh --list does not list libspdlog-dev"
+"$pack" --list | grep -x libspdlog-dev >/dev/null || fail "device-pack.sh --list does not list libspdlog-dev"
 
 check=$src/scripts/device-check.sh
 expect_error "device-check.sh without OUTDIR" "usage: device-check.sh [options] OUTDIR" "$check"

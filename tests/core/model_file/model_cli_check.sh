@@ -32,11 +32,11 @@ got=$("$model" eval "$tmp/canonical.cdlm" --json | field test_accuracy)
   fail "canonical order did not shrink the file"
 size=$("$model" inspect "$tmp/cdl.cdlm" --json | field file_bytes)
 [ "$size" = "$(stat -c %s "$tmp/cdl.cdlm")" ] || fail "inspect says $size bytes"
-"$model" inspect "$tmp/canonical.cdlm" | grep -q "row-multiset" || fail "inspect shows no row multiset"
+"$model" inspect "$tmp/canonical.cdlm" | grep "row-multiset" >/dev/null || fail "inspect shows no row multiset"
 
 "$model" export "$tmp/plain" -o "$tmp/fp32.cdlm" 2>"$tmp/err" || fail "fp32 export: $(cat "$tmp/err")"
 grep -q "fp32 weights" "$tmp/err" || fail "the fp32 export does not say so: $(cat "$tmp/err")"
-"$model" inspect "$tmp/fp32.cdlm" --json | grep -q '"quantized_weights": *0' ||
+"$model" inspect "$tmp/fp32.cdlm" --json | grep '"quantized_weights": *0' >/dev/null ||
   fail "the fp32 file holds quantized weights"
 if "$model" export "$tmp/plain" -o "$tmp/plain.cdlm" --first-last-bits 8 2>"$tmp/err"; then
   fail "--first-last-bits without --bits was taken"
