@@ -7,8 +7,8 @@ ddp.json (bench/ddp_baseline.py --json; gloo.json and ddp.json when they ran) an
 one link, threads-N.json (cdl-bench train at N hand-set threads). OUT/tta/ holds the
 time-to-accuracy runs: target.txt (target accuracy, epochs, ranks), runs.txt (the cdl runs, NAME
 and settings a line), links.txt, hooks.txt (DDP's runs, NAME and hook a line, when they ran), the
-cdl run folders
-LINK/NAME/ and loopback/NAME/ (with the reference loopback/fp32/), and DDP's LINK/ddp-HOOK.json.
+cdl run folders LINK/NAME/ and loopback/NAME/ (with the reference loopback/fp32/), and DDP's
+LINK/ddp-HOOK.json.
 Any of them may be missing (the suite's --no-* flags), but a file that is there and cannot be
 read is an error naming it.
 
@@ -226,24 +226,24 @@ def tta_section(out_dir):
             rows += [{"name": f"DDP {h}", "kind": "ddp", "hook": h,
                       "points": trajectory(os.path.join(d, link, name + ".json"), "ddp")}
                      for name, h in hooks]
-        psgd = [time_to(r["points"], target) for r in rows
-                if r.get("hook", "").startswith("powersgd:")]
         for r in rows:
             r["seconds"] = time_to(r["points"], target)
             r["final_accuracy"] = r["points"][-1][1]
             r["vs_fp32_pt"] = 100 * (r["final_accuracy"] - reference)
+        psgd = next((r for r in rows if r.get("hook", "").startswith("powersgd:")), None)
+        uniform = next((r for r in rows if r["name"] == "uniform"), None)
+        for r in rows:
             base = time_to(loop[r["name"]], target) if r["kind"] == "cdl" else None
             if link != "loopback" and r["seconds"] and base:
                 r["over_loopback"] = r["seconds"] / base
-            if psgd and psgd[0] and r["seconds"] and not r.get("hook", "").startswith("powersgd:"):
-                r["powersgd_over"] = psgd[0] / r["seconds"]
-        uniform = [r["final_accuracy"] for r in rows if r["name"] == "uniform"]
+            if psgd and psgd["seconds"] and r["seconds"] and r is not psgd:
+                r["powersgd_over"] = psgd["seconds"] / r["seconds"]
         entry = {"link": link, "rows": rows}
         if uniform:  # L-GreCo's measure: how much sooner a run reaches uniform's final accuracy
-            entry["uniform_final"] = uniform[0]
-            base = time_to([r for r in rows if r["name"] == "uniform"][0]["points"], uniform[0])
+            entry["uniform_final"] = uniform["final_accuracy"]
+            base = time_to(uniform["points"], uniform["final_accuracy"])
             for r in rows:
-                r["seconds_to_uniform_final"] = time_to(r["points"], uniform[0])
+                r["seconds_to_uniform_final"] = time_to(r["points"], uniform["final_accuracy"])
                 if r["seconds_to_uniform_final"]:
                     r["uniform_over"] = base / r["seconds_to_uniform_final"]
         section["links"].append(entry)
